@@ -1,0 +1,44 @@
+# The two README commands: `make run` and `make test`. Everything else is for developers.
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint typecheck venv test-deps clean torture
+
+$(STAMP): pyproject.toml
+	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"' \
+		|| { echo "error: Python 3.11 or newer is required" >&2; exit 1; }
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## Run the switch on its embedded defaults (SQLite under ./data, memory state, demo tenant).
+run: $(STAMP)
+	$(VENV)/bin/softswitch serve --seed deploy/demo-seed.toml --data ./data
+
+## Install test peers (SIPp, baresip) and start PostgreSQL/Redis when missing, then run every test.
+test: $(STAMP) test-deps
+	$(VENV)/bin/pytest
+
+test-deps:
+	@scripts/ensure-test-deps.sh
+
+## Benchmark: stepped call rates through the switch and through Kamailio (reference).
+bench: $(STAMP) test-deps
+	@scripts/ensure-test-deps.sh --bench
+	$(VPY) -m tests.bench.run
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy switch/sip routing
+
+torture: $(STAMP)
+	@scripts/torture.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Make sure the real peers and servers the tests talk to are present. Fails loudly.
+#   SIPp (Debian: sip-tester), baresip, openssl; PostgreSQL on 127.0.0.1:5432; Redis on 127.0.0.1:6379.
+#   --bench also installs Kamailio (the reference proxy for `make bench`).
+set -euo pipefail
+
+need_pkgs=()
+command -v sipp >/dev/null 2>&1 || need_pkgs+=(sip-tester)
+command -v baresip >/dev/null 2>&1 || need_pkgs+=(baresip)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+if [[ "${1:-}" == "--bench" ]]; then
+  command -v kamailio >/dev/null 2>&1 || need_pkgs+=(kamailio)
+fi
+
+if ((${#need_pkgs[@]})); then
+  echo "installing Debian packages: ${need_pkgs[*]}"
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq || { echo "error: apt-get update failed" >&2; exit 1; }
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null \
+    || { echo "error: cannot install ${need_pkgs[*]}" >&2; exit 1; }
+fi
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  for _ in $(seq 1 50); do port_open "$1" && return 0; sleep 0.2; done
+  return 1
+}
+
+if ! port_open 5432; then
+  echo "starting PostgreSQL"
+  if command -v pg_ctlcluster >/dev/null 2>&1 && ls /etc/postgresql >/dev/null 2>&1; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+  wait_port 5432 || { echo "error: PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
+fi
+
+if ! port_open 6379; then
+  echo "starting Redis"
+  command -v redis-server >/dev/null 2>&1 || { echo "error: redis-server is not installed" >&2; exit 1; }
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_port 6379 || { echo "error: Redis is not reachable on 127.0.0.1:6379" >&2; exit 1; }
+fi
