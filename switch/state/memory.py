@@ -1,0 +1,138 @@
+"""In-memory StateBackend for a single node (the embedded default).
+
+Every operation is O(1) except `expire`, which pops a min-heap of deadlines (O(log n) per
+expired entry, amortised; stale heap entries for refreshed bindings are skipped by comparing
+the stored deadline). Channel leases of one tenant are swept when that tenant is asked
+about: a tenant holds at most `limit` live leases (its number of IDs), so the sweep is small.
+
+Nothing here awaits anything; the methods are coroutines only to satisfy the Protocol.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+from .base import Binding
+
+__all__ = ["MemoryState"]
+
+
+@dataclass(slots=True)
+class _Lock:
+    owner: str
+    until: float
+
+
+class MemoryState:
+    """StateBackend in process memory. See switch/state/base.py for the semantics."""
+
+    def __init__(self) -> None:
+        # device_id -> contact -> Binding (dicts keep insertion = registration order)
+        self._bindings: dict[str, dict[str, Binding]] = {}
+        self._count = 0
+        self._heap: list[tuple[float, str, str]] = []  # (expires_at, device_id, contact)
+        self._locks: dict[str, _Lock] = {}
+        self._leases: dict[str, dict[str, float]] = {}  # tenant -> call_id -> deadline
+
+    # ------------------------------------------------------------------ registrations
+    async def bindings(self, device_id: str, now: float) -> list[Binding]:
+        found = self._bindings.get(device_id)
+        if not found:
+            return []
+        return [b for b in found.values() if b.expires_at > now]
+
+    async def put_binding(self, binding: Binding) -> None:
+        per_device = self._bindings.setdefault(binding.device_id, {})
+        if binding.contact not in per_device:
+            self._count += 1
+        per_device[binding.contact] = binding
+        heapq.heappush(self._heap, (binding.expires_at, binding.device_id, binding.contact))
+
+    async def remove_binding(self, device_id: str, contact: str) -> bool:
+        per_device = self._bindings.get(device_id)
+        if per_device is None or per_device.pop(contact, None) is None:
+            return False
+        self._count -= 1
+        if not per_device:
+            del self._bindings[device_id]
+        return True
+
+    async def remove_all(self, device_id: str) -> int:
+        per_device = self._bindings.pop(device_id, None)
+        dropped = len(per_device) if per_device else 0
+        self._count -= dropped
+        return dropped
+
+    async def expire(self, now: float) -> int:
+        dropped = 0
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, device_id, contact = heapq.heappop(heap)
+            current = self._bindings.get(device_id, {}).get(contact)
+            # A refreshed binding has a later deadline and its own heap entry: skip this one.
+            if current is not None and current.expires_at == deadline:
+                await self.remove_binding(device_id, contact)
+                dropped += 1
+        for device_id in [d for d, lock in self._locks.items() if lock.until <= now]:
+            del self._locks[device_id]
+        return dropped
+
+    async def count(self) -> int:
+        return self._count
+
+    # ------------------------------------------------------------------ one device per ID
+    async def claim_device(self, device_id: str, owner: str, until: float, now: float) -> bool:
+        lock = self._locks.get(device_id)
+        if lock is not None and lock.until > now and lock.owner != owner:
+            return False
+        self._locks[device_id] = _Lock(owner, until)
+        return True
+
+    async def device_owner(self, device_id: str, now: float) -> str | None:
+        lock = self._locks.get(device_id)
+        return lock.owner if lock is not None and lock.until > now else None
+
+    async def unclaim_device(self, device_id: str, owner: str) -> bool:
+        lock = self._locks.get(device_id)
+        if lock is None or lock.owner != owner:
+            return False
+        del self._locks[device_id]
+        return True
+
+    async def release_device(self, device_id: str) -> int:
+        self._locks.pop(device_id, None)
+        return await self.remove_all(device_id)
+
+    # ------------------------------------------------------------------ channel leases
+    def _live_leases(self, tenant_id: str, now: float) -> dict[str, float]:
+        leases = self._leases.setdefault(tenant_id, {})
+        for call_id in [c for c, deadline in leases.items() if deadline <= now]:
+            del leases[call_id]
+        return leases
+
+    async def acquire_channel(
+        self, tenant_id: str, call_id: str, limit: int, ttl: float, now: float
+    ) -> bool:
+        leases = self._live_leases(tenant_id, now)
+        if call_id not in leases and len(leases) >= limit:
+            return False
+        leases[call_id] = now + ttl
+        return True
+
+    async def refresh_channel(self, tenant_id: str, call_id: str, ttl: float, now: float) -> bool:
+        leases = self._live_leases(tenant_id, now)
+        if call_id not in leases:
+            return False
+        leases[call_id] = now + ttl
+        return True
+
+    async def release_channel(self, tenant_id: str, call_id: str) -> bool:
+        leases = self._leases.get(tenant_id)
+        return leases is not None and leases.pop(call_id, None) is not None
+
+    async def channels_in_use(self, tenant_id: str, now: float) -> int:
+        leases = self._live_leases(tenant_id, now)
+        if not leases:
+            self._leases.pop(tenant_id, None)
+        return len(leases)
