@@ -1,0 +1,428 @@
+"""The forking engine: one INVITE's response context (RFC 3261 §16.7) with timed stages.
+
+Theory of operation
+-------------------
+A `Fork` owns the branches of one proxied request and decides, from the statuses the branches
+report, what the proxy must do next. It is pure: it never builds or sends a message, it calls
+the `ForkHooks` the proxy gives it (start a branch, CANCEL a branch, forward a response,
+send the final answer) and schedules its timers through `hooks.call_later`, so unit tests
+drive it with a fake scheduler and no network.
+
+Stages (timed forking). The plan is a list of `Stage`s, each a set of branch payloads with a
+start delay counted from the moment the fork starts. A stage flagged
+`only_if_earlier_ringing` exists so that desk phones ring before apps: its delay only holds
+while a branch of an earlier stage is still alive (trying or ringing); when every earlier
+branch has already failed (busy desk phone, nothing registered) it starts at once, so the
+caller never waits in silence for nothing. A stage without the flag waits its full delay.
+Once the call is answered (2xx), decided by a 6xx, cancelled or timed out, stages that have
+not started never start (§16.7 step 5: "MUST NOT create any new branches").
+
+Best response (§16.7 step 6): 2xx are forwarded at once, every one of them (forking may
+produce several). A 6xx cancels every other branch and is the answer. Otherwise, when every
+branch has completed and no stage is left, the answer is chosen from the lowest response
+class by `choose_best`; the proxy turns a chosen 503 into 500 and merges 401/407 challenges.
+If the caller CANCELled and nothing answered 2xx, the answer is 487.
+
+Timer C (§16.6 step 11): armed per INVITE branch when it starts, re-armed on every
+provisional above 100. When it fires, a branch that received a provisional is CANCELled;
+one that never did is treated as if it had answered 408 (a CANCEL may not be sent before a
+provisional, §9.1).
+
+CANCEL rule (§9.1): a branch with no provisional yet is only marked; its CANCEL goes out when
+its first provisional arrives.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+__all__ = [
+    "Branch",
+    "BranchState",
+    "Fork",
+    "ForkHooks",
+    "Stage",
+    "choose_best",
+]
+
+P = TypeVar("P")  # branch payload (the proxy's per-branch data)
+R = TypeVar("R")  # response object (opaque to the engine)
+
+DEFAULT_TIMER_C = 185.0  # seconds; RFC 3261 §16.6 step 11: "greater than 3 minutes"
+
+
+class Handle(Protocol):
+    def cancel(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stage(Generic[P]):
+    """Branches started together, `delay` seconds after the fork starts."""
+
+    payloads: tuple[P, ...]
+    delay: float = 0.0
+    only_if_earlier_ringing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.delay < 0:
+            raise ValueError("a stage delay cannot be negative")
+
+
+class BranchState(enum.Enum):
+    PENDING = "pending"  # its stage has not started
+    TRYING = "trying"  # started, no provisional above 100 yet
+    RINGING = "ringing"  # a provisional (101-199) arrived
+    DONE = "done"  # final response (or timeout, or never to start)
+
+
+class Branch(Generic[P]):
+    """One branch. `payload` is the proxy's; `data` is a free slot (e.g. its client txn)."""
+
+    __slots__ = (
+        "cancel_pending",
+        "cancelled",
+        "data",
+        "final_status",
+        "index",
+        "payload",
+        "stage",
+        "state",
+        "timer_c",
+    )
+
+    def __init__(self, index: int, stage: int, payload: P) -> None:
+        self.index = index
+        self.stage = stage
+        self.payload = payload
+        self.state = BranchState.PENDING
+        self.final_status: int | None = None
+        self.cancelled = False  # CANCEL sent
+        self.cancel_pending = False  # CANCEL wanted, waiting for a provisional (§9.1)
+        self.timer_c: Handle | None = None
+        self.data: Any = None
+
+    @property
+    def alive(self) -> bool:
+        return self.state in (BranchState.TRYING, BranchState.RINGING)
+
+    def __repr__(self) -> str:
+        return f"<Branch {self.index} stage={self.stage} {self.state.name}>"
+
+
+class ForkHooks(Protocol[P, R]):
+    """What the engine asks of the proxy."""
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Handle: ...
+
+    def start_branch(self, branch: Branch[P]) -> None:
+        """Send the request on this branch. May call `Fork.on_final` synchronously (e.g. the
+        next hop cannot be resolved)."""
+        ...
+
+    def cancel_branch(self, branch: Branch[P]) -> None:
+        """Send a CANCEL on a branch that received a provisional."""
+        ...
+
+    def forward(self, branch: Branch[P], response: R) -> None:
+        """Forward a provisional (101-199) or a 2xx upstream."""
+        ...
+
+    def finish(self, status: int, chosen: R | None, finals: Sequence[tuple[int, R | None]]) -> None:
+        """Send the final non-2xx answer. `chosen` is the response to forward (None when the
+        status is synthesised: 408, 480, 487 …); `finals` are every branch's (status,
+        response) for 401/407 aggregation."""
+        ...
+
+
+# Preference inside a response class (lower is better). Within 4xx the caller learns most
+# from a challenge, then from "busy", and least from a timeout or our own 487.
+_RANK = {
+    401: 0,
+    407: 0,
+    415: 1,
+    420: 1,
+    484: 1,
+    486: 2,
+    600: 2,
+    603: 2,
+    480: 3,
+    404: 4,
+    408: 8,
+    487: 9,
+}
+
+
+def choose_best(statuses: Sequence[int]) -> int:
+    """Index of the best final non-2xx status (§16.7 step 6): any 6xx wins; otherwise the
+    lowest class; inside a class by `_RANK` (unknown codes rank 5), then first received."""
+    if not statuses:
+        raise ValueError("no final response to choose from")
+
+    def key(i: int) -> tuple[int, int, int]:
+        s = statuses[i]
+        cls = 0 if s >= 600 else s // 100
+        return (cls, _RANK.get(s, 5), i)
+
+    return min(range(len(statuses)), key=key)
+
+
+class _Phase(enum.Enum):
+    RUNNING = "running"
+    ANSWERED = "answered"  # a 2xx was forwarded; further 2xx still are
+    DECIDED = "decided"  # 6xx / cancelled / ring timeout: waiting for branches to end
+    FINISHED = "finished"  # the final answer was sent
+
+
+class Fork(Generic[P, R]):
+    """The response context of one proxied request. See the module docstring."""
+
+    __slots__ = (
+        "_decided_status",
+        "_finals",
+        "_answered",
+        "_hooks",
+        "_phase",
+        "_stage_started",
+        "_stage_timers",
+        "_timeout_handle",
+        "branches",
+        "cancelled",
+        "invite",
+        "stages",
+        "timer_c",
+    )
+
+    def __init__(
+        self,
+        stages: Sequence[Stage[P]],
+        hooks: ForkHooks[P, R],
+        *,
+        invite: bool = True,
+        timer_c: float = DEFAULT_TIMER_C,
+    ) -> None:
+        self.stages = tuple(stages)
+        self._hooks = hooks
+        self.invite = invite
+        self.timer_c = timer_c
+        self.branches: list[Branch[P]] = []
+        for si, st in enumerate(self.stages):
+            for p in st.payloads:
+                self.branches.append(Branch(len(self.branches), si, p))
+        self._stage_started = [False] * len(self.stages)
+        self._stage_timers: list[Handle | None] = [None] * len(self.stages)
+        self._finals: list[tuple[int, R | None]] = []
+        self._phase = _Phase.RUNNING
+        self._answered = False
+        self._decided_status: int | None = None  # 6xx index marker / 487 / timeout status
+        self._timeout_handle: Handle | None = None
+        self.cancelled = False
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def finished(self) -> bool:
+        return self._phase is _Phase.FINISHED
+
+    @property
+    def answered(self) -> bool:
+        """A 2xx has been forwarded."""
+        return self._answered
+
+    def start(self, ring_timeout: float | None = None, timeout_status: int = 480) -> None:
+        """Start stage(s) due now and arm the others. `ring_timeout`: after that many seconds
+        without a 2xx, CANCEL everything and answer `timeout_status`."""
+        if ring_timeout is not None:
+            self._timeout_handle = self._hooks.call_later(
+                ring_timeout, lambda: self._on_ring_timeout(timeout_status)
+            )
+        for si, st in enumerate(self.stages):
+            if st.delay <= 0:
+                continue
+            self._stage_timers[si] = self._hooks.call_later(
+                st.delay, lambda si=si: self._start_stage(si)
+            )
+        for si, st in enumerate(self.stages):
+            if st.delay <= 0:
+                self._start_stage(si)
+        self._advance()
+
+    def on_provisional(self, branch: Branch[P], status: int, response: R) -> None:
+        """A 1xx on a branch. 100 is never forwarded (§16.7 step 5) but still counts as
+        'trying'; 101-199 marks the branch ringing, re-arms Timer C and is forwarded."""
+        if branch.state is BranchState.DONE or status == 100:
+            return
+        branch.state = BranchState.RINGING
+        self._arm_timer_c(branch)
+        if branch.cancel_pending:
+            self._send_cancel(branch)
+        if self._phase in (_Phase.RUNNING, _Phase.ANSWERED):
+            self._hooks.forward(branch, response)
+
+    def on_final(self, branch: Branch[P], status: int, response: R | None) -> None:
+        """A final response (or a timeout reported as 408 with `response=None`)."""
+        if status < 300:
+            self._on_2xx(branch, response)
+            return
+        if branch.state is BranchState.DONE:
+            return  # late final after Timer C / a second final: ignore
+        self._end_branch(branch)
+        branch.final_status = status
+        self._finals.append((status, response))
+        if status >= 600 and self._phase is _Phase.RUNNING:
+            self._decide(status)
+        self._advance()
+
+    def cancel(self) -> None:
+        """The caller CANCELled (§16.10): CANCEL every pending branch, start no more; the
+        answer is 487 unless a branch has answered 2xx."""
+        if self._phase is not _Phase.RUNNING:
+            return
+        self.cancelled = True
+        self._decide(487)
+        self._advance()
+
+    # ------------------------------------------------------------------ internals
+    def _start_stage(self, si: int) -> None:
+        if self._stage_started[si] or self._phase is not _Phase.RUNNING:
+            return
+        self._stage_started[si] = True
+        timer = self._stage_timers[si]
+        if timer is not None:
+            timer.cancel()
+            self._stage_timers[si] = None
+        # Mark the whole stage alive first: start_branch may report a failure synchronously,
+        # and the fork must not look finished while siblings are still to be sent.
+        batch = [b for b in self.branches if b.stage == si and b.state is BranchState.PENDING]
+        for b in batch:
+            b.state = BranchState.TRYING
+        for b in batch:
+            if b.state is not BranchState.TRYING:
+                continue
+            if self.invite:
+                self._arm_timer_c(b)
+            self._hooks.start_branch(b)
+        if self._phase is _Phase.RUNNING:
+            self._advance()
+
+    def _earlier_alive(self, si: int) -> bool:
+        return any(b.alive for b in self.branches if b.stage < si)
+
+    def _advance(self) -> None:
+        """Start conditional stages whose earlier branches all failed; finish when done."""
+        if self._phase is _Phase.RUNNING:
+            for si, st in enumerate(self.stages):
+                if self._stage_started[si] or not st.only_if_earlier_ringing:
+                    continue
+                if all(self._stage_started[:si]) and not self._earlier_alive(si):
+                    self._start_stage(si)
+                    return  # _start_stage re-enters _advance
+        if self._phase is _Phase.FINISHED:
+            return
+        if any(b.alive for b in self.branches):
+            return
+        if self._phase is _Phase.RUNNING and not all(self._stage_started):
+            return  # a timed stage is still to come
+        self._finish()
+
+    def _finish(self) -> None:
+        answered = self._answered
+        self._phase = _Phase.FINISHED
+        self._stop_timers()
+        if answered:
+            return
+        if self._decided_status is not None and self._decided_status < 600:
+            self._hooks.finish(self._decided_status, None, self._finals)
+            return
+        if not self._finals:
+            self._hooks.finish(480, None, self._finals)  # nothing could be tried
+            return
+        i = choose_best([s for s, _ in self._finals])
+        status, resp = self._finals[i]
+        self._hooks.finish(status, resp, self._finals)
+
+    def _on_2xx(self, branch: Branch[P], response: R | None) -> None:
+        self._end_branch(branch)
+        branch.final_status = 200
+        self._answered = True
+        if response is not None:
+            self._hooks.forward(branch, response)
+        if self._phase in (_Phase.RUNNING, _Phase.DECIDED):
+            self._phase = _Phase.ANSWERED
+            self._stop_timers()
+            self._cancel_all()
+        self._advance()
+
+    def _decide(self, status: int) -> None:
+        self._phase = _Phase.DECIDED
+        self._decided_status = status
+        self._stop_stage_timers()
+        for b in self.branches:
+            if b.state is BranchState.PENDING:
+                b.state = BranchState.DONE  # never started
+        self._cancel_all()
+
+    def _on_ring_timeout(self, status: int) -> None:
+        self._timeout_handle = None
+        if self._phase is _Phase.RUNNING:
+            self._decide(status)
+            self._advance()
+
+    def _cancel_all(self) -> None:
+        for b in self.branches:
+            if b.state is BranchState.PENDING:
+                b.state = BranchState.DONE
+            elif b.alive and self.invite:
+                self._request_cancel(b)
+
+    def _request_cancel(self, b: Branch[P]) -> None:
+        if b.cancelled:
+            return
+        if b.state is BranchState.RINGING:
+            self._send_cancel(b)
+        else:
+            b.cancel_pending = True
+
+    def _send_cancel(self, b: Branch[P]) -> None:
+        b.cancel_pending = False
+        b.cancelled = True
+        self._hooks.cancel_branch(b)
+
+    def _arm_timer_c(self, b: Branch[P]) -> None:
+        if b.timer_c is not None:
+            b.timer_c.cancel()
+        b.timer_c = self._hooks.call_later(self.timer_c, lambda: self._on_timer_c(b))
+
+    def _on_timer_c(self, b: Branch[P]) -> None:
+        b.timer_c = None
+        if not b.alive:
+            return
+        if b.state is BranchState.RINGING:
+            # §16.6 step 11: CANCEL; the branch ends with its 487 (or the txn's timeout).
+            self._send_cancel(b)
+        else:
+            self.on_final(b, 408, None)
+
+    def _end_branch(self, b: Branch[P]) -> None:
+        b.state = BranchState.DONE
+        b.cancel_pending = False
+        if b.timer_c is not None:
+            b.timer_c.cancel()
+            b.timer_c = None
+
+    def _stop_stage_timers(self) -> None:
+        for i, t in enumerate(self._stage_timers):
+            if t is not None:
+                t.cancel()
+                self._stage_timers[i] = None
+
+    def _stop_timers(self) -> None:
+        self._stop_stage_timers()
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+            self._timeout_handle = None
+        for b in self.branches:
+            if b.timer_c is not None and not b.alive:
+                b.timer_c.cancel()
+                b.timer_c = None
