@@ -180,9 +180,9 @@ class Fork(Generic[P, R]):
     """The response context of one proxied request. See the module docstring."""
 
     __slots__ = (
+        "_answered",
         "_decided_status",
         "_finals",
-        "_answered",
         "_hooks",
         "_phase",
         "_stage_started",

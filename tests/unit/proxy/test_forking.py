@@ -169,7 +169,7 @@ def test_delayed_stage_never_starts_after_cancel() -> None:
 
 
 def test_conditional_stage_starts_at_once_when_earlier_failed() -> None:
-    fork, rec, sched = make(
+    fork, rec, _sched = make(
         Stage(payloads=("desk",)),
         Stage(payloads=("app",), delay=5.0, only_if_earlier_ringing=True),
     )
@@ -251,7 +251,7 @@ def test_ring_timeout_cancels_and_answers_480() -> None:
 
 
 def test_answer_stops_ring_timeout() -> None:
-    fork, rec, sched = make(Stage(payloads=("a",)))
+    fork, _rec, sched = make(Stage(payloads=("a",)))
     fork.start(ring_timeout=30.0)
     fork.on_final(br(fork, "a"), 200, "200")
     assert sched.pending() == []
