@@ -1,0 +1,274 @@
+"""The one configuration loader: a TOML file (`--config FILE`) plus command-line overrides.
+
+Every key is documented in deploy/softswitch.example.toml. Unknown sections or keys are
+errors (a typo must not silently fall back to a default). Defaults listen on 127.0.0.1 only.
+
+Secrets that must survive restarts but need no operator (the digest nonce secret, the admin
+token) are generated on first start and persisted under the data directory with mode 0600
+when the file does not set them (`resolve_secret`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "HostPort",
+    "load_config",
+    "parse_host_port",
+    "resolve_secret",
+]
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_host_port(text: str, default_port: int | None = None) -> HostPort:
+    """ "127.0.0.1:5060", "[::1]:5060", "localhost:0"; port 0 asks for an ephemeral port."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if not sep or (rest and not rest.startswith(":")):
+            raise ConfigError(f"bad address {text!r}")
+    else:
+        host, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host:
+        raise ConfigError(f"bad address {text!r}: no host")
+    if not port_text:
+        if default_port is None:
+            raise ConfigError(f"bad address {text!r}: HOST:PORT expected")
+        return HostPort(host, default_port)
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"bad port in {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port out of range in {text!r}")
+    return HostPort(host, port)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    # [sip]
+    sip: HostPort = HostPort("127.0.0.1", 5060)  # UDP and TCP on the same address
+    tls: HostPort | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    advertised_host: str | None = None  # host for Via/Record-Route when listening on 0.0.0.0
+    realm: str | None = None  # overrides the snapshot's realm when set
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+    idle_timeout: float = 3900.0  # idle TCP/TLS connections closed after this (s)
+    max_connections: int = 10_000
+    udp_buffer_bytes: int = 4 * 1024 * 1024
+    max_message_bytes: int = 65_535
+    # [registrar]
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+    # [auth]
+    nonce_secret: str | None = None
+    nonce_ttl: float = 300.0
+    # [http]
+    http: HostPort | None = HostPort("127.0.0.1", 8080)
+    admin_token: str | None = None
+    # [data]
+    data_dir: Path = Path("data")
+    seed: Path | None = None
+    database_url: str | None = None
+    # [log]
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict)  # sections owned by other modules
+
+    def __post_init__(self) -> None:
+        if not 0 < self.t1 <= self.t2:
+            raise ConfigError("timers: 0 < t1 <= t2 required")
+        if self.t4 <= 0:
+            raise ConfigError("timers: t4 > 0 required")
+        if not 0 < self.min_expires <= self.default_expires <= self.max_expires:
+            raise ConfigError("registrar: 0 < min_expires <= default_expires <= max_expires")
+        if self.idle_timeout <= self.max_expires:
+            # A device refreshes its registration (and keeps its flow busy) at most every
+            # max_expires seconds; closing earlier would cut the flow we call it on.
+            raise ConfigError("sip.idle_timeout must be longer than registrar.max_expires")
+        if (self.tls is not None) and (self.tls_cert is None or self.tls_key is None):
+            raise ConfigError("sip.tls_listen needs sip.tls_cert and sip.tls_key")
+        if self.max_connections < 1 or self.udp_buffer_bytes < 0:
+            raise ConfigError("sip.max_connections >= 1 and udp_buffer_bytes >= 0 required")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"log.level: unknown level {self.log_level!r}")
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured URL, else SQLite under the data directory."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'softswitch.db').resolve()}"
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+# (section, key) -> (field name, converter)
+def _addr(v: Any) -> HostPort:
+    return parse_host_port(_str(v))
+
+
+def _opt_addr(v: Any) -> HostPort | None:
+    return _addr(v) if v not in ("", None) else None
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(f"string expected, got {v!r}")
+    return v
+
+
+def _opt_str(v: Any) -> str | None:
+    return _str(v) or None
+
+
+def _path(v: Any) -> Path:
+    return Path(_str(v))
+
+
+def _opt_path(v: Any) -> Path | None:
+    return Path(_str(v)) if v else None
+
+
+def _num(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ConfigError(f"number expected, got {v!r}")
+    return float(v)
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"integer expected, got {v!r}")
+    return v
+
+
+_KEYS: dict[tuple[str, str], tuple[str, Any]] = {
+    ("sip", "listen"): ("sip", _addr),
+    ("sip", "tls_listen"): ("tls", _opt_addr),
+    ("sip", "tls_cert"): ("tls_cert", _opt_path),
+    ("sip", "tls_key"): ("tls_key", _opt_path),
+    ("sip", "advertised_host"): ("advertised_host", _opt_str),
+    ("sip", "realm"): ("realm", _opt_str),
+    ("sip", "t1"): ("t1", _num),
+    ("sip", "t2"): ("t2", _num),
+    ("sip", "t4"): ("t4", _num),
+    ("sip", "idle_timeout"): ("idle_timeout", _num),
+    ("sip", "max_connections"): ("max_connections", _int),
+    ("sip", "udp_buffer_bytes"): ("udp_buffer_bytes", _int),
+    ("sip", "max_message_bytes"): ("max_message_bytes", _int),
+    ("registrar", "min_expires"): ("min_expires", _int),
+    ("registrar", "max_expires"): ("max_expires", _int),
+    ("registrar", "default_expires"): ("default_expires", _int),
+    ("auth", "nonce_secret"): ("nonce_secret", _opt_str),
+    ("auth", "nonce_ttl"): ("nonce_ttl", _num),
+    ("http", "listen"): ("http", _opt_addr),
+    ("http", "admin_token"): ("admin_token", _opt_str),
+    ("data", "dir"): ("data_dir", _path),
+    ("data", "seed"): ("seed", _opt_path),
+    ("data", "database_url"): ("database_url", _opt_str),
+    ("log", "level"): ("log_level", _str),
+}
+_SECTIONS = {s for s, _ in _KEYS}
+# Sections other modules own (read by them from Config.extra); unknown keys there are theirs.
+EXTRA_SECTIONS = {"provisioning", "proxy", "media", "routing", "redis"}
+
+
+def config_from_mapping(doc: Mapping[str, Any], base: Config | None = None) -> Config:
+    changes: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for section, body in doc.items():
+        if section in EXTRA_SECTIONS:
+            extra[section] = body
+            continue
+        if section not in _SECTIONS or not isinstance(body, Mapping):
+            raise ConfigError(f"unknown configuration section [{section}]")
+        for key, value in body.items():
+            spec = _KEYS.get((section, key))
+            if spec is None:
+                raise ConfigError(f"unknown configuration key {section}.{key}")
+            name, convert = spec
+            try:
+                changes[name] = convert(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{section}.{key}: {exc}") from None
+    if extra:
+        changes["extra"] = extra
+    try:
+        return (base or Config()).replace(**changes)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Defaults <- the TOML file (if any) <- `overrides` (Config field names, None = unset).
+    Relative paths in the file are taken relative to the current directory, like the CLI's."""
+    doc: dict[str, Any] = {}
+    if path is not None:
+        try:
+            doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    file_config = config_from_mapping(doc)
+    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+    try:
+        return file_config.replace(**changes)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def resolve_secret(configured: str | None, data_dir: Path, name: str) -> str:
+    """The configured secret, else the one persisted in data_dir/name, else a new random one
+    written there (mode 0600, created atomically so two starting processes agree)."""
+    if configured:
+        return configured
+    path = data_dir / name
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(value + "\n")
+    return value
+
+
+def is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False

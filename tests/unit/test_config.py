@@ -1,0 +1,103 @@
+"""Configuration: defaults, the TOML file, overrides, validation, persisted secrets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from switch.config import (
+    Config,
+    ConfigError,
+    HostPort,
+    load_config,
+    parse_host_port,
+    resolve_secret,
+)
+
+EXAMPLE = Path(__file__).parents[2] / "deploy" / "softswitch.example.toml"
+
+
+def test_defaults_listen_on_loopback_only() -> None:
+    c = Config()
+    assert c.sip == HostPort("127.0.0.1", 5060)
+    assert c.http == HostPort("127.0.0.1", 8080)
+    assert c.tls is None
+    assert c.data_dir == Path("data")
+    assert c.effective_database_url.startswith("sqlite:///")
+    assert c.effective_database_url.endswith("data/softswitch.db")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:5060", HostPort("127.0.0.1", 5060)),
+        ("localhost:0", HostPort("localhost", 0)),
+        ("[::1]:5061", HostPort("::1", 5061)),
+        ("0.0.0.0:65535", HostPort("0.0.0.0", 65535)),
+    ],
+)
+def test_parse_host_port(text: str, expected: HostPort) -> None:
+    assert parse_host_port(text) == expected
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1", ":5060", "h:70000", "h:x", "[::1", "[::1]x"])
+def test_parse_host_port_rejects(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_host_port(text)
+
+
+def test_example_file_loads_and_equals_defaults() -> None:
+    # The example documents every key with its default value.
+    assert load_config(EXAMPLE) == Config()
+
+
+def test_file_then_overrides(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(
+        '[sip]\nlisten = "127.0.0.1:0"\nt1 = 0.25\n'
+        '[registrar]\nmin_expires = 30\n[data]\nseed = "s.toml"\n'
+        "[provisioning]\nanything = 1\n"
+    )
+    c = load_config(f, {"http": HostPort("127.0.0.1", 0), "seed": None})
+    assert c.sip.port == 0 and c.t1 == 0.25 and c.min_expires == 30
+    assert c.http == HostPort("127.0.0.1", 0)
+    assert c.seed == Path("s.toml")  # None override = not given
+    assert c.extra == {"provisioning": {"anything": 1}}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[sip]\nlistne = '127.0.0.1:5060'\n",  # typo
+        "[nope]\nx = 1\n",
+        "[sip]\nt1 = 'fast'\n",
+        "[sip]\nt1 = 5.0\nt2 = 4.0\n",
+        "[registrar]\nmin_expires = 7200\n",
+        "[sip]\nidle_timeout = 60.0\n",  # shorter than max_expires
+        "[sip]\ntls_listen = '127.0.0.1:5061'\n",  # no cert/key
+        "[log]\nlevel = 'LOUD'\n",
+        "[sip]\nmax_connections = true\n",
+        "not toml [",
+    ],
+)
+def test_bad_files_raise_config_error(tmp_path: Path, body: str) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(body)
+    with pytest.raises(ConfigError):
+        load_config(f)
+
+
+def test_missing_file_is_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_resolve_secret_generates_once_and_persists(tmp_path: Path) -> None:
+    d = tmp_path / "data"
+    first = resolve_secret(None, d, "nonce-secret")
+    assert len(first) >= 32
+    assert resolve_secret(None, d, "nonce-secret") == first
+    assert os.stat(d / "nonce-secret").st_mode & 0o777 == 0o600
+    assert resolve_secret("configured", d, "nonce-secret") == "configured"
