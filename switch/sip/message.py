@@ -14,317 +14,202 @@ Design:
 - Parsed forms are cached per header name inside `Headers` and dropped when that name is
   changed, so the hot path parses each Via/CSeq at most once.
 - Everything here is sans-IO: no asyncio, no sockets, no clock.
+
+The implementation is split: `_grammar` (ParseError, escaping, parameters), `uri` (SipURI,
+TelURI, AbsoluteURI), `headers` (Via, NameAddr, CSeq, Headers). Everything is re-exported here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+
+from ._grammar import ParseError
+from .headers import (
+    CSeq,
+    Headers,
+    NameAddr,
+    Via,
+    canonical_name,
+    parse_cseq,
+    parse_name_addr,
+    parse_via,
+    split_header_values,
+)
+from .uri import URI, AbsoluteURI, SipURI, TelURI, parse_any_uri, parse_uri
 
 __all__ = [
-    "ParseError",
+    "REASON_PHRASES",
+    "URI",
+    "AbsoluteURI",
+    "CSeq",
     "Headers",
+    "Message",
+    "NameAddr",
+    "ParseError",
     "Request",
     "Response",
-    "Message",
     "SipURI",
     "TelURI",
-    "URI",
     "Via",
-    "NameAddr",
-    "CSeq",
     "canonical_name",
+    "make_response",
+    "parse_any_uri",
+    "parse_cseq",
+    "parse_name_addr",
+    "parse_uri",
+    "parse_via",
     "split_header_values",
 ]
 
 
-class ParseError(Exception):
-    """Malformed input. `status_hint` is the SIP status a server should answer with:
-    400 (syntax), 413 (message too large), 416 (unsupported URI scheme), 505 (version),
-    513 (message too large for UDP, outbound) … The parser raises only this exception."""
-
-    def __init__(self, message: str, status_hint: int = 400) -> None:
-        super().__init__(message)
-        self.status_hint = status_hint
-
-
-# --------------------------------------------------------------------------- URIs
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SipURI:
-    """sip: / sips: URI (RFC 3261 §19.1). `user` and `password` are stored *unescaped*;
-    `host` is lower-cased, IPv6 references keep their brackets ("[2001:db8::1]").
-    `params` keys are lower-cased; a flag parameter (";lr") maps to None."""
-
-    scheme: str = "sip"  # "sip" or "sips"
-    user: str | None = None
-    password: str | None = None
-    host: str
-    port: int | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def __str__(self) -> str:  # serialise with escaping as needed
-        raise NotImplementedError
-
-    def with_(self, **changes: object) -> SipURI:
-        """A copy with some fields replaced (dataclasses.replace)."""
-        raise NotImplementedError
-
-    @property
-    def host_port(self) -> tuple[str, int | None]:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TelURI:
-    """tel: URI (RFC 3966): `number` without visual separators; `params` lower-cased keys."""
-
-    number: str
-    params: dict[str, str | None] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        raise NotImplementedError
-
-
-URI = SipURI | TelURI
-
-
-def parse_uri(text: str) -> URI:
-    """Parse a sip/sips/tel URI. Unknown schemes raise ParseError(status_hint=416);
-    syntax errors raise ParseError(400)."""
-    raise NotImplementedError
-
-
-# --------------------------------------------------------------------------- header values
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Via:
-    """One Via value (RFC 3261 §20.42): "SIP/2.0/UDP host:port;branch=…;rport"."""
-
-    transport: str  # upper-case: UDP, TCP, TLS, SCTP, WS, WSS …
-    host: str
-    port: int | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
-
-    @property
-    def branch(self) -> str | None:
-        raise NotImplementedError
-
-    def __str__(self) -> str:
-        raise NotImplementedError
-
-    def with_params(self, **params: str | None) -> Via:
-        """Copy with params added/replaced (e.g. received=…, rport=…)."""
-        raise NotImplementedError
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NameAddr:
-    """name-addr or addr-spec (From, To, Contact, Route, Record-Route, P-Asserted-Identity …).
-    `uri` is the parsed URI; `params` are the header parameters after the URI (e.g. tag,
-    expires, q, +sip.instance) with lower-cased keys. `display` is unquoted (None if absent).
-    A Contact of "*" is represented by `NameAddr(uri=None, wildcard=True)`."""
-
-    display: str | None = None
-    uri: URI | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
-    wildcard: bool = False
-
-    @property
-    def tag(self) -> str | None:
-        raise NotImplementedError
-
-    def __str__(self) -> str:  # always serialises with <> (name-addr form)
-        raise NotImplementedError
-
-    def with_params(self, **params: str | None) -> NameAddr:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CSeq:
-    seq: int  # 0 <= seq < 2**31 (RFC 3261 §8.1.1.5); larger is a ParseError(400)
-    method: str
-
-    def __str__(self) -> str:
-        return f"{self.seq} {self.method}"
-
-
-def parse_via(value: str) -> list[Via]:
-    """All Via values in one field value (comma-separated)."""
-    raise NotImplementedError
-
-
-def parse_name_addr(value: str) -> NameAddr:
-    """One name-addr / addr-spec value (no comma splitting)."""
-    raise NotImplementedError
-
-
-def parse_cseq(value: str) -> CSeq:
-    raise NotImplementedError
-
-
-# --------------------------------------------------------------------------- headers
-def canonical_name(name: str) -> str:
-    """Canonical spelling of a header name: compact forms expanded ("v" -> "Via"),
-    well-known names in their RFC spelling ("call-id" -> "Call-ID", "cseq" -> "CSeq",
-    "www-authenticate" -> "WWW-Authenticate"), others title-cased by '-' parts."""
-    raise NotImplementedError
-
-
-def split_header_values(value: str) -> list[str]:
-    """Split a list header's field value at top-level commas (not inside "…" or <…>),
-    trimming each part."""
-    raise NotImplementedError
-
-
-class Headers:
-    """Ordered header fields. Names are canonical; lookups are case-insensitive and accept
-    compact forms. Values are `str`."""
-
-    __slots__ = ("_fields", "_cache")
-
-    def __init__(self, fields: list[tuple[str, str]] | None = None) -> None:
-        raise NotImplementedError
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        """First field value with this name (the raw field, not split)."""
-        raise NotImplementedError
-
-    def get_all(self, name: str) -> list[str]:
-        """Every value with this name, in order: list headers (Via, Route, Record-Route,
-        Contact, Allow, Supported, Require, …) are comma-split; others are one value per
-        field (WWW-Authenticate, Authorization, Date, … are never split)."""
-        raise NotImplementedError
-
-    def __contains__(self, name: str) -> bool:
-        raise NotImplementedError
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        raise NotImplementedError
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def set(self, name: str, value: str) -> None:
-        """Replace every field of this name by one (appended where the first one was, or at
-        the end)."""
-        raise NotImplementedError
-
-    def add(self, name: str, value: str) -> None:
-        """Append a field."""
-        raise NotImplementedError
-
-    def prepend(self, name: str, value: str) -> None:
-        """Insert a field before the first field of that name (or at the top): Via,
-        Record-Route."""
-        raise NotImplementedError
-
-    def remove(self, name: str) -> int:
-        """Remove every field of this name; return how many."""
-        raise NotImplementedError
-
-    def pop_first_value(self, name: str) -> str | None:
-        """Remove and return the first *value* of a list header (the top Via, the first
-        Route), leaving the other values of that field in place."""
-        raise NotImplementedError
-
-    def copy(self) -> Headers:
-        raise NotImplementedError
-
-    # Parsed, cached views (the cache entry for a name is dropped when that name changes).
-    def vias(self) -> list[Via]:
-        raise NotImplementedError
-
-    def cseq(self) -> CSeq:
-        raise NotImplementedError
-
-    def name_addr(self, name: str) -> NameAddr | None:
-        """From/To/… parsed (first value), None if absent."""
-        raise NotImplementedError
-
-    def name_addrs(self, name: str) -> list[NameAddr]:
-        """Contact/Route/Record-Route/Path … every value parsed."""
-        raise NotImplementedError
-
-
 # --------------------------------------------------------------------------- messages
+class _Shortcuts:
+    """Accessors shared by Request and Response (they read `self.headers`)."""
+
+    __slots__ = ()
+    headers: Headers
+
+    @property
+    def call_id(self) -> str:
+        value = self.headers.get("Call-ID")
+        if not value:
+            raise ParseError("missing Call-ID")
+        return value
+
+    @property
+    def cseq(self) -> CSeq:
+        return self.headers.cseq()
+
+    @property
+    def top_via(self) -> Via:
+        vias = self.headers.vias()
+        if not vias:
+            raise ParseError("missing Via")
+        return vias[0]
+
+    @property
+    def from_tag(self) -> str | None:
+        return self._required("From").tag
+
+    @property
+    def to_tag(self) -> str | None:
+        return self._required("To").tag
+
+    def _required(self, name: str) -> NameAddr:
+        value = self.headers.name_addr(name)
+        if value is None:
+            raise ParseError(f"missing {name}")
+        return value
+
+
+def _serialise(start: str, headers: Headers, body: bytes) -> bytes:
+    # Content-Length is written where the first one was (or last), always from len(body).
+    lines = [start]
+    length = f"Content-Length: {len(body)}"
+    placed = False
+    for name, value in headers._fields:
+        if name == "Content-Length":
+            if not placed:
+                lines.append(length)
+                placed = True
+        else:
+            lines.append(f"{name}: {value}")
+    if not placed:
+        lines.append(length)
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("utf-8", "surrogateescape") + body
+
+
 @dataclass(slots=True, kw_only=True)
-class Request:
+class Request(_Shortcuts):
     method: str
     uri: str  # the Request-URI as text; `parsed_uri` gives the parsed form
     headers: Headers
     body: bytes = b""
     version: str = "SIP/2.0"
+    _uri_cache: tuple[str, URI] | None = field(default=None, repr=False, compare=False)
 
     @property
     def parsed_uri(self) -> URI:
-        raise NotImplementedError
-
-    # Shortcuts (raise ParseError(400) if the header is missing or malformed).
-    @property
-    def call_id(self) -> str:
-        raise NotImplementedError
-
-    @property
-    def cseq(self) -> CSeq:
-        raise NotImplementedError
-
-    @property
-    def top_via(self) -> Via:
-        raise NotImplementedError
-
-    @property
-    def from_tag(self) -> str | None:
-        raise NotImplementedError
-
-    @property
-    def to_tag(self) -> str | None:
-        raise NotImplementedError
+        cached = self._uri_cache
+        if cached is not None and cached[0] == self.uri:
+            return cached[1]
+        parsed = parse_uri(self.uri)
+        self._uri_cache = (self.uri, parsed)
+        return parsed
 
     def to_bytes(self) -> bytes:
         """Serialise; Content-Length is always (re)written from len(body)."""
-        raise NotImplementedError
+        return _serialise(f"{self.method} {self.uri} {self.version}", self.headers, self.body)
 
     def copy(self) -> Request:
-        raise NotImplementedError
+        return Request(
+            method=self.method,
+            uri=self.uri,
+            headers=self.headers.copy(),
+            body=self.body,
+            version=self.version,
+            _uri_cache=self._uri_cache,
+        )
 
 
 @dataclass(slots=True, kw_only=True)
-class Response:
+class Response(_Shortcuts):
     status: int
     reason: str
     headers: Headers
     body: bytes = b""
     version: str = "SIP/2.0"
 
-    @property
-    def call_id(self) -> str:
-        raise NotImplementedError
-
-    @property
-    def cseq(self) -> CSeq:
-        raise NotImplementedError
-
-    @property
-    def top_via(self) -> Via:
-        raise NotImplementedError
-
-    @property
-    def from_tag(self) -> str | None:
-        raise NotImplementedError
-
-    @property
-    def to_tag(self) -> str | None:
-        raise NotImplementedError
-
     def to_bytes(self) -> bytes:
-        raise NotImplementedError
+        start = f"{self.version} {self.status} {self.reason}"
+        return _serialise(start, self.headers, self.body)
 
     def copy(self) -> Response:
-        raise NotImplementedError
+        return Response(
+            status=self.status,
+            reason=self.reason,
+            headers=self.headers.copy(),
+            body=self.body,
+            version=self.version,
+        )
 
 
 Message = Request | Response
+
+REASON_PHRASES: dict[int, str] = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 199: "Early Dialog Terminated", 200: "OK", 202: "Accepted",
+    204: "No Notification", 300: "Multiple Choices", 301: "Moved Permanently",
+    302: "Moved Temporarily", 305: "Use Proxy", 380: "Alternative Service",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
+    412: "Conditional Request Failed", 413: "Request Entity Too Large",
+    414: "Request-URI Too Long", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 417: "Unknown Resource-Priority", 420: "Bad Extension",
+    421: "Extension Required", 422: "Session Interval Too Small", 423: "Interval Too Brief",
+    428: "Use Identity Header", 429: "Provide Referrer Identity", 433: "Anonymity Disallowed",
+    436: "Bad Identity-Info", 437: "Unsupported Certificate", 438: "Invalid Identity Header",
+    439: "First Hop Lacks Outbound Support", 440: "Max-Breadth Exceeded",
+    469: "Bad Info Package", 470: "Consent Needed", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
+    484: "Address Incomplete", 485: "Ambiguous", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 489: "Bad Event", 491: "Request Pending", 493: "Undecipherable",
+    494: "Security Agreement Required", 500: "Server Internal Error", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Server Time-out",
+    505: "Version Not Supported", 513: "Message Too Large", 580: "Precondition Failure",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+    606: "Not Acceptable", 607: "Unwanted", 608: "Rejected",
+}  # fmt: skip
+
+_CLASS_REASONS = {1: "Trying", 2: "OK", 3: "Redirect", 4: "Client Error", 5: "Server Error"}
+# Methods that create a dialog: their 1xx/2xx copy Record-Route (RFC 3261 §12.1.1).
+_DIALOG_CREATING = frozenset(["INVITE", "SUBSCRIBE", "REFER", "NOTIFY"])
+
+
+def _default_reason(status: int) -> str:
+    return REASON_PHRASES.get(status) or _CLASS_REASONS.get(status // 100, "Global Failure")
 
 
 def make_response(
@@ -338,5 +223,35 @@ def make_response(
 ) -> Response:
     """Build a response to `request` per RFC 3261 §8.2.6: copy Via (all values, in order),
     From, To (adding `to_tag` when given and To has none), Call-ID, CSeq, and for 1xx/2xx
-    of a dialog-creating request the Record-Route; default reason phrases by code."""
-    raise NotImplementedError
+    of a dialog-creating request the Record-Route; default reason phrases by code.
+
+    Copied fields keep their wire text. Works on a ParseError's `partial` request too (only
+    the headers present are copied), so that a 400 can be built for a malformed request.
+    `status` must be 100-699 (ValueError otherwise)."""
+    if not 100 <= status <= 699:
+        raise ValueError(f"status out of range: {status}")
+    src = request.headers._fields
+    out: list[tuple[str, str]] = [(n, v) for n, v in src if n == "Via"]
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        out.extend((n, v) for n, v in src if n == name)
+    if to_tag is not None:
+        out = [(n, _with_to_tag(v, to_tag)) if n == "To" else (n, v) for n, v in out]
+    if status < 300 and request.method in _DIALOG_CREATING:
+        out.extend((n, v) for n, v in src if n == "Record-Route")
+    response_headers = Headers._trusted(out)
+    for name, value in headers or ():
+        response_headers.add(name, value)
+    return Response(
+        status=status,
+        reason=_default_reason(status) if reason is None else reason,
+        headers=response_headers,
+        body=body,
+    )
+
+
+def _with_to_tag(value: str, tag: str) -> str:
+    try:
+        has_tag = parse_name_addr(value).tag is not None
+    except ParseError:
+        return value  # a malformed To is echoed as it came (the 400 case)
+    return value if has_tag else f"{value};tag={tag}"

@@ -1,0 +1,136 @@
+"""Shared grammar pieces (RFC 3261 §25.1): the ParseError type, character classes, precompiled
+regular expressions and %-escaping. Everything the URI, header and wire parsers agree on lives
+here so that there is one definition of "token" or "escaped" in the package.
+
+No asyncio, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import unquote
+
+__all__ = [
+    "PARAM_SAFE",
+    "PASSWORD_SAFE",
+    "TOKEN_RE",
+    "USER_SAFE",
+    "ParseError",
+    "escape",
+    "parse_params",
+    "quote_string",
+    "unescape",
+]
+
+
+class ParseError(Exception):
+    """Malformed input. `status_hint` is the SIP status a server should answer with:
+    400 (syntax), 413 (message too large), 416 (unsupported URI scheme), 505 (version),
+    513 (message too large for UDP, outbound) … The parser raises only this exception.
+
+    `partial` is the message as far as it could be read (start line and raw header fields),
+    or None; see `parser.partial_of`."""
+
+    partial: Any
+
+    def __init__(self, message: str, status_hint: int = 400) -> None:
+        super().__init__(message)
+        self.status_hint = status_hint
+        self.partial = None
+
+
+# RFC 3261 §25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
+_TOKEN_CHARS = r"A-Za-z0-9\-.!%*_+`'~"
+TOKEN = f"[{_TOKEN_CHARS}]+"
+TOKEN_RE = re.compile(TOKEN)
+QUOTED = r'"(?:[^"\\\r\n]|\\[^\r\n])*"'
+
+# One generic parameter: SEMI pname [EQUAL pvalue], with SWS around ";" and "=" (§25.1).
+# The value is a token, a host (IPv6 references, and the unbracketed IPv6 that RFC 3261's
+# via-received admits, hence ":" "[" "]"), or a quoted string.
+_PARAM_RE = re.compile(
+    rf"[ \t]*;[ \t]*({TOKEN})(?:[ \t]*=[ \t]*({QUOTED}|[{_TOKEN_CHARS}:\[\]]+))?[ \t]*"
+)
+_SIMPLE_PARAM_RE = re.compile(rf"({TOKEN})(?:=([{_TOKEN_CHARS}:\[\]]+))?")
+
+
+def parse_params(text: str, what: str) -> dict[str, str | None]:
+    """Parse ";name=value;flag" header parameters (keys lower-cased, quotes kept on values).
+
+    Empty parameters (";;") and garbage are a ParseError(400): RFC 4475 §3.1.2.1."""
+    params: dict[str, str | None] = {}
+    if '"' not in text and " " not in text and "\t" not in text:
+        # Fast path: the common case has no quoting and no whitespace.
+        parts = text.split(";")
+        if parts[0]:
+            raise ParseError(f"{what}: garbage before parameters: {text!r}")
+        for part in parts[1:]:
+            m = _SIMPLE_PARAM_RE.fullmatch(part)
+            if m is None:
+                raise ParseError(f"{what}: bad parameter {part!r}")
+            params[m.group(1).lower()] = m.group(2)
+        return params
+    pos, end = 0, len(text)
+    while pos < end:
+        m = _PARAM_RE.match(text, pos)
+        if m is None or m.end() == pos:
+            raise ParseError(f"{what}: bad parameters {text!r}")
+        params[m.group(1).lower()] = m.group(2)
+        pos = m.end()
+    return params
+
+
+# --------------------------------------------------------------------------- escaping
+_ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_UNRESERVED = _ALNUM + "-_.!~*'()"
+USER_SAFE = frozenset(_UNRESERVED + "&=+$,;?/")
+PASSWORD_SAFE = frozenset(_UNRESERVED + "&=+$,")
+PARAM_SAFE = frozenset(_UNRESERVED + "[]/:&+$")
+HEADER_SAFE = frozenset(_UNRESERVED + "[]/?:+$")
+
+_BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def unescape(text: str, what: str) -> str:
+    """Decode %HH escapes (RFC 3261 §19.1.2). Octets that are not UTF-8 survive as
+    surrogate escapes so that `escape()` gives the same octets back."""
+    if "%" not in text:
+        return text
+    if _BAD_ESCAPE_RE.search(text):
+        raise ParseError(f"{what}: bad %-escape in {text!r}")
+    return unquote(text, encoding="utf-8", errors="surrogateescape")
+
+
+def escape(text: str, safe: frozenset[str]) -> str:
+    """%-escape every character of `text` outside `safe` (UTF-8 octets)."""
+    if safe.issuperset(text):
+        return text
+    out: list[str] = []
+    for ch in text:
+        if ch in safe:
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
+    return "".join(out)
+
+
+def quote_string(text: str) -> str:
+    """A quoted-string (§25.1) for `text`: '"' and '\\' and control octets become
+    quoted-pairs. CR and LF cannot be represented and raise ValueError."""
+    if "\r" in text or "\n" in text:
+        raise ValueError("CR/LF cannot appear in a quoted-string")
+    out = []
+    for ch in text:
+        if ch in '"\\' or (ord(ch) < 0x20 and ch != "\t") or ch == "\x7f":
+            out.append("\\")
+        out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def unquote_string(text: str) -> str:
+    """Inverse of quote_string; `text` includes the surrounding quotes and is well-formed."""
+    inner = text[1:-1]
+    if "\\" not in inner:
+        return inner
+    return re.sub(r"\\(.)", r"\1", inner, flags=re.DOTALL)
