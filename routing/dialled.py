@@ -104,10 +104,12 @@ def destination_kind(e164: str) -> DestinationKind:
     return DestinationKind.LANDLINE
 
 
+# Longer prefixes first: "0800" (toll-free) must not be taken for "080" (mobile).
 _KINDS: tuple[tuple[tuple[str, ...], DestinationKind], ...] = (
-    (("070", "080", "090"), DestinationKind.MOBILE),
-    (("050",), DestinationKind.IP_PHONE),
     (("0570",), DestinationKind.NAVI_DIAL),
     (("0120", "0800"), DestinationKind.TOLL_FREE),
-    (("020", "0180", "0990"), DestinationKind.OTHER),
+    (("0180", "0990"), DestinationKind.OTHER),
+    (("070", "080", "090"), DestinationKind.MOBILE),
+    (("050",), DestinationKind.IP_PHONE),
+    (("020",), DestinationKind.OTHER),
 )
