@@ -130,7 +130,7 @@ def office(
         device("E"),
     ]
     numbers = [
-        number(CONTRACT, "ABCDE", **dict(contract or {})),
+        replace(number(CONTRACT, "ABCDE"), **dict(contract or {})),
         number(
             ADDITIONAL, "ABC", kind=NumberKind.ADDITIONAL, label="Sales", label_in_display_name=True
         ),
