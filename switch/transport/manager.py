@@ -1,0 +1,352 @@
+"""The asyncio side of SIP transport: sockets in, sockets out (RFC 3261 §18).
+
+`TransportManager` owns the UDP socket, the TCP and TLS listeners and every stream
+connection. It turns bytes into messages (parse, §18.2.1 Via fix-up, metrics), answers what
+cannot be parsed, and hands the rest to one `Receiver` (the app's core). Sending takes a
+message and a `Target`; it never blocks: a stream that must first be opened is connected in
+a task and the message queued behind it. Failures come back as `Receiver.on_send_error`.
+
+Connection reuse: every stream connection has a `conn_id`. A Target with a conn_id goes on
+that connection (a device behind NAT is reached on the flow it registered from); without
+one, any open connection to (transport, host, port) is reused, else one is opened.
+Connections idle for `idle_timeout` are closed; at most `max_connections` are open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from switch.metrics import Metrics
+from switch.sip.message import ParseError, Request, Response
+from switch.sip.parser import is_keepalive, parse_message, partial_of
+from switch.sip.transaction import Target
+
+from .rules import error_response, fix_request_via
+from .stream import Connection
+
+__all__ = ["Receiver", "TransportManager", "TransportSettings", "server_tls_context"]
+
+log = logging.getLogger(__name__)
+
+KNOWN_METHODS = frozenset(
+    {
+        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE",
+        "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+    }
+)  # fmt: skip
+_BIND_ATTEMPTS = 20  # ephemeral port: UDP port free but TCP taken -> try another (bounded)
+_CONNECT_TIMEOUT = 10.0
+
+
+class Receiver(Protocol):
+    def on_message(self, message: Request | Response, source: Target) -> None: ...
+
+    def on_send_error(self, target: Target) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransportSettings:
+    max_message_bytes: int = 65_535
+    max_connections: int = 10_000
+    idle_timeout: float = 3900.0
+    udp_buffer_bytes: int = 4 * 1024 * 1024
+    client_tls: ssl.SSLContext | None = None  # for outbound TLS (default: verify peers)
+
+
+def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, on_datagram: Callable[[bytes, tuple[str, int]], None]) -> None:
+        self.on_datagram = on_datagram
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp error: %s", exc)
+
+
+class TransportManager:
+    def __init__(self, receiver: Receiver, metrics: Metrics, settings: TransportSettings) -> None:
+        self.receiver = receiver
+        self.metrics = metrics
+        self.settings = settings
+        self.bound: dict[str, tuple[str, int]] = {}  # "udp"/"tcp"/"tls" -> (host, port)
+        self.udp_buffers: tuple[int, int] = (0, 0)  # (SO_RCVBUF, SO_SNDBUF) granted
+        self._udp: asyncio.DatagramTransport | None = None
+        self._servers: list[asyncio.Server] = []
+        self._conns: dict[int, Connection] = {}
+        self._by_addr: dict[tuple[str, str, int], dict[int, Connection]] = {}
+        self._pending: dict[tuple[str, str, int], list[tuple[bytes, Target]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ids = itertools.count(1)
+        self._sweep: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+
+    # ------------------------------------------------------------------ start / stop
+    async def start(
+        self, sip: tuple[str, int], tls: tuple[str, int] | None, tls_ctx: ssl.SSLContext | None
+    ) -> None:
+        await self._bind_udp_tcp(*sip)
+        if tls is not None:
+            assert tls_ctx is not None
+            server = await self._loop.create_server(
+                lambda: self._new_connection("tls"), tls[0], tls[1], ssl=tls_ctx,
+                reuse_address=True,
+            )  # fmt: skip
+            self._servers.append(server)
+            self.bound["tls"] = server.sockets[0].getsockname()[:2]
+        self._arm_sweep()
+
+    async def _bind_udp_tcp(self, host: str, port: int) -> None:
+        for _ in range(_BIND_ATTEMPTS):
+            sock = self._udp_socket(host, port)
+            udp_port = sock.getsockname()[1]
+            try:
+                server = await self._loop.create_server(
+                    lambda: self._new_connection("tcp"), host, udp_port, reuse_address=True
+                )
+            except OSError as exc:
+                sock.close()
+                if port == 0 and exc.errno == errno.EADDRINUSE:
+                    continue
+                raise
+            self._udp, _ = await self._loop.create_datagram_endpoint(
+                lambda: _Udp(self._on_datagram), sock=sock
+            )
+            self._servers.append(server)
+            self.bound["udp"] = sock.getsockname()[:2]
+            self.bound["tcp"] = server.sockets[0].getsockname()[:2]
+            return
+        raise OSError(errno.EADDRINUSE, f"no port free for both UDP and TCP on {host}")
+
+    def _udp_socket(self, host: str, port: int) -> socket.socket:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_DGRAM)
+        want = self.settings.udp_buffer_bytes
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            if want:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, want)
+                except OSError as exc:  # pragma: no cover - kernel policy
+                    log.warning("cannot set UDP buffer %s: %s", opt, exc)
+        self.udp_buffers = (
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+        )
+        sock.setblocking(False)
+        try:
+            sock.bind(info[4])
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    async def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        for server in self._servers:
+            server.close()
+        conns = list(self._conns.values())
+        for conn in conns:
+            conn.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._udp is not None:
+            self._udp.close()
+        if conns:
+            await asyncio.wait([c.closed for c in conns], timeout=2.0)
+        for server in self._servers:
+            await server.wait_closed()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2.0)
+
+    # ------------------------------------------------------------------ receiving
+    def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        if is_keepalive(data):
+            return
+        source = Target("udp", addr[0], addr[1])
+        try:
+            message = parse_message(data, max_size=self.settings.max_message_bytes)
+        except ParseError as exc:
+            self._parse_error(exc, source, None, data.startswith(b"SIP/"))
+            return
+        self._deliver(message, source)
+
+    def _deliver(self, message: Request | Response, source: Target) -> None:
+        m = self.metrics
+        if isinstance(message, Request):
+            try:
+                fix_request_via(message, source)
+            except ParseError as exc:
+                self._parse_error(exc, source, None, False)
+                return
+            method = message.method if message.method in KNOWN_METHODS else "other"
+            m.requests_total.labels(method).inc()
+        else:
+            m.responses_total.labels(str(message.status), "received").inc()
+        self.receiver.on_message(message, source)
+
+    def _parse_error(
+        self, exc: ParseError, source: Target, conn: Connection | None, looks_like_response: bool
+    ) -> None:
+        transport = source.transport
+        self.metrics.parse_errors_total.labels(transport, str(exc.status_hint)).inc()
+        reply = None if looks_like_response else error_response(exc)
+        if reply is None:
+            reason = (
+                "unparseable_response"
+                if _is_response(exc, looks_like_response)
+                else ("unparseable_request")
+            )
+            self.metrics.messages_dropped_total.labels(reason).inc()
+            log.debug("dropped unparseable message from %s: %s", source, exc)
+            return
+        self.metrics.responses_total.labels(str(reply.status), "sent").inc()
+        data = reply.to_bytes()
+        if conn is not None:
+            conn.write(data)
+        elif self._udp is not None:  # UDP: to the source address, rport style
+            self._udp.sendto(data, (source.host, source.port))
+
+    # StreamOwner
+    def connection_made(self, conn: Connection) -> bool:
+        if len(self._conns) >= self.settings.max_connections:
+            self.metrics.messages_dropped_total.labels("connection_limit").inc()
+            log.warning("connection limit reached, refusing %s", conn.peer)
+            return False
+        assert conn.peer is not None
+        self._conns[conn.conn_id] = conn
+        key = (conn.name, conn.peer.host, conn.peer.port)
+        self._by_addr.setdefault(key, {})[conn.conn_id] = conn
+        self.metrics.connections_active.labels(conn.name).inc()
+        return True
+
+    def connection_lost(self, conn: Connection) -> None:
+        if self._conns.pop(conn.conn_id, None) is None:
+            return
+        assert conn.peer is not None
+        key = (conn.name, conn.peer.host, conn.peer.port)
+        same = self._by_addr.get(key)
+        if same is not None:
+            same.pop(conn.conn_id, None)
+            if not same:
+                del self._by_addr[key]
+        self.metrics.connections_active.labels(conn.name).dec()
+
+    def stream_message(self, message: Request | Response, conn: Connection) -> None:
+        assert conn.peer is not None
+        self._deliver(message, conn.peer)
+
+    def stream_error(self, error: ParseError, conn: Connection) -> None:
+        assert conn.peer is not None
+        self._parse_error(error, conn.peer, conn, False)
+
+    def _new_connection(self, name: str) -> Connection:
+        return Connection(self, name, next(self._ids), self.settings.max_message_bytes)
+
+    # ------------------------------------------------------------------ sending
+    def send(self, message: Request | Response, target: Target) -> None:
+        """Send now (UDP, open stream) or after connecting. Errors -> on_send_error."""
+        if isinstance(message, Response):
+            self.metrics.responses_total.labels(str(message.status), "sent").inc()
+        data = message.to_bytes()
+        if target.transport == "udp":
+            self._send_udp(data, target)
+        else:
+            self._send_stream(data, target)
+
+    def _send_udp(self, data: bytes, target: Target) -> None:
+        if self._udp is None or self._udp.is_closing():
+            self._loop.call_soon(self.receiver.on_send_error, target)
+            return
+        try:
+            self._udp.sendto(data, (target.host, target.port))
+        except OSError as exc:
+            log.debug("udp send to %s failed: %s", target, exc)
+            self._loop.call_soon(self.receiver.on_send_error, target)
+
+    def connection_for(self, target: Target) -> Connection | None:
+        """The open connection a Target designates: its conn_id, else any to host:port."""
+        if target.conn_id is not None:
+            conn = self._conns.get(target.conn_id)
+            return conn if conn is not None and conn.open else None
+        for conn in self._by_addr.get((target.transport, target.host, target.port), {}).values():
+            if conn.open:
+                return conn
+        return None
+
+    def _send_stream(self, data: bytes, target: Target) -> None:
+        conn = self.connection_for(target)
+        if conn is not None:
+            conn.write(data)
+            return
+        if target.conn_id is not None:
+            # The flow is gone; the caller decides about fallbacks (§18.2.2 for responses).
+            self._loop.call_soon(self.receiver.on_send_error, target)
+            return
+        key = (target.transport, target.host, target.port)
+        queue = self._pending.get(key)
+        if queue is not None:
+            queue.append((data, target))
+            return
+        self._pending[key] = [(data, target)]
+        task = self._loop.create_task(self._connect(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, key: tuple[str, str, int]) -> None:
+        name, host, port = key
+        ctx = None
+        if name == "tls":
+            ctx = self.settings.client_tls or ssl.create_default_context()
+        conn: Connection | None = None
+        try:
+            if len(self._conns) >= self.settings.max_connections:
+                raise OSError(errno.EMFILE, "connection limit reached")
+            _, proto = await asyncio.wait_for(
+                self._loop.create_connection(
+                    lambda: self._new_connection(name), host, port, ssl=ctx
+                ),
+                _CONNECT_TIMEOUT,
+            )
+            conn = proto if proto.registered else None
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            log.info("connect to %s:%s over %s failed: %s", host, port, name, exc)
+        queue = self._pending.pop(key, [])
+        for data, target in queue:
+            if conn is not None and conn.write(data):
+                continue
+            self.receiver.on_send_error(target)
+
+    # ------------------------------------------------------------------ idle connections
+    def _arm_sweep(self) -> None:
+        interval = max(1.0, min(30.0, self.settings.idle_timeout / 4))
+        self._sweep = self._loop.call_later(interval, self._sweep_idle)
+
+    def _sweep_idle(self) -> None:
+        deadline = self._loop.time() - self.settings.idle_timeout
+        for conn in [c for c in self._conns.values() if c.last_activity < deadline]:
+            log.debug("closing idle connection %s", conn.peer)
+            conn.close()
+        self._arm_sweep()
+
+    def connection_count(self) -> int:
+        return len(self._conns)
+
+
+def _is_response(exc: ParseError, looks_like_response: bool) -> bool:
+    return looks_like_response or isinstance(partial_of(exc), Response)
