@@ -108,6 +108,9 @@ class Device:
     display_name: str | None = None
     free_calls_10min: bool = False  # apps only
     web_phonebook: bool = False
+    # Bumped by the store each time the tenant releases the "logged-in device": when it differs
+    # from the previous snapshot's, the switch drops the ID's bindings and device lock.
+    release_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
