@@ -8,7 +8,8 @@ No asyncio, no I/O.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 __all__ = [
@@ -134,3 +135,22 @@ def unquote_string(text: str) -> str:
     if "\\" not in inner:
         return inner
     return re.sub(r"\\(.)", r"\1", inner, flags=re.DOTALL)
+
+
+_T = TypeVar("_T")
+
+
+def fast_constructor(cls: type[_T], names: tuple[str, ...]) -> Callable[..., _T]:
+    """A positional constructor for a frozen slots dataclass that skips the generated
+    keyword __init__ (about twice as fast; used only on the parser's hot path, with every
+    field given). Generated like dataclasses generates __init__, with the slot setters
+    unrolled."""
+    env: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    body = []
+    for i, name in enumerate(names):
+        env[f"set{i}"] = getattr(cls, name).__set__
+        body.append(f"    set{i}(obj, {name})")
+    src = f"def make({', '.join(names)}):\n    obj = new(cls)\n" + "\n".join(body)
+    exec(src + "\n    return obj\n", env)
+    make: Callable[..., _T] = env["make"]
+    return make

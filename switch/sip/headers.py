@@ -11,7 +11,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from ._grammar import QUOTED, TOKEN, ParseError, parse_params, quote_string, unquote_string
+from ._grammar import (
+    QUOTED,
+    TOKEN,
+    ParseError,
+    fast_constructor,
+    parse_params,
+    quote_string,
+    unquote_string,
+)
 from .uri import URI, AbsoluteURI, parse_any_uri, parse_host_port
 
 __all__ = [
@@ -58,6 +66,7 @@ class Via:
         return dataclasses.replace(self, params={**self.params, **params})
 
 
+_new_via = fast_constructor(Via, ("transport", "host", "port", "params"))
 _VIA_RE = re.compile(
     rf"SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*({TOKEN})[ \t]+"
     r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_\-.]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?[ \t]*(;.*)?",
@@ -74,11 +83,8 @@ def _parse_one_via(value: str) -> Via:
     port_num = int(port) if port is not None else None
     if port_num is not None and port_num > 65535:
         raise ParseError(f"Via: bad port {port!r}")
-    return Via(
-        transport=transport.upper(),
-        host=host,
-        port=port_num,
-        params=parse_params(params, "Via") if params else {},
+    return _new_via(
+        transport.upper(), host, port_num, parse_params(params, "Via") if params else {}
     )
 
 
@@ -117,6 +123,7 @@ class NameAddr:
         return dataclasses.replace(self, params={**self.params, **params})
 
 
+_new_name_addr = fast_constructor(NameAddr, ("display", "uri", "params", "wildcard"))
 _QUOTED_RE = re.compile(QUOTED)
 _DISPLAY_TOKENS_RE = re.compile(rf"{TOKEN}(?:[ \t]+{TOKEN})*")
 _LWS = " \t"
@@ -157,7 +164,7 @@ def _name_addr_form(display: str | None, rest: str, value: str) -> NameAddr:
     uri = parse_any_uri(rest[1:gt])
     tail = rest[gt + 1 :]
     params = parse_params(tail, "header") if tail.strip(_LWS) else {}
-    return NameAddr(display=display, uri=uri, params=params)
+    return _new_name_addr(display, uri, params, False)
 
 
 def _addr_spec_form(text: str, semi: int, value: str) -> NameAddr:
@@ -169,7 +176,7 @@ def _addr_spec_form(text: str, semi: int, value: str) -> NameAddr:
         raise ParseError(f"URI with headers must be in <> in {value!r}")
     uri = parse_any_uri(raw)
     params = parse_params(text[semi:], "header") if semi >= 0 else {}
-    return NameAddr(uri=uri, params=params)
+    return _new_name_addr(None, uri, params, False)
 
 
 # --------------------------------------------------------------------------- CSeq
@@ -182,6 +189,7 @@ class CSeq:
         return f"{self.seq} {self.method}"
 
 
+_new_cseq = fast_constructor(CSeq, ("seq", "method"))
 _CSEQ_RE = re.compile(rf"([0-9]{{1,20}})[ \t]+({TOKEN})")
 
 
@@ -192,7 +200,7 @@ def parse_cseq(value: str) -> CSeq:
     seq = int(m.group(1))
     if seq >= 2**31:
         raise ParseError(f"CSeq number out of range: {seq}")
-    return CSeq(seq=seq, method=m.group(2))
+    return _new_cseq(seq, m.group(2))
 
 
 # --------------------------------------------------------------------------- names

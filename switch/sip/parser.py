@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ._grammar import TOKEN, ParseError
 from .headers import (
@@ -120,19 +121,20 @@ def _parse(data: bytes, max_size: int, max_headers: int, stream: bool) -> Reques
     while data.startswith(b"\r\n", start):  # RFC 3261 §7.5: ignore CRLF before start line
         start += 2
     end = data.find(b"\r\n\r\n", start)
+    body_start = end + 4
     if end < 0:
         if stream or not data.endswith(b"\r\n"):
             raise ParseError("no empty line after the header fields")
         # A datagram whose last header line lacks the closing blank line (RFC 4475's
         # baddn.dat as archived): read the fields anyway, so the real error is reported.
-        end = len(data) - 2
+        end, body_start = len(data) - 2, len(data)
     try:
         head = data[start:end].decode("utf-8")
     except UnicodeDecodeError:
         raise ParseError("header section is not UTF-8") from None
     message, fields = _read_head(head, max_headers)
     try:
-        message.body = _frame_body(data, end + 4, fields, stream)
+        message.body = _frame_body(data, body_start, fields, stream)
         _validate(message, fields)
     except ParseError as exc:
         exc.partial = message
@@ -143,22 +145,48 @@ def _parse(data: bytes, max_size: int, max_headers: int, stream: bool) -> Reques
 def _read_head(head: str, max_headers: int) -> tuple[Request | Response, list[tuple[str, str]]]:
     if "\r\n " in head or "\r\n\t" in head:
         head = _FOLD_RE.sub(" ", head)  # obsolete line folding (§7.3.1): CRLF+WSP is one SP
-    lines = head.split("\r\n")
-    if len(lines) - 1 > max_headers:
+    start_line, crlf, rest = head.partition("\r\n")
+    count = rest.count("\r\n") + 1 if crlf else 0
+    if count > max_headers:
         raise ParseError(f"more than {max_headers} header fields")
-    fields = [_read_field(line) for line in lines[1:]]
-    message = _read_start_line(lines[0], Headers._trusted(fields))
+    if head.count("\r") != count or head.count("\n") != count:
+        raise ParseError("bare CR or LF in the header section")
+    fields = []
+    if crlf:
+        for line in rest.split("\r\n"):
+            name, colon, value = line.partition(":")
+            if not colon:
+                raise ParseError(f"header line without ':' {line[:80]!r}")
+            fields.append((_KNOWN_NAMES.get(name) or _field_name(name), value.strip(" \t")))
+    try:
+        message = _read_start_line(start_line, Headers._trusted(fields))
+    except ParseError as exc:
+        if exc.partial is None and not start_line.startswith("SIP/"):
+            # Keep what a 400 needs (Via, From, To, Call-ID, CSeq) even for a bad start line.
+            method = start_line.split(" ", 1)[0]
+            exc.partial = Request(method=method, uri="", headers=Headers._trusted(fields))
+        raise
     return message, fields
 
 
-def _read_field(line: str) -> tuple[str, str]:
-    name, colon, value = line.partition(":")
-    name = name.rstrip(" \t")
-    if not colon or not _NAME_RE.fullmatch(name):
-        raise ParseError(f"bad header line {line[:80]!r}")
-    if "\r" in value or "\n" in value:
-        raise ParseError(f"bare CR or LF in header {name!r}")
-    return canonical_name(name), value.strip(" \t")
+@lru_cache(maxsize=1024)
+def _field_name(raw: str) -> str:
+    name = raw.rstrip(" \t")
+    if not _NAME_RE.fullmatch(name):
+        raise ParseError(f"bad header name {raw[:80]!r}")
+    return canonical_name(name)
+
+
+# Spellings seen on nearly every message, resolved without a function call.
+_KNOWN_NAMES = {
+    spelling: canonical_name(spelling)
+    for name in ("Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards",
+                 "Content-Length", "Content-Type", "Route", "Record-Route", "Allow",
+                 "Supported", "User-Agent", "Expires", "Authorization", "Require", "Server",
+                 "Proxy-Authorization", "WWW-Authenticate", "Proxy-Authenticate", "Accept",
+                 "Date", "Call-Id", "Cseq", "v", "f", "t", "i", "m", "l", "c", "k")
+    for spelling in (name, name.lower())
+}  # fmt: skip
 
 
 def _read_start_line(line: str, headers: Headers) -> Request | Response:
