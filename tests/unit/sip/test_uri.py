@@ -13,25 +13,49 @@ from .conftest import sip_uris, sip_uris_with_password, tel_uris
 GOOD = [
     ("sip:alice@example.com", SipURI(user="alice", host="example.com")),
     ("SIP:Alice@EXAMPLE.com:5070", SipURI(user="Alice", host="example.com", port=5070)),
-    ("sips:bob:secret@[2001:DB8::1]:5061", SipURI(scheme="sips", user="bob", password="secret", host="[2001:db8::1]", port=5061)),
-    ("sip:example.com;lr;transport=TCP", SipURI(host="example.com", params={"lr": None, "transport": "TCP"})),
+    (
+        "sips:bob:secret@[2001:DB8::1]:5061",
+        SipURI(scheme="sips", user="bob", password="secret", host="[2001:db8::1]", port=5061),
+    ),
+    (
+        "sip:example.com;lr;transport=TCP",
+        SipURI(host="example.com", params={"lr": None, "transport": "TCP"}),
+    ),
     ("sip:host;MADDR=[::1]", SipURI(host="host", params={"maddr": "[::1]"})),
     # RFC 4475 §3.1.1.9: ';' inside the user part; '%40' is an escaped '@'
-    ("sip:user;par=u%40example.net@example.com", SipURI(user="user;par=u@example.net", host="example.com")),
+    (
+        "sip:user;par=u%40example.net@example.com",
+        SipURI(user="user;par=u@example.net", host="example.com"),
+    ),
     # RFC 4475 §3.1.1.3 / §3.1.1.4: escapes decode, %00 does not truncate
     ("sip:%75se%72@example.com", SipURI(user="user", host="example.com")),
     ("sip:null-%00-null@example.com", SipURI(user="null-\x00-null", host="example.com")),
-    ("sip:cal%6Cer@h;%6C%72;n%61me=v%61lue%25%34%31", SipURI(user="caller", host="h", params={"lr": None, "name": "value%41"})),
-    ("sip:user@example.com?Route=%3Csip:sip.example.com%3E", SipURI(user="user", host="example.com", headers={"Route": "<sip:sip.example.com>"})),
-    ("sip:a@h?subject=x&priority=urgent", SipURI(user="a", host="h", headers={"subject": "x", "priority": "urgent"})),
+    (
+        "sip:cal%6Cer@h;%6C%72;n%61me=v%61lue%25%34%31",
+        SipURI(user="caller", host="h", params={"lr": None, "name": "value%41"}),
+    ),
+    (
+        "sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+        SipURI(user="user", host="example.com", headers={"Route": "<sip:sip.example.com>"}),
+    ),
+    (
+        "sip:a@h?subject=x&priority=urgent",
+        SipURI(user="a", host="h", headers={"subject": "x", "priority": "urgent"}),
+    ),
     # RFC 5118 §4.3: the 5070 is inside the brackets, so it is part of the address
     ("sip:[2001:db8::10:5070]", SipURI(host="[2001:db8::10:5070]")),
     ("sip:[2001:db8::10]:5070", SipURI(host="[2001:db8::10]", port=5070)),
     ("sip:user@[2001:db8:::192.0.2.1]", SipURI(user="user", host="[2001:db8:::192.0.2.1]")),
-    ("sip:192.0.2.1:5060;user=phone", SipURI(host="192.0.2.1", port=5060, params={"user": "phone"})),
+    (
+        "sip:192.0.2.1:5060;user=phone",
+        SipURI(host="192.0.2.1", port=5060, params={"user": "phone"}),
+    ),
     ("tel:+1-201-555-0123;ext=12", TelURI(number="+12015550123", params={"ext": "12"})),
-    ("tel:7042;phone-context=example.com", TelURI(number="7042", params={"phone-context": "example.com"})),
-]  # fmt: skip
+    (
+        "tel:7042;phone-context=example.com",
+        TelURI(number="7042", params={"phone-context": "example.com"}),
+    ),
+]
 
 
 @pytest.mark.parametrize(("text", "expected"), GOOD)
