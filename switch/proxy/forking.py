@@ -35,6 +35,7 @@ its first provisional arrives.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -50,6 +51,7 @@ __all__ = [
 
 P = TypeVar("P")  # branch payload (the proxy's per-branch data)
 R = TypeVar("R")  # response object (opaque to the engine)
+R_contra = TypeVar("R_contra", contravariant=True)
 
 DEFAULT_TIMER_C = 185.0  # seconds; RFC 3261 §16.6 step 11: "greater than 3 minutes"
 
@@ -112,7 +114,7 @@ class Branch(Generic[P]):
         return f"<Branch {self.index} stage={self.stage} {self.state.name}>"
 
 
-class ForkHooks(Protocol[P, R]):
+class ForkHooks(Protocol[P, R_contra]):
     """What the engine asks of the proxy."""
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Handle: ...
@@ -126,11 +128,13 @@ class ForkHooks(Protocol[P, R]):
         """Send a CANCEL on a branch that received a provisional."""
         ...
 
-    def forward(self, branch: Branch[P], response: R) -> None:
+    def forward(self, branch: Branch[P], response: R_contra) -> None:
         """Forward a provisional (101-199) or a 2xx upstream."""
         ...
 
-    def finish(self, status: int, chosen: R | None, finals: Sequence[tuple[int, R | None]]) -> None:
+    def finish(
+        self, status: int, chosen: R_contra | None, finals: Sequence[tuple[int, R_contra | None]]
+    ) -> None:
         """Send the final non-2xx answer. `chosen` is the response to forward (None when the
         status is synthesised: 408, 480, 487 …); `finals` are every branch's (status,
         response) for 401/407 aggregation."""
@@ -241,7 +245,7 @@ class Fork(Generic[P, R]):
             if st.delay <= 0:
                 continue
             self._stage_timers[si] = self._hooks.call_later(
-                st.delay, lambda si=si: self._start_stage(si)
+                st.delay, functools.partial(self._start_stage, si)
             )
         for si, st in enumerate(self.stages):
             if st.delay <= 0:

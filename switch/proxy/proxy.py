@@ -1,0 +1,787 @@
+"""The stateful forking proxy (RFC 3261 §16): the transaction user for every request that is
+not a REGISTER.
+
+Wiring (switch/app.py)::
+
+    proxy = Proxy(
+        sender=sender,                  # switch.proxy.interfaces.Sender
+        snapshot=lambda: current_snapshot,  # the live provisioning Snapshot, read per call
+        state=state_backend,            # switch.state.base.StateBackend (bindings)
+        authenticator=authenticator,    # DigestAuthenticator for the snapshot's realm
+        metrics=metrics,                # switch.metrics.Metrics
+        config=ProxyConfig(),           # optional; see ProxyConfig
+    )
+
+Optional keywords: `decide` (the routing policy; default `trunk.simple_decide`, same signature
+as `routing.policy.decide`), `resolver` (targets.Resolver), `wall_clock` (epoch seconds for
+the state backend and digest nonces; default time.time), `flow_tokens` (targets.FlowTokens;
+give every node the same secret when several nodes share dialogs).
+
+Processing of a request (§16.3-16.6), in order:
+1. CANCEL is hop-by-hop: 200 to the CANCEL, the INVITE's branches are cancelled (§16.10),
+   481 when it matches nothing.
+2. Validation: Max-Forwards 0 -> 483 (an OPTIONS to us is answered); loop detection -> 482
+   (our Via branches end in ".<loop hash>", §16.6 step 8, RFC 5393 style); Proxy-Require -> 420.
+3. Route preprocessing (§16.4): the strict-router fix, then every top Route that is ours is
+   removed. Our Record-Route URIs may carry a flow token (targets.FlowTokens) naming the
+   flows of both dialog ends that are registered devices, so that in-dialog requests reach a
+   device behind NAT on its registration flow.
+4. Requests to the switch itself (our host, no user part, no Route left) are answered here.
+5. In-dialog requests (To tag) go to the next hop (first Route, else Request-URI).
+6. Out-of-dialog requests: a carrier gateway is trusted; anyone else must authenticate with
+   Proxy-Authorization (407). The routing policy turns the call into a Decision
+   (routing.decisions) and `_execute` carries it out through the forking engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from provisioning.model import Device, Snapshot
+from routing.call import Call, LiveState, LiveView
+from routing.decisions import (
+    Busy,
+    Decision,
+    Forward,
+    Internal,
+    Outbound,
+    Reject,
+    Ring,
+)
+from switch.sip.digest import DigestAuthenticator
+from switch.sip.message import (
+    Headers,
+    ParseError,
+    Request,
+    Response,
+    SipURI,
+    TelURI,
+    make_response,
+    parse_uri,
+)
+from switch.sip.transaction import ClientTransaction, ServerTransaction, Target, new_branch
+
+from .forking import DEFAULT_TIMER_C, Branch, Fork, Stage
+from .targets import FlowTokens, ResolveError, Resolver, via_target
+from .trunk import gateway_for, identity_headers, outbound_request_uri, simple_decide
+
+if TYPE_CHECKING:
+    from switch.metrics import Metrics
+    from switch.state.base import Binding, StateBackend
+
+    from .interfaces import Sender
+
+__all__ = ["ALLOW", "BranchPlan", "Proxy", "ProxyConfig"]
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, PRACK, REFER, NOTIFY, SUBSCRIBE"
+_KNOWN_METHODS = frozenset(m.strip() for m in ALLOW.split(",")) | {"REGISTER", "PUBLISH"}
+_DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+Decide = Callable[[Call, Snapshot, LiveView, datetime], Decision]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProxyConfig:
+    """Tunables. `timer_c` must exceed 180 s (§16.6 step 11). `domains`: host names that
+    mean "this service" besides the snapshot's realm and our listening addresses."""
+
+    timer_c: float = DEFAULT_TIMER_C
+    domains: tuple[str, ...] = ()
+    record_route: bool = True
+    max_dialogs: int = 200_000  # established calls tracked for sip_calls_active
+
+    def __post_init__(self) -> None:
+        if self.timer_c <= 180:
+            raise ValueError("Timer C must be greater than 3 minutes (RFC 3261 §16.6)")
+
+
+@dataclass(frozen=True, slots=True)
+class BranchPlan:
+    """One branch: the Request-URI to send, where to, and the flow to remember in our
+    Record-Route (set when the target is a registered device's flow)."""
+
+    uri: str
+    target: Target
+    flow: Target | None = None
+    device_id: str | None = None
+
+
+def _same_flow(a: Target, b: Target) -> bool:
+    return a.host == b.host and a.port == b.port and a.transport == b.transport
+
+
+class _Call:
+    """The response context of one proxied request: its server transaction, the request
+    template every branch copies, and the fork. Implements forking.ForkHooks."""
+
+    __slots__ = (
+        "caller_flow",
+        "cancelled",
+        "counted",
+        "fork",
+        "initial_invite",
+        "proxy",
+        "source",
+        "template",
+        "txn",
+    )
+
+    def __init__(self, proxy: Proxy, txn: ServerTransaction, source: Target) -> None:
+        self.proxy = proxy
+        self.txn = txn
+        self.source = source
+        self.template: Request | None = None
+        self.fork: Fork[BranchPlan, Response] | None = None
+        self.cancelled = False
+        self.counted = False
+        self.initial_invite = False
+        self.caller_flow: Target | None = None  # the caller's flow when it is a device
+
+    # ---------------------------------------------------------------- ForkHooks
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
+        return self.proxy.sender.call_later(delay, callback)
+
+    def start_branch(self, branch: Branch[BranchPlan]) -> None:
+        assert self.template is not None and self.fork is not None
+        # One copy per branch; a single-branch fork sends the template itself.
+        req = self.template if len(self.fork.branches) == 1 else self.template.copy()
+        plan = branch.payload
+        req.uri = plan.uri
+        self.proxy._add_record_route(req, self, plan)
+        self.proxy._add_via(req, plan.target, self.txn.request)
+        branch.data = self.proxy.sender.send_request(req, plan.target, (self, branch))
+
+    def cancel_branch(self, branch: Branch[BranchPlan]) -> None:
+        ctxn: ClientTransaction | None = branch.data
+        if ctxn is not None:
+            self.proxy.sender.send_request(_cancel_for(ctxn.request), ctxn.target, None)
+
+    def forward(self, branch: Branch[BranchPlan], response: Response) -> None:
+        self.proxy.sender.send_response(self.txn, response)
+        if response.status < 300 and self.initial_invite:
+            self.proxy._answered(self, response)
+
+    def finish(
+        self, status: int, chosen: Response | None, finals: Any
+    ) -> None:  # finals: Sequence[tuple[int, Response | None]]
+        if chosen is None or status == 503:
+            # §16.7 step 6: a chosen 503 becomes 500 (the caller must not retry elsewhere
+            # because one of our branches is overloaded).
+            reply = self.proxy._response(self.txn.request, 500 if status == 503 else status)
+        else:
+            reply = chosen
+            if status in (401, 407):
+                _aggregate_challenges(reply, finals)
+        self.proxy.sender.send_response(self.txn, reply)
+        self.proxy._count_outcome(self, status)
+
+
+def _cancel_for(request: Request) -> Request:
+    """The CANCEL for a request we sent (§9.1): same Request-URI, Call-ID, From, To, CSeq
+    number, the single Via (same branch) and the same Route."""
+    h = request.headers
+    fields = [("Via", h.get_all("Via")[0])]
+    fields += [("Route", r) for r in h.get_all("Route")]
+    fields += [
+        ("Max-Forwards", "70"),
+        ("From", h.get("From") or ""),
+        ("To", h.get("To") or ""),
+        ("Call-ID", h.get("Call-ID") or ""),
+        ("CSeq", f"{request.cseq.seq} CANCEL"),
+    ]
+    return Request(method="CANCEL", uri=request.uri, headers=Headers(fields))
+
+
+def _aggregate_challenges(reply: Response, finals: Any) -> None:
+    """§16.7 step 7: every WWW-/Proxy-Authenticate of every 401/407 goes into the reply."""
+    seen: set[str] = set()
+    collected: list[tuple[str, str]] = []
+    for status, resp in finals:
+        if status not in (401, 407) or resp is None:
+            continue
+        for name in ("WWW-Authenticate", "Proxy-Authenticate"):
+            for value in resp.headers.get_fields(name):
+                if value not in seen:
+                    seen.add(value)
+                    collected.append((name, value))
+    reply.headers.remove("WWW-Authenticate")
+    reply.headers.remove("Proxy-Authenticate")
+    for name, value in collected:
+        reply.headers.add(name, value)
+
+
+def _loop_hash(request: Request) -> str:
+    """§16.6 step 8: a hash of what stays the same when the same request comes back to us
+    (a loop) and changes when it legitimately spirals (new Request-URI or Route)."""
+    h = request.headers
+    text = "\n".join(
+        (
+            request.uri,
+            request.from_tag or "",
+            request.to_tag or "",
+            request.call_id,
+            str(request.cseq.seq),
+            ",".join(h.get_all("Route")),
+            h.get("Proxy-Require") or "",
+        )
+    )
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+class Proxy:
+    """The proxy TU. See the module docstring for the wiring and the processing order."""
+
+    def __init__(
+        self,
+        *,
+        sender: Sender,
+        snapshot: Callable[[], Snapshot],
+        state: StateBackend,
+        authenticator: DigestAuthenticator,
+        metrics: Metrics,
+        config: ProxyConfig | None = None,
+        decide: Decide | None = None,
+        resolver: Resolver | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        flow_tokens: FlowTokens | None = None,
+    ) -> None:
+        self.sender = sender
+        self.snapshot = snapshot
+        self.state = state
+        self.auth = authenticator
+        self.metrics = metrics
+        self.config = config or ProxyConfig()
+        self.decide: Decide = decide or simple_decide
+        self.resolver = resolver or Resolver(sender.now)
+        self.wall_clock = wall_clock
+        self.flows = flow_tokens or FlowTokens()
+        self._dialogs: dict[str, None] = {}  # Call-IDs of answered calls (insertion order)
+
+    # ================================================================ TransactionUser
+    async def on_request(
+        self,
+        txn: ServerTransaction,
+        request: Request,
+        source: Target,
+        cancelled: ServerTransaction | None,
+    ) -> None:
+        if request.method == "CANCEL":
+            self._on_cancel(txn, cancelled)
+            return
+        ctx = _Call(self, txn, source)
+        txn.user_data = ctx
+        try:
+            await self._process(ctx, request)
+        except ParseError as exc:
+            self._reply(txn, exc.status_hint)
+        except ResolveError as exc:
+            self._reply(txn, exc.status_hint)
+
+    async def on_ack(self, request: Request, source: Target) -> None:
+        """ACK for a 2xx: forwarded statelessly along the route set (§16.11: stateless
+        forwarding; the branch is derived from the incoming one so that retransmitted ACKs
+        carry the same branch)."""
+        try:
+            if self._check(request) is not None:
+                return
+            fwd = request.copy()
+            flow = self._preprocess_routes(fwd, source)
+            if self._is_local_target(fwd):
+                return  # an ACK for a 2xx we sent ourselves: nothing to do
+            _decrement_max_forwards(fwd)
+            target = flow or await self._next_hop(fwd)
+            branch = (
+                "z9hG4bK"
+                + hashlib.blake2b(
+                    request.top_via.branch.encode() if request.top_via.branch else b"",
+                    digest_size=8,
+                ).hexdigest()
+            )
+            self._push_via(fwd, target, branch + "." + _loop_hash(request))
+            self.sender.send_stateless(fwd, target)
+        except (ParseError, ResolveError):
+            self.metrics.messages_dropped_total.labels(reason="ack_unroutable").inc()
+
+    def on_response(self, txn: ClientTransaction, response: Response, source: Target) -> None:
+        ud = txn.user_data
+        if not isinstance(ud, tuple):
+            return  # the response to one of our CANCELs
+        ctx, branch = ud
+        response.headers.pop_first_value("Via")  # ours (§16.7 step 3)
+        if "Via" not in response.headers or ctx.fork is None:
+            return
+        if response.status < 200:
+            ctx.fork.on_provisional(branch, response.status, response)
+        else:
+            ctx.fork.on_final(branch, response.status, response)
+
+    def on_timeout(self, txn: ClientTransaction) -> None:
+        ud = txn.user_data
+        if isinstance(ud, tuple) and ud[0].fork is not None:
+            ud[0].fork.on_final(ud[1], 408, None)
+
+    def on_stray_response(self, response: Response, source: Target) -> None:
+        """2xx retransmissions and further forks' 2xx (RFC 6026 §8.4): forwarded statelessly
+        to the next Via once ours is removed."""
+        vias = response.headers.vias()
+        if response.status >= 300 or len(vias) < 2:
+            return
+        if not self.sender.is_local(vias[0].host, vias[0].port):
+            return
+        response.headers.pop_first_value("Via")
+        self.sender.send_stateless(response, via_target(vias[1]))
+
+    # ================================================================ processing
+    def _on_cancel(self, txn: ServerTransaction, invite: ServerTransaction | None) -> None:
+        """§16.10: answer the CANCEL, then cancel the INVITE's branches."""
+        if invite is None:
+            self._reply(txn, 481)
+            return
+        self._reply(txn, 200)
+        ctx = invite.user_data
+        if not isinstance(ctx, _Call):
+            if invite.last_response is None or invite.last_response.status < 200:
+                self._reply(invite, 487)
+            return
+        if ctx.fork is None:
+            ctx.cancelled = True  # still authenticating/routing: _start answers 487
+        else:
+            ctx.fork.cancel()
+
+    async def _process(self, ctx: _Call, request: Request) -> None:
+        error = self._check(request)
+        if error is not None:
+            if error[0] == 483 and request.method == "OPTIONS" and self._is_local_target(request):
+                self._answer_locally(ctx.txn, request)
+            else:
+                self._reply(ctx.txn, *error)
+            return
+        fwd = request.copy()
+        flow = self._preprocess_routes(fwd, ctx.source)
+        if self._is_local_target(fwd):
+            self._answer_locally(ctx.txn, fwd)
+            return
+        _decrement_max_forwards(fwd)
+        if request.to_tag is not None:
+            await self._in_dialog(ctx, fwd, flow)
+        else:
+            await self._out_of_dialog(ctx, fwd)
+
+    def _check(self, request: Request) -> tuple[int, str | None, list[tuple[str, str]]] | None:
+        """§16.3 steps 3-5. Returns (status, reason, headers) of the error reply, or None."""
+        mf = request.headers.get("Max-Forwards")
+        if mf is not None and mf.strip() == "0":
+            return 483, None, []
+        lh = "." + _loop_hash(request)
+        for via in request.headers.vias():
+            b = via.branch
+            if b and b.endswith(lh) and self.sender.is_local(via.host, via.port):
+                return 482, None, []
+        required = request.headers.get_all("Proxy-Require")
+        if required:
+            return 420, None, [("Unsupported", ", ".join(required))]
+        return None
+
+    def _preprocess_routes(self, req: Request, source: Target) -> Target | None:
+        """§16.4. Removes our own Route values (and undoes a strict router's rewrite); returns
+        the flow an in-dialog request must take when one of them carried a flow token."""
+        h = req.headers
+        token: str | None = None
+        uri = req.parsed_uri
+        if isinstance(uri, SipURI) and "Route" in h and self._is_ours(uri):
+            # The previous hop was a strict router: our Record-Route value is the
+            # Request-URI; the real one is the last Route value.
+            token = uri.user
+            routes = h.get_all("Route")
+            h.remove("Route")
+            for r in routes[:-1]:
+                h.add("Route", r)
+            req.uri = str(_route_uri(routes[-1]))
+        while "Route" in h:
+            first = h.name_addrs("Route")[0].uri
+            if not (isinstance(first, SipURI) and self._is_ours(first)):
+                break
+            token = token or first.user
+            h.pop_first_value("Route")
+        return self._flow_from_token(token, source)
+
+    def _flow_from_token(self, token: str | None, source: Target) -> Target | None:
+        flows = self.flows.decode(token)
+        if not flows:
+            return None
+        a, b = flows
+        if a is not None and _same_flow(source, a):
+            return b
+        if b is not None and _same_flow(source, b):
+            return a
+        return b  # from elsewhere (e.g. the carrier): towards the device
+
+    def _is_ours(self, uri: SipURI) -> bool:
+        """A URI we placed in a Record-Route (our address; no user part or a flow token)."""
+        if uri.user is not None and not uri.user.startswith("f-"):
+            return False
+        return self.sender.is_local(uri.host, uri.port)
+
+    def _is_local_target(self, req: Request) -> bool:
+        """Addressed to the switch itself: our host (address or domain), no user, no Route."""
+        if "Route" in req.headers:
+            return False
+        uri = req.parsed_uri
+        if not isinstance(uri, SipURI) or uri.user is not None:
+            return False
+        return self._is_our_host(uri)
+
+    def _is_our_host(self, uri: SipURI) -> bool:
+        if self.sender.is_local(uri.host, uri.port):
+            return True
+        return uri.host == self.snapshot().realm or uri.host in self.config.domains
+
+    def _answer_locally(self, txn: ServerTransaction, req: Request) -> None:
+        if req.method == "OPTIONS":
+            headers = [("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", "")]
+            self._reply(txn, 200, None, headers[:2])
+        elif req.method in _KNOWN_METHODS:
+            self._reply(txn, 405, None, [("Allow", "OPTIONS")])
+        else:
+            self._reply(txn, 501)
+
+    async def _in_dialog(self, ctx: _Call, fwd: Request, flow: Target | None) -> None:
+        """A request inside a dialog follows the route set (loose routing, §16.12)."""
+        target = flow or await self._next_hop(fwd)
+        if fwd.method == "BYE":
+            self._dialog_ended(fwd.call_id)
+        plan = BranchPlan(uri=fwd.uri, target=target)
+        self._start(ctx, fwd, [Stage(payloads=(plan,))], None)
+
+    async def _out_of_dialog(self, ctx: _Call, fwd: Request) -> None:
+        snap = self.snapshot()
+        gw = gateway_for(snap, ctx.source.host, ctx.source.port)
+        device: Device | None = None
+        if gw is None:
+            device = self._authenticate(ctx.txn, fwd, snap)
+            if device is None:
+                return
+            fwd.headers.remove("P-Asserted-Identity")  # RFC 3325: not trusted from devices
+            fwd.headers.remove("Proxy-Authorization")  # consumed here (§22.3)
+            ctx.caller_flow = ctx.source
+        call = self._call_for(fwd, device, gw.id if gw else None)
+        tenant_id = self._tenant_of(call, snap, device)
+        bindings = await self._tenant_bindings(snap, tenant_id)
+        live = LiveState(registered=frozenset(d for d, bs in bindings.items() if bs))
+        decision = self.decide(call, snap, live, datetime.now(UTC))
+        ctx.initial_invite = fwd.method == "INVITE"
+        await self._execute(ctx, fwd, decision, bindings, snap, device)
+
+    def _call_for(self, req: Request, device: Device | None, gateway_id: str | None) -> Call:
+        uri = req.parsed_uri
+        dialled = uri.number if isinstance(uri, TelURI) else uri.user
+        if not dialled:
+            to = req.headers.name_addr("To")
+            to_uri = to.uri if to is not None else None
+            dialled = to_uri.user if isinstance(to_uri, SipURI) else None
+        dialled = dialled or ""
+        if device is not None:
+            return Call.from_device(call_id=req.call_id, device_id=device.id, dialled=dialled)
+        number, display = _caller_identity(req)
+        return Call.inbound(
+            call_id=req.call_id,
+            dialled=dialled,
+            gateway_id=gateway_id,
+            caller_number=number,
+            caller_display=display,
+        )
+
+    def _tenant_of(self, call: Call, snap: Snapshot, device: Device | None) -> str | None:
+        if device is not None:
+            return device.tenant_id
+        try:
+            from provisioning.model import normalize_number
+
+            number = snap.numbers.get(normalize_number(call.dialled.split(";", 1)[0]))
+        except ValueError:
+            return None
+        return number.tenant_id if number is not None else None
+
+    async def _tenant_bindings(
+        self, snap: Snapshot, tenant_id: str | None
+    ) -> dict[str, list[Binding]]:
+        if tenant_id is None:
+            return {}
+        now = self.wall_clock()
+        return {
+            d.id: await self.state.bindings(d.id, now)
+            for d in snap.tenant_devices.get(tenant_id, ())
+        }
+
+    # ================================================================ decisions
+    async def _execute(
+        self,
+        ctx: _Call,
+        fwd: Request,
+        decision: Decision,
+        bindings: dict[str, list[Binding]],
+        snap: Snapshot,
+        device: Device | None,
+    ) -> None:
+        """Carry out a routing Decision."""
+        if isinstance(decision, Reject):
+            extra = []
+            if decision.warning and device is not None:
+                extra.append(("Warning", f'399 {snap.realm} "{decision.warning}"'))
+            self._reject(ctx, decision.status, decision.reason, extra)
+        elif isinstance(decision, Ring):
+            fwd.headers.set(
+                "P-Called-Party-ID", f"<sip:{decision.called_number}@{snap.realm};user=phone>"
+            )
+            stages = [
+                Stage(
+                    payloads=_plans(s.device_ids, bindings),
+                    delay=s.delay_s,
+                    only_if_earlier_ringing=s.only_if_earlier_stage_ringing,
+                )
+                for s in decision.stages
+            ]
+            na = decision.no_answer
+            self._start(ctx, fwd, stages, (na.after_s, na.status))
+        elif isinstance(decision, Internal):
+            if device is not None:
+                display = f'"{device.display_name}" ' if device.display_name else ""
+                fwd.headers.set(
+                    "P-Asserted-Identity", f"{display}<sip:{device.username}@{snap.realm}>"
+                )
+            self._start(ctx, fwd, [Stage(payloads=_plans(decision.device_ids, bindings))], None)
+        elif isinstance(decision, Outbound | Forward):
+            await self._to_gateway(ctx, fwd, decision, snap)
+        elif isinstance(decision, Busy):
+            self._reject(ctx, 486, None, [])
+        else:  # Announce / Voicemail: the media side is not wired yet
+            self._reject(ctx, 480, None, [])
+
+    async def _to_gateway(
+        self, ctx: _Call, fwd: Request, decision: Outbound | Forward, snap: Snapshot
+    ) -> None:
+        if not snap.gateways:
+            self._reject(ctx, 503, None, [])
+            return
+        gw = snap.gateways[0]
+        if isinstance(decision, Outbound):
+            dest, presented, withhold = (
+                decision.destination,
+                decision.presented_number,
+                decision.withhold_identity,
+            )
+        else:
+            dest, presented, withhold = decision.target, decision.presented_identity, False
+        uri = outbound_request_uri(dest, gw)
+        identity_headers(
+            fwd.headers, presented_number=presented, realm=snap.realm, withhold=withhold
+        )
+        target = await self.resolver.target(parse_uri(uri))  # type: ignore[arg-type]
+        self._start(ctx, fwd, [Stage(payloads=(BranchPlan(uri=uri, target=target),))], None)
+
+    def _start(
+        self,
+        ctx: _Call,
+        fwd: Request,
+        stages: list[Stage[BranchPlan]],
+        no_answer: tuple[float, int] | None,
+    ) -> None:
+        if ctx.cancelled:
+            self._reject(ctx, 487, None, [])
+            return
+        ctx.template = fwd
+        ctx.fork = Fork(stages, ctx, invite=fwd.method == "INVITE", timer_c=self.config.timer_c)
+        if no_answer is None:
+            ctx.fork.start()
+        else:
+            ctx.fork.start(ring_timeout=no_answer[0], timeout_status=no_answer[1])
+
+    def _reject(
+        self, ctx: _Call, status: int, reason: str | None, headers: list[tuple[str, str]]
+    ) -> None:
+        self._reply(ctx.txn, status, reason, headers)
+        if ctx.txn.request.method == "INVITE" and ctx.txn.request.to_tag is None:
+            ctx.initial_invite = True
+            self._count_outcome(ctx, status)
+
+    # ================================================================ authentication
+    def _authenticate(self, txn: ServerTransaction, req: Request, snap: Snapshot) -> Device | None:
+        """Proxy-Authorization (RFC 3261 §22.3). None when a 407 was sent."""
+        now = self.wall_clock()
+        stale = False
+
+        def lookup(username: str, algorithm: str) -> str | None:
+            d = snap.devices_by_username.get(username)
+            if d is None:
+                return None
+            return d.ha1_sha256 if algorithm.upper().startswith("SHA-256") else d.ha1_md5
+
+        for value in req.headers.get_fields("Proxy-Authorization"):
+            result = self.auth.verify(value, req.method, lookup, now)
+            if result.ok and result.username is not None:
+                device = snap.devices_by_username.get(result.username)
+                if device is not None:
+                    return device
+            if result.reason == "realm":
+                continue  # credentials for another proxy on the path
+            stale = stale or result.stale
+            if not result.stale:
+                self.metrics.auth_failures_total.labels(reason=result.reason or "unknown").inc()
+        challenges = [("Proxy-Authenticate", c) for c in self.auth.challenge(now, stale=stale)]
+        self._reply(txn, 407, None, challenges)
+        return None
+
+    # ================================================================ message building
+    def _add_record_route(self, req: Request, ctx: _Call, plan: BranchPlan) -> None:
+        """§16.6 step 4, RFC 5658 double Record-Route when the transports differ. The user
+        part carries a flow token when either end is a registered device's flow."""
+        if not self.config.record_route or req.method not in _DIALOG_CREATING:
+            return
+        if req.to_tag is not None:
+            return
+        token = None
+        if ctx.caller_flow is not None or plan.flow is not None:
+            token = self.flows.encode(ctx.caller_flow, plan.flow)
+        inbound = ctx.source.transport
+        outbound = plan.target.transport
+        if inbound != outbound:
+            req.headers.prepend("Record-Route", self._rr_value(inbound, token))
+        req.headers.prepend("Record-Route", self._rr_value(outbound, token))
+
+    def _rr_value(self, transport: str, token: str | None) -> str:
+        uri = self.sender.local_uri(transport)
+        if token is not None:
+            uri = uri.with_(user=token)
+        if "lr" not in uri.params:
+            uri = uri.with_(params={**uri.params, "lr": None})
+        return f"<{uri}>"
+
+    def _add_via(self, req: Request, target: Target, received: Request) -> None:
+        self._push_via(req, target, new_branch() + "." + _loop_hash(received))
+
+    def _push_via(self, req: Request, target: Target, branch: str) -> None:
+        host, port = self.sender.local_via(target.transport)
+        req.headers.prepend(
+            "Via", f"SIP/2.0/{target.transport.upper()} {host}:{port};branch={branch}"
+        )
+
+    async def _next_hop(self, req: Request) -> Target:
+        """§16.6 step 6-7: the first Route, else the Request-URI. A first Route without
+        `lr` is a strict router: it becomes the Request-URI and the old one goes last."""
+        routes = req.headers.name_addrs("Route")
+        if routes:
+            uri = routes[0].uri
+            if isinstance(uri, SipURI) and "lr" not in uri.params:
+                values = req.headers.get_all("Route")
+                req.headers.remove("Route")
+                for r in values[1:]:
+                    req.headers.add("Route", r)
+                req.headers.add("Route", f"<{req.uri}>")
+                req.uri = str(uri)
+        else:
+            uri = req.parsed_uri
+        if not isinstance(uri, SipURI):
+            raise ResolveError("no SIP next hop", 416)
+        return await self.resolver.target(uri)
+
+    def _response(self, request: Request, status: int, reason: str | None = None) -> Response:
+        tag = secrets.token_hex(4) if status > 100 else None
+        return make_response(request, status, reason, to_tag=tag)
+
+    def _reply(
+        self,
+        txn: ServerTransaction,
+        status: int,
+        reason: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        resp = self._response(txn.request, status, reason)
+        for name, value in headers or ():
+            resp.headers.add(name, value)
+        self.sender.send_response(txn, resp)
+
+    # ================================================================ metrics
+    def _answered(self, ctx: _Call, response: Response) -> None:
+        if not ctx.counted:
+            ctx.counted = True
+            self.metrics.calls_total.labels(outcome="answered").inc()
+        call_id = response.call_id
+        if call_id not in self._dialogs:
+            if len(self._dialogs) >= self.config.max_dialogs:
+                self._dialog_ended(next(iter(self._dialogs)))
+            self._dialogs[call_id] = None
+            self.metrics.calls_active.inc()
+
+    def _dialog_ended(self, call_id: str) -> None:
+        if self._dialogs.pop(call_id, 0) is None:
+            self.metrics.calls_active.dec()
+
+    def _count_outcome(self, ctx: _Call, status: int) -> None:
+        if ctx.counted or not ctx.initial_invite:
+            return
+        ctx.counted = True
+        self.metrics.calls_total.labels(outcome=_outcome(status, ctx)).inc()
+
+
+def _outcome(status: int, ctx: _Call) -> str:
+    if status == 487 or (ctx.fork is not None and ctx.fork.cancelled):
+        return "cancelled"
+    if status in (486, 600):
+        return "busy"
+    if status in (408, 480):
+        return "no_answer"
+    if status >= 500 and status < 600:
+        return "failed"
+    return "rejected"
+
+
+def _plans(
+    device_ids: tuple[str, ...], bindings: dict[str, list[Binding]]
+) -> tuple[BranchPlan, ...]:
+    """One branch per live binding: the Request-URI is the registered Contact, the target
+    is the flow the REGISTER came on (reachable behind NAT)."""
+    return tuple(
+        BranchPlan(uri=b.contact, target=b.source, flow=b.source, device_id=d)
+        for d in device_ids
+        for b in bindings.get(d, ())
+    )
+
+
+def _route_uri(value: str) -> SipURI | TelURI:
+    from switch.sip.message import parse_name_addr
+
+    na = parse_name_addr(value)
+    if not isinstance(na.uri, SipURI | TelURI):
+        raise ParseError("bad Route value")
+    return na.uri
+
+
+def _decrement_max_forwards(req: Request) -> None:
+    """§16.6 step 3 (70 when absent)."""
+    h = req.headers
+    mf = h.get("Max-Forwards")
+    if mf is None:
+        h.set("Max-Forwards", "70")
+        return
+    try:
+        value = int(mf)
+    except ValueError as exc:
+        raise ParseError("bad Max-Forwards") from exc
+    h.set("Max-Forwards", str(max(0, value - 1)))
+
+
+def _caller_identity(req: Request) -> tuple[str | None, str | None]:
+    """The caller's number and display name as the carrier presents them (PAI, else From)."""
+    na = req.headers.name_addr("P-Asserted-Identity") or req.headers.name_addr("From")
+    if na is None:
+        return None, None
+    uri = na.uri
+    number = (
+        uri.number if isinstance(uri, TelURI) else uri.user if isinstance(uri, SipURI) else None
+    )
+    return number, na.display

@@ -1,0 +1,159 @@
+"""Next-hop resolution and flow tokens (RFC 3261 §16.6 steps 6-7, RFC 3263 in part, RFC 5626
+§5.3 in spirit).
+
+- `uri_hop(uri)`: where a SIP URI points: transport from `;transport=` (sips: -> tls), default
+  port 5060 (5061 for tls), the host as written.
+- `Resolver`: host names to addresses through the loop's `getaddrinfo`, cached for
+  `ttl` seconds (IP literals pass straight through). No NAPTR/SRV yet: carriers and devices
+  are reached by address, and RFC 3263 falls back to A records for an explicit port anyway.
+- `FlowTokens`: a device behind NAT is only reachable over the flow its REGISTER arrived on
+  (`Binding.source`). When the proxy forwards an initial request to such a flow, it puts a
+  token naming the flow into the user part of its Record-Route URI; in-dialog requests come
+  back with that Route and are sent down the same flow (unless they come *from* that flow,
+  in which case they go on by their Request-URI). Tokens are authenticated with an HMAC so
+  that nobody can make the proxy send to an address of their choosing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import os
+import socket
+from collections.abc import Callable
+
+from switch.sip.message import SipURI, Via
+from switch.sip.transaction import Target
+
+__all__ = ["FlowTokens", "ResolveError", "Resolver", "uri_hop", "via_target"]
+
+_DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}
+_KNOWN = frozenset(_DEFAULT_PORT)
+
+
+class ResolveError(Exception):
+    """The next hop cannot be reached. `status_hint`: 503 (DNS failure) or 416/488 style."""
+
+    def __init__(self, message: str, status_hint: int = 503) -> None:
+        super().__init__(message)
+        self.status_hint = status_hint
+
+
+def uri_hop(uri: SipURI) -> tuple[str, str, int]:
+    """(transport, host, port) of a SIP URI, before any name resolution."""
+    transport = (uri.params.get("transport") or "").lower()
+    if uri.scheme == "sips":
+        transport = "tls"
+    elif not transport:
+        transport = "udp"
+    if transport not in _KNOWN:
+        raise ResolveError(f"unsupported transport {transport!r}", 503)
+    port = uri.port or _DEFAULT_PORT[transport]
+    return transport, uri.host, port
+
+
+def via_target(via: Via) -> Target:
+    """Where a response goes back to for this Via (§18.2.2, RFC 3581): received/rport when
+    present, else sent-by. Used to forward stray 2xx statelessly."""
+    host = via.params.get("received") or via.host
+    rport = via.params.get("rport")
+    port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+    return Target(via.transport.lower(), _unbracket(host), port)
+
+
+def _unbracket(host: str) -> str:
+    return host[1:-1] if host.startswith("[") else host
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class Resolver:
+    """Host name -> address, cached. `clock` is the loop's monotonic clock."""
+
+    def __init__(self, clock: Callable[[], float], ttl: float = 300.0) -> None:
+        self._clock = clock
+        self._ttl = ttl
+        self._cache: dict[str, tuple[float, str]] = {}
+
+    def seed(self, host: str, address: str) -> None:
+        """Pin a name (tests, static configuration)."""
+        self._cache[host] = (float("inf"), address)
+
+    async def address(self, host: str) -> str:
+        host = _unbracket(host)
+        if _is_ip(host):
+            return host
+        hit = self._cache.get(host)
+        now = self._clock()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise ResolveError(f"cannot resolve {host!r}: {exc}") from exc
+        if not infos:
+            raise ResolveError(f"no address for {host!r}")
+        v4 = [i for i in infos if i[0] == socket.AF_INET]
+        addr = str((v4 or infos)[0][4][0])
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[host] = (now + self._ttl, addr)
+        return addr
+
+    async def target(self, uri: SipURI) -> Target:
+        transport, host, port = uri_hop(uri)
+        return Target(transport, await self.address(host), port)
+
+
+class FlowTokens:
+    """Encode the flows of a dialog's two ends (each a `Target` or None) into a URI user part
+    and back. `a` is the caller's flow, `b` the callee's."""
+
+    def __init__(self, secret: bytes | None = None) -> None:
+        self._secret = secret or os.urandom(16)
+
+    def _mac(self, body: bytes) -> bytes:
+        return hmac.new(self._secret, body, hashlib.sha256).digest()[:8]
+
+    def encode(self, a: Target | None, b: Target | None) -> str:
+        body = f"{_flow_text(a)}/{_flow_text(b)}".encode()
+        raw = self._mac(body) + body
+        return "f-" + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+    def decode(self, user: str | None) -> tuple[Target | None, Target | None] | None:
+        """The flows named by a token, None for anything that is not a valid token."""
+        if not user or not user.startswith("f-"):
+            return None
+        text = user[2:]
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        except ValueError:
+            return None
+        mac, body = raw[:8], raw[8:]
+        if len(raw) <= 8 or not hmac.compare_digest(mac, self._mac(body)):
+            return None
+        a, _, b = body.decode().partition("/")
+        return _flow_parse(a), _flow_parse(b)
+
+
+def _flow_text(t: Target | None) -> str:
+    if t is None:
+        return ""
+    conn = "" if t.conn_id is None else str(t.conn_id)
+    return f"{t.transport}|{t.host}|{t.port}|{conn}"
+
+
+def _flow_parse(text: str) -> Target | None:
+    if not text:
+        return None
+    transport, host, port, conn = text.split("|")
+    return Target(transport, host, int(port), int(conn) if conn else None)
