@@ -1,0 +1,23 @@
+"""The provisioning REST API (aiohttp), mounted at /v1 by the switch app. See app.py."""
+
+from __future__ import annotations
+
+from .app import (
+    API_DOCUMENT,
+    API_METRICS,
+    API_PREFIX,
+    API_SERVICE,
+    create_api_app,
+    mount_api,
+    operations,
+)
+
+__all__ = [
+    "API_DOCUMENT",
+    "API_METRICS",
+    "API_PREFIX",
+    "API_SERVICE",
+    "create_api_app",
+    "mount_api",
+    "operations",
+]

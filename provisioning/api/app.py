@@ -1,0 +1,87 @@
+"""The REST API as an aiohttp sub-application, mounted at `/v1` by the switch app:
+
+    from provisioning.api import mount_api
+    mount_api(app, service, registry=metrics.registry)   # == app.add_subapp("/v1", ...)
+
+or `app.add_subapp(API_PREFIX, create_api_app(service, registry=...))`. The sub-app owns
+its middlewares (JSON errors, metrics, bearer auth), so they never touch the parent's
+`/metrics`. It holds no resources of its own: the caller opens and closes the store and
+the service (no cleanup_ctx needed).
+
+Bodies are read from the request stream with each operation's own limit, whatever the
+parent's `client_max_size`, so the parent needs no change for prompt uploads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from .core import Ctx, Operation, Reply, bind
+from .middleware import ApiMetrics, auth_middleware, errors_middleware
+from .openapi import build_document
+from .resources import ALL_OPERATIONS
+from .schema import AnyObject
+
+__all__ = [
+    "API_DOCUMENT",
+    "API_METRICS",
+    "API_PREFIX",
+    "API_SERVICE",
+    "create_api_app",
+    "mount_api",
+]
+
+API_PREFIX = "/v1"
+API_SERVICE = web.AppKey("api_service", Any)
+API_METRICS = web.AppKey("api_metrics", ApiMetrics)
+API_DOCUMENT = web.AppKey("api_document", dict)
+
+
+async def _openapi(ctx: Ctx) -> Reply:
+    return Reply(200, ctx.request.app[API_DOCUMENT])
+
+
+OPENAPI = Operation(
+    method="GET",
+    path="/openapi.json",
+    handler=_openapi,
+    operation_id="getOpenApi",
+    summary="This document",
+    tag="meta",
+    responses={200: AnyObject(description="OpenAPI 3.1")},
+    public=True,
+)
+
+
+def operations() -> list[Operation]:
+    return [OPENAPI, *ALL_OPERATIONS]
+
+
+def create_api_app(
+    service: Any, *, registry: CollectorRegistry | None = None, prefix: str = API_PREFIX
+) -> web.Application:
+    """The API sub-application. `service` is a `provisioning.service.Service`; `registry` the
+    app's Prometheus registry (a private one when None). `prefix` is where the caller mounts
+    it; it is only used to write the paths of the OpenAPI document."""
+    metrics = ApiMetrics(registry)
+    app = web.Application(
+        middlewares=[errors_middleware(metrics), auth_middleware(service.authenticate)]
+    )
+    app[API_SERVICE] = service
+    app[API_METRICS] = metrics
+    ops = operations()
+    app[API_DOCUMENT] = build_document(ops, prefix)
+    for op in ops:
+        bind(app.router, op, service)
+    return app
+
+
+def mount_api(
+    parent: web.Application, service: Any, *, registry: CollectorRegistry | None = None
+) -> web.Application:
+    api = create_api_app(service, registry=registry, prefix=API_PREFIX)
+    parent.add_subapp(API_PREFIX, api)
+    return api

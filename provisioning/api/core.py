@@ -1,0 +1,225 @@
+"""Operations: one declaration per route that both serves it and documents it.
+
+An `Operation` names the method, the path (relative to the API prefix), the handler, who may
+call it, and the schemas of its path parameters, query, request body and response. `bind`
+adds it to an aiohttp router behind a wrapper that, in this order:
+
+1. takes the principal that the auth middleware authenticated (middleware.py);
+2. answers 404 when a tenant token names another tenant in the path — cross-tenant access
+   must look exactly like a tenant that does not exist;
+3. answers 403 for operator-only operations called with a tenant token;
+4. validates path parameters (a malformed id is a 404: such a resource cannot exist), the
+   query (400 invalid-query) and the body (413 / 415 / 400 invalid-json / 422 invalid-payload);
+5. calls the handler with a `Ctx` and renders its `Reply` as JSON.
+
+openapi.py renders the same declarations into the OpenAPI 3.1 document.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from . import errors
+from .schema import Schema, SchemaError
+
+__all__ = ["JSON", "Ctx", "Operation", "PathParam", "Reply", "bind"]
+
+JSON = "application/json"
+DEFAULT_BODY_LIMIT = 64 * 1024  # JSON bodies; uploads declare their own limit
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PathParam:
+    schema: Schema
+    what: str  # "tenant", "device" …: a malformed value is a 404 naming it
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: Any = None  # JSON-serialisable; None with 204
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Ctx:
+    request: web.Request
+    service: Any
+    principal: Any
+    path: dict[str, Any]
+    query: dict[str, Any]
+    body: Any
+
+    @property
+    def is_operator(self) -> bool:
+        return _is_operator(self.principal)
+
+
+Handler = Callable[[Ctx], Awaitable[Reply | web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Operation:
+    method: str
+    path: str  # relative to the API prefix, aiohttp syntax: "/tenants/{tenant_id}"
+    handler: Handler
+    operation_id: str
+    summary: str
+    tag: str
+    responses: Mapping[int, Schema | None]  # success statuses -> body schema (None: no body)
+    path_params: Mapping[str, PathParam] = field(default_factory=dict)
+    query: Mapping[str, Schema] = field(default_factory=dict)
+    query_required: tuple[str, ...] = ()
+    body: Schema | None = None  # a JSON body
+    body_media: str = JSON
+    raw_body: Mapping[str, Schema] | None = None  # non-JSON media types -> schema (documented)
+    body_limit: int = DEFAULT_BODY_LIMIT
+    operator_only: bool = False
+    public: bool = False  # no token needed (the OpenAPI document)
+    response_media: str | tuple[str, ...] = JSON  # a tuple: any of these (raw bodies)
+    description: str = ""
+
+    @property
+    def takes_body(self) -> bool:
+        return self.body is not None or self.raw_body is not None
+
+
+PRINCIPAL_KEY = "principal"  # request[...] set by the auth middleware
+OPERATION_KEY = "operation"  # request[...] set by the wrapper, read by middlewares
+
+
+def _is_operator(principal: Any) -> bool:
+    return str(getattr(principal, "scope", "")) == "operator"
+
+
+def principal_tenant(principal: Any) -> str | None:
+    return None if _is_operator(principal) else getattr(principal, "tenant_id", None)
+
+
+def bind(router: web.UrlDispatcher, op: Operation, service: Any) -> web.AbstractRoute:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        principal = request.get(PRINCIPAL_KEY)
+        path = _check_path(op, request, principal)
+        if op.operator_only and not op.public and not _is_operator(principal):
+            raise errors.operator_only()
+        query = _check_query(op, request)
+        body = await read_body(request, op) if op.takes_body else None
+        ctx = Ctx(request, service, principal, path, query, body)
+        reply = await op.handler(ctx)
+        return reply if isinstance(reply, web.StreamResponse) else render(reply, op)
+
+    handle.__name__ = op.operation_id
+    handle.operation = op  # type: ignore[attr-defined]  # read by the auth middleware
+    return router.add_route(op.method, op.path, handle)
+
+
+def render(reply: Reply, op: Operation) -> web.StreamResponse:
+    if reply.body is None and reply.status == 204:
+        return web.Response(status=204, headers=dict(reply.headers))
+    return web.json_response(reply.body, status=reply.status, headers=dict(reply.headers))
+
+
+def _check_path(op: Operation, request: web.Request, principal: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    own = principal_tenant(principal)
+    for name, param in op.path_params.items():
+        raw = request.match_info.get(name, "")
+        if name == "tenant_id" and own is not None and raw != own:
+            # Another tenant's data: answer as if it did not exist (never 403).
+            raise errors.not_found(param.what, raw)
+        try:
+            out[name] = param.schema.validate(raw, name)
+        except SchemaError:
+            raise errors.not_found(param.what, raw) from None
+    return out
+
+
+def _check_query(op: Operation, request: web.Request) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in request.query:
+        if key not in op.query:
+            raise errors.invalid_query(key, "unknown parameter")
+        if len(request.query.getall(key)) > 1:
+            raise errors.invalid_query(key, "given more than once")
+    for key in op.query_required:
+        if key not in request.query:
+            raise errors.invalid_query(key, "is required")
+    for key, schema in op.query.items():
+        if key in request.query:
+            try:
+                out[key] = schema.validate(_coerce(request.query[key], schema), key)
+            except SchemaError as exc:
+                raise errors.invalid_query(key, exc.reason) from None
+    return out
+
+
+def _coerce(text: str, schema: Schema) -> Any:
+    """Query strings are text: turn "10" into 10 and "true" into True where the schema wants."""
+    from .schema import Boolean, Integer
+
+    if isinstance(schema, Integer):
+        try:
+            return int(text) if text.lstrip("-").isdigit() and len(text) < 20 else text
+        except ValueError:
+            return text
+    if isinstance(schema, Boolean):
+        return {"true": True, "false": False}.get(text, text)
+    return text
+
+
+async def read_body(request: web.Request, op: Operation) -> Any:
+    """The body, bounded by the operation's limit whatever the server's client_max_size:
+    Content-Length is checked first, then the stream is read in chunks up to the limit."""
+    media = request.content_type
+    accepted = [op.body_media] if op.body is not None else list(op.raw_body or {})
+    if media not in accepted:
+        raise errors.unsupported_media_type(" or ".join(accepted), media)
+    data = await read_limited(request, op.body_limit)
+    if media != JSON:
+        return data
+    return validate_json(data, op.body)
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise errors.payload_too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(64 * 1024)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise errors.payload_too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def validate_json(data: bytes, schema: Schema | None) -> Any:
+    if not data.strip():
+        raise errors.invalid_json("empty body")
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise errors.invalid_json(str(exc)[:200]) from None
+    if schema is None:
+        return value
+    try:
+        return schema.validate(value, "")
+    except SchemaError as exc:
+        raise errors.invalid_payload(exc.field, exc.reason) from None
+
+
+def operations_by_route(ops: Sequence[Operation]) -> dict[tuple[str, str], Operation]:
+    return {(op.method, op.path): op for op in ops}

@@ -1,0 +1,119 @@
+"""The API's own errors (HTTP-level: bad JSON, bad payload, no token …) and the one JSON
+shape every error answer has: `{"error_id": "...", "message": "...", "details": {...}}`.
+
+`error_id`s are stable kebab-case strings that clients may switch on; messages are for humans
+and may change. Domain errors raised by the provisioning service carry their own `status`,
+`error_id` and `details` and are rendered by the same `error_response` (see middleware.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from provisioning.errors import NotFound
+
+__all__ = ["ERROR_ID_KEY", "ApiError", "error_response"]
+
+# Stored on every error response so the metrics middleware can count it by error_id.
+ERROR_ID_KEY = "error_id"
+
+
+def error_response(
+    status: int,
+    error_id: str,
+    message: str,
+    details: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    resp = web.json_response(
+        {"error_id": error_id, "message": message, "details": dict(details or {})},
+        status=status,
+        headers=dict(headers or {}),
+    )
+    resp[ERROR_ID_KEY] = error_id
+    return resp
+
+
+class ApiError(Exception):
+    """An error the HTTP layer itself detects. Raise it from anywhere in a handler."""
+
+    def __init__(
+        self,
+        status: int,
+        error_id: str,
+        message: str,
+        details: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_id = error_id
+        self.message = message
+        self.details = dict(details or {})
+        self.headers = dict(headers or {})
+
+    def response(self) -> web.Response:
+        return error_response(self.status, self.error_id, self.message, self.details, self.headers)
+
+
+def invalid_json(reason: str) -> ApiError:
+    return ApiError(400, "invalid-json", f"the request body is not valid JSON: {reason}")
+
+
+def invalid_payload(field: str, reason: str) -> ApiError:
+    return ApiError(
+        422,
+        "invalid-payload",
+        f"{field or 'body'}: {reason}",
+        {"field": field, "reason": reason},
+    )
+
+
+def invalid_query(field: str, reason: str) -> ApiError:
+    return ApiError(
+        400,
+        "invalid-query",
+        f"query parameter {field}: {reason}",
+        {"field": field, "reason": reason},
+    )
+
+
+def payload_too_large(limit: int) -> ApiError:
+    return ApiError(
+        413, "payload-too-large", f"the request body exceeds {limit} bytes", {"limit": limit}
+    )
+
+
+def unsupported_media_type(expected: str, got: str) -> ApiError:
+    return ApiError(
+        415,
+        "unsupported-media-type",
+        f"Content-Type must be {expected}",
+        {"expected": expected, "content_type": got},
+    )
+
+
+def unauthorized(error_id: str, message: str) -> ApiError:
+    return ApiError(401, error_id, message, headers={"WWW-Authenticate": 'Bearer realm="api"'})
+
+
+def operator_only() -> ApiError:
+    return ApiError(403, "operator-only", "this operation needs an operator token")
+
+
+def not_found(what: str, key: object) -> NotFound:
+    """The service's own `NotFound`, so that a resource of another tenant and a resource that
+    does not exist cannot be told apart."""
+    return NotFound(what, key)
+
+
+def store_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "store-unavailable",
+        "the provisioning store is unavailable; retry later",
+        headers={"Retry-After": "5"},
+    )

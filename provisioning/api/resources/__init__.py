@@ -1,0 +1,19 @@
+"""One module per resource: its schemas, handlers and `OPERATIONS` (wazo-confd style)."""
+
+from __future__ import annotations
+
+from ..core import Operation
+from . import devices, gateways, number_settings, numbers, phonebook, prompts, tenants, tokens
+
+ALL_OPERATIONS: list[Operation] = [
+    *tenants.OPERATIONS,
+    *devices.OPERATIONS,
+    *numbers.OPERATIONS,
+    *number_settings.OPERATIONS,
+    *prompts.OPERATIONS,
+    *phonebook.OPERATIONS,
+    *gateways.OPERATIONS,
+    *tokens.OPERATIONS,
+]
+
+__all__ = ["ALL_OPERATIONS"]

@@ -1,0 +1,159 @@
+"""Prompts: the tenant's uploaded announcement audio (at most 10, each at most
+`MAX_PROMPT_BYTES`). Upload the raw audio as the request body with its media type and the
+prompt's name in the query: `POST /v1/tenants/{id}/prompts?name=Closed` with
+`Content-Type: audio/wav`. Use it in a schedule as `announcement = "prompt:<id>"`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from provisioning.service import MAX_PROMPT_BYTES, PromptInfo
+
+from ..common import PROMPT_ID, TENANT_ID, TIMESTAMP, iso
+from ..core import Ctx, Operation, Reply
+from ..schema import Array, Integer, Object, Ref, Schema, String
+
+AUDIO_TYPES = ("audio/wav", "audio/x-wav", "audio/basic", "audio/mpeg")
+
+
+class Binary(Schema):
+    """Raw bytes (documented only: the body is passed to the service as it is)."""
+
+    def validate(self, value: Any, path: str = "") -> Any:
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "format": "binary", "maxLength": MAX_PROMPT_BYTES}
+
+
+PROMPT = Ref(
+    "Prompt",
+    Object(
+        {
+            "id": String(),
+            "tenant_id": String(),
+            "name": String(),
+            "content_type": String(),
+            "size": Integer(minimum=0),
+            "created_at": TIMESTAMP,
+            "announcement": String(description="the value to use as an announcement"),
+        },
+        required=("id", "tenant_id", "name", "content_type", "size", "created_at", "announcement"),
+    ),
+)
+PROMPT_LIST = Ref("PromptList", Object({"items": Array(PROMPT)}, required=("items",)))
+
+
+def render_prompt(p: PromptInfo) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "tenant_id": p.tenant_id,
+        "name": p.name,
+        "content_type": p.content_type,
+        "size": p.size,
+        "created_at": iso(p.created_at),
+        "announcement": f"prompt:{p.id}",
+    }
+
+
+async def list_prompts(ctx: Ctx) -> Reply:
+    prompts = await ctx.service.list_prompts(ctx.principal, ctx.path["tenant_id"])
+    return Reply(200, {"items": [render_prompt(p) for p in prompts]})
+
+
+async def create_prompt(ctx: Ctx) -> Reply:
+    info = await ctx.service.create_prompt(
+        ctx.principal,
+        ctx.path["tenant_id"],
+        name=ctx.query["name"],
+        audio=ctx.body,
+        content_type=ctx.request.content_type,
+    )
+    return Reply(201, render_prompt(info), {"Location": f"prompts/{info.id}"})
+
+
+async def _audio(ctx: Ctx) -> tuple[PromptInfo, bytes]:
+    p = ctx.path
+    info, audio = await ctx.service.get_prompt_audio(ctx.principal, p["tenant_id"], p["prompt_id"])
+    return info, audio
+
+
+async def get_prompt(ctx: Ctx) -> Reply:
+    info, _ = await _audio(ctx)
+    return Reply(200, render_prompt(info))
+
+
+async def get_prompt_audio(ctx: Ctx) -> web.StreamResponse:
+    info, audio = await _audio(ctx)
+    return web.Response(body=audio, content_type=info.content_type)
+
+
+async def delete_prompt(ctx: Ctx) -> Reply:
+    await ctx.service.delete_prompt(ctx.principal, ctx.path["tenant_id"], ctx.path["prompt_id"])
+    return Reply(204)
+
+
+_T = {"tenant_id": TENANT_ID}
+_P = {"tenant_id": TENANT_ID, "prompt_id": PROMPT_ID}
+_BASE = "/tenants/{tenant_id}/prompts"
+
+OPERATIONS = [
+    Operation(
+        method="GET",
+        path=_BASE,
+        handler=list_prompts,
+        operation_id="listPrompts",
+        summary="List the tenant's prompts (at most 10)",
+        tag="prompts",
+        path_params=_T,
+        responses={200: PROMPT_LIST},
+    ),
+    Operation(
+        method="POST",
+        path=_BASE,
+        handler=create_prompt,
+        operation_id="uploadPrompt",
+        summary="Upload an announcement (raw audio body, name in the query)",
+        tag="prompts",
+        path_params=_T,
+        query={"name": String(min_length=1, max_length=100)},
+        query_required=("name",),
+        raw_body={t: Binary() for t in AUDIO_TYPES},
+        body_limit=MAX_PROMPT_BYTES,
+        responses={201: PROMPT},
+    ),
+    Operation(
+        method="GET",
+        path=_BASE + "/{prompt_id}",
+        handler=get_prompt,
+        operation_id="getPrompt",
+        summary="Get a prompt's description",
+        tag="prompts",
+        path_params=_P,
+        responses={200: PROMPT},
+    ),
+    Operation(
+        method="GET",
+        path=_BASE + "/{prompt_id}/audio",
+        handler=get_prompt_audio,
+        operation_id="getPromptAudio",
+        summary="Download a prompt's audio",
+        tag="prompts",
+        path_params=_P,
+        responses={200: Binary()},
+        response_media=AUDIO_TYPES,
+    ),
+    Operation(
+        method="DELETE",
+        path=_BASE + "/{prompt_id}",
+        handler=delete_prompt,
+        operation_id="deletePrompt",
+        summary="Delete a prompt (refused while in use)",
+        tag="prompts",
+        path_params=_P,
+        responses={204: None},
+    ),
+]
