@@ -1,0 +1,292 @@
+"""Process wiring: config -> snapshot source -> state -> transaction layer -> registrar and
+proxy -> transports -> HTTP (metrics, health, admin).
+
+Snapshot source (the seam towards provisioning)
+-----------------------------------------------
+`SnapshotSource` is a zero-argument callable returning an async iterator of Snapshots. The
+first snapshot is awaited at start (the switch does not serve before it has one); every
+later one replaces the current snapshot atomically (routing reads `app.snapshot` per call).
+`seed_source(path)` yields the seed file's snapshot once; a store-backed source will yield
+the store's snapshot and then one per committed change (LISTEN/NOTIFY). If a live source
+ends or fails, the switch keeps serving the last snapshot (logged).
+
+On each new snapshot, an ID whose `Device.release_seq` changed has been released from the
+customer page: its bindings and device lock are dropped (`state.release_device`).
+
+HTTP
+----
+One aiohttp application on `--http`: `GET /metrics`, `GET /healthz`, and
+`POST /admin/devices/{id}/release` (Authorization: Bearer <admin token>; used by
+`softswitch device release`). Other modules mount theirs with `http_hooks`: callables
+`hook(web_app, switch_app)` run before the HTTP server starts, e.g.
+`lambda web_app, sw: web_app.add_subapp("/v1", make_api(...))`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from provisioning.model import Snapshot
+from provisioning.seed import load_seed
+from switch.config import Config, resolve_secret
+from switch.metrics import CONTENT_TYPE, Metrics
+from switch.proxy.interfaces import TransactionUser
+from switch.proxy.registrar import Registrar, RegistrarPolicy
+from switch.sip.digest import DigestAuthenticator
+from switch.sip.transaction import Timers, TransactionLayer
+from switch.state.base import StateBackend
+from switch.state.memory import MemoryState
+from switch.transport.core import SipCore
+from switch.transport.manager import TransportManager, TransportSettings, server_tls_context
+
+__all__ = [
+    "HttpHook",
+    "SnapshotSource",
+    "SwitchApp",
+    "seed_source",
+    "static_source",
+]
+
+log = logging.getLogger(__name__)
+
+SnapshotSource = Callable[[], AsyncIterator[Snapshot]]
+HttpHook = Callable[[web.Application, "SwitchApp"], None]
+SWITCH_APP_KEY = web.AppKey("switch_app", "SwitchApp")
+_HOUSEKEEPING_INTERVAL = 1.0  # seconds between binding expiry sweeps
+_FIRST_SNAPSHOT_TIMEOUT = 60.0
+
+
+def seed_source(path: str | Path) -> SnapshotSource:
+    """The seed file's snapshot, once."""
+
+    async def source() -> AsyncIterator[Snapshot]:
+        yield load_seed(path).snapshot()
+
+    return source
+
+
+def static_source(snapshot: Snapshot) -> SnapshotSource:
+    async def source() -> AsyncIterator[Snapshot]:
+        yield snapshot
+
+    return source
+
+
+class SwitchApp:
+    """One switch process. `await start()`, then `await stop()`; `sip_addresses` and
+    `http_address` give the bound (real) addresses, port 0 resolved."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        snapshot_source: SnapshotSource | None = None,
+        state: StateBackend | None = None,
+        http_hooks: Sequence[HttpHook] = (),
+        proxy_factory: Callable[[SwitchApp], TransactionUser] | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.state: StateBackend = state or MemoryState()
+        self.snapshot_source = snapshot_source or _default_source(config)
+        self.http_hooks = list(http_hooks)
+        self.proxy_factory = proxy_factory or make_proxy
+        self._snapshot: Snapshot | None = None
+        self._registrations = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.sip_addresses: dict[str, tuple[str, int]] = {}
+        self.http_address: tuple[str, int] | None = None
+        self.admin_token = ""
+
+    # ------------------------------------------------------------------ snapshot
+    @property
+    def snapshot(self) -> Snapshot:
+        assert self._snapshot is not None, "no snapshot yet"
+        return self._snapshot
+
+    def apply_snapshot(self, new: Snapshot) -> None:
+        old, self._snapshot = self._snapshot, new
+        if old is None:
+            return
+        for device in new.devices.values():
+            before = old.devices.get(device.id)
+            if before is not None and before.release_seq != device.release_seq:
+                self._spawn(self._release_from_snapshot(device.id))
+        log.info("snapshot version %s applied", new.version)
+
+    async def _release_from_snapshot(self, device_id: str) -> None:
+        dropped = await self.state.release_device(device_id)
+        log.info("device %s released (customer page): %d bindings dropped", device_id, dropped)
+
+    async def _follow(self, updates: AsyncIterator[Snapshot]) -> None:
+        try:
+            async for snap in updates:
+                self.apply_snapshot(snap)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("snapshot source failed; serving the last snapshot")
+
+    # ------------------------------------------------------------------ start / stop
+    async def start(self) -> None:
+        cfg = self.config
+        updates = self.snapshot_source()
+        first = await asyncio.wait_for(anext(updates), _FIRST_SNAPSHOT_TIMEOUT)
+        self.apply_snapshot(first)
+        self._tasks.append(asyncio.create_task(self._follow(updates)))
+        secret = resolve_secret(cfg.nonce_secret, cfg.data_dir, "nonce-secret")
+        self.authenticator = DigestAuthenticator(
+            realm=cfg.realm or first.realm, secret=secret.encode(), nonce_ttl=cfg.nonce_ttl
+        )
+        self.layer = TransactionLayer(Timers(t1=cfg.t1, t2=cfg.t2, t4=cfg.t4))
+        self.core = SipCore(self.layer, self.metrics, advertised_host=cfg.advertised_host)
+        self.registrar = Registrar(
+            state=self.state, snapshot=lambda: self.snapshot, authenticator=self.authenticator,
+            policy=RegistrarPolicy(
+                min_expires=cfg.min_expires, max_expires=cfg.max_expires,
+                default_expires=cfg.default_expires,
+                warn_agent=cfg.advertised_host or cfg.sip.host,
+            ),
+            metrics=self.metrics, sender=self.core,
+        )  # fmt: skip
+        self.metrics.watch_transactions(self.layer.counts)
+        self.metrics.watch_registrations(lambda: self._registrations)
+        await self._start_transports()
+        self.core.registrar = self.registrar
+        self.core.proxy = self.proxy_factory(self)
+        self._tasks.append(asyncio.create_task(self._housekeeping()))
+        if cfg.http is not None:
+            await self._start_http()
+
+    async def _start_transports(self) -> None:
+        cfg = self.config
+        settings = TransportSettings(
+            max_message_bytes=cfg.max_message_bytes, max_connections=cfg.max_connections,
+            idle_timeout=cfg.idle_timeout, udp_buffer_bytes=cfg.udp_buffer_bytes,
+        )  # fmt: skip
+        self.transports = TransportManager(self.core, self.metrics, settings)
+        tls_ctx = None
+        if cfg.tls is not None:
+            assert cfg.tls_cert is not None and cfg.tls_key is not None
+            tls_ctx = server_tls_context(str(cfg.tls_cert), str(cfg.tls_key))
+        tls = (cfg.tls.host, cfg.tls.port) if cfg.tls is not None else None
+        await self.transports.start((cfg.sip.host, cfg.sip.port), tls, tls_ctx)
+        self.core.attach(self.transports)
+        self.sip_addresses = dict(self.transports.bound)
+        rcv, snd = self.transports.udp_buffers
+        log.info("UDP buffers granted: SO_RCVBUF=%d SO_SNDBUF=%d", rcv, snd)
+
+    async def _start_http(self) -> None:
+        cfg = self.config
+        assert cfg.http is not None
+        self.admin_token = resolve_secret(cfg.admin_token, cfg.data_dir, "admin-token")
+        web_app = build_http_app(self)
+        for hook in self.http_hooks:
+            hook(web_app, self)
+        self._runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
+        await site.start()
+        self.http_address = tuple(self._runner.addresses[0][:2])  # type: ignore[assignment]
+
+    async def _housekeeping(self) -> None:
+        """Expire bindings and refresh the registrations gauge, until stop()."""
+        while not self._stopping.is_set():
+            try:
+                await self.state.expire(time.time())
+                self._registrations = await self.state.count()
+            except Exception:
+                log.exception("housekeeping failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), _HOUSEKEEPING_INTERVAL)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def stop(self) -> None:
+        """Graceful: stop listening, close connections, stop HTTP, end background tasks."""
+        self._stopping.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if hasattr(self, "transports"):
+            await self.transports.close()
+        if hasattr(self, "core"):
+            self.core.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2.0)
+
+    async def refresh_registrations(self) -> None:
+        self._registrations = await self.state.count()
+
+
+def make_proxy(app: SwitchApp) -> TransactionUser:
+    """The real proxy (switch/proxy/proxy.py)."""
+    from switch.proxy.proxy import Proxy, ProxyConfig
+
+    return Proxy(
+        sender=app.core,
+        snapshot=lambda: app.snapshot,
+        state=app.state,
+        authenticator=app.authenticator,
+        metrics=app.metrics,
+        config=ProxyConfig(),
+    )
+
+
+def _default_source(config: Config) -> SnapshotSource:
+    if config.seed is not None:
+        return seed_source(config.seed)
+    return static_source(Snapshot.empty(realm=config.realm or "softswitch"))
+
+
+# --------------------------------------------------------------------------- HTTP
+def build_http_app(switch: SwitchApp) -> web.Application:
+    web_app = web.Application()
+    web_app[SWITCH_APP_KEY] = switch
+    web_app.router.add_get("/metrics", _metrics)
+    web_app.router.add_get("/healthz", _healthz)
+    web_app.router.add_post("/admin/devices/{device_id}/release", _release)
+    return web_app
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    switch = request.app[SWITCH_APP_KEY]
+    body = switch.metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    switch = request.app[SWITCH_APP_KEY]
+    snap = switch.snapshot
+    return web.json_response({"status": "ok", "snapshot_version": snap.version})
+
+
+async def _release(request: web.Request) -> web.Response:
+    switch = request.app[SWITCH_APP_KEY]
+    given = request.headers.get("Authorization", "")
+    expected = f"Bearer {switch.admin_token}"
+    if not switch.admin_token or not hmac.compare_digest(given.encode(), expected.encode()):
+        return web.json_response({"error_id": "unauthorized", "details": {}}, status=401)
+    device_id = request.match_info["device_id"]
+    if device_id not in switch.snapshot.devices:
+        return web.json_response(
+            {"error_id": "no-such-device", "details": {"device_id": device_id}}, status=404
+        )
+    dropped = await switch.registrar.release_device(device_id)
+    await switch.refresh_registrations()
+    return web.json_response({"device_id": device_id, "released": True, "bindings": dropped})

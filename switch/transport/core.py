@@ -1,0 +1,293 @@
+"""The asyncio glue between transports, the transaction layer and the transaction users.
+
+`SipCore` is the `Receiver` of the TransportManager and the `Sender` of the TUs
+(switch/proxy/interfaces.py). It feeds every received message to the sans-IO
+TransactionLayer with the loop time, carries out the events that come back (send, dispatch
+to a TU) and keeps exactly one `loop.call_at` timer armed at `layer.get_timer()`.
+
+Dispatch: REGISTER -> registrar; every other request, ACK for 2xx, responses, timeouts and
+stray responses -> the proxy (the only TU that sends requests).
+
+Hot path: TU coroutines are stepped synchronously (`run_eager`); only a coroutine that
+actually suspends (a network state backend) becomes an asyncio task. With the memory state
+nothing suspends, so a REGISTER costs no task at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import types
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
+
+from switch.metrics import Metrics
+from switch.proxy.interfaces import Cancellable, TransactionUser
+from switch.sip.message import Request, Response, SipURI, make_response
+from switch.sip.transaction import (
+    AckReceived,
+    ClientTransaction,
+    Event,
+    RequestReceived,
+    ResponseReceived,
+    SendMessage,
+    ServerTransaction,
+    StrayResponse,
+    Target,
+    TransactionLayer,
+    TransactionTimeout,
+)
+
+from .manager import TransportManager
+from .rules import DEFAULT_PORTS, response_fallback
+
+__all__ = ["SipCore", "run_eager"]
+
+log = logging.getLogger(__name__)
+
+_pending: set[asyncio.Task[None]] = set()
+
+
+def run_eager(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    """Run `coro` synchronously up to its first real suspension; only then make it a task.
+    Returns the task, or None when the coroutine finished at once. Exceptions are logged."""
+    try:
+        first = coro.send(None)
+    except StopIteration:
+        return None
+    except Exception:
+        log.exception("transaction user failed")
+        return None
+    task = asyncio.get_running_loop().create_task(_resume(coro, first))
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+    return task
+
+
+async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+    """Drive a coroutine that was started by hand, as asyncio.Task would: wait for the
+    future it yielded, then send(None) (Future.__await__ reads the result itself)."""
+    try:
+        while True:  # bounded by the coroutine's own life: each pass is one of its awaits
+            if isinstance(yielded, asyncio.Future):
+                yielded._asyncio_future_blocking = False
+                try:
+                    await asyncio.wait([yielded])
+                except asyncio.CancelledError:
+                    yielded = coro.throw(asyncio.CancelledError())
+                    continue
+            else:  # a bare yield (asyncio.sleep(0))
+                await _yield_once()
+            yielded = coro.send(None)
+    except StopIteration:
+        return
+    except asyncio.CancelledError:
+        coro.close()
+        raise
+    except Exception:
+        log.exception("transaction user failed")
+
+
+@types.coroutine
+def _yield_once() -> Generator[None, None, None]:
+    yield
+
+
+class SipCore:
+    """Receiver (for the TransportManager) and Sender (for the TUs)."""
+
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        metrics: Metrics,
+        *,
+        advertised_host: str | None = None,
+    ) -> None:
+        self.layer = layer
+        self.metrics = metrics
+        self.advertised_host = advertised_host
+        self.transports: TransportManager | None = None
+        self.registrar: TransactionUser | None = None
+        self.proxy: TransactionUser | None = None
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._local_hosts: set[str] = set()
+        self._local_ports: set[int] = set()
+
+    def attach(self, transports: TransportManager) -> None:
+        """Called once the transports are bound: learn our own addresses."""
+        self.transports = transports
+        for host, port in transports.bound.values():
+            self._local_ports.add(port)
+            self._local_hosts |= _host_aliases(host)
+        if self.advertised_host:
+            self._local_hosts.add(self.advertised_host.lower())
+
+    # ------------------------------------------------------------------ Receiver
+    def on_message(self, message: Request | Response, source: Target) -> None:
+        self._process(self.layer.receive(message, source, self._loop.time()))
+
+    def on_send_error(self, target: Target) -> None:
+        self.metrics.messages_dropped_total.labels("send_error").inc()
+        self._process(self.layer.transport_error(target, self._loop.time()))
+
+    # ------------------------------------------------------------------ events
+    def _process(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, SendMessage):
+                self._transmit(event.message, event.target)
+            elif isinstance(event, RequestReceived):
+                self._dispatch_request(event)
+            elif isinstance(event, AckReceived):
+                if self.proxy is not None:
+                    run_eager(self.proxy.on_ack(event.request, event.source))
+            elif isinstance(event, ResponseReceived):
+                if self.proxy is not None:
+                    self.proxy.on_response(event.txn, event.response, event.source)
+            elif isinstance(event, StrayResponse):
+                if self.proxy is not None:
+                    self.proxy.on_stray_response(event.response, event.source)
+            elif isinstance(event, TransactionTimeout) and self.proxy is not None:
+                self.proxy.on_timeout(event.txn)
+        self._rearm()
+
+    def _dispatch_request(self, ev: RequestReceived) -> None:
+        tu = self.registrar if ev.request.method == "REGISTER" else self.proxy
+        if tu is None:
+            self.send_response(ev.txn, make_response(ev.request, 503))
+            return
+        run_eager(self._guarded(tu, ev))
+
+    async def _guarded(self, tu: TransactionUser, ev: RequestReceived) -> None:
+        """A TU that fails must not leave the transaction unanswered: 500 (§8.2.6)."""
+        try:
+            await tu.on_request(ev.txn, ev.request, ev.source, ev.cancelled)
+        except Exception:
+            log.exception("%s failed on %s", type(tu).__name__, ev.request.method)
+            last = ev.txn.last_response
+            if last is None or last.status < 200:
+                self.send_response(ev.txn, make_response(ev.request, 500))
+
+    def _transmit(self, message: Request | Response, target: Target) -> None:
+        assert self.transports is not None
+        if (
+            isinstance(message, Response)
+            and target.conn_id is not None
+            and self.transports.connection_for(target) is None
+        ):
+            # §18.2.2: the connection is gone; open one to received/sent-by instead.
+            target = response_fallback(message.top_via, target.transport)
+        self.transports.send(message, target)
+
+    # ------------------------------------------------------------------ the one timer
+    def _rearm(self) -> None:
+        deadline = self.layer.get_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._process(self.layer.handle_timer(self._loop.time()))
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # ------------------------------------------------------------------ Sender
+    def now(self) -> float:
+        return self._loop.time()
+
+    def send_response(self, txn: ServerTransaction, response: Response) -> None:
+        self._process(self.layer.send_response(txn, response, self._loop.time()))
+
+    def send_request(
+        self, request: Request, target: Target, user_data: object = None
+    ) -> ClientTransaction:
+        txn, events = self.layer.send_request(request, target, self._loop.time(), user_data)
+        self._process(events)
+        return txn
+
+    def send_stateless(self, message: Request | Response, target: Target) -> None:
+        self._transmit(message, target)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
+        return self._loop.call_later(delay, _logged, callback)
+
+    def local_via(self, transport: str) -> tuple[str, int]:
+        assert self.transports is not None
+        name = transport.lower()
+        host, port = self.transports.bound.get(name) or self.transports.bound["udp"]
+        return self._public_host(host), port
+
+    def local_uri(self, transport: str) -> SipURI:
+        host, port = self.local_via(transport)
+        params: dict[str, str | None] = {"lr": None}
+        if transport.lower() != "udp":
+            params = {"transport": transport.lower(), "lr": None}
+        return SipURI(host=_uri_host(host), port=port, params=params)
+
+    def is_local(self, host: str, port: int | None) -> bool:
+        bare = host[1:-1] if host.startswith("[") else host
+        if bare.lower() not in self._local_hosts:
+            return False
+        if port is None:
+            return bool(self._local_ports & {DEFAULT_PORTS["udp"], DEFAULT_PORTS["tls"]})
+        return port in self._local_ports
+
+    def _public_host(self, bound: str) -> str:
+        if self.advertised_host:
+            return self.advertised_host
+        if _unspecified(bound):
+            return _primary_address(bound)
+        return bound
+
+
+def _logged(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:
+        log.exception("TU timer callback failed")
+
+
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def _uri_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _host_aliases(bound: str) -> set[str]:
+    hosts = {bound.lower()}
+    if _unspecified(bound):
+        hosts |= {"127.0.0.1", "::1", "localhost", _primary_address(bound)}
+    elif bound in ("127.0.0.1", "::1"):
+        hosts.add("localhost")
+    return hosts
+
+
+def _primary_address(bound: str) -> str:
+    """The address this host would use towards the outside (no packet is sent: a UDP
+    connect only selects a route). Falls back to loopback."""
+    family = socket.AF_INET6 if ":" in bound else socket.AF_INET
+    probe = "2001:db8::1" if family == socket.AF_INET6 else "192.0.2.1"
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((probe, 9))
+            return str(s.getsockname()[0])
+        except OSError:
+            return "::1" if family == socket.AF_INET6 else "127.0.0.1"
