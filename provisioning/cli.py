@@ -57,13 +57,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `db`, `token` and `tenant` to the `softswitch` command. Each leaf parser sets
-    `args.run`, a coroutine function `(args) -> exit status`; run it with `run(args)`."""
+    `args.run`, a coroutine function `(args) -> exit status`, and `args.func = run`, the
+    switch CLI's convention: `args.func(args)` runs it and returns the exit status."""
     db = subparsers.add_parser("db", help="provisioning database").add_subparsers(
         dest="db_command", required=True
     )
     upgrade = db.add_parser("upgrade", help="create the schema or apply pending migrations")
     _common(upgrade)
-    upgrade.set_defaults(run=run_db_upgrade)
+    upgrade.set_defaults(run=run_db_upgrade, func=run)
 
     token = subparsers.add_parser("token", help="API tokens").add_subparsers(
         dest="token_command", required=True
@@ -74,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     who.add_argument("--tenant", metavar="ID", help="a token for this tenant only")
     create.add_argument("--label", default=None, help="a note to recognise the token")
     _common(create)
-    create.set_defaults(run=run_token_create)
+    create.set_defaults(run=run_token_create, func=run)
 
     tenant = subparsers.add_parser("tenant", help="tenants").add_subparsers(
         dest="tenant_command", required=True
@@ -87,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="replace tenants that already exist instead of refusing",
     )
     _common(imp)
-    imp.set_defaults(run=run_tenant_import)
+    imp.set_defaults(run=run_tenant_import, func=run)
 
 
 def database_url(args: argparse.Namespace) -> str:
