@@ -34,18 +34,38 @@ from .conftest import hosts, name_addrs, ports, sip_uris, tel_uris, tokens
 @pytest.mark.parametrize(
     ("raw", "canonical"),
     [
-        ("v", "Via"), ("V", "Via"), ("f", "From"), ("t", "To"), ("i", "Call-ID"),
-        ("m", "Contact"), ("l", "Content-Length"), ("c", "Content-Type"),
-        ("e", "Content-Encoding"), ("k", "Supported"), ("s", "Subject"),
-        ("o", "Event"), ("u", "Allow-Events"), ("r", "Refer-To"), ("b", "Referred-By"),
-        ("x", "Session-Expires"), ("a", "Accept-Contact"), ("j", "Reject-Contact"),
-        ("d", "Request-Disposition"), ("y", "Identity"), ("n", "Identity-Info"),
-        ("call-id", "Call-ID"), ("CALL-ID", "Call-ID"), ("cseq", "CSeq"),
-        ("www-authenticate", "WWW-Authenticate"), ("MaX-fOrWaRdS", "Max-Forwards"),
-        ("record-route", "Record-Route"), ("x-custom-thing", "X-Custom-Thing"),
-        ("NewFangledHeader", "Newfangledheader"), ("rack", "RAck"),
+        ("v", "Via"),
+        ("V", "Via"),
+        ("f", "From"),
+        ("t", "To"),
+        ("i", "Call-ID"),
+        ("m", "Contact"),
+        ("l", "Content-Length"),
+        ("c", "Content-Type"),
+        ("e", "Content-Encoding"),
+        ("k", "Supported"),
+        ("s", "Subject"),
+        ("o", "Event"),
+        ("u", "Allow-Events"),
+        ("r", "Refer-To"),
+        ("b", "Referred-By"),
+        ("x", "Session-Expires"),
+        ("a", "Accept-Contact"),
+        ("j", "Reject-Contact"),
+        ("d", "Request-Disposition"),
+        ("y", "Identity"),
+        ("n", "Identity-Info"),
+        ("call-id", "Call-ID"),
+        ("CALL-ID", "Call-ID"),
+        ("cseq", "CSeq"),
+        ("www-authenticate", "WWW-Authenticate"),
+        ("MaX-fOrWaRdS", "Max-Forwards"),
+        ("record-route", "Record-Route"),
+        ("x-custom-thing", "X-Custom-Thing"),
+        ("NewFangledHeader", "Newfangledheader"),
+        ("rack", "RAck"),
     ],
-)  # fmt: skip
+)
 def test_canonical_name(raw: str, canonical: str) -> None:
     assert canonical_name(raw) == canonical
 
@@ -54,12 +74,15 @@ def test_canonical_name(raw: str, canonical: str) -> None:
     ("value", "parts"),
     [
         ("a, b,c", ["a", "b", "c"]),
-        ('"Bell, Alexander" <sip:a@b>, <sip:c@d;x=1,2>', ['"Bell, Alexander" <sip:a@b>', "<sip:c@d;x=1,2>"]),
+        (
+            '"Bell, Alexander" <sip:a@b>, <sip:c@d;x=1,2>',
+            ['"Bell, Alexander" <sip:a@b>', "<sip:c@d;x=1,2>"],
+        ),
         ('"quote \\" , still" <sip:a@b>, x', ['"quote \\" , still" <sip:a@b>', "x"]),
         ("one", ["one"]),
         ("a,,b, ", ["a", "b"]),
     ],
-)  # fmt: skip
+)
 def test_split_header_values(value: str, parts: list[str]) -> None:
     assert split_header_values(value) == parts
 
@@ -78,9 +101,18 @@ def test_parse_via_values_and_params() -> None:
         " received=2001:db8::9:255 ; branch = z9hG4bK2"
     )
     assert vias == [
-        Via(transport="UDP", host="192.0.2.1", port=5060, params={"branch": "z9hG4bK1", "rport": None}),
-        Via(transport="TCP", host="[2001:db8::1]", params={"received": "2001:db8::9:255", "branch": "z9hG4bK2"}),
-    ]  # fmt: skip
+        Via(
+            transport="UDP",
+            host="192.0.2.1",
+            port=5060,
+            params={"branch": "z9hG4bK1", "rport": None},
+        ),
+        Via(
+            transport="TCP",
+            host="[2001:db8::1]",
+            params={"received": "2001:db8::9:255", "branch": "z9hG4bK2"},
+        ),
+    ]
     assert vias[0].branch == "z9hG4bK1"
     assert vias[1].sent_by == ("[2001:db8::1]", None)
 
@@ -130,22 +162,54 @@ def test_via_round_trip(
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ('"Alice" <sip:alice@a.example>;tag=1', NameAddr(display="Alice", uri=SipURI(user="alice", host="a.example"), params={"tag": "1"})),
+        (
+            '"Alice" <sip:alice@a.example>;tag=1',
+            NameAddr(
+                display="Alice", uri=SipURI(user="alice", host="a.example"), params={"tag": "1"}
+            ),
+        ),
         ("<sip:a@b;lr>", NameAddr(uri=SipURI(user="a", host="b", params={"lr": None}))),
         # addr-spec: parameters after the URI belong to the header (RFC 4475 §3.3.12)
-        ("sip:+1972@gw1.example.net;unknownparam", NameAddr(uri=SipURI(user="+1972", host="gw1.example.net"), params={"unknownparam": None})),
-        ("sip:a@b ;   tag    = 19n", NameAddr(uri=SipURI(user="a", host="b"), params={"tag": "19n"})),
+        (
+            "sip:+1972@gw1.example.net;unknownparam",
+            NameAddr(
+                uri=SipURI(user="+1972", host="gw1.example.net"), params={"unknownparam": None}
+            ),
+        ),
+        (
+            "sip:a@b ;   tag    = 19n",
+            NameAddr(uri=SipURI(user="a", host="b"), params={"tag": "19n"}),
+        ),
         # lwsdisp: no LWS between display token and '<'
-        ("caller<sip:caller@example.com>;tag=323", NameAddr(display="caller", uri=SipURI(user="caller", host="example.com"), params={"tag": "323"})),
-        ("J  Rosenberg <sip:j@e>", NameAddr(display="J  Rosenberg", uri=SipURI(user="j", host="e"))),
-        ('"J Rosenberg \\\\\\"" <sip:j@e>', NameAddr(display='J Rosenberg \\"', uri=SipURI(user="j", host="e"))),
+        (
+            "caller<sip:caller@example.com>;tag=323",
+            NameAddr(
+                display="caller",
+                uri=SipURI(user="caller", host="example.com"),
+                params={"tag": "323"},
+            ),
+        ),
+        (
+            "J  Rosenberg <sip:j@e>",
+            NameAddr(display="J  Rosenberg", uri=SipURI(user="j", host="e")),
+        ),
+        (
+            '"J Rosenberg \\\\\\"" <sip:j@e>',
+            NameAddr(display='J Rosenberg \\"', uri=SipURI(user="j", host="e")),
+        ),
         ('"" <sip:j@e>', NameAddr(display="", uri=SipURI(user="j", host="e"))),
         ("*", NameAddr(wildcard=True)),
         ("<isbn:2983792873>", NameAddr(uri=AbsoluteURI(scheme="isbn", opaque="2983792873"))),
         ("isbn:2983792873", NameAddr(uri=AbsoluteURI(scheme="isbn", opaque="2983792873"))),
-        ('<sip:a@b>;+sip.instance="<urn:uuid:1>";q=0.5', NameAddr(uri=SipURI(user="a", host="b"), params={"+sip.instance": '"<urn:uuid:1>"', "q": "0.5"})),
+        (
+            '<sip:a@b>;+sip.instance="<urn:uuid:1>";q=0.5',
+            NameAddr(
+                uri=SipURI(user="a", host="b"),
+                params={"+sip.instance": '"<urn:uuid:1>"', "q": "0.5"},
+            ),
+        ),
     ],
-)  # fmt: skip
+)
 def test_parse_name_addr(value: str, expected: NameAddr) -> None:
     assert parse_name_addr(value) == expected
 
@@ -189,9 +253,12 @@ def test_name_addr_round_trip(na: NameAddr) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("1 INVITE", CSeq(seq=1, method="INVITE")), ("0009   INVITE", CSeq(seq=9, method="INVITE")),
-     (f"{2**31 - 1} BYE", CSeq(seq=2**31 - 1, method="BYE"))],
-)  # fmt: skip
+    [
+        ("1 INVITE", CSeq(seq=1, method="INVITE")),
+        ("0009   INVITE", CSeq(seq=9, method="INVITE")),
+        (f"{2**31 - 1} BYE", CSeq(seq=2**31 - 1, method="BYE")),
+    ],
+)
 def test_parse_cseq(value: str, expected: CSeq) -> None:
     assert parse_cseq(value) == expected
     assert parse_cseq(str(expected)) == expected
@@ -282,7 +349,7 @@ def test_set_add_remove_prepend_positions() -> None:
     h.prepend("X-B", "0")
     assert list(h) == [("X-A", "x"), ("X-B", "0"), ("X-B", "2"), ("X-C", "4"), ("X-B", "5")]
     h.prepend("Record-Route", "<sip:p;lr>")
-    assert list(h)[0] == ("Record-Route", "<sip:p;lr>")
+    assert next(iter(h)) == ("Record-Route", "<sip:p;lr>")
     assert h.remove("x-b") == 3
     assert h.remove("x-b") == 0
     h.set("New", "v")
@@ -397,8 +464,15 @@ def test_make_response_copies_per_rfc3261_8_2_6() -> None:
     resp = make_response(_request(), 200, to_tag="abc", headers=[("Contact", "<sip:b@c>")])
     assert resp.status == 200 and resp.reason == "OK"
     assert [n for n, _ in resp.headers] == [
-        "Via", "Via", "From", "To", "Call-ID", "CSeq", "Record-Route", "Contact",
-    ]  # fmt: skip
+        "Via",
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Record-Route",
+        "Contact",
+    ]
     assert resp.to_tag == "abc"
     assert resp.headers.get_all("Via") == _request().headers.get_all("Via")
     assert resp.cseq == CSeq(seq=1, method="INVITE")
@@ -452,11 +526,16 @@ def requests(draw: st.DrawFn) -> Request:
     to = draw(name_addrs)
     vias = draw(
         st.lists(
-            st.builds(Via, transport=st.sampled_from(["UDP", "TCP"]), host=st.just("h.example"),
-                      params=st.just({"branch": "z9hG4bK" + draw(tokens)})),
-            min_size=1, max_size=3,
+            st.builds(
+                Via,
+                transport=st.sampled_from(["UDP", "TCP"]),
+                host=st.just("h.example"),
+                params=st.just({"branch": "z9hG4bK" + draw(tokens)}),
+            ),
+            min_size=1,
+            max_size=3,
         )
-    )  # fmt: skip
+    )
     fields = [("Via", str(v)) for v in vias]
     fields += [("From", str(from_)), ("To", str(to)), ("Call-ID", draw(tokens))]
     fields += [("CSeq", f"{draw(st.integers(0, 2**31 - 1))} {method}")]
