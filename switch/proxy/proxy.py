@@ -163,7 +163,7 @@ class _Call:
 
     def forward(self, branch: Branch[BranchPlan], response: Response) -> None:
         self.proxy.sender.send_response(self.txn, response)
-        if response.status < 300 and self.initial_invite:
+        if 200 <= response.status < 300 and self.initial_invite:
             self.proxy._answered(self, response)
 
     def finish(
