@@ -23,16 +23,37 @@ Passwords are never stored nor returned: only HA1 (MD5 and SHA-256, with the ser
 
 from __future__ import annotations
 
+import base64
 import enum
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import hashlib
+import hmac
+import ipaddress
+import json
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from .errors import Forbidden
+from switch.sip.digest import ha1
+
+from . import rules
+from .errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PhonebookImportRejected,
+    RuleViolation,
+    TooLarge,
+    Unauthenticated,
+)
 from .model import (
     ANNOUNCEMENT_TEMPLATES,
     DayKind,
+    Device,
     DeviceKind,
     Gateway,
     Number,
@@ -40,7 +61,11 @@ from .model import (
     SlotAction,
     Tenant,
     TenantStatus,
+    is_toll_free,
+    normalize_number,
 )
+from .store import repo
+from .store.base import Row, Tx, parse_ts, utcnow_text
 
 if TYPE_CHECKING:
     from .seed import SeedData
@@ -383,7 +408,14 @@ class Service:
     async def authenticate(self, token: str) -> Principal:
         """The principal of a bearer token; `Unauthenticated` (401 `invalid-token`) if the
         token is malformed, unknown or revoked."""
-        raise NotImplementedError
+        token_id, _, secret = (token or "").strip().partition(".")
+        if not token_id.startswith("tok_") or not secret:
+            raise Unauthenticated()
+        async with self.store.read() as tx:
+            row = await tx.fetchrow("SELECT * FROM api_tokens WHERE id = $1", token_id)
+        if row is None or not hmac.compare_digest(row["secret_sha256"], _sha256(secret)):
+            raise Unauthenticated()
+        return Principal(scope=row["scope"], tenant_id=row["tenant_id"], token_id=token_id)
 
     async def create_token(
         self,
@@ -395,27 +427,85 @@ class Service:
     ) -> CreatedToken:
         """A new API token (plaintext returned once). Operator tokens: operator only. Tenant
         tokens need `tenant_id`; a tenant principal may create tokens for itself."""
-        raise NotImplementedError
+        if scope == "operator":
+            principal.require_operator()
+            tenant_id = None
+        elif scope == "tenant" and tenant_id:
+            principal.require_tenant(tenant_id)
+        else:
+            raise InvalidInput(
+                "invalid-input", "scope is operator, or tenant with a tenant_id", {"field": "scope"}
+            )
+        token_id, secret = "tok_" + secrets.token_hex(8), secrets.token_urlsafe(32)
+        now = utcnow_text()
+        async with self.store.write() as tx:
+            if tenant_id is not None:
+                await self._state(tx, tenant_id)
+            await tx.execute(
+                "INSERT INTO api_tokens (id, secret_sha256, scope, tenant_id, label, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                token_id,
+                _sha256(secret),
+                scope,
+                tenant_id,
+                label,
+                now,
+            )
+        info = TokenInfo(
+            id=token_id, scope=scope, tenant_id=tenant_id, label=label, created_at=_ts(now)
+        )
+        return CreatedToken(info=info, token=f"{token_id}.{secret}")
 
     async def list_tokens(
         self, principal: Principal, tenant_id: str | None = None
     ) -> list[TokenInfo]:
         """Operator: all tokens (or one tenant's); tenant: its own tokens."""
-        raise NotImplementedError
+        if not principal.is_operator:
+            tenant_id = principal.tenant_id
+        sql, args = "SELECT * FROM api_tokens", []
+        if tenant_id is not None:
+            sql, args = sql + " WHERE tenant_id = $1", [tenant_id]
+        async with self.store.read() as tx:
+            rows = await tx.fetch(sql + " ORDER BY created_at, id", *args)
+        return [_token_info(r) for r in rows]
 
     async def revoke_token(self, principal: Principal, token_id: str) -> None:
-        raise NotImplementedError
+        async with self.store.write() as tx:
+            row = await tx.fetchrow("SELECT * FROM api_tokens WHERE id = $1", token_id)
+            if row is None:
+                raise NotFound("token", token_id)
+            if row["scope"] == "operator":
+                principal.require_operator()
+            else:
+                principal.require_tenant(row["tenant_id"])
+            await tx.execute("DELETE FROM api_tokens WHERE id = $1", token_id)
 
     # ---- realm
 
     async def realm(self) -> str:
         """The SIP digest realm HA1 hashes are computed with (stored in the database)."""
-        raise NotImplementedError
+        async with self.store.read() as tx:
+            return str(await tx.fetchval("SELECT realm FROM meta WHERE id = 1"))
 
     async def set_realm(self, principal: Principal, realm: str) -> None:
         """Operator only; refused (`realm-locked`) once any device exists, since every HA1
         depends on it."""
-        raise NotImplementedError
+        principal.require_operator()
+        realm = _text(realm, "realm", 1, 200)
+        async with self.store.write() as tx:
+            await self._set_realm(tx, realm)
+
+    async def _set_realm(self, tx: Tx, realm: str) -> None:
+        if realm == await tx.fetchval("SELECT realm FROM meta WHERE id = 1"):
+            return
+        devices = int(await tx.fetchval("SELECT COUNT(*) FROM devices"))
+        if devices:
+            raise RuleViolation(
+                "realm-locked",
+                "the realm cannot change once devices exist (HA1 depends on it)",
+                {"rule": "realm fixed once IDs exist", "devices": devices},
+            )
+        await tx.execute("UPDATE meta SET realm = $1 WHERE id = 1", realm)
 
     # ---- tenants
 
@@ -423,10 +513,45 @@ class Service:
         """Operator only. Creates the tenant, its contract number and its basic ID together.
         Errors: invalid-timezone, invalid-number, toll-free-not-presentable (a toll-free
         contract number), number-taken, username-taken, id-taken."""
-        raise NotImplementedError
+        principal.require_operator()
+        tenant = Tenant(
+            id=data.id or _new_id("t"),
+            name=_text(data.name, "name", 1, 200),
+            timezone=rules.check_timezone(data.timezone),
+            identity_verified=bool(data.identity_verified),
+        )
+        contract = rules.parse_number(data.contract_number, "contract_number")
+        if is_toll_free(contract):
+            raise RuleViolation(
+                "toll-free-not-presentable",
+                "a toll-free number cannot be the contract number",
+                {"rule": "contract number is not toll-free", "number": contract},
+            )
+        now = utcnow_text()
+        async with self.store.write() as tx:
+            if await tx.fetchval("SELECT 1 FROM tenants WHERE id = $1", tenant.id):
+                raise Conflict("id-taken", f"tenant id {tenant.id!r} exists", {"id": tenant.id})
+            await _number_free(tx, contract)
+            device = await self._new_device(tx, tenant.id, data.basic_device, contract)
+            number = Number(
+                e164=contract,
+                tenant_id=tenant.id,
+                kind=NumberKind.CONTRACT,
+                ring_group=(device.id,),
+            )
+            rules.check_tenant(tenant, [device], [number])
+            await repo.insert_tenant(tx, tenant, now)
+            await repo.insert_device(tx, device, now)
+            await repo.insert_number(tx, number, now)
+        return tenant
 
     async def get_tenant(self, principal: Principal, tenant_id: str) -> Tenant:
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        async with self.store.read() as tx:
+            tenant = await repo.load_tenant(tx, tenant_id)
+        if tenant is None:
+            raise NotFound("tenant", tenant_id)
+        return tenant
 
     async def list_tenants(
         self,
@@ -438,31 +563,80 @@ class Service:
         limit: int = DEFAULT_PAGE,
     ) -> Page[Tenant]:
         """Ordered by (name, id). A tenant principal sees only itself."""
-        raise NotImplementedError
+        q = _Query()
+        if not principal.is_operator:
+            q.where("id = {}", principal.tenant_id)
+        if name_contains:
+            q.where("LOWER(name) LIKE {} ESCAPE '\\'", _like(name_contains))
+        if status is not None:
+            q.where("status = {}", TenantStatus(status).value)
+        after = _decode_cursor(cursor, 2)
+        if after:
+            q.where("(name, id) > ({}, {})", *after)
+        n = _limit(limit)
+        async with self.store.read() as tx:
+            rows = await tx.fetch(q.sql("SELECT * FROM tenants", "name, id", n + 1), *q.args)
+            page = rows[:n]
+            tenants = [await repo.load_tenant(tx, r["id"]) for r in page]
+        items = [t for t in tenants if t is not None]
+        more = len(rows) > n
+        return Page(
+            items=items,
+            next_cursor=_encode_cursor([page[-1]["name"], page[-1]["id"]]) if more else None,
+        )
 
     async def update_tenant(
         self, principal: Principal, tenant_id: str, data: TenantUpdate
     ) -> Tenant:
         """`identity_verified` and `status` are operator only. Un-verifying does not switch
         anything off (the operator decides)."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        if data.identity_verified is not UNSET or data.status is not UNSET:
+            principal.require_operator()
+        changes: dict[str, Any] = {}
+        if data.name is not UNSET:
+            changes["name"] = _text(data.name, "name", 1, 200)
+        if data.timezone is not UNSET:
+            changes["timezone"] = rules.check_timezone(data.timezone)
+        if data.identity_verified is not UNSET:
+            changes["identity_verified"] = bool(data.identity_verified)
+        if data.status is not UNSET:
+            changes["status"] = _enum(TenantStatus, data.status, "status")
+        return await self._update_tenant(tenant_id, lambda t: replace(t, **changes))
+
+    async def _update_tenant(self, tenant_id: str, change: Callable[[Tenant], Tenant]) -> Tenant:
+        async with self.store.write() as tx:
+            st = await self._state(tx, tenant_id)
+            tenant = change(st.tenant)
+            rules.check_timezone(tenant.timezone)
+            await repo.update_tenant(tx, tenant, utcnow_text())
+        return tenant
 
     async def delete_tenant(self, principal: Principal, tenant_id: str) -> None:
         """Operator only; removes everything of the tenant (devices lose their bindings)."""
-        raise NotImplementedError
+        principal.require_operator()
+        async with self.store.write() as tx:
+            await self._state(tx, tenant_id)
+            await tx.execute("DELETE FROM tenants WHERE id = $1", tenant_id)
 
     async def set_holidays(
         self, principal: Principal, tenant_id: str, days: Sequence[date]
     ) -> Tenant:
         """Replaces the tenant's holiday list (the "holiday" day kind of the schedule)."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        holidays = frozenset(_date(d) for d in days)
+        return await self._update_tenant(tenant_id, lambda t: replace(t, holidays=holidays))
 
     async def add_holiday(self, principal: Principal, tenant_id: str, day: date) -> Tenant:
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        d = _date(day)
+        return await self._update_tenant(tenant_id, lambda t: replace(t, holidays=t.holidays | {d}))
 
     async def remove_holiday(self, principal: Principal, tenant_id: str, day: date) -> Tenant:
         """Removing a day that is not a holiday is a no-op."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        d = _date(day)
+        return await self._update_tenant(tenant_id, lambda t: replace(t, holidays=t.holidays - {d}))
 
     # ---- devices (IDs)
 
@@ -471,10 +645,66 @@ class Service:
     ) -> DeviceInfo:
         """Errors: username-taken, id-taken, presented-number-not-own, toll-free-not-presentable,
         free-calls-apps-only, not-found (a ring number)."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        now = utcnow_text()
+        async with self.store.write() as tx:
+            st = await self._state(tx, tenant_id)
+            device = await self._new_device(tx, tenant_id, data, _contract(st).e164)
+            joins = (
+                {n.e164 for n in st.numbers}
+                if data.ring_numbers is None
+                else {_find_number(st, x).e164 for x in data.ring_numbers}
+            )
+            numbers = [
+                replace(n, ring_group=(*n.ring_group, device.id)) if n.e164 in joins else n
+                for n in st.numbers
+            ]
+            rules.check_tenant(st.tenant, [*st.devices, device], numbers, st.prompt_ids)
+            await repo.insert_device(tx, device, now)
+            for n in numbers:
+                if n.e164 in joins:
+                    await repo.save_ring_group(tx, n)
+            return await _device_info(tx, device.id)
+
+    async def _new_device(
+        self, tx: Tx, tenant_id: str, data: DeviceCreate, default_number: str
+    ) -> Device:
+        username = _username(data.username)
+        device_id = data.id or _new_id("d")
+        if await tx.fetchval("SELECT 1 FROM devices WHERE username = $1", username):
+            raise Conflict(
+                "username-taken", f"SIP username {username!r} is taken", {"username": username}
+            )
+        if await tx.fetchval("SELECT 1 FROM devices WHERE id = $1", device_id):
+            raise Conflict("id-taken", f"device id {device_id!r} exists", {"id": device_id})
+        realm = str(await tx.fetchval("SELECT realm FROM meta WHERE id = 1"))
+        password = _password(data.password)
+        return Device(
+            id=device_id,
+            tenant_id=tenant_id,
+            username=username,
+            kind=_enum(DeviceKind, data.kind, "kind"),
+            ha1_md5=ha1(username, realm, password, "MD5"),
+            ha1_sha256=ha1(username, realm, password, "SHA-256"),
+            presented_number=(
+                rules.parse_number(data.presented_number, "presented_number")
+                if data.presented_number
+                else default_number
+            ),
+            display_name=_opt_text(data.display_name, "display_name"),
+            free_calls_10min=bool(data.free_calls_10min),
+            web_phonebook=bool(data.web_phonebook),
+        )
 
     async def get_device(self, principal: Principal, tenant_id: str, device_id: str) -> DeviceInfo:
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        async with self.store.read() as tx:
+            row = await tx.fetchrow(
+                "SELECT * FROM devices WHERE id = $1 AND tenant_id = $2", device_id, tenant_id
+            )
+        if row is None:
+            raise NotFound("device", device_id)
+        return _device_info_of(row)
 
     async def list_devices(
         self,
@@ -487,19 +717,67 @@ class Service:
         limit: int = DEFAULT_PAGE,
     ) -> Page[DeviceInfo]:
         """Ordered by id."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        q = _Query()
+        q.where("tenant_id = {}", tenant_id)
+        if kind is not None:
+            q.where("kind = {}", _enum(DeviceKind, kind, "kind").value)
+        if username_contains:
+            q.where("LOWER(username) LIKE {} ESCAPE '\\'", _like(username_contains))
+        after = _decode_cursor(cursor, 1)
+        if after:
+            q.where("id > {}", after[0])
+        n = _limit(limit)
+        async with self.store.read() as tx:
+            await self._state_exists(tx, tenant_id)
+            rows = await tx.fetch(q.sql("SELECT * FROM devices", "id", n + 1), *q.args)
+        return _page([_device_info_of(r) for r in rows], n, lambda d: [d.id])
 
     async def update_device(
         self, principal: Principal, tenant_id: str, device_id: str, data: DeviceUpdate
     ) -> DeviceInfo:
         """Errors: presented-number-not-own, toll-free-not-presentable, free-calls-apps-only."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        async with self.store.write() as tx:
+            st = await self._state(tx, tenant_id)
+            device = _find_device(st, device_id)
+            changes: dict[str, Any] = {}
+            if data.display_name is not UNSET:
+                changes["display_name"] = _opt_text(data.display_name, "display_name")
+            if data.presented_number is not UNSET:
+                changes["presented_number"] = rules.parse_number(
+                    data.presented_number, "presented_number"
+                )
+            if data.free_calls_10min is not UNSET:
+                changes["free_calls_10min"] = bool(data.free_calls_10min)
+            if data.web_phonebook is not UNSET:
+                changes["web_phonebook"] = bool(data.web_phonebook)
+            if data.password is not UNSET:
+                realm = str(await tx.fetchval("SELECT realm FROM meta WHERE id = 1"))
+                password = _password(data.password)
+                changes["ha1_md5"] = ha1(device.username, realm, password, "MD5")
+                changes["ha1_sha256"] = ha1(device.username, realm, password, "SHA-256")
+            new = replace(device, **changes)
+            devices = [new if d.id == device_id else d for d in st.devices]
+            rules.check_tenant(st.tenant, devices, st.numbers, st.prompt_ids)
+            await repo.update_device(tx, new, utcnow_text())
+            return await _device_info(tx, device_id)
 
     async def delete_device(self, principal: Principal, tenant_id: str, device_id: str) -> None:
         """Removes the ID from every ring group. Refused: last-id (a tenant keeps ≥ 1 ID),
         additional-numbers-exceed-additional-ids, toll-free-needs-several-ids, ring-group-empty
         (the ID is the only member of some number's ring group: change that group first)."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        async with self.store.write() as tx:
+            st = await self._state(tx, tenant_id)
+            _find_device(st, device_id)
+            devices = [d for d in st.devices if d.id != device_id]
+            numbers = [
+                replace(n, ring_group=tuple(x for x in n.ring_group if x != device_id))
+                for n in st.numbers
+            ]
+            rules.check_tenant(st.tenant, devices, numbers, st.prompt_ids)
+            await tx.execute("DELETE FROM devices WHERE id = $1", device_id)
 
     async def release_device(
         self, principal: Principal, tenant_id: str, device_id: str
@@ -507,7 +785,13 @@ class Service:
         """Release the logged-in device: bumps `release_seq` (Device.release_seq in the
         snapshot); the switch drops the ID's bindings and device lock when it sees the bump, so
         a new device can log in."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        async with self.store.write() as tx:
+            st = await self._state(tx, tenant_id)
+            device = _find_device(st, device_id)
+            new = replace(device, release_seq=device.release_seq + 1)
+            await repo.update_device(tx, new, utcnow_text(), released=True)
+            return await _device_info(tx, device_id)
 
     # ---- numbers
 
@@ -516,10 +800,41 @@ class Service:
         too-many-additional-numbers, additional-numbers-exceed-additional-ids,
         toll-free-needs-several-ids, invalid-number (toll-free kind vs 0120/0800 prefix),
         number-taken, ring-group-empty, ring-group-not-own-ids, invalid-ring-delay."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        e164 = rules.parse_number(data.number)
+        kind = _enum(NumberKind, data.kind, "kind")
+        if kind is NumberKind.CONTRACT:
+            raise RuleViolation(
+                "contract-number-exists",
+                "a tenant has exactly one contract number; it comes with the tenant",
+                {"rule": "contract numbers = 1", "limit": 1, "requested": 2},
+            )
+        rules.check_number_kind(e164, kind)
+        async with self.store.write() as tx:
+            st = await self._state(tx, tenant_id)
+            await _number_free(tx, e164)
+            group = (
+                tuple(d.id for d in st.devices)
+                if data.ring_group is None
+                else tuple(str(x) for x in data.ring_group)
+            )
+            number = Number(
+                e164=e164,
+                tenant_id=tenant_id,
+                kind=kind,
+                ring_group=group,
+                label=_opt_text(data.label, "label"),
+                label_in_display_name=bool(data.label_in_display_name),
+                app_ring_delay=_float(data.app_ring_delay, "app_ring_delay"),
+            )
+            rules.check_tenant(st.tenant, st.devices, [*st.numbers, number], st.prompt_ids)
+            await repo.insert_number(tx, number, utcnow_text())
+        return number
 
     async def get_number(self, principal: Principal, tenant_id: str, number: str) -> Number:
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        async with self.store.read() as tx:
+            return _find_number(await self._state(tx, tenant_id), number)
 
     async def list_numbers(
         self,
@@ -531,39 +846,147 @@ class Service:
         limit: int = DEFAULT_PAGE,
     ) -> Page[Number]:
         """Ordered by E.164."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        after = _decode_cursor(cursor, 1)
+        want = None if kind is None else _enum(NumberKind, kind, "kind")
+        async with self.store.read() as tx:
+            st = await self._state(tx, tenant_id)
+        # A tenant has at most a handful of numbers: filter the loaded state.
+        items = [
+            n
+            for n in st.numbers
+            if (want is None or n.kind is want) and (not after or n.e164 > after[0])
+        ]
+        n = _limit(limit)
+        return _page(items[: n + 1], n, lambda x: [x.e164])
 
     async def update_number(
         self, principal: Principal, tenant_id: str, number: str, data: NumberUpdate
     ) -> Number:
         """Errors: ring-group-empty, ring-group-not-own-ids, invalid-ring-time,
         invalid-ring-delay, invalid-input (max ring time)."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        changes: dict[str, Any] = {}
+        if data.ring_group is not UNSET:
+            changes["ring_group"] = tuple(str(x) for x in data.ring_group)
+        if data.label is not UNSET:
+            changes["label"] = _opt_text(data.label, "label")
+        if data.label_in_display_name is not UNSET:
+            changes["label_in_display_name"] = bool(data.label_in_display_name)
+        if data.app_ring_delay is not UNSET:
+            changes["app_ring_delay"] = _float(data.app_ring_delay, "app_ring_delay")
+        if data.max_ring_time is not UNSET:
+            changes["max_ring_time"] = _float(data.max_ring_time, "max_ring_time")
+        if data.voicemail_ring_time is not UNSET:
+            changes["voicemail_ring_time"] = _int(data.voicemail_ring_time, "voicemail_ring_time")
+        if data.recording_notice is not UNSET:
+            changes["recording_notice"] = bool(data.recording_notice)
+        return await self._change_number(tenant_id, number, lambda _t, n: replace(n, **changes))
+
+    async def _change_number(
+        self, tenant_id: str, number: str, change: Callable[[Tenant, Number], Number]
+    ) -> Number:
+        async with self.store.write() as tx:
+            st = await self._state(tx, tenant_id)
+            old = _find_number(st, number)
+            new = change(st.tenant, old)
+            numbers = [new if n.e164 == old.e164 else n for n in st.numbers]
+            rules.check_tenant(st.tenant, st.devices, numbers, st.prompt_ids)
+            await repo.update_number(tx, new, utcnow_text())
+        return new
 
     async def delete_number(self, principal: Principal, tenant_id: str, number: str) -> None:
         """Errors: contract-number-required (the contract number stays),
         number-presented-by-device (an ID presents it: change that ID first)."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        async with self.store.write() as tx:
+            st = await self._state(tx, tenant_id)
+            n = _find_number(st, number)
+            if n.kind is NumberKind.CONTRACT:
+                raise RuleViolation(
+                    "contract-number-required",
+                    "the contract number cannot be removed",
+                    {"rule": "contract numbers = 1", "number": n.e164},
+                )
+            users = [d.id for d in st.devices if d.presented_number == n.e164]
+            if users:
+                raise RuleViolation(
+                    "number-presented-by-device",
+                    "IDs present this number: change their caller ID first",
+                    {"rule": "presented number ∈ tenant's numbers", "devices": users},
+                )
+            await tx.execute("DELETE FROM numbers WHERE e164 = $1", n.e164)
 
     async def set_options(
         self, principal: Principal, tenant_id: str, number: str, data: OptionsUpdate
     ) -> Number:
         """Errors: identity-not-verified, forward-slot-needs-forwarding-option."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+
+        def change(tenant: Tenant, n: Number) -> Number:
+            opts = {
+                k: bool(v)
+                for k, v in (
+                    ("after_hours", data.after_hours),
+                    ("voicemail", data.voicemail),
+                    ("forwarding", data.forwarding),
+                    ("recording", data.recording),
+                )
+                if v is not UNSET
+            }
+            for key in ("after_hours", "forwarding"):
+                if opts.get(key) and not getattr(n.options, key):
+                    rules.require_identity(tenant, key.replace("_", "-"))
+            return rules.drop_options(replace(n, options=replace(n.options, **opts)))
+
+        return await self._change_number(tenant_id, number, change)
 
     async def set_after_hours(
         self, principal: Principal, tenant_id: str, number: str, data: AfterHoursUpdate
     ) -> Number:
         """Errors: identity-not-verified, option-required (after_hours option not subscribed),
         invalid-schedule, forward-slot-needs-forwarding-option, invalid-announcement."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        slots = None if data.slots is UNSET else rules.parse_slots(data.slots)
+
+        def change(tenant: Tenant, n: Number) -> Number:
+            only_off = data.enabled is False and slots is None and data.announcement is UNSET
+            if not only_off:
+                rules.require_identity(tenant, "after-hours")
+                _require_option(n, "after_hours")
+            ah = n.after_hours
+            if slots is not None:
+                ah = replace(ah, slots=MappingProxyType({**ah.slots, **slots}))
+            if data.announcement is not UNSET:
+                ah = replace(ah, announcement=str(data.announcement))
+            n = replace(n, after_hours=ah)
+            if data.enabled is not UNSET:
+                n = rules.set_after_hours_enabled(n, bool(data.enabled))
+            return n
+
+        return await self._change_number(tenant_id, number, change)
 
     async def set_forwarding(
         self, principal: Principal, tenant_id: str, number: str, data: ForwardingUpdate
     ) -> Number:
         """Errors: identity-not-verified, option-required, invalid-number (target),
         forwarding-needs-target."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        target: str | _Unset | None = UNSET
+        if data.target is not UNSET:
+            target = None if data.target is None else rules.parse_number(data.target, "target")
+
+        def change(tenant: Tenant, n: Number) -> Number:
+            if not (data.enabled is False and target is UNSET):
+                rules.require_identity(tenant, "forwarding")
+                _require_option(n, "forwarding")
+            if target is not UNSET:
+                n = replace(n, forwarding=replace(n.forwarding, target=target))
+            if data.enabled is not UNSET:
+                n = rules.set_forwarding_enabled(n, bool(data.enabled))
+            return n
+
+        return await self._change_number(tenant_id, number, change)
 
     # ---- prompts
 
@@ -578,19 +1001,94 @@ class Service:
     ) -> PromptInfo:
         """Errors: too-many-prompts (10 per tenant), prompt-too-large (5 MiB),
         invalid-input (empty audio or name)."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        name = _text(name, "name", 1, 100)
+        if not audio:
+            raise InvalidInput("invalid-input", "the prompt audio is empty", {"field": "audio"})
+        if len(audio) > MAX_PROMPT_BYTES:
+            raise TooLarge(
+                "prompt-too-large",
+                "the prompt audio is too large",
+                {"rule": "prompt ≤ 5 MiB", "limit": MAX_PROMPT_BYTES, "requested": len(audio)},
+            )
+        info = PromptInfo(
+            id=_new_id("p"),
+            tenant_id=tenant_id,
+            name=name,
+            content_type=_text(content_type, "content_type", 1, 100),
+            size=len(audio),
+            created_at=_ts(utcnow_text()),
+        )
+        async with self.store.write() as tx:
+            await self._state_exists(tx, tenant_id)
+            count = int(
+                await tx.fetchval("SELECT COUNT(*) FROM prompts WHERE tenant_id = $1", tenant_id)
+            )
+            if count >= MAX_PROMPTS:
+                raise RuleViolation(
+                    "too-many-prompts",
+                    f"at most {MAX_PROMPTS} prompts",
+                    {
+                        "rule": "prompts ≤ 10 per tenant",
+                        "limit": MAX_PROMPTS,
+                        "requested": count + 1,
+                    },
+                )
+            await tx.execute(
+                "INSERT INTO prompts (id, tenant_id, name, content_type, size, audio, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                info.id,
+                tenant_id,
+                info.name,
+                info.content_type,
+                info.size,
+                bytes(audio),
+                _ts_text(info.created_at),
+            )
+        return info
 
     async def list_prompts(self, principal: Principal, tenant_id: str) -> list[PromptInfo]:
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        async with self.store.read() as tx:
+            await self._state_exists(tx, tenant_id)
+            rows = await tx.fetch(
+                f"SELECT {_PROMPT_COLS} FROM prompts WHERE tenant_id = $1 ORDER BY id", tenant_id
+            )
+        return [_prompt_info(r) for r in rows]
 
     async def get_prompt_audio(
         self, principal: Principal, tenant_id: str, prompt_id: str
     ) -> tuple[PromptInfo, bytes]:
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        async with self.store.read() as tx:
+            row = await tx.fetchrow(
+                f"SELECT {_PROMPT_COLS}, audio FROM prompts WHERE id = $1 AND tenant_id = $2",
+                prompt_id,
+                tenant_id,
+            )
+        if row is None:
+            raise NotFound("prompt", prompt_id)
+        return _prompt_info(row), bytes(row["audio"])
 
     async def delete_prompt(self, principal: Principal, tenant_id: str, prompt_id: str) -> None:
         """Refused (prompt-in-use) while a number's announcement names it."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        async with self.store.write() as tx:
+            st = await self._state(tx, tenant_id)
+            if prompt_id not in st.prompt_ids:
+                raise NotFound("prompt", prompt_id)
+            users = [
+                n.e164
+                for n in st.numbers
+                if n.after_hours.announcement == rules.PROMPT_PREFIX + prompt_id
+            ]
+            if users:
+                raise RuleViolation(
+                    "prompt-in-use",
+                    "numbers announce this prompt",
+                    {"rule": "a prompt in use stays", "numbers": users},
+                )
+            await tx.execute("DELETE FROM prompts WHERE id = $1", prompt_id)
 
     # ---- web phonebook
 
@@ -598,7 +1096,13 @@ class Service:
         self, principal: Principal, tenant_id: str, data: PhonebookEntryInput
     ) -> PhonebookEntry:
         """Errors: phonebook-full (1,000 per tenant), invalid-input."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        row = rules.check_phonebook_entry(data.name, data.number, data.company, data.note)
+        async with self.store.write() as tx:
+            await self._state_exists(tx, tenant_id)
+            await _phonebook_room(tx, tenant_id, 1, replace_all=False)
+            (entry_id,) = await _insert_phonebook(tx, tenant_id, [row])
+            return await _phonebook_entry(tx, tenant_id, entry_id)
 
     async def list_phonebook(
         self,
@@ -610,17 +1114,48 @@ class Service:
         limit: int = DEFAULT_PAGE,
     ) -> Page[PhonebookEntry]:
         """Ordered by (name, id)."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        q = _Query()
+        q.where("tenant_id = {}", tenant_id)
+        if name_contains:
+            q.where("LOWER(name) LIKE {} ESCAPE '\\'", _like(name_contains))
+        after = _decode_cursor(cursor, 2)
+        if after:
+            q.where("(name, id) > ({}, {})", *after)
+        n = _limit(limit)
+        async with self.store.read() as tx:
+            await self._state_exists(tx, tenant_id)
+            rows = await tx.fetch(
+                q.sql("SELECT * FROM phonebook_entries", "name, id", n + 1), *q.args
+            )
+        return _page([_phonebook_of(r) for r in rows], n, lambda e: [e.name, e.id])
 
     async def update_phonebook_entry(
         self, principal: Principal, tenant_id: str, entry_id: str, data: PhonebookEntryInput
     ) -> PhonebookEntry:
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        row = rules.check_phonebook_entry(data.name, data.number, data.company, data.note)
+        async with self.store.write() as tx:
+            await _phonebook_entry(tx, tenant_id, entry_id)
+            await tx.execute(
+                "UPDATE phonebook_entries SET name = $2, number = $3, company = $4, note = $5,"
+                " updated_at = $6 WHERE id = $1",
+                entry_id,
+                row.name,
+                row.number,
+                row.company,
+                row.note,
+                utcnow_text(),
+            )
+            return await _phonebook_entry(tx, tenant_id, entry_id)
 
     async def delete_phonebook_entry(
         self, principal: Principal, tenant_id: str, entry_id: str
     ) -> None:
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        async with self.store.write() as tx:
+            await _phonebook_entry(tx, tenant_id, entry_id)
+            await tx.execute("DELETE FROM phonebook_entries WHERE id = $1", entry_id)
 
     async def import_phonebook_csv(
         self, principal: Principal, tenant_id: str, csv_data: bytes | str, *, replace: bool = False
@@ -631,26 +1166,78 @@ class Service:
         `phonebook-import-invalid`, details.errors = [{row, reason}, …]) and nothing changes.
         `replace=True` replaces the whole phonebook. phonebook-full if the result would
         exceed 1,000 entries."""
-        raise NotImplementedError
+        principal.require_tenant(tenant_id)
+        entries, errors = rules.parse_phonebook_csv(csv_data)
+        if errors:
+            raise PhonebookImportRejected(errors)
+        async with self.store.write() as tx:
+            await self._state_exists(tx, tenant_id)
+            await _phonebook_room(tx, tenant_id, len(entries), replace_all=replace)
+            if replace:
+                await tx.execute("DELETE FROM phonebook_entries WHERE tenant_id = $1", tenant_id)
+            await _insert_phonebook(tx, tenant_id, entries)
+            total = int(
+                await tx.fetchval(
+                    "SELECT COUNT(*) FROM phonebook_entries WHERE tenant_id = $1", tenant_id
+                )
+            )
+        return PhonebookImportResult(imported=len(entries), total=total)
 
     # ---- carrier gateways (operator only)
 
     async def create_gateway(self, principal: Principal, data: GatewayInput) -> Gateway:
-        raise NotImplementedError
+        principal.require_operator()
+        gw = _gateway(
+            data.id or _new_id("gw"),
+            data.name,
+            data.host,
+            data.port,
+            data.transport,
+            data.allowed_sources,
+        )
+        async with self.store.write() as tx:
+            if await tx.fetchval("SELECT 1 FROM gateways WHERE id = $1", gw.id):
+                raise Conflict("id-taken", f"gateway id {gw.id!r} exists", {"id": gw.id})
+            await repo.save_gateway(tx, gw, utcnow_text(), insert=True)
+        return gw
 
     async def get_gateway(self, principal: Principal, gateway_id: str) -> Gateway:
-        raise NotImplementedError
+        principal.require_operator()
+        async with self.store.read() as tx:
+            return await _find_gateway(tx, gateway_id)
 
     async def list_gateways(self, principal: Principal) -> list[Gateway]:
-        raise NotImplementedError
+        principal.require_operator()
+        async with self.store.read() as tx:
+            rows = await tx.fetch("SELECT * FROM gateways ORDER BY id")
+        return [repo.gateway_of(r) for r in rows]
 
     async def update_gateway(
         self, principal: Principal, gateway_id: str, data: GatewayUpdate
     ) -> Gateway:
-        raise NotImplementedError
+        principal.require_operator()
+        async with self.store.write() as tx:
+            old = await _find_gateway(tx, gateway_id)
+
+            def pick(value: Any, current: Any) -> Any:
+                return current if value is UNSET else value
+
+            gw = _gateway(
+                old.id,
+                pick(data.name, old.name),
+                pick(data.host, old.host),
+                pick(data.port, old.port),
+                pick(data.transport, old.transport),
+                pick(data.allowed_sources, old.allowed_sources),
+            )
+            await repo.save_gateway(tx, gw, utcnow_text(), insert=False)
+        return gw
 
     async def delete_gateway(self, principal: Principal, gateway_id: str) -> None:
-        raise NotImplementedError
+        principal.require_operator()
+        async with self.store.write() as tx:
+            await _find_gateway(tx, gateway_id)
+            await tx.execute("DELETE FROM gateways WHERE id = $1", gateway_id)
 
     # ---- seed import
 
@@ -662,10 +1249,396 @@ class Service:
         `replace=True`, which replaces that tenant entirely; gateways are upserted by id.
         On an empty store (no device yet) the seed's realm becomes the store's realm;
         otherwise the realms must match (realm-mismatch), since HA1 hashes depend on it."""
-        raise NotImplementedError
+        principal.require_operator()
+        now = utcnow_text()
+        replaced: list[str] = []
+        async with self.store.write() as tx:
+            realm = await tx.fetchval("SELECT realm FROM meta WHERE id = 1")
+            if seed.realm != realm:
+                if int(await tx.fetchval("SELECT COUNT(*) FROM devices")):
+                    raise RuleViolation(
+                        "realm-mismatch",
+                        "the seed's realm differs from the store's (HA1 hashes would not match)",
+                        {"store_realm": realm, "seed_realm": seed.realm},
+                    )
+                await self._set_realm(tx, seed.realm)
+            for t in seed.tenants:
+                if await tx.fetchval("SELECT 1 FROM tenants WHERE id = $1", t.id):
+                    if not replace:
+                        raise Conflict("id-taken", f"tenant {t.id!r} exists", {"id": t.id})
+                    await tx.execute("DELETE FROM tenants WHERE id = $1", t.id)
+                    replaced.append(t.id)
+            await _seed_unique(tx, seed)
+            for t in seed.tenants:
+                rules.check_tenant(
+                    t,
+                    [d for d in seed.devices if d.tenant_id == t.id],
+                    [n for n in seed.numbers if n.tenant_id == t.id],
+                )
+                await repo.insert_tenant(tx, t, now)
+            for d in seed.devices:
+                await repo.insert_device(tx, d, now)
+            for n in seed.numbers:
+                await repo.insert_number(tx, n, now)
+            for g in seed.gateways:
+                exists = bool(await tx.fetchval("SELECT 1 FROM gateways WHERE id = $1", g.id))
+                await repo.save_gateway(tx, g, now, insert=not exists)
+        return SeedImportResult(
+            tenants=len(seed.tenants),
+            devices=len(seed.devices),
+            numbers=len(seed.numbers),
+            gateways=len(seed.gateways),
+            replaced=replaced,
+        )
+
+    # ---- helpers
+
+    async def _state(self, tx: Tx, tenant_id: str) -> repo.TenantState:
+        st = await repo.load_state(tx, tenant_id)
+        if st is None:
+            raise NotFound("tenant", tenant_id)
+        return st
+
+    async def _state_exists(self, tx: Tx, tenant_id: str) -> None:
+        if not await tx.fetchval("SELECT 1 FROM tenants WHERE id = $1", tenant_id):
+            raise NotFound("tenant", tenant_id)
 
 
 async def import_seed(store: Store, seed: SeedData, *, replace: bool = False) -> SeedImportResult:
     """`Service(store).import_seed(Principal.operator(), seed, replace=replace)`: used by
     `softswitch tenant import FILE` and `serve --seed FILE` on an empty store."""
     return await Service(store).import_seed(Principal.operator(), seed, replace=replace)
+
+
+# --------------------------------------------------------------------------- module helpers
+
+_USERNAME = re.compile(r"[A-Za-z0-9._~+\-]{1,64}")
+_PROMPT_COLS = "id, tenant_id, name, content_type, size, created_at"
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _ts(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _ts_text(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _text(value: object, field_name: str, low: int, high: int) -> str:
+    text = str(value if value is not None else "").strip()
+    if not low <= len(text) <= high:
+        raise InvalidInput(
+            "invalid-input",
+            f"{field_name} must have {low} to {high} characters",
+            {"field": field_name, "limit": high},
+        )
+    return text
+
+
+def _opt_text(value: object, field_name: str) -> str | None:
+    return None if value is None or str(value).strip() == "" else _text(value, field_name, 1, 200)
+
+
+def _username(value: object) -> str:
+    text = str(value or "")
+    if not _USERNAME.fullmatch(text):
+        raise InvalidInput(
+            "invalid-input", "SIP username: 1 to 64 of A-Z a-z 0-9 . _ ~ + -", {"field": "username"}
+        )
+    return text
+
+
+def _password(value: object) -> str:
+    text = str(value or "")
+    if not 8 <= len(text) <= 128:
+        raise InvalidInput(
+            "invalid-input",
+            "password must have 8 to 128 characters",
+            {"field": "password", "limit": 8},
+        )
+    return text
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _enum(cls: type[E], value: object, field_name: str) -> E:
+    try:
+        return cls(value)
+    except ValueError as exc:
+        raise InvalidInput(
+            "invalid-input",
+            f"{field_name}: {value!r} is not one of {[m.value for m in cls]}",
+            {"field": field_name},
+        ) from exc
+
+
+def _float(value: object, field_name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput("invalid-input", f"{field_name} must be a number", {"field": field_name})
+    return float(value)
+
+
+def _int(value: object, field_name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(
+            "invalid-input", f"{field_name} must be an integer", {"field": field_name}
+        )
+    return value
+
+
+def _date(value: object) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError as exc:
+        raise InvalidInput("invalid-input", f"not a date: {value!r}", {"field": "day"}) from exc
+
+
+def _like(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _limit(limit: int) -> int:
+    return max(1, min(int(limit), MAX_PAGE))
+
+
+def _encode_cursor(keys: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(keys).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None, size: int) -> list[Any] | None:
+    if not cursor:
+        return None
+    try:
+        keys = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError as exc:
+        raise InvalidInput("invalid-cursor", "malformed cursor", {"cursor": cursor}) from exc
+    if not isinstance(keys, list) or len(keys) != size or not all(isinstance(k, str) for k in keys):
+        raise InvalidInput("invalid-cursor", "malformed cursor", {"cursor": cursor})
+    return keys
+
+
+def _page(items: list[T], limit: int, key: Callable[[T], list[Any]]) -> Page[T]:
+    if len(items) > limit:
+        return Page(items=items[:limit], next_cursor=_encode_cursor(key(items[limit - 1])))
+    return Page(items=items)
+
+
+class _Query:
+    """WHERE clauses with `{}` placeholders numbered as $1, $2 … in order."""
+
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.args: list[Any] = []
+
+    def where(self, clause: str, *args: Any) -> None:
+        marks = [f"${len(self.args) + i + 1}" for i in range(len(args))]
+        self.clauses.append(clause.format(*marks))
+        self.args.extend(args)
+
+    def sql(self, select: str, order: str, limit: int) -> str:
+        where = f" WHERE {' AND '.join(self.clauses)}" if self.clauses else ""
+        return f"{select}{where} ORDER BY {order} LIMIT {int(limit)}"
+
+
+def _contract(st: repo.TenantState) -> Number:
+    return next(n for n in st.numbers if n.kind is NumberKind.CONTRACT)
+
+
+def _find_number(st: repo.TenantState, text: str) -> Number:
+    try:
+        e164 = normalize_number(str(text))
+    except ValueError:
+        raise NotFound("number", text) from None
+    for n in st.numbers:
+        if n.e164 == e164:
+            return n
+    raise NotFound("number", text)
+
+
+def _find_device(st: repo.TenantState, device_id: str) -> Device:
+    for d in st.devices:
+        if d.id == device_id:
+            return d
+    raise NotFound("device", device_id)
+
+
+def _require_option(n: Number, option: str) -> None:
+    if not getattr(n.options, option):
+        raise RuleViolation(
+            "option-required",
+            f"the number has no {option} option",
+            {"rule": f"{option} needs its option", "option": option, "number": n.e164},
+        )
+
+
+async def _number_free(tx: Tx, e164: str) -> None:
+    if await tx.fetchval("SELECT 1 FROM numbers WHERE e164 = $1", e164):
+        raise Conflict(
+            "number-taken",
+            f"{e164} belongs to a tenant already",
+            {"rule": "a number belongs to one tenant", "number": e164},
+        )
+
+
+async def _seed_unique(tx: Tx, seed: SeedData) -> None:
+    for n in seed.numbers:
+        await _number_free(tx, n.e164)
+    for d in seed.devices:
+        if await tx.fetchval("SELECT 1 FROM devices WHERE username = $1", d.username):
+            raise Conflict(
+                "username-taken", f"SIP username {d.username!r} is taken", {"username": d.username}
+            )
+        if await tx.fetchval("SELECT 1 FROM devices WHERE id = $1", d.id):
+            raise Conflict("id-taken", f"device id {d.id!r} exists", {"id": d.id})
+
+
+def _device_info_of(row: Row) -> DeviceInfo:
+    return DeviceInfo(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        username=row["username"],
+        kind=DeviceKind(row["kind"]),
+        presented_number=row["presented_number"],
+        display_name=row["display_name"],
+        free_calls_10min=bool(row["free_calls_10min"]),
+        web_phonebook=bool(row["web_phonebook"]),
+        release_seq=int(row["release_seq"]),
+        release_requested_at=parse_ts(row["release_requested_at"]),
+        created_at=_ts(row["created_at"]),
+        updated_at=_ts(row["updated_at"]),
+    )
+
+
+async def _device_info(tx: Tx, device_id: str) -> DeviceInfo:
+    row = await tx.fetchrow("SELECT * FROM devices WHERE id = $1", device_id)
+    assert row is not None
+    return _device_info_of(row)
+
+
+def _prompt_info(row: Row) -> PromptInfo:
+    return PromptInfo(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        name=row["name"],
+        content_type=row["content_type"],
+        size=int(row["size"]),
+        created_at=_ts(row["created_at"]),
+    )
+
+
+def _token_info(row: Row) -> TokenInfo:
+    return TokenInfo(
+        id=row["id"],
+        scope=row["scope"],
+        tenant_id=row["tenant_id"],
+        label=row["label"],
+        created_at=_ts(row["created_at"]),
+    )
+
+
+def _phonebook_of(row: Row) -> PhonebookEntry:
+    return PhonebookEntry(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        name=row["name"],
+        number=row["number"],
+        company=row["company"],
+        note=row["note"],
+        created_at=_ts(row["created_at"]),
+        updated_at=_ts(row["updated_at"]),
+    )
+
+
+async def _phonebook_entry(tx: Tx, tenant_id: str, entry_id: str) -> PhonebookEntry:
+    row = await tx.fetchrow(
+        "SELECT * FROM phonebook_entries WHERE id = $1 AND tenant_id = $2", entry_id, tenant_id
+    )
+    if row is None:
+        raise NotFound("phonebook entry", entry_id)
+    return _phonebook_of(row)
+
+
+async def _phonebook_room(tx: Tx, tenant_id: str, adding: int, *, replace_all: bool) -> None:
+    current = (
+        0
+        if replace_all
+        else int(
+            await tx.fetchval(
+                "SELECT COUNT(*) FROM phonebook_entries WHERE tenant_id = $1", tenant_id
+            )
+        )
+    )
+    if current + adding > MAX_PHONEBOOK_ENTRIES:
+        raise RuleViolation(
+            "phonebook-full",
+            f"at most {MAX_PHONEBOOK_ENTRIES} entries",
+            {
+                "rule": "web phonebook ≤ 1,000 entries per tenant",
+                "limit": MAX_PHONEBOOK_ENTRIES,
+                "requested": current + adding,
+            },
+        )
+
+
+async def _insert_phonebook(
+    tx: Tx, tenant_id: str, rows: Sequence[rules.PhonebookRow]
+) -> list[str]:
+    now = utcnow_text()
+    ids = [_new_id("pb") for _ in rows]
+    if rows:
+        await tx.executemany(
+            "INSERT INTO phonebook_entries (id, tenant_id, name, number, company, note,"
+            " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            [
+                (i, tenant_id, r.name, r.number, r.company, r.note, now)
+                for i, r in zip(ids, rows, strict=True)
+            ],
+        )
+    return ids
+
+
+async def _find_gateway(tx: Tx, gateway_id: str) -> Gateway:
+    row = await tx.fetchrow("SELECT * FROM gateways WHERE id = $1", gateway_id)
+    if row is None:
+        raise NotFound("gateway", gateway_id)
+    return repo.gateway_of(row)
+
+
+def _gateway(
+    gw_id: str, name: object, host: object, port: object, transport: object, sources: Sequence[str]
+) -> Gateway:
+    host_text = _text(host, "host", 1, 253)
+    if str(transport) not in ("udp", "tcp", "tls"):
+        raise InvalidInput("invalid-input", "transport is udp, tcp or tls", {"field": "transport"})
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidInput("invalid-input", "port is 1..65535", {"field": "port"})
+    allowed = tuple(str(s) for s in sources) or (host_text,)
+    for s in allowed:
+        try:
+            ipaddress.ip_address(s)
+        except ValueError as exc:
+            raise InvalidInput(
+                "invalid-input",
+                f"allowed source {s!r} is not an IP address",
+                {"field": "allowed_sources"},
+            ) from exc
+    return Gateway(
+        id=gw_id,
+        name=_text(name, "name", 1, 200),
+        host=host_text,
+        port=port,
+        transport=str(transport),
+        allowed_sources=allowed,
+    )

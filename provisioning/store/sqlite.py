@@ -1,0 +1,144 @@
+"""The embedded store: one SQLite file (WAL mode) through one aiosqlite connection.
+
+One connection and an asyncio lock serialise every transaction of this process; writes use
+`BEGIN IMMEDIATE` so another process (e.g. `softswitch tenant import` next to `serve`) waits
+on SQLite's lock (busy_timeout) instead of failing half-way. Change notification is
+in-process: listeners run after the commit. Another process's commits are seen by
+LiveSnapshot's periodic version poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+
+from .base import ChangeCallback, Row
+
+_PARAM = re.compile(r"\$(\d+)")
+
+
+def _sql(text: str) -> str:
+    return _PARAM.sub(r"?\1", text)
+
+
+class _SQLiteTx:
+    def __init__(self, conn: aiosqlite.Connection, version: int = 0) -> None:
+        self._conn = conn
+        self.version = version
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        async with self._conn.execute(_sql(sql), args) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        async with self._conn.execute(_sql(sql), args) as cur:
+            row = await cur.fetchone()
+        return None if row is None else dict(row)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        async with self._conn.execute(_sql(sql), args) as cur:
+            row = await cur.fetchone()
+        return None if row is None else row[0]
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._conn.execute(_sql(sql), args)
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        await self._conn.executemany(_sql(sql), [tuple(a) for a in args])
+
+
+class _LocalWatch:
+    def __init__(self, remove: Callable[[], None]) -> None:
+        self._remove = remove
+
+    async def stop(self) -> None:
+        self._remove()
+
+
+class SQLiteStore:
+    dialect: Literal["sqlite"] = "sqlite"
+
+    def __init__(self, url: str, conn: aiosqlite.Connection) -> None:
+        self.url = url
+        self._conn = conn
+        self._lock = asyncio.Lock()
+        self._listeners: list[ChangeCallback] = []
+
+    @classmethod
+    async def open(cls, url: str) -> SQLiteStore:
+        path = url.removeprefix("sqlite:").removeprefix("//")
+        path = path[1:] if path.startswith("/") else path  # sqlite:///rel, sqlite:////abs
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        for pragma in (
+            "journal_mode = WAL",
+            "foreign_keys = ON",
+            "busy_timeout = 10000",
+            "synchronous = NORMAL",
+        ):
+            await conn.execute(f"PRAGMA {pragma}")
+        return cls(url, conn)
+
+    @asynccontextmanager
+    async def _tx(self, begin: str) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._conn.execute(begin)
+            try:
+                yield self._conn
+            except BaseException:
+                with suppress(sqlite3.Error):
+                    await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[_SQLiteTx]:
+        async with self._tx("BEGIN") as conn:
+            yield _SQLiteTx(conn)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[_SQLiteTx]:
+        async with self._tx("BEGIN IMMEDIATE") as conn:
+            tx = _SQLiteTx(conn)
+            tx.version = await tx.fetchval(
+                "UPDATE meta SET version = version + 1 WHERE id = 1 RETURNING version"
+            )
+            yield tx
+        self._notify(tx.version)
+
+    @asynccontextmanager
+    async def migration(self) -> AsyncIterator[_SQLiteTx]:
+        async with self._tx("BEGIN IMMEDIATE") as conn:
+            yield _SQLiteTx(conn)
+
+    async def version(self) -> int:
+        async with self.read() as tx:
+            return int(await tx.fetchval("SELECT version FROM meta WHERE id = 1"))
+
+    def _notify(self, version: int) -> None:
+        for cb in list(self._listeners):
+            cb(version)
+
+    def add_listener(self, callback: ChangeCallback) -> Callable[[], None]:
+        self._listeners.append(callback)
+
+        def remove() -> None:
+            with suppress(ValueError):
+                self._listeners.remove(callback)
+
+        return remove
+
+    async def watch(self, callback: ChangeCallback) -> _LocalWatch:
+        return _LocalWatch(self.add_listener(callback))
+
+    async def close(self) -> None:
+        await self._conn.close()
