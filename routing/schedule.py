@@ -56,7 +56,11 @@ def local_slot(tenant: Tenant, now: datetime, anomalies: list[str]) -> Slot:
     if tz is None:
         anomalies.append(f"unknown-timezone:{tenant.timezone}")
         tz = zone(DEFAULT_TIMEZONE)
-    local = now.astimezone(tz)
+    try:
+        local = now.astimezone(tz)
+    except OverflowError:  # within hours of datetime.min/max: no real call, but never raise
+        anomalies.append("time-out-of-range")
+        local = now
     return Slot(day_kind(local.date(), tenant.holidays), slot_index(local), local)
 
 
