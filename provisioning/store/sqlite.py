@@ -62,14 +62,19 @@ class _LocalWatch:
         self._remove()
 
 
+# In-process listeners per database file, shared by every SQLiteStore of this process on that
+# file: the REST API's store and the switch's LiveSnapshot may be two objects on one file.
+_LISTENERS: dict[str, list[ChangeCallback]] = {}
+
+
 class SQLiteStore:
     dialect: Literal["sqlite"] = "sqlite"
 
-    def __init__(self, url: str, conn: aiosqlite.Connection) -> None:
+    def __init__(self, url: str, conn: aiosqlite.Connection, key: str) -> None:
         self.url = url
         self._conn = conn
         self._lock = asyncio.Lock()
-        self._listeners: list[ChangeCallback] = []
+        self._listeners = _LISTENERS.setdefault(key, [])
 
     @classmethod
     async def open(cls, url: str) -> SQLiteStore:
@@ -77,6 +82,9 @@ class SQLiteStore:
         path = path[1:] if path.startswith("/") else path  # sqlite:///rel, sqlite:////abs
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            key = str(Path(path).resolve())
+        else:
+            key = f":memory:{id(object())}"
         conn = await aiosqlite.connect(path, isolation_level=None)
         conn.row_factory = sqlite3.Row
         for pragma in (
@@ -86,7 +94,7 @@ class SQLiteStore:
             "synchronous = NORMAL",
         ):
             await conn.execute(f"PRAGMA {pragma}")
-        return cls(url, conn)
+        return cls(url, conn, key)
 
     @asynccontextmanager
     async def _tx(self, begin: str) -> AsyncIterator[aiosqlite.Connection]:
