@@ -29,6 +29,7 @@ __all__ = [
     "via_received",
 ]
 
+_NEEDED = ("Via", "From", "To", "Call-ID", "CSeq")
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443}
 
 
@@ -76,10 +77,13 @@ def response_fallback(via: Via, transport: str) -> Target:
 def error_response(error: ParseError) -> Response | None:
     """The stateless answer to an unparseable request (its status hint, the request's
     Via/From/To/Call-ID/CSeq copied as they came), or None when there is nothing to answer:
-    a response, no Via to route by, or not even a request line."""
+    a response, an ACK, not even a request line, or one of those five headers missing (an
+    answer the peer cannot match is noise)."""
     partial = partial_of(error)
-    if not isinstance(partial, Request) or not partial.headers.get("Via"):
+    if not isinstance(partial, Request):
         return None
+    if any(partial.headers.get(name) is None for name in _NEEDED):
+        return None  # the peer could not match the answer to anything
     if partial.method == "ACK":
         return None  # never answer an ACK (§17.2.1: ACK has no response)
     status = error.status_hint if 400 <= error.status_hint <= 699 else 400

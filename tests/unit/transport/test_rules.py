@@ -113,6 +113,7 @@ def test_version_error_gets_505() -> None:
         b"ACK sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nCSeq: x\r\n\r\n",  # ACK
         b"\x00\x01\x02 not sip at all",
         b"OPTIONS sip:x SIP/2.0\r\nFrom: <sip:a@b>\r\n\r\n",  # no Via to answer along
+        b"GARBAGE\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\r\n",  # Via alone: unmatchable
     ],
 )
 def test_nothing_to_answer(raw: bytes) -> None:
