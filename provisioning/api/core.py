@@ -90,8 +90,13 @@ class Operation:
         return self.body is not None or self.raw_body is not None
 
 
-PRINCIPAL_KEY = "principal"  # request[...] set by the auth middleware
-OPERATION_KEY = "operation"  # request[...] set by the wrapper, read by middlewares
+def _request_key(name: str) -> Any:
+    # typed keys since aiohttp 3.12; plain strings before (newer versions warn about them)
+    return web.RequestKey(name, object) if hasattr(web, "RequestKey") else name
+
+
+PRINCIPAL_KEY = _request_key("principal")  # set by the auth middleware
+OPERATION_KEY = _request_key("operation")  # set by the auth middleware
 
 
 def _is_operator(principal: Any) -> bool:

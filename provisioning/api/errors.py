@@ -17,8 +17,9 @@ from provisioning.errors import NotFound
 
 __all__ = ["ERROR_ID_KEY", "ApiError", "error_response"]
 
-# Stored on every error response so the metrics middleware can count it by error_id.
-ERROR_ID_KEY = "error_id"
+# Stored on every error response so the metrics middleware can count it by error_id
+# (typed keys since aiohttp 3.12; plain strings before, which newer versions warn about).
+ERROR_ID_KEY: Any = web.ResponseKey("error_id", str) if hasattr(web, "ResponseKey") else "error_id"
 
 
 def error_response(
