@@ -221,7 +221,10 @@ def _ring_group(ctx: _Ctx) -> Decision:
                 delay_s=_app_delay(ctx), device_ids=apps, only_if_earlier_stage_ringing=True
             )
             stages += (app_stage,)
-    return _ring(ctx, stages, _no_answer(ctx), rule="inbound-ring")
+    no_answer = _no_answer(ctx)
+    if stages[-1].delay_s >= no_answer.after_s:
+        ctx.anomalies.append("apps-never-ring:app-ring-delay-exceeds-ring-time")
+    return _ring(ctx, stages, no_answer, rule="inbound-ring")
 
 
 def _ring(ctx: _Ctx, stages: tuple[RingStage, ...], no_answer: NoAnswer, *, rule: str) -> Ring:

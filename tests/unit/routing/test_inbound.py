@@ -450,3 +450,27 @@ def test_negative_app_delay_is_flagged_and_apps_ring_at_once() -> None:
     decision = route({"app_ring_delay": -1.0})
     assert isinstance(decision, Ring)
     assert decision.stages[1].delay_s == 0 and decision.anomalies == ("app-ring-delay-invalid",)
+
+
+@pytest.mark.parametrize(
+    ("contract", "flagged"),
+    [
+        (
+            {"app_ring_delay": 10.0, "options": opts(voicemail=True), "voicemail_ring_time": 10},
+            True,
+        ),
+        (
+            {"app_ring_delay": 5.0, "options": opts(voicemail=True), "voicemail_ring_time": 10},
+            False,
+        ),
+        ({"app_ring_delay": 60.0}, True),
+        ({"app_ring_delay": 59.0}, False),
+    ],
+)
+def test_app_delay_at_or_beyond_the_no_answer_timer_is_flagged(
+    contract: dict[str, Any], flagged: bool
+) -> None:
+    decision = route(contract)
+    assert isinstance(decision, Ring) and len(decision.stages) == 2
+    anomaly = "apps-never-ring:app-ring-delay-exceeds-ring-time"
+    assert (anomaly in decision.anomalies) is flagged

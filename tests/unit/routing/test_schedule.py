@@ -153,3 +153,16 @@ def test_berlin_tenant_business_hours_follow_summer_time() -> None:
     summer = route(utc(2026, 3, 30, 15, 30), timezone="Europe/Berlin")
     summer_after = route(utc(2026, 3, 30, 16, 30), timezone="Europe/Berlin")  # 18:30 CEST
     assert (type(winter), type(summer), type(summer_after)) == (Ring, Ring, Announce)
+
+
+@pytest.mark.parametrize(
+    ("zone", "now"),
+    [
+        ("America/New_York", datetime.min.replace(tzinfo=UTC)),
+        ("Asia/Tokyo", datetime.max.replace(tzinfo=UTC)),
+    ],
+)
+def test_times_at_the_edge_of_datetime_do_not_raise(zone: str, now: datetime) -> None:
+    anomalies: list[str] = []
+    slot = local_slot(tenant(timezone=zone), now, anomalies)
+    assert anomalies == ["time-out-of-range"] and 0 <= slot.index < 48
