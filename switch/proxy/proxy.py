@@ -56,7 +56,6 @@ from routing.decisions import (
 )
 from switch.sip.digest import DigestAuthenticator
 from switch.sip.message import (
-    Headers,
     ParseError,
     Request,
     Response,
@@ -67,6 +66,15 @@ from switch.sip.message import (
 )
 from switch.sip.transaction import ClientTransaction, ServerTransaction, Target, new_branch
 
+from .dialogs import (
+    ActiveCalls,
+    aggregate_challenges,
+    caller_identity,
+    cancel_for,
+    decrement_max_forwards,
+    loop_hash,
+    preprocess_routes,
+)
 from .forking import DEFAULT_TIMER_C, Branch, Fork, Stage
 from .targets import FlowTokens, ResolveError, Resolver, via_target
 from .trunk import gateway_for, identity_headers, outbound_request_uri, simple_decide
@@ -93,7 +101,8 @@ class ProxyConfig:
     timer_c: float = DEFAULT_TIMER_C
     domains: tuple[str, ...] = ()
     record_route: bool = True
-    max_dialogs: int = 200_000  # established calls tracked for sip_calls_active
+    max_dialogs: int = 200_000  # answered calls tracked for sip_calls_active / leases
+    channel_ttl: float = 4 * 3600.0  # channel lease; refreshed by every in-dialog request
 
     def __post_init__(self) -> None:
         if self.timer_c <= 180:
@@ -109,10 +118,6 @@ class BranchPlan:
     target: Target
     flow: Target | None = None
     device_id: str | None = None
-
-
-def _same_flow(a: Target, b: Target) -> bool:
-    return a.host == b.host and a.port == b.port and a.transport == b.transport
 
 
 class _Call:
@@ -159,7 +164,7 @@ class _Call:
     def cancel_branch(self, branch: Branch[BranchPlan]) -> None:
         ctxn: ClientTransaction | None = branch.data
         if ctxn is not None:
-            self.proxy.sender.send_request(_cancel_for(ctxn.request), ctxn.target, None)
+            self.proxy.sender.send_request(cancel_for(ctxn.request), ctxn.target, None)
 
     def forward(self, branch: Branch[BranchPlan], response: Response) -> None:
         self.proxy.sender.send_response(self.txn, response)
@@ -176,61 +181,9 @@ class _Call:
         else:
             reply = chosen
             if status in (401, 407):
-                _aggregate_challenges(reply, finals)
+                aggregate_challenges(reply, finals)
         self.proxy.sender.send_response(self.txn, reply)
         self.proxy._count_outcome(self, status)
-
-
-def _cancel_for(request: Request) -> Request:
-    """The CANCEL for a request we sent (§9.1): same Request-URI, Call-ID, From, To, CSeq
-    number, the single Via (same branch) and the same Route."""
-    h = request.headers
-    fields = [("Via", h.get_all("Via")[0])]
-    fields += [("Route", r) for r in h.get_all("Route")]
-    fields += [
-        ("Max-Forwards", "70"),
-        ("From", h.get("From") or ""),
-        ("To", h.get("To") or ""),
-        ("Call-ID", h.get("Call-ID") or ""),
-        ("CSeq", f"{request.cseq.seq} CANCEL"),
-    ]
-    return Request(method="CANCEL", uri=request.uri, headers=Headers(fields))
-
-
-def _aggregate_challenges(reply: Response, finals: Any) -> None:
-    """§16.7 step 7: every WWW-/Proxy-Authenticate of every 401/407 goes into the reply."""
-    seen: set[str] = set()
-    collected: list[tuple[str, str]] = []
-    for status, resp in finals:
-        if status not in (401, 407) or resp is None:
-            continue
-        for name in ("WWW-Authenticate", "Proxy-Authenticate"):
-            for value in resp.headers.get_fields(name):
-                if value not in seen:
-                    seen.add(value)
-                    collected.append((name, value))
-    reply.headers.remove("WWW-Authenticate")
-    reply.headers.remove("Proxy-Authenticate")
-    for name, value in collected:
-        reply.headers.add(name, value)
-
-
-def _loop_hash(request: Request) -> str:
-    """§16.6 step 8: a hash of what stays the same when the same request comes back to us
-    (a loop) and changes when it legitimately spirals (new Request-URI or Route)."""
-    h = request.headers
-    text = "\n".join(
-        (
-            request.uri,
-            request.from_tag or "",
-            request.to_tag or "",
-            request.call_id,
-            str(request.cseq.seq),
-            ",".join(h.get_all("Route")),
-            h.get("Proxy-Require") or "",
-        )
-    )
-    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
 class Proxy:
@@ -260,7 +213,7 @@ class Proxy:
         self.resolver = resolver or Resolver(sender.now)
         self.wall_clock = wall_clock
         self.flows = flow_tokens or FlowTokens()
-        self._dialogs: dict[str, None] = {}  # Call-IDs of answered calls (insertion order)
+        self.calls = ActiveCalls(metrics, state, wall_clock, self.config.max_dialogs)
 
     # ================================================================ TransactionUser
     async def on_request(
@@ -290,11 +243,14 @@ class Proxy:
             if self._check(request) is not None:
                 return
             fwd = request.copy()
-            flow = self._preprocess_routes(fwd, source)
+            routed = preprocess_routes(fwd, source, self._is_ours, self.flows)
             if self._is_local_target(fwd):
                 return  # an ACK for a 2xx we sent ourselves: nothing to do
-            _decrement_max_forwards(fwd)
-            target = flow or await self._next_hop(fwd)
+            if not self._dialog_allowed(routed.token, source):
+                self.metrics.messages_dropped_total.labels(reason="ack_not_in_dialog").inc()
+                return
+            decrement_max_forwards(fwd)
+            target = routed.flow or await self._next_hop(fwd)
             branch = (
                 "z9hG4bK"
                 + hashlib.blake2b(
@@ -302,7 +258,7 @@ class Proxy:
                     digest_size=8,
                 ).hexdigest()
             )
-            self._push_via(fwd, target, branch + "." + _loop_hash(request))
+            self._push_via(fwd, target, branch + "." + loop_hash(request))
             self.sender.send_stateless(fwd, target)
         except (ParseError, ResolveError):
             self.metrics.messages_dropped_total.labels(reason="ack_unroutable").inc()
@@ -362,13 +318,16 @@ class Proxy:
                 self._reply(ctx.txn, *error)
             return
         fwd = request.copy()
-        flow = self._preprocess_routes(fwd, ctx.source)
+        routed = preprocess_routes(fwd, ctx.source, self._is_ours, self.flows)
         if self._is_local_target(fwd):
             self._answer_locally(ctx.txn, fwd)
             return
-        _decrement_max_forwards(fwd)
+        decrement_max_forwards(fwd)
         if request.to_tag is not None:
-            await self._in_dialog(ctx, fwd, flow)
+            if not self._dialog_allowed(routed.token, ctx.source):
+                self._reply(ctx.txn, 403, None, [("Warning", '399 - "not a dialog of ours"')])
+                return
+            await self._in_dialog(ctx, fwd, routed.flow)
         else:
             await self._out_of_dialog(ctx, fwd)
 
@@ -377,7 +336,7 @@ class Proxy:
         mf = request.headers.get("Max-Forwards")
         if mf is not None and mf.strip() == "0":
             return 483, None, []
-        lh = "." + _loop_hash(request)
+        lh = "." + loop_hash(request)
         for via in request.headers.vias():
             b = via.branch
             if b and b.endswith(lh) and self.sender.is_local(via.host, via.port):
@@ -387,39 +346,15 @@ class Proxy:
             return 420, None, [("Unsupported", ", ".join(required))]
         return None
 
-    def _preprocess_routes(self, req: Request, source: Target) -> Target | None:
-        """§16.4. Removes our own Route values (and undoes a strict router's rewrite); returns
-        the flow an in-dialog request must take when one of them carried a flow token."""
-        h = req.headers
-        token: str | None = None
-        uri = req.parsed_uri
-        if isinstance(uri, SipURI) and "Route" in h and self._is_ours(uri):
-            # The previous hop was a strict router: our Record-Route value is the
-            # Request-URI; the real one is the last Route value.
-            token = uri.user
-            routes = h.get_all("Route")
-            h.remove("Route")
-            for r in routes[:-1]:
-                h.add("Route", r)
-            req.uri = str(_route_uri(routes[-1]))
-        while "Route" in h:
-            first = h.name_addrs("Route")[0].uri
-            if not (isinstance(first, SipURI) and self._is_ours(first)):
-                break
-            token = token or first.user
-            h.pop_first_value("Route")
-        return self._flow_from_token(token, source)
-
-    def _flow_from_token(self, token: str | None, source: Target) -> Target | None:
-        flows = self.flows.decode(token)
-        if not flows:
-            return None
-        a, b = flows
-        if a is not None and _same_flow(source, a):
-            return b
-        if b is not None and _same_flow(source, b):
-            return a
-        return b  # from elsewhere (e.g. the carrier): towards the device
+    def _dialog_allowed(self, token: bool, source: Target) -> bool:
+        """In-dialog requests are not challenged (§22: credentials are per request, and
+        endpoints do not resend them in a dialog), so a request with a To tag must prove it
+        belongs to a dialog we record-routed: our Route with a valid flow token (bound to the
+        Call-ID). Every dialog with a device end carries one. The carrier is trusted. Without
+        this, a device could reach the trunk with a forged To tag and no credentials."""
+        if token or not self.config.record_route:
+            return True
+        return gateway_for(self.snapshot(), source.host, source.port) is not None
 
     def _is_ours(self, uri: SipURI) -> bool:
         """A URI we placed in a Record-Route (our address; no user part or a flow token)."""
@@ -454,7 +389,9 @@ class Proxy:
         """A request inside a dialog follows the route set (loose routing, §16.12)."""
         target = flow or await self._next_hop(fwd)
         if fwd.method == "BYE":
-            self._dialog_ended(fwd.call_id)
+            self.calls.ended(fwd.call_id)
+        else:
+            await self.calls.refresh(fwd.call_id, self.config.channel_ttl)
         plan = BranchPlan(uri=fwd.uri, target=target)
         self._start(ctx, fwd, [Stage(payloads=(plan,))], None)
 
@@ -467,12 +404,17 @@ class Proxy:
             if device is None:
                 return
             fwd.headers.remove("P-Asserted-Identity")  # RFC 3325: not trusted from devices
-            fwd.headers.remove("Proxy-Authorization")  # consumed here (§22.3)
+            self._consume_credentials(fwd)
             ctx.caller_flow = ctx.source
         call = self._call_for(fwd, device, gw.id if gw else None)
         tenant_id = self._tenant_of(call, snap, device)
         bindings = await self._tenant_bindings(snap, tenant_id)
-        live = LiveState(registered=frozenset(d for d, bs in bindings.items() if bs))
+        channels = {}
+        if tenant_id is not None and fwd.method == "INVITE":
+            channels[tenant_id] = await self.state.channels_in_use(tenant_id, self.wall_clock())
+        live = LiveState(
+            registered=frozenset(d for d, bs in bindings.items() if bs), channels=channels
+        )
         decision = self.decide(call, snap, live, datetime.now(UTC))
         ctx.initial_invite = fwd.method == "INVITE"
         await self._execute(ctx, fwd, decision, bindings, snap, device)
@@ -487,7 +429,7 @@ class Proxy:
         dialled = dialled or ""
         if device is not None:
             return Call.from_device(call_id=req.call_id, device_id=device.id, dialled=dialled)
-        number, display = _caller_identity(req)
+        number, display = caller_identity(req)
         return Call.inbound(
             call_id=req.call_id,
             dialled=dialled,
@@ -529,6 +471,10 @@ class Proxy:
         device: Device | None,
     ) -> None:
         """Carry out a routing Decision."""
+        if not await self._take_channel(ctx, fwd, decision, snap):
+            warning = [("Warning", f'399 {snap.realm} "all channels are in use"')]
+            self._reject(ctx, 486, None, warning if device is not None else [])
+            return
         if isinstance(decision, Reject):
             extra = []
             if decision.warning and device is not None:
@@ -561,6 +507,17 @@ class Proxy:
             self._reject(ctx, 486, None, [])
         else:  # Announce / Voicemail: the media side is not wired yet
             self._reject(ctx, 480, None, [])
+
+    async def _take_channel(
+        self, ctx: _Call, fwd: Request, decision: Decision, snap: Snapshot
+    ) -> bool:
+        """The tenant's channel lease (service rule: simultaneous calls = number of IDs),
+        taken before forking; the state backend is the authority under a race."""
+        tenant_id = getattr(decision, "tenant_id", None)
+        if not (decision.takes_channel and ctx.initial_invite and tenant_id):
+            return True
+        limit = snap.channels(tenant_id)
+        return await self.calls.acquire(tenant_id, fwd.call_id, limit, self.config.channel_ttl)
 
     async def _to_gateway(
         self, ctx: _Call, fwd: Request, decision: Outbound | Forward, snap: Snapshot
@@ -610,6 +567,16 @@ class Proxy:
             self._count_outcome(ctx, status)
 
     # ================================================================ authentication
+    def _consume_credentials(self, req: Request) -> None:
+        """§22.3: our realm's Proxy-Authorization is consumed here; others' pass on."""
+        ours = f'realm="{self.auth.realm}"'
+        values = req.headers.get_fields("Proxy-Authorization")
+        if values:
+            req.headers.remove("Proxy-Authorization")
+            for v in values:
+                if ours not in v:
+                    req.headers.add("Proxy-Authorization", v)
+
     def _authenticate(self, txn: ServerTransaction, req: Request, snap: Snapshot) -> Device | None:
         """Proxy-Authorization (RFC 3261 §22.3). None when a 407 was sent."""
         now = self.wall_clock()
@@ -646,7 +613,7 @@ class Proxy:
             return
         token = None
         if ctx.caller_flow is not None or plan.flow is not None:
-            token = self.flows.encode(ctx.caller_flow, plan.flow)
+            token = self.flows.encode(ctx.caller_flow, plan.flow, req.call_id)
         inbound = ctx.source.transport
         outbound = plan.target.transport
         if inbound != outbound:
@@ -662,7 +629,7 @@ class Proxy:
         return f"<{uri}>"
 
     def _add_via(self, req: Request, target: Target, received: Request) -> None:
-        self._push_via(req, target, new_branch() + "." + _loop_hash(received))
+        self._push_via(req, target, new_branch() + "." + loop_hash(received))
 
     def _push_via(self, req: Request, target: Target, branch: str) -> None:
         host, port = self.sender.local_via(target.transport)
@@ -710,22 +677,15 @@ class Proxy:
         if not ctx.counted:
             ctx.counted = True
             self.metrics.calls_total.labels(outcome="answered").inc()
-        call_id = response.call_id
-        if call_id not in self._dialogs:
-            if len(self._dialogs) >= self.config.max_dialogs:
-                self._dialog_ended(next(iter(self._dialogs)))
-            self._dialogs[call_id] = None
-            self.metrics.calls_active.inc()
-
-    def _dialog_ended(self, call_id: str) -> None:
-        if self._dialogs.pop(call_id, 0) is None:
-            self.metrics.calls_active.dec()
+        self.calls.answered(response.call_id)
 
     def _count_outcome(self, ctx: _Call, status: int) -> None:
+        """The initial INVITE failed with `status`: count it, give its channel back."""
         if ctx.counted or not ctx.initial_invite:
             return
         ctx.counted = True
         self.metrics.calls_total.labels(outcome=_outcome(status, ctx)).inc()
+        self.calls.failed(ctx.txn.request.call_id)
 
 
 def _outcome(status: int, ctx: _Call) -> str:
@@ -750,38 +710,3 @@ def _plans(
         for d in device_ids
         for b in bindings.get(d, ())
     )
-
-
-def _route_uri(value: str) -> SipURI | TelURI:
-    from switch.sip.message import parse_name_addr
-
-    na = parse_name_addr(value)
-    if not isinstance(na.uri, SipURI | TelURI):
-        raise ParseError("bad Route value")
-    return na.uri
-
-
-def _decrement_max_forwards(req: Request) -> None:
-    """§16.6 step 3 (70 when absent)."""
-    h = req.headers
-    mf = h.get("Max-Forwards")
-    if mf is None:
-        h.set("Max-Forwards", "70")
-        return
-    try:
-        value = int(mf)
-    except ValueError as exc:
-        raise ParseError("bad Max-Forwards") from exc
-    h.set("Max-Forwards", str(max(0, value - 1)))
-
-
-def _caller_identity(req: Request) -> tuple[str | None, str | None]:
-    """The caller's number and display name as the carrier presents them (PAI, else From)."""
-    na = req.headers.name_addr("P-Asserted-Identity") or req.headers.name_addr("From")
-    if na is None:
-        return None, None
-    uri = na.uri
-    number = (
-        uri.number if isinstance(uri, TelURI) else uri.user if isinstance(uri, SipURI) else None
-    )
-    return number, na.display

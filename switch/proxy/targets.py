@@ -124,12 +124,13 @@ class FlowTokens:
     def _mac(self, body: bytes) -> bytes:
         return hmac.new(self._secret, body, hashlib.sha256).digest()[:8]
 
-    def encode(self, a: Target | None, b: Target | None) -> str:
+    def encode(self, a: Target | None, b: Target | None, call_id: str) -> str:
+        """The token is bound to the dialog's Call-ID: it cannot be replayed in another."""
         body = f"{_flow_text(a)}/{_flow_text(b)}".encode()
-        raw = self._mac(body) + body
+        raw = self._mac(body + call_id.encode()) + body
         return "f-" + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
-    def decode(self, user: str | None) -> tuple[Target | None, Target | None] | None:
+    def decode(self, user: str | None, call_id: str) -> tuple[Target | None, Target | None] | None:
         """The flows named by a token, None for anything that is not a valid token."""
         if not user or not user.startswith("f-"):
             return None
@@ -139,7 +140,7 @@ class FlowTokens:
         except ValueError:
             return None
         mac, body = raw[:8], raw[8:]
-        if len(raw) <= 8 or not hmac.compare_digest(mac, self._mac(body)):
+        if len(raw) <= 8 or not hmac.compare_digest(mac, self._mac(body + call_id.encode())):
             return None
         a, _, b = body.decode().partition("/")
         return _flow_parse(a), _flow_parse(b)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from .harness import (
     GW_SRC,
     REALM,
     US,
+    WALL,
     Env,
 )
 
@@ -170,11 +172,51 @@ async def test_in_dialog_request_follows_flow_token_to_device_behind_nat() -> No
         "BYE",
         f"sip:0312345678@{GW_IP}",
         to_tag="t",
-        call_id="call-2",
+        call_id="call-1",
+        cseq=3,
         extra=[("Route", rr[0])],
     )
     await env.send(bye2, DESK_FLOW)
     assert env.branches("BYE")[1].target == GW_SRC
+
+
+async def test_in_dialog_request_from_device_needs_our_flow_token() -> None:
+    env = Env()
+    await env.register_both()
+    await inbound(env)
+    desk = env.branches()[0]
+    env.respond(desk, 200)
+    rr = desk.request.headers.get_all("Record-Route")
+    # A forged in-dialog INVITE to the trunk with no credentials: refused.
+    forged = env.request("INVITE", f"sip:0312345678@{GW_IP}", to_tag="x", call_id="fraud")
+    txn = await env.send(forged, DESK_FLOW)
+    assert env.final(txn).status == 403
+    # A real token replayed in another dialog: refused too.
+    replay = env.request(
+        "INVITE", f"sip:0312345678@{GW_IP}", to_tag="x", call_id="fraud", extra=[("Route", rr[0])]
+    )
+    txn = await env.send(replay, DESK_FLOW)
+    assert env.final(txn).status == 403
+    assert len(env.branches()) == 2  # only the original fork
+
+
+async def test_carrier_bye_reaches_device_that_called_out() -> None:
+    env = Env()
+    await env.register_both()
+    req = env.request("INVITE", f"sip:0312345678@{REALM}", from_uri=f"<sip:desk1@{REALM}>")
+    await env.send_authenticated(req, "desk1", source=DESK_FLOW)
+    (out,) = env.branches()
+    env.respond(out, 200)
+    rr = out.request.headers.get_all("Record-Route")
+    bye = env.request(
+        "BYE",
+        "sip:desk1@192.168.1.20:5060",
+        to_tag="from-call-1",
+        cseq=9,
+        extra=[("Route", rr[0])],
+    )
+    await env.send(bye, GW_SRC)
+    assert env.branches("BYE")[0].target == DESK_FLOW
 
 
 async def test_ack_for_2xx_is_forwarded_statelessly_along_the_route() -> None:
@@ -495,6 +537,36 @@ async def test_bye_ends_the_active_call() -> None:
     bye = env.request("BYE", "sip:callee@192.168.1.20:5060", to_tag="callee", cseq=2)
     await env.send(bye)
     assert env.metrics.value("sip_calls_active") == 0
+
+
+async def test_channel_limit_refuses_the_next_call_and_failure_releases() -> None:
+    env = Env()
+    await env.register_both()
+    limit = env.snap.channels("t1")  # 2 IDs -> 2 channels
+    for i in range(limit):
+        await env.state.acquire_channel("t1", f"busy-{i}", limit, 3600, WALL)
+    txn = await inbound(env, call_id="third")
+    assert env.final(txn).status == 486
+    assert env.branches() == []
+    await env.state.release_channel("t1", "busy-0")
+    txn = await inbound(env, call_id="fourth")
+    assert await env.state.channels_in_use("t1", WALL) == limit
+    for c in env.branches():
+        env.respond(c, 486)
+    assert env.final(txn).status == 486
+    await asyncio.sleep(0)  # let the release task run (no time passes)
+    assert await env.state.channels_in_use("t1", WALL) == limit - 1
+
+
+async def test_bye_releases_the_channel() -> None:
+    env = Env()
+    await env.register_both()
+    await inbound(env)
+    env.respond(env.branches()[0], 200)
+    assert await env.state.channels_in_use("t1", WALL) == 1
+    await env.send(env.request("BYE", "sip:callee@192.168.1.20:5060", to_tag="callee", cseq=2))
+    await asyncio.sleep(0)
+    assert await env.state.channels_in_use("t1", WALL) == 0
 
 
 # --------------------------------------------------------------------------- helpers
