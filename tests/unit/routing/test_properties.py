@@ -231,7 +231,7 @@ def check_from_device(call: Call, snap: Snapshot, live: LiveState, decision: Dec
     assert isinstance(decision, (Reject, Outbound, Internal))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(scenarios())
 def test_decide_never_raises_and_invariants_hold(
     scenario: tuple[Call, Snapshot, LiveState, datetime],
