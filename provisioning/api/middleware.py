@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
-from provisioning.errors import ProvisioningError, StoreUnavailable
+from provisioning.errors import NotFound, ProvisioningError, StoreUnavailable
 
 from . import errors
 from .core import OPERATION_KEY, PRINCIPAL_KEY, Operation
@@ -90,16 +90,24 @@ def _store_errors() -> tuple[type[BaseException], ...]:
 STORE_ERRORS = _store_errors()
 
 
-def _from_domain(exc: ProvisioningError) -> web.Response:
+def _from_domain(exc: ProvisioningError, request: web.Request) -> web.Response:
     if exc.error_id == "wrong-tenant":
-        # Another tenant's resource: indistinguishable from one that does not exist.
-        what = str(exc.details.get("what", "resource"))
-        return errors.not_found(what, exc.details.get("key", "")).response()
+        exc = _hidden(exc, request)
     status = exc.status if 400 <= exc.status <= 599 else 400
     headers = {"Retry-After": "5"} if isinstance(exc, StoreUnavailable) else None
     if isinstance(exc, StoreUnavailable):
         log.warning("store unavailable: %s", exc.message)
     return error_response(status, exc.error_id, exc.message, exc.details, headers)
+
+
+def _hidden(exc: ProvisioningError, request: web.Request) -> ProvisioningError:
+    """Another tenant's resource must look like one that does not exist: a 404 naming what
+    the caller asked for (the last path parameter), never the tenant it belongs to."""
+    op: Operation | None = request.get(OPERATION_KEY)
+    if op is not None and op.path_params:
+        name, param = list(op.path_params.items())[-1]
+        return NotFound(param.what, request.match_info.get(name, ""))
+    return NotFound("tenant", exc.details.get("tenant_id", ""))
 
 
 _HTTP_IDS = {
@@ -129,23 +137,32 @@ def _internal(request: web.Request) -> web.Response:
     return error_response(500, "internal-error", "internal error; it has been logged")
 
 
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.ApiError as exc:
+        return exc.response()
+    except ProvisioningError as exc:
+        return _from_domain(exc, request)
+    except web.HTTPException as exc:
+        return _from_http(exc, request)
+    except STORE_ERRORS as exc:
+        log.warning("store unavailable: %r", exc)
+        return errors.store_unavailable().response()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        return _internal(request)
+
+
 def errors_middleware(metrics: ApiMetrics) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            resp = await handler(request)
-        except errors.ApiError as exc:
-            resp = exc.response()
-        except ProvisioningError as exc:
-            resp = _from_domain(exc)
-        except web.HTTPException as exc:
-            resp = _from_http(exc, request)
-        except STORE_ERRORS as exc:
-            log.warning("store unavailable: %r", exc)
-            resp = errors.store_unavailable().response()
+            resp = await _answer(request, handler)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception:  # a bug in the error mapping itself: still JSON, still logged
             resp = _internal(request)
         metrics.observe(request, resp)
         return resp
