@@ -254,6 +254,33 @@ class Metrics(dict[str, float]):
         return s
 
 
+# SIPp 3.6.1 computes only MD5 (and AKA) digests and answers the *first* challenge it is
+# given; the switch offers SHA-256 first (RFC 8760), so SIPp aborts with "createAuthHeader:
+# authentication must use MD5 or AKAv1-MD5". Tests driving SIPp therefore run the switch with
+# MD5 challenges only: through the configuration key `[auth] algorithms` once the switch has
+# one, else by starting it through this shim that changes the authenticator's default.
+_MD5_SHIM = """
+import sys
+import switch.sip.digest as _d
+_orig = _d.DigestAuthenticator.__init__
+def _md5_only(self, *a, **k):
+    k["algorithms"] = ("MD5",)
+    _orig(self, *a, **k)
+_d.DigestAuthenticator.__init__ = _md5_only
+from switch.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def switch_has_config_key(section: str, key: str, python: str) -> bool:
+    probe = (
+        "import sys, switch.config as c; "
+        f"sys.exit(0 if ({section!r}, {key!r}) in getattr(c, '_KEYS', {{}}) else 1)"
+    )
+    return subprocess.run([python, "-c", probe], capture_output=True, timeout=30,
+                          cwd=REPO).returncode == 0
+
+
 class SwitchProcess:
     """`softswitch serve` on ephemeral ports; `start()` waits for its listen lines."""
 
@@ -268,6 +295,7 @@ class SwitchProcess:
         ip: str = SWITCH_IP,
         sip_port: int = 0,
         tls: bool = True,
+        md5_only: bool = True,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -280,9 +308,17 @@ class SwitchProcess:
         self.stdout_path = workdir / "switch.stdout"
         self.stderr_path = workdir / "switch.stderr"
         self.ip = ip
+        python = os.environ.get("SOFTSWITCH_PYTHON", str(REPO / ".venv" / "bin" / "python"))
+        self.md5_via = None
+        if md5_only:
+            if switch_has_config_key("auth", "algorithms", python):
+                self.md5_via = "config"
+                config_toml = (config_toml or "") + '\n[auth]\nalgorithms = ["MD5"]\n'
+            else:
+                self.md5_via = "shim"
+        launcher = ["-c", _MD5_SHIM] if self.md5_via == "shim" else ["-m", "switch"]
         self.args = [
-            os.environ.get("SOFTSWITCH_PYTHON", str(REPO / ".venv" / "bin" / "python")),
-            "-m", "switch", "serve",
+            python, *launcher, "serve",
             "--sip", f"{ip}:{sip_port}",
             "--http", f"{ip}:0",
             "--seed", str(self.seed_path),
@@ -449,6 +485,7 @@ class Sipp:
         service: str | None = None,
         auth: tuple[str, str] | None = None,
         users_csv: Iterable[Sequence[str]] | None = None,
+        credentials: Iterable[tuple[str, str]] | None = None,
         keys: Mapping[str, str] | None = None,
         lost: int | None = None,
         tls_cert: Path | None = None,
@@ -505,6 +542,10 @@ class Sipp:
             cmd += ["-s", service]
         if auth is not None:
             cmd += ["-au", auth[0], "-ap", auth[1]]
+        if credentials is not None:
+            # field0 = user, field1 = SIPp's [authentication] keyword, expanded when injected
+            users_csv = [(u, f"[authentication username={u} password={p}]")
+                         for u, p in credentials]
         if users_csv is not None:
             inf = d / "users.csv"
             with open(inf, "w", newline="") as f:
