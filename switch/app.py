@@ -60,7 +60,6 @@ log = logging.getLogger(__name__)
 
 SnapshotSource = Callable[[], AsyncIterator[Snapshot]]
 HttpHook = Callable[[web.Application, "SwitchApp"], None]
-SWITCH_APP_KEY = web.AppKey("switch_app", "SwitchApp")
 _HOUSEKEEPING_INTERVAL = 1.0  # seconds between binding expiry sweeps
 _FIRST_SNAPSHOT_TIMEOUT = 60.0
 
@@ -198,7 +197,8 @@ class SwitchApp:
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
         await site.start()
-        self.http_address = tuple(self._runner.addresses[0][:2])  # type: ignore[assignment]
+        host, port = self._runner.addresses[0][:2]
+        self.http_address = (str(host), int(port))
 
     async def _housekeeping(self) -> None:
         """Expire bindings and refresh the registrations gauge, until stop()."""
@@ -232,6 +232,9 @@ class SwitchApp:
 
     async def refresh_registrations(self) -> None:
         self._registrations = await self.state.count()
+
+
+SWITCH_APP_KEY = web.AppKey("switch_app", SwitchApp)
 
 
 def make_proxy(app: SwitchApp) -> TransactionUser:

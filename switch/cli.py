@@ -30,6 +30,7 @@ import logging
 import signal
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -198,7 +199,9 @@ def cmd_device_release(args: argparse.Namespace) -> int:
             print(f"softswitch: no admin token (looked in {path})", file=sys.stderr)
             return 2
         token = resolve_secret(None, config.data_dir, "admin-token")
-    url = f"http://{config.http}/admin/devices/{urllib.request.quote(args.device_id)}/release"
+    url = (
+        f"http://{config.http}/admin/devices/{urllib.parse.quote(args.device_id, safe='')}/release"
+    )
     req = urllib.request.Request(
         url, method="POST", headers={"Authorization": f"Bearer {token}"}, data=b""
     )

@@ -63,7 +63,7 @@ from provisioning.model import Device, Snapshot
 from switch.metrics import Metrics
 from switch.sip.digest import DigestAuthenticator, parse_digest_credentials
 from switch.sip.message import NameAddr, ParseError, Request, Response, SipURI, make_response
-from switch.sip.transaction import ServerTransaction, Target
+from switch.sip.transaction import ClientTransaction, ServerTransaction, Target
 from switch.state.base import Binding, StateBackend
 
 from .interfaces import Sender
@@ -129,6 +129,20 @@ class Registrar:
         response = await self.handle(request, source)
         assert self.sender is not None, "Registrar.sender must be set to act as a TU"
         self.sender.send_response(txn, response)
+
+    # The registrar never sends requests and never sees an ACK: the rest of the
+    # TransactionUser protocol is empty.
+    async def on_ack(self, request: Request, source: Target) -> None:
+        return None
+
+    def on_response(self, txn: ClientTransaction, response: Response, source: Target) -> None:
+        return None
+
+    def on_timeout(self, txn: ClientTransaction) -> None:
+        return None
+
+    def on_stray_response(self, response: Response, source: Target) -> None:
+        return None
 
     async def lookup(self, device_id: str) -> list[Binding]:
         """Current bindings of an ID (for the proxy)."""
