@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import datetime
 import ssl
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -233,3 +234,51 @@ async def test_register_one_device_per_id_and_admin_release(app: SwitchApp) -> N
     assert third.status == 200
     await app.refresh_registrations()
     assert "sip_registrations_active 1.0" in await metrics_text(app)
+
+
+async def test_release_seq_in_a_new_snapshot_releases_the_device(tmp_path: Path) -> None:
+    """The customer page's "release the logged-in device" arrives as a bumped
+    Device.release_seq in the next snapshot from the live source."""
+    import dataclasses
+
+    from provisioning.model import Snapshot
+    from provisioning.seed import load_seed
+    from switch.sip.transaction import Target
+    from switch.state.base import Binding
+
+    seed = load_seed(SEED)
+    queue: asyncio.Queue[Snapshot] = asyncio.Queue()
+    queue.put_nowait(seed.snapshot(version=1))
+
+    async def live() -> AsyncIterator[Snapshot]:
+        for _ in range(2):  # bounded: the initial snapshot and one change
+            yield await queue.get()
+
+    config = Config(sip=HostPort("127.0.0.1", 0), http=None, data_dir=tmp_path, admin_token="t")
+    sw = SwitchApp(config, snapshot_source=live)
+    await sw.start()
+    try:
+        binding = Binding(
+            device_id="demo-app", contact="sip:demo-app@192.168.1.10", instance_id=None,
+            expires_at=time.time() + 600, source=Target("udp", "127.0.0.1", 5999),
+            call_id="c", cseq=1,
+        )  # fmt: skip
+        await sw.state.put_binding(binding)
+        await sw.state.claim_device("demo-app", "contact:192.168.1.10", time.time() + 600, 0)
+        devices = [
+            dataclasses.replace(d, release_seq=1) if d.id == "demo-app" else d for d in seed.devices
+        ]
+        bumped = Snapshot.build(
+            version=2, realm=seed.realm, tenants=seed.tenants, devices=devices,
+            numbers=seed.numbers, gateways=seed.gateways,
+        )  # fmt: skip
+        queue.put_nowait(bumped)
+        for _ in range(300):  # bounded wait: 3 s
+            if sw.snapshot.version == 2 and not await sw.state.bindings("demo-app", time.time()):
+                break
+            await asyncio.sleep(0.01)
+        assert sw.snapshot.version == 2
+        assert await sw.state.bindings("demo-app", time.time()) == []
+        assert await sw.state.device_owner("demo-app", time.time()) is None
+    finally:
+        await sw.stop()
