@@ -268,6 +268,8 @@ LIST_HEADERS = frozenset(
 
 
 def _split(value: str) -> list[str]:
+    if "," not in value:
+        return [value.strip(_LWS)]
     if '"' not in value and "<" not in value:
         return [part.strip(_LWS) for part in value.split(",")]
     parts: list[str] = []

@@ -18,7 +18,6 @@ from functools import lru_cache
 
 from ._grammar import TOKEN, ParseError
 from .headers import (
-    LIST_HEADERS,
     Headers,
     _split_strict,
     canonical_name,
@@ -67,7 +66,7 @@ _FOLD_RE = re.compile(r"\r\n[ \t]+")
 _CALL_ID_RE = re.compile(r"[^\s]+")
 _SUPPORTED_SCHEMES = frozenset(["sip", "sips", "tel"])
 # Headers that must appear exactly once (RFC 3261 §8.1.1, §20); Via at least once.
-_SINGLETONS = ("From", "To", "Call-ID", "CSeq")
+_REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
 _AT_MOST_ONCE = frozenset(["Max-Forwards", "Content-Length", "From", "To", "Call-ID", "CSeq"])
 
 
@@ -240,48 +239,55 @@ def _frame_body(data: bytes, offset: int, fields: list[tuple[str, str]], stream:
 
 
 # --------------------------------------------------------------------------- validation
+def _index(fields: list[tuple[str, str]]) -> tuple[dict[str, str], set[str]]:
+    """First value of every header name, and the names that occur more than once."""
+    first: dict[str, str] = {}
+    repeated: set[str] = set()
+    for name, value in fields:
+        if name in first:
+            repeated.add(name)
+        else:
+            first[name] = value
+    return first, repeated
+
+
 def _validate(message: Request | Response, fields: list[tuple[str, str]]) -> None:
-    counts: dict[str, int] = {}
-    for name, _ in fields:
-        counts[name] = counts.get(name, 0) + 1
-    for name in _AT_MOST_ONCE:
-        if counts.get(name, 0) > 1:
-            raise ParseError(f"more than one {name}")
-    for name in _SINGLETONS:
-        if name not in counts:
+    first, repeated = _index(fields)
+    if repeated and not _AT_MOST_ONCE.isdisjoint(repeated):
+        raise ParseError(f"more than one {sorted(_AT_MOST_ONCE & repeated)[0]}")
+    for name in _REQUIRED:
+        if name not in first:
             raise ParseError(f"missing {name}")
-    if "Via" not in counts:
-        raise ParseError("missing Via")
-    headers = message.headers
-    cache = headers._cache
-    cache["Via"] = [via for n, v in fields if n == "Via" for via in parse_via(v)]
-    cseq = cache["CSeq"] = parse_cseq(headers.get("CSeq") or "")
-    for name in ("From", "To"):
-        cache[name] = [parse_name_addr(headers.get(name) or "")]
-    if not _CALL_ID_RE.fullmatch(headers.get("Call-ID") or ""):
+    cache = message.headers._cache
+    if "Via" in repeated:
+        cache["Via"] = [via for n, v in fields if n == "Via" for via in parse_via(v)]
+    else:
+        cache["Via"] = parse_via(first["Via"])
+    cseq = cache["CSeq"] = parse_cseq(first["CSeq"])
+    cache["From"] = [parse_name_addr(first["From"])]
+    cache["To"] = [parse_name_addr(first["To"])]
+    if not _CALL_ID_RE.fullmatch(first["Call-ID"]):
         raise ParseError("bad Call-ID")
-    if "Contact" in counts:
-        cache["Contact"] = [parse_name_addr(v) for v in _values(fields, "Contact")]
-    _check_numbers(headers, counts)
-    if isinstance(message, Request):
-        _check_request(message, cseq.method)
-
-
-def _values(fields: list[tuple[str, str]], name: str) -> list[str]:
-    assert name in LIST_HEADERS
-    return [part for n, v in fields if n == name for part in _split_strict(v, name)]
-
-
-def _check_numbers(headers: Headers, counts: dict[str, int]) -> None:
-    if "Max-Forwards" in counts:
-        value = headers.get("Max-Forwards") or ""
+    if "Contact" in first:
+        values = (
+            [v for n, v in fields if n == "Contact"]
+            if "Contact" in repeated
+            else [first["Contact"]]
+        )
+        cache["Contact"] = [
+            parse_name_addr(part) for v in values for part in _split_strict(v, "Contact")
+        ]
+    if "Max-Forwards" in first:
+        value = first["Max-Forwards"]
         if not _DIGITS_RE.fullmatch(value) or int(value) > 255:
             raise ParseError(f"bad Max-Forwards {value!r}")
-    if "Expires" in counts:
+    if "Expires" in first:
         # delta-seconds: any digit string (§20.19; huge values mean "very long", §10.2.1.1)
-        for value in headers.get_fields("Expires"):
+        for value in message.headers.get_fields("Expires"):
             if not value.isdigit() or not value.isascii():
                 raise ParseError(f"bad Expires {value!r}")
+    if isinstance(message, Request):
+        _check_request(message, cseq.method)
 
 
 def _check_request(request: Request, cseq_method: str) -> None:
