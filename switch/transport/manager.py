@@ -22,7 +22,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from switch.metrics import Metrics
 from switch.sip.message import ParseError, Request, Response
@@ -95,6 +95,8 @@ class TransportManager:
         self._ids = itertools.count(1)
         self._sweep: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
+        self._req_children: dict[str, Any] = {}
+        self._resp_children: dict[tuple[int, str], Any] = {}
 
     # ------------------------------------------------------------------ start / stop
     async def start(
@@ -187,18 +189,36 @@ class TransportManager:
         self._deliver(message, source)
 
     def _deliver(self, message: Request | Response, source: Target) -> None:
-        m = self.metrics
         if isinstance(message, Request):
             try:
                 fix_request_via(message, source)
             except ParseError as exc:
                 self._parse_error(exc, source, None, False)
                 return
-            method = message.method if message.method in KNOWN_METHODS else "other"
-            m.requests_total.labels(method).inc()
+            self._count_request(message.method)
         else:
-            m.responses_total.labels(str(message.status), "received").inc()
+            self._count_response(message.status, "received")
         self.receiver.on_message(message, source)
+
+    # Counter children cached per label value: .labels() takes a lock and builds a key on
+    # every call, which shows on the hot path. Label values are bounded (known methods,
+    # status codes 100-699).
+    def _count_request(self, method: str) -> None:
+        child = self._req_children.get(method)
+        if child is None:
+            label = method if method in KNOWN_METHODS else "other"
+            child = self._req_children[method] = self.metrics.requests_total.labels(label)
+            if label == "other" and len(self._req_children) > 64:
+                self._req_children.pop(method)  # do not let junk methods grow the cache
+        child.inc()
+
+    def _count_response(self, status: int, direction: str) -> None:
+        key = (status, direction)
+        child = self._resp_children.get(key)
+        if child is None:
+            child = self.metrics.responses_total.labels(str(status), direction)
+            self._resp_children[key] = child
+        child.inc()
 
     def _parse_error(
         self, exc: ParseError, source: Target, conn: Connection | None, looks_like_response: bool
@@ -215,7 +235,7 @@ class TransportManager:
             self.metrics.messages_dropped_total.labels(reason).inc()
             log.debug("dropped unparseable message from %s: %s", source, exc)
             return
-        self.metrics.responses_total.labels(str(reply.status), "sent").inc()
+        self._count_response(reply.status, "sent")
         data = reply.to_bytes()
         if conn is not None:
             conn.write(data)
@@ -262,7 +282,7 @@ class TransportManager:
     def send(self, message: Request | Response, target: Target) -> None:
         """Send now (UDP, open stream) or after connecting. Errors -> on_send_error."""
         if isinstance(message, Response):
-            self.metrics.responses_total.labels(str(message.status), "sent").inc()
+            self._count_response(message.status, "sent")
         data = message.to_bytes()
         if target.transport == "udp":
             self._send_udp(data, target)
