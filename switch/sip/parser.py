@@ -150,13 +150,14 @@ def _read_head(head: str, max_headers: int) -> tuple[Request | Response, list[tu
         raise ParseError(f"more than {max_headers} header fields")
     if head.count("\r") != count or head.count("\n") != count:
         raise ParseError("bare CR or LF in the header section")
-    fields = []
+    fields: list[tuple[str, str]] = []
     if crlf:
-        for line in rest.split("\r\n"):
-            name, colon, value = line.partition(":")
+        parts = [line.partition(":") for line in rest.split("\r\n")]
+        for name, colon, _ in parts:
             if not colon:
-                raise ParseError(f"header line without ':' {line[:80]!r}")
-            fields.append((_KNOWN_NAMES.get(name) or _field_name(name), value.strip(" \t")))
+                raise ParseError(f"header line without ':' {name[:80]!r}")
+        known = _KNOWN_NAMES.get
+        fields = [(known(n) or _field_name(n), v.strip(" \t")) for n, _, v in parts]
     try:
         message = _read_start_line(start_line, Headers._trusted(fields))
     except ParseError as exc:

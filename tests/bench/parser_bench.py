@@ -60,8 +60,11 @@ REGISTER = (
     b"To: <sip:bob@example.com>\r\n"
     b"Call-ID: 843817637684230@998sdasdh09\r\n"
     b"CSeq: 1826 REGISTER\r\n"
-    b'Contact: <sip:bob@192.0.2.33:49152;transport=tcp>;expires=3600;+sip.instance="<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"\r\n'
-    b'Authorization: Digest username="bob", realm="example.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", uri="sip:example.com", response="6629fae49393a05397450978507c4ef1"\r\n'
+    b"Contact: <sip:bob@192.0.2.33:49152;transport=tcp>;expires=3600"
+    b';+sip.instance="<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"\r\n'
+    b'Authorization: Digest username="bob", realm="example.com", '
+    b'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", uri="sip:example.com", '
+    b'response="6629fae49393a05397450978507c4ef1"\r\n'
     b"Expires: 3600\r\n"
     b"Content-Length: 0\r\n"
     b"\r\n"
@@ -91,7 +94,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=0.5)
     args = ap.parse_args()
-    print(f"{'message':10} {'octets':>6} {'parse µs':>9} {'serialize µs':>13} {'proxy path µs':>14}")
+    header = ("message", "octets", "parse µs", "serialize µs", "proxy path µs")
+    print("{:10} {:>6} {:>9} {:>13} {:>14}".format(*header))
     for name, data in (("INVITE", INVITE), ("200 OK", OK_200), ("REGISTER", REGISTER)):
         msg = parse_message(data)
 
