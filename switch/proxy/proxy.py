@@ -54,6 +54,7 @@ from routing.decisions import (
     Reject,
     Ring,
 )
+from routing.dialled import classify
 from switch.sip.digest import DigestAuthenticator
 from switch.sip.message import (
     ParseError,
@@ -407,8 +408,8 @@ class Proxy:
             self._consume_credentials(fwd)
             ctx.caller_flow = ctx.source
         call = self._call_for(fwd, device, gw.id if gw else None)
-        tenant_id = self._tenant_of(call, snap, device)
-        bindings = await self._tenant_bindings(snap, tenant_id)
+        tenant_id, candidates = self._candidates(call, snap, device)
+        bindings = await self._bindings(candidates)
         channels = {}
         if tenant_id is not None and fwd.method == "INVITE":
             channels[tenant_id] = await self.state.channels_in_use(tenant_id, self.wall_clock())
@@ -438,27 +439,26 @@ class Proxy:
             caller_display=display,
         )
 
-    def _tenant_of(self, call: Call, snap: Snapshot, device: Device | None) -> str | None:
-        if device is not None:
-            return device.tenant_id
-        try:
-            from provisioning.model import normalize_number
+    def _candidates(
+        self, call: Call, snap: Snapshot, device: Device | None
+    ) -> tuple[str | None, tuple[str, ...]]:
+        """The tenant the call is about and the IDs whose registrations routing may need:
+        the dialled ID (same tenant only), or the ring group of the dialled number. Only
+        these are read from the state backend (a tenant may have many IDs)."""
+        tenant = device.tenant_id if device is not None else None
+        callee = snap.devices_by_username.get(call.dialled.strip())
+        if callee is not None and device is not None:
+            return tenant, (callee.id,) if callee.tenant_id == tenant else ()
+        number = snap.numbers.get(classify(call.dialled).e164 or "")
+        if number is None:
+            return tenant, ()
+        if device is None:
+            return number.tenant_id, number.ring_group
+        return tenant, number.ring_group if number.tenant_id == tenant else ()
 
-            number = snap.numbers.get(normalize_number(call.dialled.split(";", 1)[0]))
-        except ValueError:
-            return None
-        return number.tenant_id if number is not None else None
-
-    async def _tenant_bindings(
-        self, snap: Snapshot, tenant_id: str | None
-    ) -> dict[str, list[Binding]]:
-        if tenant_id is None:
-            return {}
+    async def _bindings(self, device_ids: tuple[str, ...]) -> dict[str, list[Binding]]:
         now = self.wall_clock()
-        return {
-            d.id: await self.state.bindings(d.id, now)
-            for d in snap.tenant_devices.get(tenant_id, ())
-        }
+        return {d: await self.state.bindings(d, now) for d in device_ids}
 
     # ================================================================ decisions
     async def _execute(
