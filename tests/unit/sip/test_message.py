@@ -4,7 +4,7 @@ make_response, and hypothesis round trips of whole messages."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from switch.sip.message import (
@@ -143,6 +143,7 @@ def test_via_str_and_with_params() -> None:
     assert via.params == {"branch": "z9hG4bKx", "rport": None}
 
 
+@settings(deadline=None)  # CI machines are shared: no per-example deadline
 @given(
     transport=st.sampled_from(["UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "X-NEW"]),
     host=hosts,
@@ -243,6 +244,7 @@ def test_name_addr_str_quotes_display() -> None:
     assert na.tag == "x"
 
 
+@settings(deadline=None)  # CI machines are shared: no per-example deadline
 @given(name_addrs)
 def test_name_addr_round_trip(na: NameAddr) -> None:
     assert parse_name_addr(str(na)) == na
@@ -548,6 +550,7 @@ def requests(draw: st.DrawFn) -> Request:
     return Request(method=method, uri=uri, headers=Headers(fields), body=body)
 
 
+@settings(deadline=None)  # CI machines are shared: no per-example deadline
 @given(requests())
 def test_request_round_trip(req: Request) -> None:
     parsed = parse_message(req.to_bytes())
@@ -556,6 +559,7 @@ def test_request_round_trip(req: Request) -> None:
     assert parsed.headers.name_addrs("Contact") == req.headers.name_addrs("Contact")
 
 
+@settings(deadline=None)  # CI machines are shared: no per-example deadline
 @given(
     status=st.integers(100, 699),
     reason=_header_values | st.just(""),

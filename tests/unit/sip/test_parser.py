@@ -433,7 +433,7 @@ def _only_parse_errors(data: bytes, **kwargs: object) -> None:
         assert 400 <= exc.status_hint <= 599
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_only_raise_parse_error(data: bytes) -> None:
     _only_parse_errors(data)
@@ -461,14 +461,14 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_mutated_messages_only_raise_parse_error(data: bytes) -> None:
     _only_parse_errors(data)
     _only_parse_errors(data, stream=True)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(mutated(), st.lists(st.integers(1, 50), max_size=10))
 def test_framer_on_mutated_streams_only_raises_parse_error(data: bytes, chunks: list[int]) -> None:
     framer = StreamFramer()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 
 from switch.sip.message import ParseError, SipURI, TelURI, parse_uri
 from switch.sip.uri import AbsoluteURI, parse_any_uri
@@ -141,16 +141,19 @@ def test_helpers() -> None:
     assert uri.port == 5  # frozen: with_ made a copy
 
 
+@settings(deadline=None)  # CI machines are shared: no per-example deadline
 @given(sip_uris)
 def test_sip_uri_round_trip(uri: SipURI) -> None:
     assert parse_uri(str(uri)) == uri
 
 
+@settings(deadline=None)  # CI machines are shared: no per-example deadline
 @given(sip_uris_with_password)
 def test_sip_uri_with_password_round_trip(uri: SipURI) -> None:
     assert parse_uri(str(uri)) == uri
 
 
+@settings(deadline=None)  # CI machines are shared: no per-example deadline
 @given(tel_uris)
 def test_tel_uri_round_trip(uri: TelURI) -> None:
     assert parse_uri(str(uri)) == uri
