@@ -20,7 +20,7 @@ from ._grammar import (
     quote_string,
     unquote_string,
 )
-from .uri import URI, AbsoluteURI, parse_any_uri, parse_host_port
+from .uri import URI, AbsoluteURI, format_host_port, parse_any_uri, parse_host_port
 
 __all__ = [
     "CSeq",
@@ -58,8 +58,8 @@ class Via:
         return self.host, self.port
 
     def __str__(self) -> str:
-        port = "" if self.port is None else f":{self.port}"
-        return f"SIP/2.0/{self.transport} {self.host}{port}{_format_params(self.params)}"
+        sent_by = format_host_port(self.host, self.port)
+        return f"SIP/2.0/{self.transport} {sent_by}{_format_params(self.params)}"
 
     def with_params(self, **params: str | None) -> Via:
         """Copy with params added/replaced (e.g. received=…, rport=…)."""

@@ -64,7 +64,10 @@ def parse_host_port(text: str, what: str) -> tuple[str, int | None]:
     return host.lower(), (_parse_port(port, what) if colon else None)
 
 
-def _format_host_port(host: str, port: int | None) -> str:
+def format_host_port(host: str, port: int | None) -> str:
+    """host[:port]; a bare IPv6 address gets its brackets (RFC 3261 §19.1.1, RFC 5118)."""
+    if ":" in host and host[:1] != "[":
+        host = f"[{host}]"
     return host if port is None else f"{host}:{port}"
 
 
@@ -89,7 +92,7 @@ class SipURI:
             if self.password is not None:
                 parts += [":", escape(self.password, PASSWORD_SAFE)]
             parts.append("@")
-        parts.append(_format_host_port(self.host, self.port))
+        parts.append(format_host_port(self.host, self.port))
         for name, value in self.params.items():
             parts += [";", escape(name, PARAM_SAFE)]
             if value is not None:

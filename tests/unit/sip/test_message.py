@@ -141,6 +141,7 @@ def test_via_str_and_with_params() -> None:
     updated = via.with_params(rport="5062", received="192.0.2.9")
     assert str(updated) == "SIP/2.0/UDP h:5060;branch=z9hG4bKx;rport=5062;received=192.0.2.9"
     assert via.params == {"branch": "z9hG4bKx", "rport": None}
+    assert str(Via(transport="TCP", host="::1", port=5)) == "SIP/2.0/TCP [::1]:5"
 
 
 @settings(deadline=None)  # CI machines are shared: no per-example deadline

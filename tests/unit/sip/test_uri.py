@@ -139,6 +139,7 @@ def test_helpers() -> None:
     assert uri.transport == "tcp"
     assert uri.with_(port=6) == SipURI(host="h", port=6, params={"transport": "TCP"})
     assert uri.port == 5  # frozen: with_ made a copy
+    assert str(SipURI(host="2001:db8::1", port=5060)) == "sip:[2001:db8::1]:5060"
 
 
 @settings(deadline=None)  # CI machines are shared: no per-example deadline
