@@ -480,3 +480,33 @@ def test_framer_on_mutated_streams_only_raises_parse_error(data: bytes, chunks: 
             _drain(framer)
     except ParseError as exc:
         assert exc.__cause__ is None, f"safety net caught {exc.__cause__!r}"
+
+
+# --------------------------------------------------------------------------- laziness
+def test_parser_caches_the_eager_headers_and_leaves_the_rest_as_text() -> None:
+    msg = parse_message(invite("Route: <sip:p1;lr>"))
+    cache = msg.headers._cache
+    assert {"Via", "CSeq", "From", "To", "Contact"} <= set(cache)
+    assert "Route" not in cache
+    assert msg.headers.vias() is cache["Via"]
+    msg.headers.set("CSeq", "7 INVITE")
+    assert "CSeq" not in cache and msg.cseq.seq == 7
+
+
+def test_505_keeps_a_partial_request() -> None:
+    with pytest.raises(ParseError) as info:
+        parse_message(wire(*_start("OPTIONS sip:a@b SIP/7.0")))
+    assert info.value.status_hint == 505
+    partial = partial_of(info.value)
+    assert isinstance(partial, Request) and partial.method == "OPTIONS"
+
+
+def test_416_only_when_everything_else_is_well_formed() -> None:
+    data = wire("OPTIONS urn:x SIP/2.0", *INVITE_LINES[1:6], "CSeq: 1 OPTIONS")
+    with pytest.raises(ParseError) as info:
+        parse_message(data)
+    assert info.value.status_hint == 416
+    bad_cseq = wire("OPTIONS urn:x SIP/2.0", *INVITE_LINES[1:6], "CSeq: 1 INVITE")
+    with pytest.raises(ParseError) as info:
+        parse_message(bad_cseq)
+    assert info.value.status_hint == 400
