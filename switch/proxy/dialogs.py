@@ -10,7 +10,6 @@ the endpoints, and the flows of registered devices live in our Record-Route (flo
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -212,7 +211,6 @@ class ActiveCalls:
         self._limit = limit
         self._answered: dict[str, None] = {}  # insertion order = age
         self._leases: dict[str, str] = {}  # call_id -> tenant_id
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     def __len__(self) -> int:
         return len(self._answered)
@@ -254,6 +252,8 @@ class ActiveCalls:
             self._spawn(self._state.release_channel(tenant, call_id))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # Eager: the memory backend finishes at once and costs no task; a network backend
+        # becomes a task at its first real suspension.
+        from switch.transport.core import run_eager
+
+        run_eager(coro)  # the result (bool) is not needed

@@ -131,6 +131,7 @@ class _Call:
         "counted",
         "fork",
         "initial_invite",
+        "loop",
         "proxy",
         "source",
         "template",
@@ -147,6 +148,7 @@ class _Call:
         self.counted = False
         self.initial_invite = False
         self.caller_flow: Target | None = None  # the caller's flow when it is a device
+        self.loop = ""  # the received request's loop hash, suffix of our Via branches
 
     # ---------------------------------------------------------------- ForkHooks
     def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
@@ -159,7 +161,7 @@ class _Call:
         plan = branch.payload
         req.uri = plan.uri
         self.proxy._add_record_route(req, self, plan)
-        self.proxy._add_via(req, plan.target, self.txn.request)
+        self.proxy._push_via(req, plan.target, new_branch() + "." + self.loop)
         branch.data = self.proxy.sender.send_request(req, plan.target, (self, branch))
 
     def cancel_branch(self, branch: Branch[BranchPlan]) -> None:
@@ -214,6 +216,7 @@ class Proxy:
         self.resolver = resolver or Resolver(sender.now)
         self.wall_clock = wall_clock
         self.flows = flow_tokens or FlowTokens()
+        self._rr_cache: dict[str, str] = {}  # transport -> "host:port;params" of our RR URI
         self.calls = ActiveCalls(metrics, state, wall_clock, self.config.max_dialogs)
 
     # ================================================================ TransactionUser
@@ -241,7 +244,8 @@ class Proxy:
         forwarding; the branch is derived from the incoming one so that retransmitted ACKs
         carry the same branch)."""
         try:
-            if self._check(request) is not None:
+            lh = loop_hash(request)
+            if self._check(request, lh) is not None:
                 return
             fwd = request.copy()
             routed = preprocess_routes(fwd, source, self._is_ours, self.flows)
@@ -259,7 +263,7 @@ class Proxy:
                     digest_size=8,
                 ).hexdigest()
             )
-            self._push_via(fwd, target, branch + "." + loop_hash(request))
+            self._push_via(fwd, target, branch + "." + lh)
             self.sender.send_stateless(fwd, target)
         except (ParseError, ResolveError):
             self.metrics.messages_dropped_total.labels(reason="ack_unroutable").inc()
@@ -311,7 +315,8 @@ class Proxy:
             ctx.fork.cancel()
 
     async def _process(self, ctx: _Call, request: Request) -> None:
-        error = self._check(request)
+        ctx.loop = loop_hash(request)
+        error = self._check(request, ctx.loop)
         if error is not None:
             if error[0] == 483 and request.method == "OPTIONS" and self._is_local_target(request):
                 self._answer_locally(ctx.txn, request)
@@ -332,12 +337,15 @@ class Proxy:
         else:
             await self._out_of_dialog(ctx, fwd)
 
-    def _check(self, request: Request) -> tuple[int, str | None, list[tuple[str, str]]] | None:
-        """§16.3 steps 3-5. Returns (status, reason, headers) of the error reply, or None."""
+    def _check(
+        self, request: Request, loop: str
+    ) -> tuple[int, str | None, list[tuple[str, str]]] | None:
+        """§16.3 steps 3-5. Returns (status, reason, headers) of the error reply, or None.
+        `loop` is the request's loop hash (dialogs.loop_hash)."""
         mf = request.headers.get("Max-Forwards")
         if mf is not None and mf.strip() == "0":
             return 483, None, []
-        lh = "." + loop_hash(request)
+        lh = "." + loop
         for via in request.headers.vias():
             b = via.branch
             if b and b.endswith(lh) and self.sender.is_local(via.host, via.port):
@@ -621,15 +629,14 @@ class Proxy:
         req.headers.prepend("Record-Route", self._rr_value(outbound, token))
 
     def _rr_value(self, transport: str, token: str | None) -> str:
-        uri = self.sender.local_uri(transport)
-        if token is not None:
-            uri = uri.with_(user=token)
-        if "lr" not in uri.params:
-            uri = uri.with_(params={**uri.params, "lr": None})
-        return f"<{uri}>"
-
-    def _add_via(self, req: Request, target: Target, received: Request) -> None:
-        self._push_via(req, target, new_branch() + "." + loop_hash(received))
+        rest = self._rr_cache.get(transport)
+        if rest is None:
+            uri = self.sender.local_uri(transport)
+            if "lr" not in uri.params:
+                uri = uri.with_(params={**uri.params, "lr": None})
+            rest = self._rr_cache[transport] = str(uri.with_(user=None)).removeprefix("sip:")
+        # Flow tokens are base64url: legal URI user characters, no escaping needed.
+        return f"<sip:{token}@{rest}>" if token is not None else f"<sip:{rest}>"
 
     def _push_via(self, req: Request, target: Target, branch: str) -> None:
         host, port = self.sender.local_via(target.transport)
