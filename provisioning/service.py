@@ -1262,24 +1262,16 @@ class Service:
                         {"store_realm": realm, "seed_realm": seed.realm},
                     )
                 await self._set_realm(tx, seed.realm)
+            existing = {r["id"] for r in await tx.fetch("SELECT id FROM tenants")}
             for t in seed.tenants:
-                if await tx.fetchval("SELECT 1 FROM tenants WHERE id = $1", t.id):
+                if t.id in existing:
                     if not replace:
                         raise Conflict("id-taken", f"tenant {t.id!r} exists", {"id": t.id})
                     await tx.execute("DELETE FROM tenants WHERE id = $1", t.id)
                     replaced.append(t.id)
             await _seed_unique(tx, seed)
-            for t in seed.tenants:
-                rules.check_tenant(
-                    t,
-                    [d for d in seed.devices if d.tenant_id == t.id],
-                    [n for n in seed.numbers if n.tenant_id == t.id],
-                )
-                await repo.insert_tenant(tx, t, now)
-            for d in seed.devices:
-                await repo.insert_device(tx, d, now)
-            for n in seed.numbers:
-                await repo.insert_number(tx, n, now)
+            _check_seed_rules(seed)
+            await repo.insert_many(tx, seed.tenants, seed.devices, seed.numbers, now)
             for g in seed.gateways:
                 exists = bool(await tx.fetchval("SELECT 1 FROM gateways WHERE id = $1", g.id))
                 await repo.save_gateway(tx, g, now, insert=not exists)
@@ -1492,15 +1484,35 @@ async def _number_free(tx: Tx, e164: str) -> None:
         )
 
 
-async def _seed_unique(tx: Tx, seed: SeedData) -> None:
-    for n in seed.numbers:
-        await _number_free(tx, n.e164)
+def _check_seed_rules(seed: SeedData) -> None:
+    devices: dict[str, list[Device]] = {t.id: [] for t in seed.tenants}
+    numbers: dict[str, list[Number]] = {t.id: [] for t in seed.tenants}
     for d in seed.devices:
-        if await tx.fetchval("SELECT 1 FROM devices WHERE username = $1", d.username):
+        devices.setdefault(d.tenant_id, []).append(d)
+    for n in seed.numbers:
+        numbers.setdefault(n.tenant_id, []).append(n)
+    for t in seed.tenants:
+        rules.check_tenant(t, devices[t.id], numbers[t.id])
+
+
+async def _seed_unique(tx: Tx, seed: SeedData) -> None:
+    """Numbers, usernames and device ids of the seed are free (one query per table)."""
+    taken = {r["e164"] for r in await tx.fetch("SELECT e164 FROM numbers")}
+    for n in seed.numbers:
+        if n.e164 in taken:
+            raise Conflict(
+                "number-taken",
+                f"{n.e164} belongs to a tenant already",
+                {"rule": "a number belongs to one tenant", "number": n.e164},
+            )
+    rows = await tx.fetch("SELECT id, username FROM devices")
+    usernames, ids = {r["username"] for r in rows}, {r["id"] for r in rows}
+    for d in seed.devices:
+        if d.username in usernames:
             raise Conflict(
                 "username-taken", f"SIP username {d.username!r} is taken", {"username": d.username}
             )
-        if await tx.fetchval("SELECT 1 FROM devices WHERE id = $1", d.id):
+        if d.id in ids:
             raise Conflict("id-taken", f"device id {d.id!r} exists", {"id": d.id})
 
 

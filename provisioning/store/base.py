@@ -79,7 +79,7 @@ class ChangeWatch(Protocol):
 class Store(Protocol):
     @property
     def dialect(self) -> str:
-        """"sqlite" or "postgresql"."""
+        """ "sqlite" or "postgresql"."""
         ...
 
     @property

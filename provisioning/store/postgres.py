@@ -1,5 +1,8 @@
 """The production store: PostgreSQL through an asyncpg pool.
 
+The pool keeps no minimum of idle connections (min_size=0): connections are opened on demand,
+so an outage costs no background reconnect storm, and the first request after it reconnects.
+
 Unavailability: every connection-level failure (refused, reset, closed, timed out, admin
 shutdown) becomes `StoreUnavailable` (503). The pool heals itself: asyncpg replaces a closed
 connection on the next acquire, `max_inactive_connection_lifetime` recycles idle ones, and a
@@ -73,7 +76,7 @@ class PostgresStore:
 
     @classmethod
     async def open(
-        cls, url: str, *, timeout: float = 3.0, min_size: int = 1, max_size: int = 10
+        cls, url: str, *, timeout: float = 3.0, min_size: int = 0, max_size: int = 10
     ) -> PostgresStore:
         try:
             pool = await asyncpg.create_pool(
@@ -101,9 +104,9 @@ class PostgresStore:
             broken = True
             raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
         finally:
-            if broken:
-                conn.terminate()  # never hand a half-dead connection out again
-            with suppress(*UNAVAILABLE):
+            with suppress(*UNAVAILABLE):  # the pool may have reclaimed it already
+                if broken:
+                    conn.terminate()  # never hand a half-dead connection out again
                 await self._pool.release(conn, timeout=self._timeout)
 
     @asynccontextmanager

@@ -7,7 +7,7 @@ come back as 0/1 from SQLite, hence the `bool()` calls.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
@@ -353,5 +353,41 @@ async def save_gateway(tx: Tx, g: Gateway, now: str, *, insert: bool) -> None:
         )
 
 
-def as_mapping(rows: Iterable[Row]) -> list[Mapping[str, Any]]:
-    return [dict(r) for r in rows]
+async def insert_many(
+    tx: Tx,
+    tenants: Sequence[Tenant],
+    devices: Sequence[Device],
+    numbers: Sequence[Number],
+    now: str,
+) -> None:
+    """Bulk insert (seed import): one batched statement per table."""
+    if tenants:
+        await tx.executemany(
+            "INSERT INTO tenants (id, name, timezone, identity_verified, status, created_at,"
+            " updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            [(*_tenant_values(t), now) for t in tenants],
+        )
+    holidays = [(t.id, d.isoformat()) for t in tenants for d in sorted(t.holidays)]
+    if holidays:
+        await tx.executemany(
+            "INSERT INTO tenant_holidays (tenant_id, day) VALUES ($1, $2)", holidays
+        )
+    if devices:
+        await tx.executemany(
+            f"INSERT INTO devices ({_DEVICE_COLS}, created_at, updated_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+            [(*_device_values(d), now) for d in devices],
+        )
+    if numbers:
+        marks = ", ".join(f"${i}" for i in range(1, _N_NUMBER_COLS + 1))
+        now_mark = f"${_N_NUMBER_COLS + 1}"
+        await tx.executemany(
+            f"INSERT INTO numbers ({_NUMBER_COLS}, created_at, updated_at)"
+            f" VALUES ({marks}, {now_mark}, {now_mark})",
+            [(*_number_values(n), now) for n in numbers],
+        )
+        members = [(n.e164, dev, i) for n in numbers for i, dev in enumerate(n.ring_group)]
+        await tx.executemany(
+            "INSERT INTO ring_group_members (number, device_id, position) VALUES ($1, $2, $3)",
+            members,
+        )

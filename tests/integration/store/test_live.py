@@ -1,0 +1,209 @@
+"""LiveSnapshot: committed changes reach a snapshot on another connection within 1 s, bursts
+coalesce, other processes are caught by the poll, and a PostgreSQL outage (a TCP proxy we cut)
+keeps the last snapshot and recovers by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from provisioning.errors import StoreUnavailable
+from provisioning.live import LiveSnapshot, build_snapshot, dropped_devices, store_source
+from provisioning.model import (
+    Device,
+    DeviceKind,
+    Number,
+    NumberKind,
+    Snapshot,
+    Tenant,
+    TenantStatus,
+)
+from provisioning.seed import SeedData
+from provisioning.service import NumberUpdate, Service, TenantUpdate, import_seed
+from provisioning.store import Store, open_store
+
+from .conftest import OP, PG_HOST, PG_PORT, make_tenant, pg_url
+from .tcpproxy import TcpProxy
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def other_store(store_url: str, store: Store) -> AsyncIterator[Store]:
+    """A second, independent store object (own connection/pool) on the same database."""
+    s = await open_store(store_url)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def live(other_store: Store) -> AsyncIterator[LiveSnapshot]:
+    lv = LiveSnapshot(other_store, poll_interval=30.0)  # the poll must not be what we test
+    await lv.start()
+    yield lv
+    await lv.stop()
+
+
+async def test_a_commit_reaches_another_connection_within_a_second(
+    svc: Service, live: LiveSnapshot, store: Store
+) -> None:
+    seen: list[Snapshot] = []
+    live.subscribe(seen.append)
+    started = time.monotonic()
+    tid, contract, _ = await make_tenant(svc)
+    version = await store.version()
+    snap = await live.wait_for(version, timeout=1.0)
+    assert time.monotonic() - started < 1.0
+    assert tid in snap.tenants and snap.numbers[contract].tenant_id == tid
+    assert seen and seen[-1] is snap
+    await svc.update_number(OP, tid, contract, NumberUpdate(label="Main"))
+    snap = await live.wait_for(version + 1, timeout=1.0)
+    assert snap.numbers[contract].label == "Main"
+
+
+async def test_a_burst_is_coalesced(svc: Service, live: LiveSnapshot, store: Store) -> None:
+    tid, contract, _ = await make_tenant(svc)
+    await live.wait_for(await store.version(), timeout=1.0)
+    before = live.rebuilds
+    for i in range(20):
+        await svc.update_number(OP, tid, contract, NumberUpdate(label=f"L{i}"))
+    snap = await live.wait_for(await store.version(), timeout=1.0)
+    assert snap.numbers[contract].label == "L19"
+    assert live.rebuilds - before < 10
+
+
+async def test_deleted_and_released_ids_are_reported(
+    svc: Service, live: LiveSnapshot, store: Store
+) -> None:
+    tid, _, ids = await make_tenant(svc, ids=3)
+    old = await live.wait_for(await store.version(), timeout=1.0)
+    await svc.delete_device(OP, tid, ids[2])
+    await svc.release_device(OP, tid, ids[1])
+    new = await live.wait_for(await store.version(), timeout=1.0)
+    assert dropped_devices(old, new) == {ids[1], ids[2]}
+    await svc.update_tenant(OP, tid, TenantUpdate(status=TenantStatus.SUSPENDED))
+    newer = await live.wait_for(await store.version(), timeout=1.0)
+    assert dropped_devices(new, newer) == {ids[0], ids[1]}
+
+
+async def test_store_source_yields_first_and_then_changes(svc: Service, store_url: str) -> None:
+    source = store_source(store_url, poll_interval=30.0)
+    updates = source()
+    first = await anext(updates)
+    tid, _, _ = await make_tenant(svc)
+    second = await asyncio.wait_for(anext(updates), timeout=1.0)
+    assert tid not in first.tenants and tid in second.tenants
+    await updates.aclose()
+
+
+async def test_another_process_is_caught_by_the_version_poll(
+    svc: Service, other_store: Store, store_url: str
+) -> None:
+    lv = LiveSnapshot(other_store, poll_interval=0.2)
+    await lv.start()
+    try:
+        code = (
+            "import asyncio\n"
+            "from provisioning.store import open_store\n"
+            "from provisioning.service import Service, Principal, TenantCreate, DeviceCreate\n"
+            "async def main():\n"
+            f"    s = await open_store({store_url!r})\n"
+            "    await Service(s).create_tenant(Principal.operator(), TenantCreate(\n"
+            "        name='From afar', contract_number='0399990001', id='far',\n"
+            "        basic_device=DeviceCreate(kind='app', username='far-0',\n"
+            "                                  password='password-far')))\n"
+            "    await s.close()\n"
+            "asyncio.run(main())\n"
+        )
+        proc = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-c", code], capture_output=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr.decode()
+        snap = await lv.wait_for(await svc.store.version(), timeout=1.5)
+        assert "far" in snap.tenants
+    finally:
+        await lv.stop()
+
+
+async def test_snapshot_of_thousands_of_tenants_builds_fast(store: Store) -> None:
+    tenants, devices, numbers = [], [], []
+    for i in range(3000):
+        tid = f"bulk{i}"
+        e164 = f"+8136{i:07d}"
+        tenants.append(Tenant(id=tid, name=f"Bulk {i}"))
+        for j in range(2):
+            devices.append(
+                Device(
+                    id=f"{tid}-{j}",
+                    tenant_id=tid,
+                    username=f"{tid}-{j}",
+                    kind=DeviceKind.APP,
+                    ha1_md5="0" * 32,
+                    ha1_sha256="0" * 64,
+                    presented_number=e164,
+                )
+            )
+        numbers.append(
+            Number(
+                e164=e164,
+                tenant_id=tid,
+                kind=NumberKind.CONTRACT,
+                ring_group=(f"{tid}-0", f"{tid}-1"),
+            )
+        )
+    await import_seed(store, SeedData("softswitch.local", tenants, devices, numbers, []))
+    started = time.perf_counter()
+    snap = await build_snapshot(store)
+    elapsed = time.perf_counter() - started
+    assert len(snap.tenants) == 3000 and len(snap.devices) == 6000
+    assert snap.channels("bulk42") == 2
+    assert elapsed < 1.0, f"snapshot took {elapsed:.2f}s"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_postgres_outage_keeps_the_snapshot_and_recovers(
+    backend: str, pg_database: str, store: Store
+) -> None:
+    proxy = TcpProxy(PG_HOST, PG_PORT)
+    await proxy.start()
+    via_proxy = await open_store(pg_url(pg_database, port=proxy.port))
+    svc_proxy, svc_direct = Service(via_proxy), Service(store)
+    lv = LiveSnapshot(via_proxy, poll_interval=0.5, max_backoff=0.5)
+    await lv.start()
+    try:
+        before, _, _ = await make_tenant(svc_proxy)
+        await lv.wait_for(await store.version(), timeout=1.0)
+
+        await proxy.stop()  # the outage
+        for call in (
+            lambda: svc_proxy.get_tenant(OP, before),
+            lambda: svc_proxy.list_tenants(OP),
+            lambda: make_tenant(svc_proxy),
+            lambda: svc_proxy.get_tenant(OP, before),
+        ):
+            with pytest.raises(StoreUnavailable) as e:
+                await call()
+            assert (e.value.status, e.value.error_id) == (503, "store-unavailable")
+        during, _, _ = await make_tenant(svc_direct)  # another node keeps writing
+        await asyncio.sleep(1.0)
+        assert before in lv.current().tenants and during not in lv.current().tenants
+        assert lv.last_error is not None
+
+        await proxy.start()  # the server is back, same address
+        snap = await lv.wait_for(await store.version(), timeout=10.0)
+        assert during in snap.tenants
+        assert (await svc_proxy.get_tenant(OP, during)).id == during
+        # and notifications flow again through the re-established LISTEN
+        after, _, _ = await make_tenant(svc_direct)
+        snap = await lv.wait_for(await store.version(), timeout=1.0)
+        assert after in snap.tenants
+    finally:
+        await lv.stop()
+        await via_proxy.close()
+        await proxy.stop()
