@@ -78,12 +78,18 @@ def preprocess_routes(
         for r in routes[:-1]:
             h.add("Route", r)
         req.uri = str(route_uri(routes[-1]))
-    while "Route" in h:
-        first = h.name_addrs("Route")[0].uri
+    values = h.get_all("Route")
+    ours = 0
+    for value in values:  # parse only as far as our own values go
+        first = route_uri(value)
         if not (isinstance(first, SipURI) and is_ours(first)):
             break
         user = user or first.user
-        h.pop_first_value("Route")
+        ours += 1
+    if ours:
+        h.remove("Route")
+        for value in values[ours:]:
+            h.add("Route", value)
     if user is None:
         return Routed()
     decoded = flows.decode(user, req.call_id)
