@@ -20,7 +20,7 @@ from ._grammar import (
     quote_string,
     unquote_string,
 )
-from .uri import URI, AbsoluteURI, format_host_port, parse_any_uri, parse_host_port
+from .uri import HOST_RE, URI, AbsoluteURI, format_host_port, parse_any_uri
 
 __all__ = [
     "CSeq",
@@ -69,7 +69,8 @@ class Via:
 _new_via = fast_constructor(Via, ("transport", "host", "port", "params"))
 _VIA_RE = re.compile(
     rf"SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*({TOKEN})[ \t]+"
-    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_\-.]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?[ \t]*(;.*)?",
+    rf"(\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]|{HOST_RE.pattern})(?:[ \t]*:[ \t]*([0-9]{{1,5}}))?"
+    r"[ \t]*(;.*)?",
     re.IGNORECASE | re.DOTALL,
 )
 
@@ -79,12 +80,11 @@ def _parse_one_via(value: str) -> Via:
     if m is None:
         raise ParseError(f"bad Via {value!r}")
     transport, host, port, params = m.groups()
-    host, _ = parse_host_port(host, "Via")
     port_num = int(port) if port is not None else None
     if port_num is not None and port_num > 65535:
         raise ParseError(f"Via: bad port {port!r}")
     return _new_via(
-        transport.upper(), host, port_num, parse_params(params, "Via") if params else {}
+        transport.upper(), host.lower(), port_num, parse_params(params, "Via") if params else {}
     )
 
 

@@ -29,7 +29,7 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+")
 _PASSWORD_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,%]*")
 # hostname (labels may hold "_", seen in the wild) or IPv4address; IPv6 is handled apart.
-_HOST_RE = re.compile(
+HOST_RE = re.compile(
     r"[A-Za-z0-9_](?:[A-Za-z0-9_\-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_\-]*[A-Za-z0-9_])?)*\.?"
 )
 # Tolerant on purpose: RFC 5118 §4.10 says to accept "[2001:db8:::192.0.2.1]".
@@ -59,7 +59,7 @@ def parse_host_port(text: str, what: str) -> tuple[str, int | None]:
             raise ParseError(f"{what}: garbage after IPv6 reference {text!r}")
         return host.lower(), _parse_port(rest[1:], what)
     host, colon, port = text.partition(":")
-    if not _HOST_RE.fullmatch(host):
+    if not HOST_RE.fullmatch(host):
         raise ParseError(f"{what}: bad host {host!r}")
     return host.lower(), (_parse_port(port, what) if colon else None)
 
@@ -182,7 +182,7 @@ def _parse_uri_headers(text: str, what: str) -> dict[str, str]:
 # The common shape (no escapes, no password, no headers) in one regex: the hot path.
 _FAST_SIP_RE = re.compile(
     r"(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/]+)@)?"
-    rf"({_HOST_RE.pattern}|\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\])(?::([0-9]{{1,5}}))?"
+    rf"({HOST_RE.pattern}|\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\])(?::([0-9]{{1,5}}))?"
     r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)"
 )
 
