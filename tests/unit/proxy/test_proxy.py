@@ -11,8 +11,11 @@ import pytest
 from provisioning.model import Snapshot
 from routing.call import Call, LiveView
 from routing.decisions import Decision, NoAnswer, NoAnswerAction, Ring, RingStage
+from switch.proxy.dialogs import ActiveCalls
 from switch.sip.message import make_response
 from switch.sip.transaction import ServerTransaction, Target
+from switch.state.base import Binding
+from switch.state.memory import MemoryState
 
 from .harness import (
     APP_FLOW,
@@ -582,3 +585,47 @@ def _with_ring_time(snap: Snapshot, seconds: float) -> Snapshot:
         numbers=numbers,
         gateways=list(snap.gateways),
     )
+
+
+class _SlowState(MemoryState):
+    """Registrations that arrive only when the test says so (a network backend)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def bindings(self, device_id: str, now: float) -> list[Binding]:
+        await self.gate.wait()
+        return await super().bindings(device_id, now)
+
+
+async def test_cancel_while_routing_answers_487_and_forks_nothing() -> None:
+    env = Env()
+    slow = _SlowState()
+    env.state = env.proxy.state = slow
+    env.proxy.calls = ActiveCalls(env.metrics, slow, lambda: WALL)
+    await env.register_both()
+    req = env.request("INVITE", NUMBER_URI)
+    txn = ServerTransaction(("k", "slow"), req, GW_SRC, req.top_via)
+    task = asyncio.ensure_future(env.proxy.on_request(txn, req, GW_SRC, None))
+    await asyncio.sleep(0)  # the proxy is now waiting for the state backend
+    assert not task.done()
+    cancel = await env.cancel(txn)
+    assert env.final(cancel).status == 200
+    slow.gate.set()
+    await task
+    assert env.final(txn).status == 487
+    assert env.branches() == []
+    assert await slow.channels_in_use("t1", WALL) == 0
+
+
+async def test_message_between_devices_is_forked_without_record_route() -> None:
+    env = Env()
+    await env.register_both()
+    req = env.request("MESSAGE", f"sip:app1@{REALM}", from_uri=f"<sip:desk1@{REALM}>")
+    txn = await env.send_authenticated(req, "desk1", source=DESK_FLOW)
+    (out,) = env.branches("MESSAGE")
+    assert out.target == APP_FLOW and "Record-Route" not in out.request.headers
+    env.respond(out, 200)
+    assert env.final(txn).status == 200
+    assert env.metrics.value("sip_calls_total", {"outcome": "answered"}) == 0  # not a call
