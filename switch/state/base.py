@@ -1,6 +1,6 @@
 """The runtime-state seam: registrations (bindings), the one-device-per-ID lock and channel
-leases, behind one async Protocol. `memory.py` implements it for a single node; a Redis
-implementation (several nodes sharing one tenant base) comes later.
+leases, behind one async Protocol. `memory.py` implements it for a single node; `redis.py`
+for several nodes sharing one tenant base.
 
 CONTRACT — the registrar, the proxy and the app use these names. Methods may be added; none
 may be renamed.
@@ -18,9 +18,21 @@ tests drive the backend with a fake clock.
 Flows
 -----
 `Binding.source` is the `Target` the REGISTER came from; its `conn_id` names a TCP/TLS
-connection *of the node that received the REGISTER*. It is meaningful only on that node;
-a shared backend must also record which node holds the flow (a field will be added with a
-default when the Redis backend lands).
+connection *of the node that received the REGISTER*. It is meaningful only on that node.
+`Binding.node` records which node holds the flow: None means "this process" (the memory
+backend, single node); a shared backend stamps its own node id on `put_binding` when the
+binding has none. A proxy on another node must not use a `conn_id` owned by a different
+node (conn_ids are per-process counters: on another node the same number names an unrelated
+connection, or none); it falls back to the address (transport, host, port). `RedisState`
+enforces this on read: bindings held by another node come back with `source.conn_id=None`
+and `node` set to the holder.
+
+Failures
+--------
+A network backend raises `StateUnavailable` (and nothing else) when it cannot reach its
+server or the server refuses an operation; callers answer with a temporary failure
+(`status_hint`, 503 — 500 where RFC 3261 offers nothing better) instead of crashing. An
+operation that raised may or may not have been applied.
 
 Atomicity
 ---------
@@ -37,7 +49,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from switch.sip.transaction import Target
 
-__all__ = ["Binding", "StateBackend"]
+__all__ = ["Binding", "StateBackend", "StateUnavailable"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +65,7 @@ class Binding:
     cseq: int
     user_agent: str | None = None
     q: float | None = None  # Contact ;q= (0.0 to 1.0), None when absent
+    node: str | None = None  # node holding source.conn_id; None = this process (see Flows)
 
     def __post_init__(self) -> None:
         if not self.device_id or not self.contact:
@@ -65,6 +78,12 @@ class Binding:
     def remaining(self, now: float) -> int:
         """Seconds left, rounded down, never negative (for the 200 OK's expires=)."""
         return max(0, int(self.expires_at - now))
+
+
+class StateUnavailable(Exception):
+    """The state backend cannot be reached or refused the operation (see Failures)."""
+
+    status_hint = 503
 
 
 class StateBackend(Protocol):
