@@ -3,6 +3,9 @@ make_response, and hypothesis round trips of whole messages."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +23,7 @@ from switch.sip.message import (
     make_response,
     parse_cseq,
     parse_name_addr,
+    parse_uri,
     parse_via,
     split_header_values,
 )
@@ -573,3 +577,24 @@ def test_response_round_trip(status: int, reason: str, body: bytes, tag: str) ->
     parsed = parse_message(resp.to_bytes())
     assert parsed == resp
     assert isinstance(parsed, Response) and parsed.to_tag == tag
+
+
+# --------------------------------------------------------------------------- garbage in
+_garbage = st.text(st.sampled_from(list(' \t:;,<>"\\%@[]=?/0123456789aZsip.*-\x00é')), max_size=40)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_garbage)
+def test_value_parsers_only_raise_parse_error(text: str) -> None:
+    """Route, Record-Route, Path … are parsed lazily, outside parse_message's safety net."""
+    parsers: list[Callable[[str], object]] = [
+        parse_uri,
+        parse_name_addr,
+        parse_via,
+        parse_cseq,
+        split_header_values,
+    ]
+    for parse in parsers:
+        for candidate in (text, "sip:" + text, "<sip:" + text):
+            with contextlib.suppress(ParseError):
+                parse(candidate)
