@@ -79,7 +79,7 @@ ERROR = Ref(
     Object(
         {
             "error_id": String(description="stable kebab-case identifier"),
-            "message": String(description="for humans; may change"),
+            "message": String(any_text=True, description="for humans; may change"),
             "details": AnyObject(description="structured, per error_id"),
         },
         required=("error_id", "message", "details"),

@@ -5,6 +5,7 @@ that validates. Error answers are documented per operation with the statuses it 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -126,7 +127,8 @@ def _schemas(ops: Sequence[Operation]) -> dict[str, Any]:
 def build_document(ops: Sequence[Operation], prefix: str = "/v1") -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for op in ops:
-        paths.setdefault(prefix + op.path, {})[op.method.lower()] = _operation(op)
+        path = re.sub(r"{(\w+):[^}]*}", r"{\1}", op.path)  # drop aiohttp's route regexes
+        paths.setdefault(prefix + path, {})[op.method.lower()] = _operation(op)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -69,6 +69,11 @@ class String(Schema):
     format: str | None = None  # documentation only
     convert: Callable[[str], Any] | None = None  # e.g. normalize_number; ValueError -> error
     description: str | None = None
+    any_text: bool = False  # NUL allowed: for answers that echo what a client sent
+
+    def __post_init__(self) -> None:
+        if self.any_text and self.pattern is not None:
+            raise ValueError("any_text and pattern exclude each other")
 
     def validate(self, value: Any, path: str = "") -> Any:
         if not isinstance(value, str):
@@ -79,7 +84,7 @@ class String(Schema):
             raise SchemaError(path, f"must be at most {self.max_length} characters")
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
             raise SchemaError(path, f"must match {self.pattern}")
-        if "\x00" in value:
+        if "\x00" in value and not self.any_text:
             raise SchemaError(path, "must not contain NUL characters")
         if self.convert is not None:
             try:
@@ -96,6 +101,8 @@ class String(Schema):
             d["maxLength"] = self.max_length
         if self.pattern is not None:
             d["pattern"] = f"^(?:{self.pattern})$"
+        elif not self.any_text:
+            d["pattern"] = "^[^\\u0000]*$"  # NUL is refused (PostgreSQL text cannot hold it)
         if self.format is not None:
             d["format"] = self.format
         return self._doc(d)
@@ -126,6 +133,8 @@ class Integer(Schema):
     description: str | None = None
 
     def validate(self, value: Any, path: str = "") -> Any:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON Schema: 30.0 is an integer
         if isinstance(value, bool) or not isinstance(value, int):
             raise SchemaError(path, "must be an integer")
         if self.minimum is not None and value < self.minimum:

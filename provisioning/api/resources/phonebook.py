@@ -131,6 +131,9 @@ async def import_csv(ctx: Ctx) -> Reply:
 _T = {"tenant_id": TENANT_ID}
 _E = {"tenant_id": TENANT_ID, "entry_id": ENTRY_ID}
 _BASE = "/tenants/{tenant_id}/phonebook"
+# "import" is not an entry id: without this, PUT/DELETE …/phonebook/import would match the
+# entry routes and a 405 on …/import would advertise them in its Allow header.
+_ENTRY = _BASE + "/{entry_id:(?!import$)[^/]+}"
 
 OPERATIONS = [
     Operation(
@@ -157,7 +160,7 @@ OPERATIONS = [
     ),
     Operation(
         method="PUT",
-        path=_BASE + "/{entry_id}",
+        path=_ENTRY,
         handler=put_entry,
         operation_id="replacePhonebookEntry",
         summary="Replace a phonebook entry",
@@ -168,7 +171,7 @@ OPERATIONS = [
     ),
     Operation(
         method="DELETE",
-        path=_BASE + "/{entry_id}",
+        path=_ENTRY,
         handler=delete_entry,
         operation_id="deletePhonebookEntry",
         summary="Delete a phonebook entry",
