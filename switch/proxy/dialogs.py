@@ -40,6 +40,7 @@ __all__ = [
     "cancel_for",
     "decrement_max_forwards",
     "loop_hash",
+    "outcome_label",
     "preprocess_routes",
 ]
 
@@ -199,6 +200,19 @@ def caller_identity(req: Request) -> tuple[str | None, str | None]:
 
 
 # --------------------------------------------------------------------------- answered calls
+def outcome_label(status: int, cancelled: bool) -> str:
+    """The `outcome` label of sip_calls_total for a call that ended without a 2xx."""
+    if status == 487 or cancelled:
+        return "cancelled"
+    if status in (486, 600):
+        return "busy"
+    if status in (408, 480):
+        return "no_answer"
+    if 500 <= status < 600:
+        return "failed"
+    return "rejected"
+
+
 class ActiveCalls:
     """Answered calls by Call-ID, for the `sip_calls_active` gauge and the channel lease
     (taken before forking, released when the call fails or a BYE passes). Bounded: past

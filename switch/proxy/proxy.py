@@ -54,14 +54,12 @@ from routing.decisions import (
     Reject,
     Ring,
 )
-from routing.dialled import classify
 from switch.sip.digest import DigestAuthenticator
 from switch.sip.message import (
     ParseError,
     Request,
     Response,
     SipURI,
-    TelURI,
     make_response,
     parse_uri,
 )
@@ -70,15 +68,22 @@ from switch.sip.transaction import ClientTransaction, ServerTransaction, Target,
 from .dialogs import (
     ActiveCalls,
     aggregate_challenges,
-    caller_identity,
     cancel_for,
     decrement_max_forwards,
     loop_hash,
+    outcome_label,
     preprocess_routes,
 )
 from .forking import DEFAULT_TIMER_C, Branch, Fork, Stage
-from .targets import FlowTokens, ResolveError, Resolver, via_target
-from .trunk import gateway_for, identity_headers, outbound_request_uri, simple_decide
+from .targets import BranchPlan, FlowTokens, ResolveError, Resolver, plans_for, via_target
+from .trunk import (
+    call_for,
+    candidates,
+    gateway_for,
+    identity_headers,
+    outbound_request_uri,
+    simple_decide,
+)
 
 if TYPE_CHECKING:
     from switch.metrics import Metrics
@@ -108,17 +113,6 @@ class ProxyConfig:
     def __post_init__(self) -> None:
         if self.timer_c <= 180:
             raise ValueError("Timer C must be greater than 3 minutes (RFC 3261 §16.6)")
-
-
-@dataclass(frozen=True, slots=True)
-class BranchPlan:
-    """One branch: the Request-URI to send, where to, and the flow to remember in our
-    Record-Route (set when the target is a registered device's flow)."""
-
-    uri: str
-    target: Target
-    flow: Target | None = None
-    device_id: str | None = None
 
 
 class _Call:
@@ -415,9 +409,9 @@ class Proxy:
             fwd.headers.remove("P-Asserted-Identity")  # RFC 3325: not trusted from devices
             self._consume_credentials(fwd)
             ctx.caller_flow = ctx.source
-        call = self._call_for(fwd, device, gw.id if gw else None)
-        tenant_id, candidates = self._candidates(call, snap, device)
-        bindings = await self._bindings(candidates)
+        call = call_for(fwd, device, gw.id if gw else None)
+        tenant_id, wanted = candidates(call, snap, device)
+        bindings = await self._bindings(wanted)
         channels = {}
         if tenant_id is not None and fwd.method == "INVITE":
             channels[tenant_id] = await self.state.channels_in_use(tenant_id, self.wall_clock())
@@ -427,42 +421,6 @@ class Proxy:
         decision = self.decide(call, snap, live, datetime.now(UTC))
         ctx.initial_invite = fwd.method == "INVITE"
         await self._execute(ctx, fwd, decision, bindings, snap, device)
-
-    def _call_for(self, req: Request, device: Device | None, gateway_id: str | None) -> Call:
-        uri = req.parsed_uri
-        dialled = uri.number if isinstance(uri, TelURI) else uri.user
-        if not dialled:
-            to = req.headers.name_addr("To")
-            to_uri = to.uri if to is not None else None
-            dialled = to_uri.user if isinstance(to_uri, SipURI) else None
-        dialled = dialled or ""
-        if device is not None:
-            return Call.from_device(call_id=req.call_id, device_id=device.id, dialled=dialled)
-        number, display = caller_identity(req)
-        return Call.inbound(
-            call_id=req.call_id,
-            dialled=dialled,
-            gateway_id=gateway_id,
-            caller_number=number,
-            caller_display=display,
-        )
-
-    def _candidates(
-        self, call: Call, snap: Snapshot, device: Device | None
-    ) -> tuple[str | None, tuple[str, ...]]:
-        """The tenant the call is about and the IDs whose registrations routing may need:
-        the dialled ID (same tenant only), or the ring group of the dialled number. Only
-        these are read from the state backend (a tenant may have many IDs)."""
-        tenant = device.tenant_id if device is not None else None
-        callee = snap.devices_by_username.get(call.dialled.strip())
-        if callee is not None and device is not None:
-            return tenant, (callee.id,) if callee.tenant_id == tenant else ()
-        number = snap.numbers.get(classify(call.dialled).e164 or "")
-        if number is None:
-            return tenant, ()
-        if device is None:
-            return number.tenant_id, number.ring_group
-        return tenant, number.ring_group if number.tenant_id == tenant else ()
 
     async def _bindings(self, device_ids: tuple[str, ...]) -> dict[str, list[Binding]]:
         now = self.wall_clock()
@@ -494,7 +452,7 @@ class Proxy:
             )
             stages = [
                 Stage(
-                    payloads=_plans(s.device_ids, bindings),
+                    payloads=plans_for(s.device_ids, bindings),
                     delay=s.delay_s,
                     only_if_earlier_ringing=s.only_if_earlier_stage_ringing,
                 )
@@ -508,7 +466,7 @@ class Proxy:
                 fwd.headers.set(
                     "P-Asserted-Identity", f"{display}<sip:{device.username}@{snap.realm}>"
                 )
-            self._start(ctx, fwd, [Stage(payloads=_plans(decision.device_ids, bindings))], None)
+            self._start(ctx, fwd, [Stage(payloads=plans_for(decision.device_ids, bindings))], None)
         elif isinstance(decision, Outbound | Forward):
             await self._to_gateway(ctx, fwd, decision, snap)
         elif isinstance(decision, Busy):
@@ -691,29 +649,7 @@ class Proxy:
         if ctx.counted or not ctx.initial_invite:
             return
         ctx.counted = True
-        self.metrics.calls_total.labels(outcome=_outcome(status, ctx)).inc()
+        self.metrics.calls_total.labels(
+            outcome=outcome_label(status, ctx.fork is not None and ctx.fork.cancelled)
+        ).inc()
         self.calls.failed(ctx.txn.request.call_id)
-
-
-def _outcome(status: int, ctx: _Call) -> str:
-    if status == 487 or (ctx.fork is not None and ctx.fork.cancelled):
-        return "cancelled"
-    if status in (486, 600):
-        return "busy"
-    if status in (408, 480):
-        return "no_answer"
-    if status >= 500 and status < 600:
-        return "failed"
-    return "rejected"
-
-
-def _plans(
-    device_ids: tuple[str, ...], bindings: dict[str, list[Binding]]
-) -> tuple[BranchPlan, ...]:
-    """One branch per live binding: the Request-URI is the registered Contact, the target
-    is the flow the REGISTER came on (reachable behind NAT)."""
-    return tuple(
-        BranchPlan(uri=b.contact, target=b.source, flow=b.source, device_id=d)
-        for d in device_ids
-        for b in bindings.get(d, ())
-    )

@@ -24,11 +24,24 @@ import ipaddress
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from switch.sip.message import SipURI, Via
 from switch.sip.transaction import Target
 
-__all__ = ["FlowTokens", "ResolveError", "Resolver", "uri_hop", "via_target"]
+if TYPE_CHECKING:
+    from switch.state.base import Binding
+
+__all__ = [
+    "BranchPlan",
+    "FlowTokens",
+    "ResolveError",
+    "Resolver",
+    "plans_for",
+    "uri_hop",
+    "via_target",
+]
 
 _DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}
 _KNOWN = frozenset(_DEFAULT_PORT)
@@ -158,3 +171,26 @@ def _flow_parse(text: str) -> Target | None:
         return None
     transport, host, port, conn = text.split("|")
     return Target(transport, host, int(port), int(conn) if conn else None)
+
+
+@dataclass(frozen=True, slots=True)
+class BranchPlan:
+    """One branch: the Request-URI to send, where to, and the flow to remember in our
+    Record-Route (set when the target is a registered device's flow)."""
+
+    uri: str
+    target: Target
+    flow: Target | None = None
+    device_id: str | None = None
+
+
+def plans_for(
+    device_ids: tuple[str, ...], bindings: dict[str, list[Binding]]
+) -> tuple[BranchPlan, ...]:
+    """One branch per live binding: the Request-URI is the registered Contact, the target
+    is the flow the REGISTER came on (reachable behind NAT)."""
+    return tuple(
+        BranchPlan(uri=b.contact, target=b.source, flow=b.source, device_id=d)
+        for d in device_ids
+        for b in bindings.get(d, ())
+    )

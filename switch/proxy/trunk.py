@@ -1,5 +1,7 @@
-"""The carrier trunk: recognising the carrier, the simple routing used until the routing
-policy is wired in, and the identity rewrite of calls that leave the service.
+"""The carrier trunk and the routing input: recognising the carrier, turning a request into
+a `routing.call.Call` (and the IDs whose registrations routing may need), the simple routing
+used until the routing policy is wired in, and the identity rewrite of calls that leave the
+service.
 
 Gateways: `Gateway.allowed_sources` holds IP address strings ("192.0.2.10"); an entry may also
 be "ip:port" to trust only one source port of a carrier host ("192.0.2.10:5060"). A request
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from provisioning.model import Gateway, Snapshot, national_form
+from provisioning.model import Device, Gateway, Snapshot, national_form
 from routing.call import Call, Direction, LiveView
 from routing.decisions import (
     Decision,
@@ -34,9 +36,13 @@ from routing.decisions import (
     RingStage,
 )
 from routing.dialled import DialKind, classify, destination_kind
-from switch.sip.message import Headers
+from switch.sip.message import Headers, Request, SipURI, TelURI
+
+from .dialogs import caller_identity
 
 __all__ = [
+    "call_for",
+    "candidates",
     "gateway_for",
     "identity_headers",
     "outbound_request_uri",
@@ -134,6 +140,47 @@ def _internal(
     return Internal(
         rule="internal", tenant_id=tenant_id, device_id=caller, device_ids=live_ids, via_number=via
     )
+
+
+# --------------------------------------------------------------------------- routing input
+def call_for(req: Request, device: Device | None, gateway_id: str | None) -> Call:
+    """The routing input for a new request: the dialled string is the Request-URI user
+    (or tel: number), else the To user (a carrier sending to our address)."""
+    uri = req.parsed_uri
+    dialled = uri.number if isinstance(uri, TelURI) else uri.user
+    if not dialled:
+        to = req.headers.name_addr("To")
+        to_uri = to.uri if to is not None else None
+        dialled = to_uri.user if isinstance(to_uri, SipURI) else None
+    dialled = dialled or ""
+    if device is not None:
+        return Call.from_device(call_id=req.call_id, device_id=device.id, dialled=dialled)
+    number, display = caller_identity(req)
+    return Call.inbound(
+        call_id=req.call_id,
+        dialled=dialled,
+        gateway_id=gateway_id,
+        caller_number=number,
+        caller_display=display,
+    )
+
+
+def candidates(
+    call: Call, snap: Snapshot, device: Device | None
+) -> tuple[str | None, tuple[str, ...]]:
+    """The tenant the call is about and the IDs whose registrations routing may need:
+    the dialled ID (same tenant only), or the ring group of the dialled number. Only
+    these are read from the state backend (a tenant may have many IDs)."""
+    tenant = device.tenant_id if device is not None else None
+    callee = snap.devices_by_username.get(call.dialled.strip())
+    if callee is not None and device is not None:
+        return tenant, (callee.id,) if callee.tenant_id == tenant else ()
+    number = snap.numbers.get(classify(call.dialled).e164 or "")
+    if number is None:
+        return tenant, ()
+    if device is None:
+        return number.tenant_id, number.ring_group
+    return tenant, number.ring_group if number.tenant_id == tenant else ()
 
 
 # --------------------------------------------------------------------------- outbound rewrite
