@@ -47,7 +47,7 @@ ipv6 = st.ip_addresses(v=6).map(lambda a: f"[{a}]")
 hosts = st.one_of(hostnames, ipv4, ipv6)
 ports = st.none() | st.integers(1, 65535)
 # Any text (no surrogates): escaping must carry it through a round trip.
-free_text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+free_text = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=12)
 param_values = st.none() | free_text
 
 sip_uris = st.builds(
@@ -70,7 +70,7 @@ tel_uris = st.builds(
 )
 header_param_values = st.none() | st.text(_ALNUM + "-.!%*_+`'~", min_size=1, max_size=10)
 display_names = st.none() | st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=15
+    st.characters(exclude_categories=["Cs"], exclude_characters="\r\n"), max_size=15
 )
 name_addrs = st.builds(
     NameAddr,

@@ -517,7 +517,7 @@ def test_make_response_from_partial_of_a_bad_request() -> None:
 
 _header_values = (
     st.text(
-        st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\r\n"),
+        st.characters(exclude_categories=["Cs", "Cc"], exclude_characters="\r\n"),
         min_size=1,
         max_size=20,
     )
