@@ -155,6 +155,10 @@ class SeedSpec:
     gw_host: str = OUTSIDE_IP
     gw_port: int = 5060
     carrier_sources: Sequence[str] = (CARRIER_IP,)
+    # IDs nobody registers, so the tenant has channels to spare: the switch allows as many
+    # calls in progress per tenant as it has IDs (routing/policy.py), and tests run a few
+    # calls at once.
+    spare_ids: int = 8
 
     def toml(self) -> str:
         out = [f'realm = "{REALM}"', ""]
@@ -183,6 +187,15 @@ class SeedSpec:
                 "",
             ]
         group = self.ring_group if self.ring_group is not None else [d.id for d in self.devices]
+        for i in range(1, self.spare_ids + 1):
+            out += [
+                "  [[tenants.devices]]",
+                f'  id = "{self.tenant}-spare{i:02d}"',
+                '  kind = "desk"',
+                f'  password = "spare-{i:02d}-not-used"',
+                f'  presented_number = "{self.contract}"',
+                "",
+            ]
         out += [
             "  [[tenants.numbers]]",
             f'  number = "{self.contract}"',
