@@ -1,0 +1,461 @@
+"""The StateBackend contract (switch/state/base.py), run against MemoryState and against
+RedisState on the real Redis at 127.0.0.1:6379. Every Redis test uses its own key prefix and
+deletes it afterwards (never FLUSHDB: other runs share the server).
+
+Times are a fake wall clock passed in, like the registrar and the proxy do; the Redis
+backend must never consult its own clock for a live/expired decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from switch.sip.transaction import Target
+from switch.state.base import Binding, StateBackend, StateUnavailable
+from switch.state.memory import MemoryState
+from switch.state.redis import RedisState
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+SRC = Target("udp", "192.0.2.1", 5060)
+FLOW = Target("tcp", "198.51.100.7", 40123, conn_id=7)
+
+BACKENDS = [
+    pytest.param("memory", id="memory"),
+    pytest.param("redis", id="redis", marks=[pytest.mark.redis, pytest.mark.integration]),
+]
+
+
+def redis_only(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Two-node and Redis-specific tests (no memory twin)."""
+    marked: Callable[..., Awaitable[None]] = pytest.mark.integration(pytest.mark.redis(test))
+    return marked
+
+
+def b(
+    contact: str,
+    expires_at: float,
+    device: str = "d1",
+    cseq: int = 1,
+    source: Target = SRC,
+) -> Binding:
+    return Binding(
+        device_id=device,
+        contact=contact,
+        instance_id=None,
+        expires_at=expires_at,
+        source=source,
+        call_id="c",
+        cseq=cseq,
+    )
+
+
+# --------------------------------------------------------------------------- fixtures
+class RedisNodes:
+    """RedisState instances ("nodes") sharing one fresh prefix; everything under it is
+    deleted at teardown."""
+
+    def __init__(self) -> None:
+        self.prefix = f"softswitch-test:{secrets.token_hex(8)}:"
+        self.raw = Redis.from_url(REDIS_URL, decode_responses=True)
+        self.nodes: list[RedisState] = []
+
+    def node(self, node_id: str) -> RedisState:
+        state = RedisState(REDIS_URL, prefix=self.prefix, node_id=node_id)
+        self.nodes.append(state)
+        return state
+
+    async def keys(self) -> list[str]:
+        return [k async for k in self.raw.scan_iter(match=self.prefix + "*", count=1000)]
+
+    async def close(self) -> None:
+        left = await self.keys()
+        if left:
+            await self.raw.delete(*left)
+        for state in self.nodes:
+            await state.close()
+        await self.raw.aclose()
+
+
+async def open_nodes() -> RedisNodes:
+    nodes = RedisNodes()
+    try:
+        await nodes.raw.ping()
+    except Exception as exc:
+        await nodes.raw.aclose()
+        pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc}")
+    return nodes
+
+
+@pytest.fixture
+async def redis_nodes() -> AsyncIterator[RedisNodes]:
+    nodes = await open_nodes()
+    yield nodes
+    await nodes.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def state(request: pytest.FixtureRequest) -> AsyncIterator[StateBackend]:
+    if request.param == "memory":
+        yield MemoryState()
+        return
+    nodes = await open_nodes()
+    yield nodes.node("node-a")
+    await nodes.close()
+
+
+def own_node(state: StateBackend) -> str | None:
+    """What a backend stamps on the bindings it stores (None: single node)."""
+    return state.node_id if isinstance(state, RedisState) else None
+
+
+# --------------------------------------------------------------------------- bindings
+async def test_put_replace_remove_and_count(state: StateBackend) -> None:
+    await state.put_binding(b("sip:a@h", 100))
+    await state.put_binding(b("sip:b@h", 100))
+    await state.put_binding(b("sip:a@h", 200, cseq=2))  # replaces, same contact
+    assert await state.count() == 2
+    got = await state.bindings("d1", now=0)
+    assert [(x.contact, x.cseq, x.expires_at) for x in got] == [
+        ("sip:a@h", 2, 200),
+        ("sip:b@h", 1, 100),
+    ]
+    assert await state.remove_binding("d1", "sip:b@h") is True
+    assert await state.remove_binding("d1", "sip:b@h") is False
+    assert await state.remove_binding("nobody", "sip:b@h") is False
+    assert await state.count() == 1
+    assert await state.remove_all("d1") == 1
+    assert await state.remove_all("d1") == 0
+    assert await state.count() == 0
+    assert await state.bindings("d1", now=0) == []
+
+
+async def test_bindings_keep_registration_order(state: StateBackend) -> None:
+    for contact in ("sip:c@h", "sip:a@h", "sip:b@h", "sip:d@h"):
+        await state.put_binding(b(contact, 100))
+    await state.put_binding(b("sip:a@h", 300, cseq=2))  # a refresh keeps its place
+    await state.remove_binding("d1", "sip:c@h")
+    await state.put_binding(b("sip:c@h", 100))  # removed and added again: now the last
+    got = [x.contact for x in await state.bindings("d1", now=0)]
+    assert got == ["sip:a@h", "sip:b@h", "sip:d@h", "sip:c@h"]
+
+
+async def test_binding_round_trips_every_field(state: StateBackend) -> None:
+    original = Binding(
+        device_id="dév:1",
+        contact="sip:alice@[2001:db8::1]:5062;transport=tcp;ob",
+        instance_id='"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"',
+        expires_at=1_763_790_000.123456,  # microseconds survive (no 14-digit rounding)
+        source=FLOW,
+        call_id="a84b4c76e66710@pc33.example.com",
+        cseq=2**31 - 1,
+        user_agent='Désk/1.0 "quoted" \\ ünïcode',
+        q=0.7,
+    )
+    await state.put_binding(original)
+    [got] = await state.bindings("dév:1", now=1_763_790_000.123455)
+    assert got == dataclasses.replace(original, node=own_node(state))
+    assert await state.bindings("dév:1", now=1_763_790_000.123456) == []  # live: > now
+
+
+async def test_bindings_are_filtered_by_now_before_expire(state: StateBackend) -> None:
+    await state.put_binding(b("sip:a@h", 100))
+    await state.put_binding(b("sip:b@h", 200))
+    assert [x.contact for x in await state.bindings("d1", now=100)] == ["sip:b@h"]
+    assert await state.count() == 2  # stored until expire() runs
+
+
+async def test_expire_skips_refreshed_bindings(state: StateBackend) -> None:
+    await state.put_binding(b("sip:a@h", 100))
+    await state.put_binding(b("sip:b@h", 100))
+    await state.put_binding(b("sip:x@h", 120, device="d2"))
+    await state.put_binding(b("sip:a@h", 300))  # refreshed
+    assert [x.contact for x in await state.bindings("d1", now=150)] == ["sip:a@h"]
+    assert await state.expire(150) == 2  # d1's b and d2's x
+    assert await state.count() == 1
+    assert await state.bindings("d2", now=0) == []
+    assert await state.expire(299) == 0
+    assert await state.expire(300) == 1
+    assert await state.count() == 0
+    assert await state.bindings("d1", now=0) == []
+
+
+async def test_expire_many_in_batches(state: StateBackend) -> None:
+    for i in range(1_200):  # more than one sweep batch of the Redis backend
+        await state.put_binding(b(f"sip:{i}@h", 100 + (i % 2) * 100, device=f"d{i % 7}"))
+    assert await state.count() == 1_200
+    assert await state.expire(150) == 600
+    assert await state.count() == 600
+    assert await state.expire(200) == 600
+    assert await state.count() == 0
+
+
+async def test_device_and_contact_boundaries_do_not_collide(state: StateBackend) -> None:
+    # Naive joins of (device, contact) would collide: "a"+"bc" / "ab"+"c", and with a ":"
+    # separator "a"+"b:c" / "a:b"+"c".
+    pairs = [("a", "bc", 100), ("ab", "c", 200), ("a", "b:c", 300), ("a:b", "c", 400)]
+    for device, contact, expires_at in pairs:
+        await state.put_binding(b(contact, expires_at, device=device))
+    assert await state.count() == 4
+    for i, (device, contact, expires_at) in enumerate(pairs):
+        assert await state.expire(expires_at) == 1
+        assert contact not in [x.contact for x in await state.bindings(device, now=0)]
+        assert await state.count() == 3 - i
+    for device, contact, expires_at in pairs:
+        await state.put_binding(b(contact, expires_at, device=device))
+    assert await state.remove_all("a") == 2
+    assert await state.count() == 2
+    assert await state.expire(400) == 2
+
+
+async def test_remove_all_leaves_the_lock_and_other_devices(state: StateBackend) -> None:
+    await state.claim_device("d1", "phone-A", until=100, now=0)
+    await state.put_binding(b("sip:a@h", 100))
+    await state.put_binding(b("sip:b@h", 100))
+    await state.put_binding(b("sip:x@h", 100, device="d2"))
+    assert await state.remove_all("d1") == 2
+    assert await state.device_owner("d1", now=1) == "phone-A"
+    assert await state.count() == 1
+    assert await state.expire(100) == 1  # d1's entries are gone from the deadline index too
+    assert await state.count() == 0
+
+
+# --------------------------------------------------------------------------- device lock
+async def test_device_lock_one_owner_until_deadline(state: StateBackend) -> None:
+    assert await state.device_owner("d1", now=0) is None
+    assert await state.claim_device("d1", "phone-A", until=100, now=0)
+    assert not await state.claim_device("d1", "phone-B", until=100, now=50)
+    assert await state.device_owner("d1", now=50) == "phone-A"
+    assert await state.claim_device("d1", "phone-A", until=80, now=50)  # may shrink
+    assert await state.device_owner("d1", now=79.5) == "phone-A"
+    assert await state.device_owner("d1", now=80) is None  # deadline passed: free
+    assert await state.claim_device("d1", "phone-B", until=200, now=80)
+    assert not await state.unclaim_device("d1", "phone-A")
+    assert await state.device_owner("d1", now=90) == "phone-B"
+    assert await state.unclaim_device("d1", "phone-B")
+    assert not await state.unclaim_device("d1", "phone-B")
+    assert await state.device_owner("d1", now=90) is None
+
+
+async def test_expire_drops_dead_locks_only(state: StateBackend) -> None:
+    await state.claim_device("d1", "phone-A", until=100, now=0)
+    await state.claim_device("d2", "phone-B", until=300, now=0)
+    await state.claim_device("d1", "phone-A", until=200, now=10)  # extended: not due at 150
+    await state.claim_device("d3", "phone-C", until=120, now=0)
+    assert await state.expire(150) == 0  # counts bindings, not locks
+    # Asked about an earlier time, a dropped lock is gone, a kept one is still there.
+    assert await state.device_owner("d3", now=0) is None
+    assert await state.device_owner("d1", now=0) == "phone-A"
+    assert await state.device_owner("d2", now=0) == "phone-B"
+    assert not await state.unclaim_device("d3", "phone-C")
+
+
+async def test_release_device_drops_bindings_and_lock(state: StateBackend) -> None:
+    await state.claim_device("d1", "phone-A", until=100, now=0)
+    await state.put_binding(b("sip:a@h", 100))
+    await state.put_binding(b("sip:b@h", 100))
+    await state.put_binding(b("sip:x@h", 100, device="d2"))
+    assert await state.release_device("d1") == 2
+    assert await state.device_owner("d1", now=1) is None
+    assert await state.bindings("d1", now=1) == []
+    assert await state.count() == 1
+    assert await state.claim_device("d1", "phone-B", until=100, now=1)
+    assert await state.release_device("nobody") == 0
+
+
+async def test_concurrent_claims_have_one_winner(state: StateBackend) -> None:
+    results = await asyncio.gather(
+        *(state.claim_device("d1", f"phone-{i}", until=100, now=0) for i in range(30))
+    )
+    assert sum(results) == 1
+    winner = f"phone-{results.index(True)}"
+    assert await state.device_owner("d1", now=0) == winner
+
+
+# --------------------------------------------------------------------------- channel leases
+async def test_channel_leases_limit_refresh_release_expiry(state: StateBackend) -> None:
+    assert await state.acquire_channel("t", "c1", limit=2, ttl=10, now=0)
+    assert await state.acquire_channel("t", "c2", limit=2, ttl=10, now=0)
+    assert not await state.acquire_channel("t", "c3", limit=2, ttl=10, now=1)
+    assert await state.acquire_channel("t", "c1", limit=2, ttl=10, now=1)  # re-acquire = refresh
+    assert await state.channels_in_use("t", now=1) == 2
+    assert await state.channels_in_use("other", now=1) == 0
+    assert await state.refresh_channel("t", "c2", ttl=100, now=5)
+    assert await state.channels_in_use("t", now=10.5) == 2
+    assert await state.channels_in_use("t", now=11) == 1  # c1 expired at 11
+    assert not await state.refresh_channel("t", "c1", ttl=10, now=11)
+    assert await state.acquire_channel("t", "c3", limit=2, ttl=10, now=11)
+    assert await state.release_channel("t", "c3")
+    assert not await state.release_channel("t", "c3")
+    assert not await state.release_channel("nobody", "c3")
+    assert await state.channels_in_use("t", now=12) == 1
+
+
+async def test_expired_leases_free_their_channel(state: StateBackend) -> None:
+    assert await state.acquire_channel("t", "c1", limit=1, ttl=10, now=0)
+    assert not await state.acquire_channel("t", "c2", limit=1, ttl=10, now=9.999)
+    assert await state.acquire_channel("t", "c2", limit=1, ttl=10, now=10)  # c1 dead at 10
+    assert not await state.refresh_channel("t", "c1", ttl=10, now=10)
+    assert await state.channels_in_use("t", now=10) == 1
+
+
+async def test_lease_deadline_is_exact(state: StateBackend) -> None:
+    now, ttl = 1_763_790_000.123456, 0.000_002
+    assert await state.acquire_channel("t", "c1", limit=5, ttl=ttl, now=now)
+    assert await state.channels_in_use("t", now=now + 0.000_001) == 1
+    assert await state.channels_in_use("t", now=now + ttl) == 0
+
+
+async def test_limit_zero_and_tenants_apart(state: StateBackend) -> None:
+    assert not await state.acquire_channel("t0", "c1", limit=0, ttl=10, now=0)
+    assert await state.acquire_channel("t1", "c1", limit=1, ttl=10, now=0)
+    assert await state.acquire_channel("t2", "c1", limit=1, ttl=10, now=0)  # same Call-ID
+    assert await state.release_channel("t1", "c1")
+    assert await state.channels_in_use("t2", now=0) == 1
+
+
+async def test_concurrent_acquires_respect_the_limit(state: StateBackend) -> None:
+    results = await asyncio.gather(
+        *(state.acquire_channel("t", f"call-{i}", limit=3, ttl=60, now=0) for i in range(50))
+    )
+    assert sum(results) == 3
+    assert await state.channels_in_use("t", now=0) == 3
+
+
+# --------------------------------------------------------------------------- Redis only
+@redis_only
+async def test_fifty_concurrent_acquires_on_two_nodes_exactly_three_win(
+    redis_nodes: RedisNodes,
+) -> None:
+    a, b_ = redis_nodes.node("node-a"), redis_nodes.node("node-b")
+    calls = [
+        (a if i % 2 else b_).acquire_channel("t", f"call-{i}", limit=3, ttl=60, now=0)
+        for i in range(50)
+    ]
+    results = await asyncio.gather(*calls)
+    assert sum(results) == 3
+    assert await a.channels_in_use("t", now=0) == 3
+    assert await b_.channels_in_use("t", now=0) == 3
+
+
+@redis_only
+async def test_two_nodes_share_leases(redis_nodes: RedisNodes) -> None:
+    a, b_ = redis_nodes.node("node-a"), redis_nodes.node("node-b")
+    assert await a.acquire_channel("t", "c1", limit=2, ttl=10, now=0)
+    assert await b_.acquire_channel("t", "c2", limit=2, ttl=10, now=0)
+    assert not await b_.acquire_channel("t", "c3", limit=2, ttl=10, now=1)
+    assert await b_.channels_in_use("t", now=1) == 2
+    assert await b_.refresh_channel("t", "c1", ttl=100, now=5)  # A's lease, refreshed by B
+    assert await a.channels_in_use("t", now=50) == 1  # c2 expired, c1 lives to 105
+    assert await b_.release_channel("t", "c1")
+    assert await a.channels_in_use("t", now=50) == 0
+
+
+@redis_only
+async def test_two_nodes_share_bindings_and_lock(redis_nodes: RedisNodes) -> None:
+    a, b_ = redis_nodes.node("node-a"), redis_nodes.node("node-b")
+    assert await a.claim_device("d1", "phone-A", until=100, now=0)
+    await a.put_binding(b("sip:a@h", 100, source=FLOW))
+    await b_.put_binding(b("sip:b@h", 100, source=SRC))
+    assert not await b_.claim_device("d1", "phone-B", until=100, now=1)
+    assert await b_.device_owner("d1", now=1) == "phone-A"
+    assert await a.count() == await b_.count() == 2
+
+    seen_by_a = {x.contact: x for x in await a.bindings("d1", now=1)}
+    seen_by_b = {x.contact: x for x in await b_.bindings("d1", now=1)}
+    # The node that holds the TCP flow sees its conn_id; the other node must not use it.
+    assert seen_by_a["sip:a@h"].source == FLOW and seen_by_a["sip:a@h"].node == "node-a"
+    assert seen_by_b["sip:a@h"].source == dataclasses.replace(FLOW, conn_id=None)
+    assert seen_by_b["sip:a@h"].node == "node-a"
+    assert seen_by_a["sip:b@h"].node == seen_by_b["sip:b@h"].node == "node-b"
+    assert seen_by_a["sip:b@h"].source == SRC
+
+    assert await b_.expire(100) == 2
+    assert await a.count() == 0
+    assert await a.device_owner("d1", now=0) is None  # B's sweep dropped A's dead lock
+
+
+@redis_only
+async def test_every_key_has_a_safety_ttl(redis_nodes: RedisNodes) -> None:
+    state = redis_nodes.node("node-a")
+    # Fake clock far in the past: the TTL is the safety margin, never "no TTL".
+    await state.put_binding(b("sip:a@h", 100))
+    await state.claim_device("d1", "phone-A", until=100, now=0)
+    await state.acquire_channel("t", "c1", limit=2, ttl=3600, now=0)
+    keys = await redis_nodes.keys()
+    assert len(keys) == 6  # b:d1, o:d1, bx, l:d1, lx, ch:t
+    ttls = {k.removeprefix(redis_nodes.prefix): await redis_nodes.raw.ttl(k) for k in keys}
+    assert all(0 < t <= 3600 + 300 for t in ttls.values()), ttls
+    assert ttls["ch:t"] > 3600  # the lease's own ttl plus the margin
+    assert ttls["l:d1"] > 300 - 5  # until - now = 100 s, plus the margin
+
+
+@redis_only
+async def test_nothing_is_left_after_everything_is_removed(
+    redis_nodes: RedisNodes,
+) -> None:
+    state = redis_nodes.node("node-a")
+    await state.put_binding(b("sip:a@h", 100))
+    await state.put_binding(b("sip:b@h", 200, device="d2"))
+    await state.claim_device("d1", "phone-A", until=100, now=0)
+    await state.claim_device("d2", "phone-B", until=50, now=0)
+    await state.acquire_channel("t", "c1", limit=2, ttl=10, now=0)
+    await state.release_device("d1")
+    assert await state.remove_binding("d2", "sip:b@h")
+    assert await state.expire(60) == 0
+    assert await state.release_channel("t", "c1")
+    assert await redis_nodes.keys() == []
+
+
+# --------------------------------------------------------------------------- failures
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+CALLS: list[tuple[str, Callable[[StateBackend], Awaitable[object]]]] = [
+    ("bindings", lambda s: s.bindings("d1", 0)),
+    ("put_binding", lambda s: s.put_binding(b("sip:a@h", 100))),
+    ("remove_binding", lambda s: s.remove_binding("d1", "sip:a@h")),
+    ("remove_all", lambda s: s.remove_all("d1")),
+    ("expire", lambda s: s.expire(0)),
+    ("count", lambda s: s.count()),
+    ("claim_device", lambda s: s.claim_device("d1", "o", 10, 0)),
+    ("device_owner", lambda s: s.device_owner("d1", 0)),
+    ("unclaim_device", lambda s: s.unclaim_device("d1", "o")),
+    ("release_device", lambda s: s.release_device("d1")),
+    ("acquire_channel", lambda s: s.acquire_channel("t", "c", 1, 10, 0)),
+    ("refresh_channel", lambda s: s.refresh_channel("t", "c", 10, 0)),
+    ("release_channel", lambda s: s.release_channel("t", "c")),
+    ("channels_in_use", lambda s: s.channels_in_use("t", 0)),
+]
+
+
+@pytest.mark.parametrize("call", [c for _, c in CALLS], ids=[n for n, _ in CALLS])
+async def test_unreachable_redis_raises_state_unavailable(
+    call: Callable[[StateBackend], Awaitable[object]],
+) -> None:
+    state = RedisState(f"redis://127.0.0.1:{_closed_port()}/0", timeout=1.0)
+    try:
+        with pytest.raises(StateUnavailable) as info:
+            await call(state)
+        assert info.value.status_hint == 503
+    finally:
+        await state.close()
+
+
+@redis_only
+async def test_a_server_error_is_state_unavailable(redis_nodes: RedisNodes) -> None:
+    state = redis_nodes.node("node-a")
+    await redis_nodes.raw.set(redis_nodes.prefix + "b:d1", "not a hash")  # WRONGTYPE
+    with pytest.raises(StateUnavailable):
+        await state.put_binding(b("sip:a@h", 100))
+    with pytest.raises(StateUnavailable):
+        await state.bindings("d1", now=0)
