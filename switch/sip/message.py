@@ -236,7 +236,7 @@ def make_response(
         out.extend((n, v) for n, v in src if n == name)
     if to_tag is not None:
         out = [(n, _with_to_tag(v, to_tag)) if n == "To" else (n, v) for n, v in out]
-    if status < 300 and request.method in _DIALOG_CREATING:
+    if 100 < status < 300 and request.method in _DIALOG_CREATING:  # 100 is hop-by-hop
         out.extend((n, v) for n, v in src if n == "Record-Route")
     response_headers = Headers._trusted(out)
     for name, value in headers or ():

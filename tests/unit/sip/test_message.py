@@ -491,7 +491,9 @@ def test_make_response_details() -> None:
     assert make_response(req, 499).reason == "Client Error"
     assert make_response(req, 699).reason == "Global Failure"
     assert make_response(req, 486, "Busy Busy").reason == "Busy Busy"
-    assert "Record-Route" not in make_response(req, 486).headers  # only 1xx/2xx
+    assert "Record-Route" not in make_response(req, 486).headers  # only 101-299
+    assert "Record-Route" not in make_response(req, 100).headers
+    assert "Record-Route" in make_response(req, 180).headers
     req.headers.set("To", "<sip:bob@example.com>;tag=existing")
     assert make_response(req, 200, to_tag="new").to_tag == "existing"
     bye = _request()
