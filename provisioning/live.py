@@ -108,6 +108,7 @@ class LiveSnapshot:
         self._changed = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
         self._watch: ChangeWatch | None = None
+        self._built = False  # the current snapshot came from the store (not `initial`)
         self.rebuilds = 0
         self.last_error: str | None = None
 
@@ -132,6 +133,7 @@ class LiveSnapshot:
         down), then listens for changes and polls the version."""
         try:
             self._current = await build_snapshot(self._store)
+            self._built = True
             self.last_error = None
         except StoreUnavailable as exc:
             log.warning("store unavailable at start, serving the initial snapshot: %s", exc)
@@ -194,6 +196,9 @@ class LiveSnapshot:
             await asyncio.sleep(self._coalesce)
             self._dirty.clear()
             try:
+                # A reconnect says "maybe changed": a one-row read avoids a needless rebuild.
+                if self._built and await self._store.version() == self._current.version:
+                    continue
                 snapshot = await build_snapshot(self._store)
             except StoreUnavailable as exc:
                 self.last_error = str(exc)
@@ -209,9 +214,10 @@ class LiveSnapshot:
             await self._install(snapshot)
 
     async def _install(self, snapshot: Snapshot) -> None:
-        if snapshot.version == self._current.version and self.rebuilds:
+        if snapshot.version == self._current.version and self._built:
             return
         self._current = snapshot
+        self._built = True
         self.rebuilds += 1
         async with self._changed:
             self._changed.notify_all()

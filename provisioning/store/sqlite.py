@@ -19,9 +19,15 @@ from typing import Any, Literal
 
 import aiosqlite
 
+from ..errors import StoreUnavailable
 from .base import ChangeCallback, Row
 
 _PARAM = re.compile(r"\$(\d+)")
+
+
+def _unavailable(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("locked", "busy", "disk i/o", "unable to open"))
 
 
 def _sql(text: str) -> str:
@@ -77,7 +83,7 @@ class SQLiteStore:
         self._listeners = _LISTENERS.setdefault(key, [])
 
     @classmethod
-    async def open(cls, url: str) -> SQLiteStore:
+    async def open(cls, url: str, *, busy_timeout: float = 10.0) -> SQLiteStore:
         path = url.removeprefix("sqlite:").removeprefix("//")
         path = path[1:] if path.startswith("/") else path  # sqlite:///rel, sqlite:////abs
         if path != ":memory:":
@@ -90,7 +96,7 @@ class SQLiteStore:
         for pragma in (
             "journal_mode = WAL",
             "foreign_keys = ON",
-            "busy_timeout = 10000",
+            f"busy_timeout = {int(busy_timeout * 1000)}",
             "synchronous = NORMAL",
         ):
             await conn.execute(f"PRAGMA {pragma}")
@@ -99,14 +105,23 @@ class SQLiteStore:
     @asynccontextmanager
     async def _tx(self, begin: str) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
-            await self._conn.execute(begin)
             try:
-                yield self._conn
-            except BaseException:
-                with suppress(sqlite3.Error):
-                    await self._conn.execute("ROLLBACK")
+                await self._conn.execute(begin)
+                try:
+                    yield self._conn
+                except BaseException:
+                    with suppress(sqlite3.Error):
+                        await self._conn.execute("ROLLBACK")
+                    raise
+                await self._conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                # "database is locked" past busy_timeout, disk I/O errors, unopenable file:
+                # the store is unavailable, the request may be retried.
+                if _unavailable(exc):
+                    with suppress(sqlite3.Error):
+                        await self._conn.execute("ROLLBACK")
+                    raise StoreUnavailable(f"SQLite unavailable: {exc}") from exc
                 raise
-            await self._conn.execute("COMMIT")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_SQLiteTx]:
