@@ -225,7 +225,8 @@ def make_response(
     From, To (adding `to_tag` when given and To has none), Call-ID, CSeq, and for 1xx/2xx
     of a dialog-creating request the Record-Route; default reason phrases by code.
 
-    Copied fields keep their wire text. Works on a ParseError's `partial` request too (only
+    Record-Route is copied for 101-299 (a 100 Trying creates no dialog). Copied fields keep
+    their wire text. Works on a ParseError's `partial` request too (only
     the headers present are copied), so that a 400 can be built for a malformed request.
     `status` must be 100-699 (ValueError otherwise)."""
     if not 100 <= status <= 699:
