@@ -267,9 +267,16 @@ class Proxy:
         if not isinstance(ud, tuple):
             return  # the response to one of our CANCELs
         ctx, branch = ud
-        response.headers.pop_first_value("Via")  # ours (§16.7 step 3)
-        if "Via" not in response.headers or ctx.fork is None:
+        if ctx.fork is None:
             return
+        h = response.headers
+        h.pop_first_value("Via")  # ours (§16.7 step 3)
+        if "Via" not in h:
+            # A peer that built its response from the wrong request (e.g. a 487 copying
+            # the CANCEL's single Via) left none of the caller's: restore them, so the
+            # branch still counts and what we forward is well-formed.
+            for value in ctx.txn.request.headers.get_all("Via"):
+                h.add("Via", value)
         if response.status < 200:
             ctx.fork.on_provisional(branch, response.status, response)
         else:

@@ -629,3 +629,20 @@ async def test_message_between_devices_is_forked_without_record_route() -> None:
     env.respond(out, 200)
     assert env.final(txn).status == 200
     assert env.metrics.value("sip_calls_total", {"outcome": "answered"}) == 0  # not a call
+
+
+async def test_487_that_lost_the_callers_via_still_ends_the_branch() -> None:
+    env = Env()
+    await env.register("desk1", "sip:desk1@192.168.1.20:5060", DESK_FLOW)
+    txn = await inbound(env)
+    desk = env.branches()[0]
+    env.respond(desk, 180)
+    await env.cancel(txn)
+    # The callee answers 487 with the CANCEL's Via only (ours): a common UAS mistake.
+    cancel_req = env.branches("CANCEL")[0].request
+    bad = make_response(cancel_req, 487, to_tag="callee")
+    bad.headers.set("CSeq", f"{desk.request.cseq.seq} INVITE")
+    env.proxy.on_response(desk, bad, desk.target)
+    resp = env.final(txn)
+    assert resp.status == 487
+    assert [v.host for v in resp.headers.vias()] == ["198.51.100.7"]
