@@ -42,11 +42,19 @@ from contextlib import suppress
 
 from .errors import StoreUnavailable
 from .model import Snapshot, TenantStatus
+from .seed import SeedData
 from .service import import_seed
 from .store import open_store, repo
 from .store.base import ChangeWatch, Store
 
-__all__ = ["LiveSnapshot", "build_snapshot", "dropped_devices", "import_seed", "store_source"]
+__all__ = [
+    "LiveSnapshot",
+    "build_snapshot",
+    "dropped_devices",
+    "import_seed",
+    "seed_if_empty",
+    "store_source",
+]
 
 log = logging.getLogger(__name__)
 
@@ -264,3 +272,13 @@ def store_source(
                 await store.close()
 
     return source
+
+
+async def seed_if_empty(store: Store, seed: SeedData) -> bool:
+    """`serve --seed FILE` on a store: import the seed only if the store has no tenant yet.
+    Returns True when it imported."""
+    async with store.read() as tx:
+        if await tx.fetchval("SELECT 1 FROM tenants LIMIT 1"):
+            return False
+    await import_seed(store, seed)
+    return True

@@ -252,3 +252,12 @@ async def test_seed_realm_must_match_once_devices_exist(svc: Service, store: Sto
     object.__setattr__(seed, "realm", "other.realm")
     await refused(store, import_seed(store, seed), "realm-mismatch")
     await refused(store, svc.set_realm(OP, "other.realm"), "realm-locked")
+
+
+async def test_seed_if_empty(store: Store) -> None:
+    from provisioning.live import seed_if_empty
+
+    seed = load_seed(DEMO_SEED)
+    assert await seed_if_empty(store, seed) is True
+    assert await seed_if_empty(store, seed) is False
+    assert set((await build_snapshot(store)).tenants) == {"demo"}

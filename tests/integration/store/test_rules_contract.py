@@ -601,3 +601,30 @@ def test_error_classes_carry_status() -> None:
     assert RuleViolation("x", "y").status == 409
     assert Conflict("x", "y").status == 409
     assert InvalidInput("x", "y").status == 400
+
+
+async def test_concurrent_writers_cannot_both_pass_a_limit(store_url: str, svc: Service) -> None:
+    """Two connections race to add the one allowed additional number: exactly one wins
+    (writers are serialised by the version row, so each checks the other's committed state)."""
+    import asyncio
+
+    from provisioning.store import open_store
+
+    tid, _, _ = await make_tenant(svc, ids=2)
+    second = await open_store(store_url)
+    try:
+        results = await asyncio.gather(
+            *(
+                Service(s).add_number(OP, tid, NumberCreate(number=fresh_number()))
+                for s in (svc.store, second, svc.store, second)
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        await second.close()
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 3, results
+    assert all(
+        getattr(e, "error_id", None) == "additional-numbers-exceed-additional-ids" for e in errors
+    )
+    assert len((await svc.list_numbers(OP, tid)).items) == 2
