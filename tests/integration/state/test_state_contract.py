@@ -13,6 +13,7 @@ import dataclasses
 import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -162,6 +163,8 @@ async def test_binding_round_trips_every_field(state: StateBackend) -> None:
     [got] = await state.bindings("dév:1", now=1_763_790_000.123455)
     assert got == dataclasses.replace(original, node=own_node(state))
     assert await state.bindings("dév:1", now=1_763_790_000.123456) == []  # live: > now
+    assert await state.remove_all("dév:1") == 1
+    assert await state.count() == 0
 
 
 async def test_bindings_are_filtered_by_now_before_expire(state: StateBackend) -> None:
@@ -379,6 +382,26 @@ async def test_two_nodes_share_bindings_and_lock(redis_nodes: RedisNodes) -> Non
     assert await b_.expire(100) == 2
     assert await a.count() == 0
     assert await a.device_owner("d1", now=0) is None  # B's sweep dropped A's dead lock
+
+
+@redis_only
+async def test_expire_spares_a_binding_refreshed_by_another_node_mid_sweep(
+    redis_nodes: RedisNodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b_ = redis_nodes.node("node-a"), redis_nodes.node("node-b")
+    await a.put_binding(b("sip:a@h", 100))
+    find_due = a._redis.zrangebyscore
+
+    async def find_then_refresh(*args: Any, **kw: Any) -> Any:
+        due = await find_due(*args, **kw)
+        if due:  # node B re-registers between A's read of the index and A's removal
+            await b_.put_binding(b("sip:a@h", 500, cseq=2))
+        return due
+
+    monkeypatch.setattr(a._redis, "zrangebyscore", find_then_refresh)
+    assert await a.expire(150) == 0
+    assert [x.cseq for x in await a.bindings("d1", now=150)] == [2]
+    assert await a.count() == 1
 
 
 @redis_only
