@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "Config",
@@ -98,6 +99,8 @@ class Config:
     data_dir: Path = Path("data")
     seed: Path | None = None
     database_url: str | None = None
+    # [state]
+    state_url: str = "memory"  # or redis://host:port/db (rediss:// for TLS)
     # [log]
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)  # sections owned by other modules
@@ -117,6 +120,7 @@ class Config:
             raise ConfigError("sip.tls_listen needs sip.tls_cert and sip.tls_key")
         if self.max_connections < 1 or self.udp_buffer_bytes < 0:
             raise ConfigError("sip.max_connections >= 1 and udp_buffer_bytes >= 0 required")
+        check_state_url(self.state_url)
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"log.level: unknown level {self.log_level!r}")
 
@@ -192,6 +196,7 @@ _KEYS: dict[tuple[str, str], tuple[str, Any]] = {
     ("data", "dir"): ("data_dir", _path),
     ("data", "seed"): ("seed", _opt_path),
     ("data", "database_url"): ("database_url", _opt_str),
+    ("state", "url"): ("state_url", _str),
     ("log", "level"): ("log_level", _str),
 }
 _SECTIONS = {s for s, _ in _KEYS}
@@ -265,6 +270,27 @@ def resolve_secret(configured: str | None, data_dir: Path, name: str) -> str:
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(value + "\n")
     return value
+
+
+def check_state_url(url: str) -> None:
+    """ "memory", or redis[s]://[[user]:password@]host[:port][/db][?options] (redis-py's
+    URL). The message never repeats the URL: it may hold a password."""
+    if url == "memory":
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ConfigError("state.url: 'memory' or redis://host:port/db expected")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ConfigError("state.url: bad port")
+    if not parts.hostname:
+        raise ConfigError("state.url: no host")
+    db = parts.path.removeprefix("/")
+    if db and not db.isdigit():
+        raise ConfigError("state.url: the database must be a number (redis://host:port/0)")
 
 
 def is_wildcard(host: str) -> bool:

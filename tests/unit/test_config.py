@@ -79,6 +79,14 @@ def test_file_then_overrides(tmp_path: Path) -> None:
         "[sip]\ntls_listen = '127.0.0.1:5061'\n",  # no cert/key
         "[log]\nlevel = 'LOUD'\n",
         "[sip]\nmax_connections = true\n",
+        "[state]\nurl = ''\n",
+        "[state]\nurl = 'postgresql://127.0.0.1/x'\n",  # not a state backend
+        "[state]\nurl = 'redis://'\n",  # no host
+        "[state]\nurl = 'redis://127.0.0.1:port/0'\n",
+        "[state]\nurl = 'redis://127.0.0.1:0/0'\n",
+        "[state]\nurl = 'redis://127.0.0.1:6379/zero'\n",
+        "[state]\nurl = 6379\n",
+        "[state]\nredis = 'redis://127.0.0.1'\n",  # unknown key
         "not toml [",
     ],
 )
@@ -87,6 +95,29 @@ def test_bad_files_raise_config_error(tmp_path: Path, body: str) -> None:
     f.write_text(body)
     with pytest.raises(ConfigError):
         load_config(f)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "memory",
+        "redis://127.0.0.1:6379/0",
+        "redis://redis.example.net",
+        "rediss://:s3cret@[2001:db8::1]:6380/2",
+        "redis://user:pw@h:6379/0?socket_keepalive=true",
+    ],
+)
+def test_state_url(tmp_path: Path, url: str) -> None:
+    assert Config().state_url == "memory"
+    f = tmp_path / "c.toml"
+    f.write_text(f"[state]\nurl = '{url}'\n")
+    assert load_config(f).state_url == url
+
+
+def test_state_url_errors_do_not_echo_the_password() -> None:
+    with pytest.raises(ConfigError, match=r"state\.url") as info:
+        Config(state_url="redis://:s3cret@h:99999/0")
+    assert "s3cret" not in str(info.value)
 
 
 def test_missing_file_is_config_error(tmp_path: Path) -> None:
