@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import enum
 import io
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from datetime import date
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import InvalidInput, RuleViolation
@@ -37,6 +40,7 @@ from .model import (
     Device,
     DeviceKind,
     Forwarding,
+    Gateway,
     Number,
     NumberKind,
     SlotAction,
@@ -480,3 +484,110 @@ def parse_phonebook_csv(data: bytes | str) -> tuple[list[PhonebookRow], list[dic
     except csv.Error as exc:
         errors.append({"row": reader.line_num, "reason": f"malformed CSV: {exc}"})
     return entries, errors
+
+
+# --------------------------------------------------------------------------- request fields
+
+_USERNAME = re.compile(r"[A-Za-z0-9._~+\-]{1,64}")
+
+
+def text_field(value: object, field_name: str, low: int, high: int) -> str:
+    text = str(value if value is not None else "").strip()
+    if not low <= len(text) <= high:
+        raise InvalidInput(
+            "invalid-input",
+            f"{field_name} must have {low} to {high} characters",
+            {"field": field_name, "limit": high},
+        )
+    return text
+
+
+def optional_text(value: object, field_name: str) -> str | None:
+    return (
+        None if value is None or str(value).strip() == "" else text_field(value, field_name, 1, 200)
+    )
+
+
+def check_username(value: object) -> str:
+    text = str(value or "")
+    if not _USERNAME.fullmatch(text):
+        raise InvalidInput(
+            "invalid-input", "SIP username: 1 to 64 of A-Z a-z 0-9 . _ ~ + -", {"field": "username"}
+        )
+    return text
+
+
+def check_password(value: object) -> str:
+    text = str(value or "")
+    if not 8 <= len(text) <= 128:
+        raise InvalidInput(
+            "invalid-input",
+            "password must have 8 to 128 characters",
+            {"field": "password", "limit": 8},
+        )
+    return text
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def parse_enum(cls: type[E], value: object, field_name: str) -> E:
+    try:
+        return cls(value)
+    except ValueError as exc:
+        raise InvalidInput(
+            "invalid-input",
+            f"{field_name}: {value!r} is not one of {[m.value for m in cls]}",
+            {"field": field_name},
+        ) from exc
+
+
+def number_field(value: object, field_name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput("invalid-input", f"{field_name} must be a number", {"field": field_name})
+    return float(value)
+
+
+def int_field(value: object, field_name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(
+            "invalid-input", f"{field_name} must be an integer", {"field": field_name}
+        )
+    return value
+
+
+def parse_date(value: object) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError as exc:
+        raise InvalidInput("invalid-input", f"not a date: {value!r}", {"field": "day"}) from exc
+
+
+def check_gateway(
+    gw_id: str, name: object, host: object, port: object, transport: object, sources: Sequence[str]
+) -> Gateway:
+    host_text = text_field(host, "host", 1, 253)
+    if str(transport) not in ("udp", "tcp", "tls"):
+        raise InvalidInput("invalid-input", "transport is udp, tcp or tls", {"field": "transport"})
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidInput("invalid-input", "port is 1..65535", {"field": "port"})
+    allowed = tuple(str(s) for s in sources) or (host_text,)
+    for s in allowed:
+        try:
+            ipaddress.ip_address(s)
+        except ValueError as exc:
+            raise InvalidInput(
+                "invalid-input",
+                f"allowed source {s!r} is not an IP address",
+                {"field": "allowed_sources"},
+            ) from exc
+    return Gateway(
+        id=gw_id,
+        name=text_field(name, "name", 1, 200),
+        host=host_text,
+        port=port,
+        transport=str(transport),
+        allowed_sources=allowed,
+    )

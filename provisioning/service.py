@@ -27,9 +27,7 @@ import base64
 import enum
 import hashlib
 import hmac
-import ipaddress
 import json
-import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -491,7 +489,7 @@ class Service:
         """Operator only; refused (`realm-locked`) once any device exists, since every HA1
         depends on it."""
         principal.require_operator()
-        realm = _text(realm, "realm", 1, 200)
+        realm = rules.text_field(realm, "realm", 1, 200)
         async with self.store.write() as tx:
             await self._set_realm(tx, realm)
 
@@ -516,7 +514,7 @@ class Service:
         principal.require_operator()
         tenant = Tenant(
             id=data.id or _new_id("t"),
-            name=_text(data.name, "name", 1, 200),
+            name=rules.text_field(data.name, "name", 1, 200),
             timezone=rules.check_timezone(data.timezone),
             identity_verified=bool(data.identity_verified),
         )
@@ -595,13 +593,13 @@ class Service:
             principal.require_operator()
         changes: dict[str, Any] = {}
         if data.name is not UNSET:
-            changes["name"] = _text(data.name, "name", 1, 200)
+            changes["name"] = rules.text_field(data.name, "name", 1, 200)
         if data.timezone is not UNSET:
             changes["timezone"] = rules.check_timezone(data.timezone)
         if data.identity_verified is not UNSET:
             changes["identity_verified"] = bool(data.identity_verified)
         if data.status is not UNSET:
-            changes["status"] = _enum(TenantStatus, data.status, "status")
+            changes["status"] = rules.parse_enum(TenantStatus, data.status, "status")
         return await self._update_tenant(tenant_id, lambda t: replace(t, **changes))
 
     async def _update_tenant(self, tenant_id: str, change: Callable[[Tenant], Tenant]) -> Tenant:
@@ -624,18 +622,18 @@ class Service:
     ) -> Tenant:
         """Replaces the tenant's holiday list (the "holiday" day kind of the schedule)."""
         principal.require_tenant(tenant_id)
-        holidays = frozenset(_date(d) for d in days)
+        holidays = frozenset(rules.parse_date(d) for d in days)
         return await self._update_tenant(tenant_id, lambda t: replace(t, holidays=holidays))
 
     async def add_holiday(self, principal: Principal, tenant_id: str, day: date) -> Tenant:
         principal.require_tenant(tenant_id)
-        d = _date(day)
+        d = rules.parse_date(day)
         return await self._update_tenant(tenant_id, lambda t: replace(t, holidays=t.holidays | {d}))
 
     async def remove_holiday(self, principal: Principal, tenant_id: str, day: date) -> Tenant:
         """Removing a day that is not a holiday is a no-op."""
         principal.require_tenant(tenant_id)
-        d = _date(day)
+        d = rules.parse_date(day)
         return await self._update_tenant(tenant_id, lambda t: replace(t, holidays=t.holidays - {d}))
 
     # ---- devices (IDs)
@@ -669,7 +667,7 @@ class Service:
     async def _new_device(
         self, tx: Tx, tenant_id: str, data: DeviceCreate, default_number: str
     ) -> Device:
-        username = _username(data.username)
+        username = rules.check_username(data.username)
         device_id = data.id or _new_id("d")
         if await tx.fetchval("SELECT 1 FROM devices WHERE username = $1", username):
             raise Conflict(
@@ -678,12 +676,12 @@ class Service:
         if await tx.fetchval("SELECT 1 FROM devices WHERE id = $1", device_id):
             raise Conflict("id-taken", f"device id {device_id!r} exists", {"id": device_id})
         realm = str(await tx.fetchval("SELECT realm FROM meta WHERE id = 1"))
-        password = _password(data.password)
+        password = rules.check_password(data.password)
         return Device(
             id=device_id,
             tenant_id=tenant_id,
             username=username,
-            kind=_enum(DeviceKind, data.kind, "kind"),
+            kind=rules.parse_enum(DeviceKind, data.kind, "kind"),
             ha1_md5=ha1(username, realm, password, "MD5"),
             ha1_sha256=ha1(username, realm, password, "SHA-256"),
             presented_number=(
@@ -691,7 +689,7 @@ class Service:
                 if data.presented_number
                 else default_number
             ),
-            display_name=_opt_text(data.display_name, "display_name"),
+            display_name=rules.optional_text(data.display_name, "display_name"),
             free_calls_10min=bool(data.free_calls_10min),
             web_phonebook=bool(data.web_phonebook),
         )
@@ -721,7 +719,7 @@ class Service:
         q = _Query()
         q.where("tenant_id = {}", tenant_id)
         if kind is not None:
-            q.where("kind = {}", _enum(DeviceKind, kind, "kind").value)
+            q.where("kind = {}", rules.parse_enum(DeviceKind, kind, "kind").value)
         if username_contains:
             q.where("LOWER(username) LIKE {} ESCAPE '\\'", _like(username_contains))
         after = _decode_cursor(cursor, 1)
@@ -743,7 +741,7 @@ class Service:
             device = _find_device(st, device_id)
             changes: dict[str, Any] = {}
             if data.display_name is not UNSET:
-                changes["display_name"] = _opt_text(data.display_name, "display_name")
+                changes["display_name"] = rules.optional_text(data.display_name, "display_name")
             if data.presented_number is not UNSET:
                 changes["presented_number"] = rules.parse_number(
                     data.presented_number, "presented_number"
@@ -754,7 +752,7 @@ class Service:
                 changes["web_phonebook"] = bool(data.web_phonebook)
             if data.password is not UNSET:
                 realm = str(await tx.fetchval("SELECT realm FROM meta WHERE id = 1"))
-                password = _password(data.password)
+                password = rules.check_password(data.password)
                 changes["ha1_md5"] = ha1(device.username, realm, password, "MD5")
                 changes["ha1_sha256"] = ha1(device.username, realm, password, "SHA-256")
             new = replace(device, **changes)
@@ -802,7 +800,7 @@ class Service:
         number-taken, ring-group-empty, ring-group-not-own-ids, invalid-ring-delay."""
         principal.require_tenant(tenant_id)
         e164 = rules.parse_number(data.number)
-        kind = _enum(NumberKind, data.kind, "kind")
+        kind = rules.parse_enum(NumberKind, data.kind, "kind")
         if kind is NumberKind.CONTRACT:
             raise RuleViolation(
                 "contract-number-exists",
@@ -823,9 +821,9 @@ class Service:
                 tenant_id=tenant_id,
                 kind=kind,
                 ring_group=group,
-                label=_opt_text(data.label, "label"),
+                label=rules.optional_text(data.label, "label"),
                 label_in_display_name=bool(data.label_in_display_name),
-                app_ring_delay=_float(data.app_ring_delay, "app_ring_delay"),
+                app_ring_delay=rules.number_field(data.app_ring_delay, "app_ring_delay"),
             )
             rules.check_tenant(st.tenant, st.devices, [*st.numbers, number], st.prompt_ids)
             await repo.insert_number(tx, number, utcnow_text())
@@ -848,7 +846,7 @@ class Service:
         """Ordered by E.164."""
         principal.require_tenant(tenant_id)
         after = _decode_cursor(cursor, 1)
-        want = None if kind is None else _enum(NumberKind, kind, "kind")
+        want = None if kind is None else rules.parse_enum(NumberKind, kind, "kind")
         async with self.store.read() as tx:
             st = await self._state(tx, tenant_id)
         # A tenant has at most a handful of numbers: filter the loaded state.
@@ -870,15 +868,17 @@ class Service:
         if data.ring_group is not UNSET:
             changes["ring_group"] = tuple(str(x) for x in data.ring_group)
         if data.label is not UNSET:
-            changes["label"] = _opt_text(data.label, "label")
+            changes["label"] = rules.optional_text(data.label, "label")
         if data.label_in_display_name is not UNSET:
             changes["label_in_display_name"] = bool(data.label_in_display_name)
         if data.app_ring_delay is not UNSET:
-            changes["app_ring_delay"] = _float(data.app_ring_delay, "app_ring_delay")
+            changes["app_ring_delay"] = rules.number_field(data.app_ring_delay, "app_ring_delay")
         if data.max_ring_time is not UNSET:
-            changes["max_ring_time"] = _float(data.max_ring_time, "max_ring_time")
+            changes["max_ring_time"] = rules.number_field(data.max_ring_time, "max_ring_time")
         if data.voicemail_ring_time is not UNSET:
-            changes["voicemail_ring_time"] = _int(data.voicemail_ring_time, "voicemail_ring_time")
+            changes["voicemail_ring_time"] = rules.int_field(
+                data.voicemail_ring_time, "voicemail_ring_time"
+            )
         if data.recording_notice is not UNSET:
             changes["recording_notice"] = bool(data.recording_notice)
         return await self._change_number(tenant_id, number, lambda _t, n: replace(n, **changes))
@@ -1002,7 +1002,7 @@ class Service:
         """Errors: too-many-prompts (10 per tenant), prompt-too-large (5 MiB),
         invalid-input (empty audio or name)."""
         principal.require_tenant(tenant_id)
-        name = _text(name, "name", 1, 100)
+        name = rules.text_field(name, "name", 1, 100)
         if not audio:
             raise InvalidInput("invalid-input", "the prompt audio is empty", {"field": "audio"})
         if len(audio) > MAX_PROMPT_BYTES:
@@ -1015,7 +1015,7 @@ class Service:
             id=_new_id("p"),
             tenant_id=tenant_id,
             name=name,
-            content_type=_text(content_type, "content_type", 1, 100),
+            content_type=rules.text_field(content_type, "content_type", 1, 100),
             size=len(audio),
             created_at=_ts(utcnow_text()),
         )
@@ -1187,7 +1187,7 @@ class Service:
 
     async def create_gateway(self, principal: Principal, data: GatewayInput) -> Gateway:
         principal.require_operator()
-        gw = _gateway(
+        gw = rules.check_gateway(
             data.id or _new_id("gw"),
             data.name,
             data.host,
@@ -1222,7 +1222,7 @@ class Service:
             def pick(value: Any, current: Any) -> Any:
                 return current if value is UNSET else value
 
-            gw = _gateway(
+            gw = rules.check_gateway(
                 old.id,
                 pick(data.name, old.name),
                 pick(data.host, old.host),
@@ -1304,7 +1304,6 @@ async def import_seed(store: Store, seed: SeedData, *, replace: bool = False) ->
 
 # --------------------------------------------------------------------------- module helpers
 
-_USERNAME = re.compile(r"[A-Za-z0-9._~+\-]{1,64}")
 _PROMPT_COLS = "id, tenant_id, name, content_type, size, created_at"
 
 
@@ -1322,78 +1321,6 @@ def _ts(text: str) -> datetime:
 
 def _ts_text(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _text(value: object, field_name: str, low: int, high: int) -> str:
-    text = str(value if value is not None else "").strip()
-    if not low <= len(text) <= high:
-        raise InvalidInput(
-            "invalid-input",
-            f"{field_name} must have {low} to {high} characters",
-            {"field": field_name, "limit": high},
-        )
-    return text
-
-
-def _opt_text(value: object, field_name: str) -> str | None:
-    return None if value is None or str(value).strip() == "" else _text(value, field_name, 1, 200)
-
-
-def _username(value: object) -> str:
-    text = str(value or "")
-    if not _USERNAME.fullmatch(text):
-        raise InvalidInput(
-            "invalid-input", "SIP username: 1 to 64 of A-Z a-z 0-9 . _ ~ + -", {"field": "username"}
-        )
-    return text
-
-
-def _password(value: object) -> str:
-    text = str(value or "")
-    if not 8 <= len(text) <= 128:
-        raise InvalidInput(
-            "invalid-input",
-            "password must have 8 to 128 characters",
-            {"field": "password", "limit": 8},
-        )
-    return text
-
-
-E = TypeVar("E", bound=enum.Enum)
-
-
-def _enum(cls: type[E], value: object, field_name: str) -> E:
-    try:
-        return cls(value)
-    except ValueError as exc:
-        raise InvalidInput(
-            "invalid-input",
-            f"{field_name}: {value!r} is not one of {[m.value for m in cls]}",
-            {"field": field_name},
-        ) from exc
-
-
-def _float(value: object, field_name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput("invalid-input", f"{field_name} must be a number", {"field": field_name})
-    return float(value)
-
-
-def _int(value: object, field_name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(
-            "invalid-input", f"{field_name} must be an integer", {"field": field_name}
-        )
-    return value
-
-
-def _date(value: object) -> date:
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError as exc:
-        raise InvalidInput("invalid-input", f"not a date: {value!r}", {"field": "day"}) from exc
 
 
 def _like(text: str) -> str:
@@ -1626,31 +1553,3 @@ async def _find_gateway(tx: Tx, gateway_id: str) -> Gateway:
     if row is None:
         raise NotFound("gateway", gateway_id)
     return repo.gateway_of(row)
-
-
-def _gateway(
-    gw_id: str, name: object, host: object, port: object, transport: object, sources: Sequence[str]
-) -> Gateway:
-    host_text = _text(host, "host", 1, 253)
-    if str(transport) not in ("udp", "tcp", "tls"):
-        raise InvalidInput("invalid-input", "transport is udp, tcp or tls", {"field": "transport"})
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise InvalidInput("invalid-input", "port is 1..65535", {"field": "port"})
-    allowed = tuple(str(s) for s in sources) or (host_text,)
-    for s in allowed:
-        try:
-            ipaddress.ip_address(s)
-        except ValueError as exc:
-            raise InvalidInput(
-                "invalid-input",
-                f"allowed source {s!r} is not an IP address",
-                {"field": "allowed_sources"},
-            ) from exc
-    return Gateway(
-        id=gw_id,
-        name=_text(name, "name", 1, 200),
-        host=host_text,
-        port=port,
-        transport=str(transport),
-        allowed_sources=allowed,
-    )
