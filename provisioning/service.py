@@ -18,7 +18,19 @@ Numbers are accepted in any form `model.normalize_number` takes ("03-1234-5678",
 "+81312345678", …) and always returned in E.164.
 
 Passwords are never stored nor returned: only HA1 (MD5 and SHA-256, with the service realm);
-`DeviceInfo` carries no hash at all.
+`DeviceInfo` carries no hash at all. API tokens: only the SHA-256 of their secret is stored.
+
+Decisions (for the README):
+- Uploaded prompts keep their audio in the database (BYTEA / BLOB), at most 5 MiB each and 10
+  per tenant: one transaction covers the row and the audio (no orphan files, no file left
+  behind by a refused request), one backup covers everything; the media side reads it with
+  `get_prompt_audio` and may cache it.
+- Web phonebook CSV import is all-or-nothing: any bad row refuses the whole file, and the
+  error lists every bad row (line number and reason), so the tenant fixes the file once.
+- Deleting an ID that is the only member of a ring group is refused (`ring-group-empty`);
+  other rule decisions are listed in `provisioning.rules`.
+- Every committed write (including tokens, prompts and the phonebook) bumps the store version,
+  so the switch's snapshot is rebuilt; a rebuild of thousands of tenants is well under a second.
 """
 
 from __future__ import annotations

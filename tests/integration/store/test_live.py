@@ -207,3 +207,45 @@ async def test_postgres_outage_keeps_the_snapshot_and_recovers(
         await lv.stop()
         await via_proxy.close()
         await proxy.stop()
+
+
+async def test_several_processes_stay_in_step(svc: Service, store: Store, store_url: str) -> None:
+    """Two more independent stores, each with its LiveSnapshot (as two switch processes)."""
+    stores = [await open_store(store_url) for _ in range(2)]
+    lives = [LiveSnapshot(s, poll_interval=30.0) for s in stores]
+    try:
+        for lv in lives:
+            await lv.start()
+        tid, _, _ = await make_tenant(svc)
+        version = await store.version()
+        snaps = await asyncio.gather(*(lv.wait_for(version, timeout=1.0) for lv in lives))
+        assert all(tid in s.tenants for s in snaps)
+    finally:
+        for lv in lives:
+            await lv.stop()
+        for s in stores:
+            await s.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_live_snapshot_started_during_an_outage(
+    backend: str, pg_database: str, store: Store
+) -> None:
+    proxy = TcpProxy(PG_HOST, PG_PORT)
+    await proxy.start()
+    via_proxy = await open_store(pg_url(pg_database, port=proxy.port))
+    await proxy.stop()
+    initial = Snapshot.empty(realm="seeded")
+    lv = LiveSnapshot(via_proxy, poll_interval=0.3, max_backoff=0.3, initial=initial)
+    try:
+        await lv.start()  # does not raise: serves the initial snapshot meanwhile
+        assert lv.current() is initial and lv.last_error is not None
+        tid, _, _ = await make_tenant(Service(store))
+        await proxy.start()
+        snap = await lv.wait_for(await store.version(), timeout=10.0)
+        assert tid in snap.tenants and snap.realm == "softswitch.local"
+    finally:
+        await lv.stop()
+        await via_proxy.close()
+        await proxy.stop()
