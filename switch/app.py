@@ -13,6 +13,12 @@ ends or fails, the switch keeps serving the last snapshot (logged).
 On each new snapshot, an ID whose `Device.release_seq` changed has been released from the
 customer page: its bindings and device lock are dropped (`state.release_device`).
 
+State
+-----
+`make_state(config)`: `state.url = "memory"` keeps registrations, device locks and channel
+leases in this process; a redis:// URL shares them between nodes (switch/state/redis.py).
+A backend the app built is closed by `stop()`; one passed in belongs to the caller.
+
 HTTP
 ----
 One aiohttp application on `--http`: `GET /metrics`, `GET /healthz`, and
@@ -45,6 +51,7 @@ from switch.sip.digest import DigestAuthenticator
 from switch.sip.transaction import Timers, TransactionLayer
 from switch.state.base import StateBackend
 from switch.state.memory import MemoryState
+from switch.state.redis import RedisState
 from switch.transport.core import SipCore
 from switch.transport.manager import TransportManager, TransportSettings, server_tls_context
 
@@ -52,6 +59,7 @@ __all__ = [
     "HttpHook",
     "SnapshotSource",
     "SwitchApp",
+    "make_state",
     "seed_source",
     "static_source",
 ]
@@ -95,7 +103,8 @@ class SwitchApp:
     ) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.state: StateBackend = state or MemoryState()
+        self.state: StateBackend = state or make_state(config)
+        self._owns_state = state is None
         self.snapshot_source = snapshot_source or _default_source(config)
         self.http_hooks = list(http_hooks)
         self.proxy_factory = proxy_factory or make_proxy
@@ -229,6 +238,8 @@ class SwitchApp:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=2.0)
+        if self._owns_state and isinstance(self.state, RedisState):
+            await self.state.close()
 
     async def refresh_registrations(self) -> None:
         self._registrations = await self.state.count()
@@ -249,6 +260,15 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
         metrics=app.metrics,
         config=ProxyConfig(),
     )
+
+
+def make_state(config: Config) -> StateBackend:
+    """The runtime-state backend `state.url` names (validated by the config)."""
+    if config.state_url == "memory":
+        return MemoryState()
+    state = RedisState(config.state_url)
+    log.info("runtime state in redis, node id %s", state.node_id)  # not the URL: a password
+    return state
 
 
 def _default_source(config: Config) -> SnapshotSource:
