@@ -112,6 +112,10 @@ def new_branch() -> str:
 
 
 class State(enum.Enum):
+    # Members are singletons compared by identity: hash them by identity too (C-level,
+    # several times faster than Enum.__hash__ on the hot path).
+    __hash__ = object.__hash__
+
     CALLING = "calling"
     TRYING = "trying"
     PROCEEDING = "proceeding"
@@ -122,6 +126,8 @@ class State(enum.Enum):
 
 
 class _Kind(enum.Enum):
+    __hash__ = object.__hash__
+
     INVITE_CLIENT = "client_invite"
     NON_INVITE_CLIENT = "client_non_invite"
     INVITE_SERVER = "server_invite"
@@ -129,6 +135,8 @@ class _Kind(enum.Enum):
 
 
 class _Input(enum.Enum):
+    __hash__ = object.__hash__
+
     # from the network
     RESPONSE_1XX = enum.auto()
     RESPONSE_2XX = enum.auto()
@@ -158,6 +166,8 @@ class _Input(enum.Enum):
 
 
 class _Action(enum.Enum):
+    __hash__ = object.__hash__
+
     PASS_UP = enum.auto()  # ResponseReceived
     PASS_STRAY = enum.auto()  # StrayResponse(txn=…): 2xx in Accepted, to forward statelessly
     PASS_ACK = enum.auto()  # AckReceived
@@ -523,6 +533,12 @@ class TransactionLayer:
         self._live_timers = 0
         self._seq = itertools.count()
         self._counts = {k.value: 0 for k in _Kind}
+        self._entry = {
+            (kind, state, reliable): _entry_timers(kind, state, reliable, timers)
+            for kind in _Kind
+            for state in State
+            for reliable in (False, True)
+        }
         self.stats: dict[str, int] = {"ignored": 0, "stray_responses": 0, "malformed": 0}
 
     # ------------------------------------------------------------------ public API
@@ -752,7 +768,7 @@ class TransactionLayer:
     def _enter(self, txn: Transaction, state: State, now: float, events: list[Event]) -> None:
         """Enter a (non-terminated) state: cancel and arm timers per `_entry_timers`."""
         txn.state = state
-        cancel_all, arm = _entry_timers(txn._kind, state, txn.reliable, self.timers)
+        cancel_all, arm = self._entry[txn._kind, state, txn.reliable]
         if cancel_all:
             self._cancel_timers(txn)
         elif txn._kind is _Kind.INVITE_CLIENT and state is State.PROCEEDING:
