@@ -274,7 +274,8 @@ class RequestReceived:
     txn: ServerTransaction
     request: Request
     source: Target
-    cancelled: ServerTransaction | None = None
+    cancelled: ServerTransaction | None = None  # may already have a final response: check
+    # `cancelled.state` (Proceeding: answer 487 to it; later: only 200 the CANCEL)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -636,7 +637,7 @@ class TransactionLayer:
         key = _server_key(request, via, "INVITE" if is_ack else method)
         txn = self._servers.get(key)
         if txn is not None:
-            return self._step(txn, _I.ACK if is_ack else _I.REQUEST, now, None, None)
+            return self._step(txn, _I.ACK if is_ack else _I.REQUEST, now, request, source)
         if is_ack:  # an ACK for a 2xx, or for a transaction long gone: the TU's
             return [AckReceived(request=request, source=source)]
         txn = ServerTransaction(key, request, source, via)
@@ -666,10 +667,11 @@ class TransactionLayer:
         txn: Transaction,
         inp: _Input,
         now: float,
-        response: Response | None,
+        message: Request | Response | None,
         source: Target | None,
     ) -> list[Event]:
-        """Run one input through the table: actions, then the state change."""
+        """Run one input through the table: actions, then the state change. `message` and
+        `source` are the input's message (a response, the TU's response, an ACK), if any."""
         transition = _TABLE.get((txn._kind, txn.state, inp))
         if transition is None:
             self.stats["ignored"] += 1
@@ -677,7 +679,7 @@ class TransactionLayer:
         actions, next_state = transition
         events: list[Event] = []
         for action in actions:
-            self._act(action, txn, now, response, source, events)
+            self._act(action, txn, now, message, source, events)
         if next_state is not txn.state:
             if next_state is State.TERMINATED:
                 self._terminate(txn, _END_REASON.get(inp, "normal"), events)
@@ -690,14 +692,15 @@ class TransactionLayer:
         action: _Action,
         txn: Transaction,
         now: float,
-        response: Response | None,
+        message: Request | Response | None,
         source: Target | None,
         events: list[Event],
     ) -> None:
         if isinstance(txn, ClientTransaction):
+            response = message if isinstance(message, Response) else None
             self._act_client(action, txn, now, response, source, events)
         else:
-            self._act_server(action, txn, now, response, events)
+            self._act_server(action, txn, now, message, source, events)
 
     def _act_client(
         self,
@@ -742,14 +745,15 @@ class TransactionLayer:
         action: _Action,
         txn: ServerTransaction,
         now: float,
-        response: Response | None,
+        message: Request | Response | None,
+        source: Target | None,
         events: list[Event],
     ) -> None:
         match action:
             case _Action.SEND:
-                assert response is not None
-                txn.last_response = response
-                events.append(SendMessage(message=response, target=txn.response_target))
+                assert isinstance(message, Response)
+                txn.last_response = message
+                events.append(SendMessage(message=message, target=txn.response_target))
             case _Action.RESEND_RESPONSE:
                 if txn.last_response is not None:
                     events.append(
@@ -761,7 +765,8 @@ class TransactionLayer:
                 txn._interval = min(2 * txn._interval, self.timers.t2)
                 self._arm(txn, _I.TIMER_G, txn._interval, now)
             case _Action.PASS_ACK:
-                events.append(AckReceived(request=txn.request, source=txn.source))
+                assert isinstance(message, Request) and source is not None
+                events.append(AckReceived(request=message, source=source))
             case _:
                 raise AssertionError(action)  # pragma: no cover - the table is static
 
