@@ -160,8 +160,14 @@ class _Call:
 
     def cancel_branch(self, branch: Branch[BranchPlan]) -> None:
         ctxn: ClientTransaction | None = branch.data
-        if ctxn is not None:
-            self.proxy.sender.send_request(cancel_for(ctxn.request), ctxn.target, None)
+        if ctxn is None:
+            return
+        cancel = cancel_for(ctxn.request)
+        if self.fork is not None and self.fork.answered:
+            # RFC 3326: tell the other phones the call was answered elsewhere (they show
+            # no "missed call").
+            cancel.headers.add("Reason", 'SIP;cause=200;text="Call completed elsewhere"')
+        self.proxy.sender.send_request(cancel, ctxn.target, None)
 
     def forward(self, branch: Branch[BranchPlan], response: Response) -> None:
         self.proxy.sender.send_response(self.txn, response)

@@ -251,6 +251,7 @@ async def test_parallel_fork_one_200_cancels_the_other_and_caller_gets_one_200()
     assert [c.target for c in cancels] == [DESK_FLOW]
     c = cancels[0].request
     assert c.top_via.branch == desk.request.top_via.branch and c.uri == desk.request.uri
+    assert (c.headers.get("Reason") or "").startswith("SIP;cause=200")
     env.respond(desk, 487, to_tag="d")
     statuses = [r.status for r in env.sent_to(txn)]
     assert statuses == [180, 180, 200]
@@ -328,6 +329,7 @@ async def test_cancel_before_answer_gives_487() -> None:
     env.respond(app, 100)
     env.respond(app, 180)
     assert [c.target for c in env.branches("CANCEL")] == [DESK_FLOW, APP_FLOW]
+    assert all("Reason" not in c.request.headers for c in env.branches("CANCEL"))
     env.respond(desk, 487)
     env.respond(app, 487)
     assert env.final(txn).status == 487
