@@ -15,6 +15,10 @@ record is bounded: expired nonces are pruned (an expired nonce is stale anyway),
 record is full the oldest entries are evicted and every nonce no newer than an evicted one
 becomes stale, so an eviction can never reopen a replay.
 
+`now` is whatever clock the caller uses, but nonces carry it: nodes that share the secret
+must pass wall-clock seconds (epoch) so that one node's nonce is fresh on another. The nc
+record is per process: a replay to *another* node is caught only by nonce expiry.
+
 Only qop=auth is accepted (RFC 2069-style responses without qop have no nc, hence no replay
 protection). Unknown users go through the same computation against a dummy HA1 and get the
 same result as a wrong password, so the answers do not reveal which users exist.
