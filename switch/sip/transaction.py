@@ -503,6 +503,13 @@ def _server_key(request: Request, via: Via, method: str) -> tuple[Any, ...]:
     )
 
 
+def _trying(request: Request) -> Response:
+    """100 Trying, echoing a Timestamp header field (§8.2.6.1)."""
+    timestamp = request.headers.get("Timestamp")
+    extra = None if timestamp is None else [("Timestamp", timestamp)]
+    return make_response(request, 100, headers=extra)
+
+
 def _build_ack(request: Request, response: Response) -> Request:
     """The ACK for a non-2xx final response (§17.1.1.3): Request-URI, Call-ID, From, CSeq
     number and the single top Via of the original request, To of the response, the
@@ -650,7 +657,7 @@ class TransactionLayer:
             RequestReceived(txn=txn, request=request, source=source, cancelled=cancelled)
         ]
         if txn.is_invite and self.auto_trying:
-            events += self._step(txn, _I.SEND_1XX, now, make_response(request, 100), None)
+            events += self._step(txn, _I.SEND_1XX, now, _trying(request), None)
         return events
 
     def _receive_response(self, response: Response, source: Target, now: float) -> list[Event]:

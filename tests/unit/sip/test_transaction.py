@@ -414,6 +414,13 @@ def test_invite_server_sends_100_trying_at_once(layer: TransactionLayer) -> None
     assert layer.get_timer() is None
 
 
+def test_100_trying_echoes_timestamp(layer: TransactionLayer) -> None:
+    req = request("INVITE", branch=new_branch())
+    req.headers.add("Timestamp", "54.3 0.1")
+    (trying,) = sent(layer.receive(req, UDP, 0.0))
+    assert trying.message.headers.get("Timestamp") == "54.3 0.1"
+
+
 def test_invite_server_without_auto_trying() -> None:
     layer = TransactionLayer(T, auto_trying=False)
     _, req, events = start_server(layer)
