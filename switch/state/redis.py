@@ -44,7 +44,8 @@ primary (with replicas / Sentinel) is the intended deployment.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import functools
 import json
 import logging
 import math
@@ -52,9 +53,9 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -68,6 +69,9 @@ from .base import Binding, StateUnavailable
 __all__ = ["RedisState", "default_node_id"]
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _SWEEP_BATCH = 500  # expired entries handled per round trip in expire()
 
@@ -233,12 +237,28 @@ def _decode(text: str) -> Binding:
     )
 
 
-@contextlib.contextmanager
-def _unavailable(operation: str) -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StateUnavailable(f"redis: {operation} failed: {exc}") from exc
+def _redis_op(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """A public operation: redis-py errors become StateUnavailable (base.py, Failures), and
+    a call from outside any asyncio task runs in a task of its own.
+
+    The transport core steps a TU's coroutine by hand up to its first suspension, from a
+    protocol callback (switch/transport/core.py, `run_eager`), and redis-py's socket
+    timeouts (`asyncio.timeout`) refuse to run without a current task. Awaiting the task
+    is a real suspension, after which the TU runs in run_eager's task like any other."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    async def operation(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            if asyncio.current_task() is None:
+                return await asyncio.ensure_future(method(*args, **kwargs))
+            return await method(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            raise StateUnavailable(f"redis: {name} failed: {exc}") from exc
+
+    return operation
 
 
 class RedisState:
@@ -296,13 +316,13 @@ class RedisState:
         return str(max(0, math.ceil(seconds_left)) + math.ceil(self.safety_margin))
 
     # ------------------------------------------------------------------ registrations
+    @_redis_op
     async def bindings(self, device_id: str, now: float) -> list[Binding]:
         b_key, o_key, _ = self._binding_keys(device_id)
-        with _unavailable("bindings"):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(b_key)
-                pipe.zrange(o_key, 0, -1)
-                stored, order = await pipe.execute()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(b_key)
+            pipe.zrange(o_key, 0, -1)
+            stored, order = await pipe.execute()
         rank = {contact: i for i, contact in enumerate(order)}
         found = []
         for contact in sorted(stored, key=lambda c: rank.get(c, len(rank))):
@@ -322,39 +342,42 @@ class RedisState:
             binding = replace(binding, source=replace(binding.source, conn_id=None))
         return binding
 
+    @_redis_op
     async def put_binding(self, binding: Binding) -> None:
         if binding.node is None:
             binding = replace(binding, node=self.node_id)
         member = _member(binding.device_id, binding.contact)
         ttl = self._ttl(binding.expires_at - time.time())
         args = [binding.contact, _encode(binding), _num(binding.expires_at), member, ttl]
-        with _unavailable("put_binding"):
-            await self._put(keys=self._binding_keys(binding.device_id), args=args)
+        await self._put(keys=self._binding_keys(binding.device_id), args=args)
 
+    @_redis_op
     async def remove_binding(self, device_id: str, contact: str) -> bool:
         args = [contact, _member(device_id, contact)]
-        with _unavailable("remove_binding"):
-            return bool(await self._remove(keys=self._binding_keys(device_id), args=args))
+        return bool(await self._remove(keys=self._binding_keys(device_id), args=args))
 
+    @_redis_op
     async def remove_all(self, device_id: str) -> int:
-        with _unavailable("remove_all"):
-            return int(await self._remove_all(keys=self._binding_keys(device_id), args=[device_id]))
+        return int(await self._remove_all(keys=self._binding_keys(device_id), args=[device_id]))
 
+    @_redis_op
     async def expire(self, now: float) -> int:
-        with _unavailable("expire"):
-            dropped = await self._sweep(self._bx, now, self._expire_one_binding)
-            await self._sweep(self._lx, now, self._expire_one_lock)
+        dropped = await self._sweep(self._bx, now, self._expire_one_binding)
+        await self._sweep(self._lx, now, self._expire_one_lock)
         return dropped
 
-    async def _sweep(self, index: str, now: float, each: Any) -> int:
+    async def _sweep(
+        self, index: str, now: float, each: Callable[[Any, str, float], Awaitable[None]]
+    ) -> int:
         """Run `each(pipe, member, now)` for every member of the `index` zset with a score
         ≤ now, a batch per round trip. Each script removes its member from the index (if
         still due), so the loop always advances."""
         total = 0
         while True:
-            due = await self._redis.zrangebyscore(
+            found = await self._redis.zrangebyscore(
                 index, "-inf", _num(now), start=0, num=_SWEEP_BATCH
             )
+            due = cast(list[str], found)  # decode_responses=True: members are str
             if not due:
                 return total
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -377,53 +400,49 @@ class RedisState:
         args = [device_id, _num(now)]
         await self._expire_lock(keys=self._lock_keys(device_id), args=args, client=pipe)
 
+    @_redis_op
     async def count(self) -> int:
-        with _unavailable("count"):
-            return int(await self._redis.zcard(self._bx))
+        return int(await self._redis.zcard(self._bx))
 
     # ------------------------------------------------------------------ one device per ID
+    @_redis_op
     async def claim_device(self, device_id: str, owner: str, until: float, now: float) -> bool:
         args = [device_id, owner, _num(until), _num(now), self._ttl(until - now)]
-        with _unavailable("claim_device"):
-            return bool(await self._claim(keys=self._lock_keys(device_id), args=args))
+        return bool(await self._claim(keys=self._lock_keys(device_id), args=args))
 
+    @_redis_op
     async def device_owner(self, device_id: str, now: float) -> str | None:
-        with _unavailable("device_owner"):
-            owner, until = await self._redis.hmget(
-                self._lock_keys(device_id)[0], ["owner", "until"]
-            )
+        owner, until = await self._redis.hmget(self._lock_keys(device_id)[0], ["owner", "until"])
         if not isinstance(owner, str) or until is None or float(until) <= now:
             return None
         return owner
 
+    @_redis_op
     async def unclaim_device(self, device_id: str, owner: str) -> bool:
-        with _unavailable("unclaim_device"):
-            return bool(
-                await self._unclaim(keys=self._lock_keys(device_id), args=[device_id, owner])
-            )
+        return bool(await self._unclaim(keys=self._lock_keys(device_id), args=[device_id, owner]))
 
+    @_redis_op
     async def release_device(self, device_id: str) -> int:
         keys = self._binding_keys(device_id) + self._lock_keys(device_id)
-        with _unavailable("release_device"):
-            return int(await self._remove_all(keys=keys, args=[device_id]))
+        return int(await self._remove_all(keys=keys, args=[device_id]))
 
     # ------------------------------------------------------------------ channel leases
+    @_redis_op
     async def acquire_channel(
         self, tenant_id: str, call_id: str, limit: int, ttl: float, now: float
     ) -> bool:
         args = [call_id, str(limit), _num(now + ttl), _num(now), self._ttl(ttl)]
-        with _unavailable("acquire_channel"):
-            return bool(await self._acquire(keys=[self._lease_key(tenant_id)], args=args))
+        return bool(await self._acquire(keys=[self._lease_key(tenant_id)], args=args))
 
+    @_redis_op
     async def refresh_channel(self, tenant_id: str, call_id: str, ttl: float, now: float) -> bool:
         args = [call_id, _num(now + ttl), _num(now), self._ttl(ttl)]
-        with _unavailable("refresh_channel"):
-            return bool(await self._refresh(keys=[self._lease_key(tenant_id)], args=args))
+        return bool(await self._refresh(keys=[self._lease_key(tenant_id)], args=args))
 
+    @_redis_op
     async def release_channel(self, tenant_id: str, call_id: str) -> bool:
-        with _unavailable("release_channel"):
-            return bool(await self._redis.zrem(self._lease_key(tenant_id), call_id))
+        return bool(await self._redis.zrem(self._lease_key(tenant_id), call_id))
 
+    @_redis_op
     async def channels_in_use(self, tenant_id: str, now: float) -> int:
-        with _unavailable("channels_in_use"):
-            return int(await self._in_use(keys=[self._lease_key(tenant_id)], args=[_num(now)]))
+        return int(await self._in_use(keys=[self._lease_key(tenant_id)], args=[_num(now)]))

@@ -22,6 +22,7 @@ from switch.sip.transaction import Target
 from switch.state.base import Binding, StateBackend, StateUnavailable
 from switch.state.memory import MemoryState
 from switch.state.redis import RedisState
+from switch.transport.core import run_eager
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 SRC = Target("udp", "192.0.2.1", 5060)
@@ -329,6 +330,24 @@ async def test_concurrent_acquires_respect_the_limit(state: StateBackend) -> Non
     )
     assert sum(results) == 3
     assert await state.channels_in_use("t", now=0) == 3
+
+
+# --------------------------------------------------------------------------- driven eagerly
+async def test_usable_from_a_coroutine_stepped_outside_any_task(state: StateBackend) -> None:
+    """The transport core steps a TU's coroutine by hand from a protocol callback up to its
+    first suspension (`run_eager`), outside any asyncio task; every call must work there
+    (redis-py's socket timeouts need a current task)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[list[object]] = loop.create_future()
+
+    async def tu() -> None:
+        assert asyncio.current_task() is None
+        results: list[object] = [await state.acquire_channel("t", "c1", 2, 10, now=0)]
+        results.append(await state.channels_in_use("t", now=0))  # now inside run_eager's task
+        done.set_result(results)
+
+    loop.call_soon(run_eager, tu())
+    assert await asyncio.wait_for(done, 5) == [True, 1]
 
 
 # --------------------------------------------------------------------------- Redis only
