@@ -141,8 +141,8 @@ def apply(w: World, op: tuple[object, ...]) -> None:
             w.absorb(layer.send_response(txn, resp, w.now))
         case ("tu_request", str(method), Target() as peer):
             req = make_request(method, w.new_branch(), Target("udp", "proxy.example", 5060))
-            txn, events = layer.send_request(req, peer, w.now)
-            w.clients.append(txn)
+            ctxn, events = layer.send_request(req, peer, w.now)
+            w.clients.append(ctxn)
             w.client_requests.append((req, peer))
             w.absorb(events)
         case ("tu_cancel", int(i)) if w.clients:
