@@ -78,10 +78,13 @@ from .forking import DEFAULT_TIMER_C, Branch, Fork, Stage
 from .targets import BranchPlan, FlowTokens, ResolveError, Resolver, plans_for, via_target
 from .trunk import (
     call_for,
+    called_party,
     candidates,
+    device_identity,
     gateway_for,
     identity_headers,
     outbound_request_uri,
+    prefix_display,
     simple_decide,
 )
 
@@ -460,9 +463,9 @@ class Proxy:
                 extra.append(("Warning", f'399 {snap.realm} "{decision.warning}"'))
             self._reject(ctx, decision.status, decision.reason, extra)
         elif isinstance(decision, Ring):
-            fwd.headers.set(
-                "P-Called-Party-ID", f"<sip:{decision.called_number}@{snap.realm};user=phone>"
-            )
+            called_party(fwd.headers, decision.called_number, snap.realm)
+            if decision.display_prefix:
+                prefix_display(fwd.headers, decision.display_prefix)
             stages = [
                 Stage(
                     payloads=plans_for(s.device_ids, bindings),
@@ -475,10 +478,9 @@ class Proxy:
             self._start(ctx, fwd, stages, (na.after_s, na.status))
         elif isinstance(decision, Internal):
             if device is not None:
-                display = f'"{device.display_name}" ' if device.display_name else ""
-                fwd.headers.set(
-                    "P-Asserted-Identity", f"{display}<sip:{device.username}@{snap.realm}>"
-                )
+                device_identity(fwd.headers, device, snap.realm)
+            if decision.via_number:
+                called_party(fwd.headers, decision.via_number, snap.realm)
             self._start(ctx, fwd, [Stage(payloads=plans_for(decision.device_ids, bindings))], None)
         elif isinstance(decision, Outbound | Forward):
             await self._to_gateway(ctx, fwd, decision, snap)

@@ -20,6 +20,7 @@ types, so the proxy carries out whatever the real policy will return:
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from provisioning.model import Device, Gateway, Snapshot, national_form
@@ -36,16 +37,19 @@ from routing.decisions import (
     RingStage,
 )
 from routing.dialled import DialKind, classify, destination_kind
-from switch.sip.message import Headers, Request, SipURI, TelURI
+from switch.sip.message import Headers, NameAddr, Request, SipURI, TelURI
 
 from .dialogs import caller_identity
 
 __all__ = [
     "call_for",
+    "called_party",
     "candidates",
+    "device_identity",
     "gateway_for",
     "identity_headers",
     "outbound_request_uri",
+    "prefix_display",
     "simple_decide",
 ]
 
@@ -209,3 +213,31 @@ def identity_headers(
     else:
         value = f"<sip:{national_form(presented_number)}@{realm}>"
     headers.set("From", value + (f";tag={tag}" if tag else ""))
+
+
+# --------------------------------------------------------------------------- towards devices
+def called_party(headers: Headers, number: str, realm: str) -> None:
+    """RFC 3455 P-Called-Party-ID: which of the tenant's numbers was dialled (service rule:
+    a device can tell which number a call came in on). Replaces any the caller sent."""
+    headers.set("P-Called-Party-ID", f"<sip:{number}@{realm};user=phone>")
+
+
+def device_identity(headers: Headers, device: Device, realm: str) -> None:
+    """Our own P-Asserted-Identity for a call between the tenant's devices (RFC 3325: what
+    the device sent was removed at the trust boundary)."""
+    na = NameAddr(display=device.display_name, uri=SipURI(user=device.username, host=realm))
+    headers.set("P-Asserted-Identity", str(na))
+
+
+def prefix_display(headers: Headers, prefix: str) -> None:
+    """Prepend the number's label to the caller's display name in From (the tenant's
+    "show the number's label" setting). The From tag is kept."""
+    na = headers.name_addr("From")
+    if na is None:
+        return
+    uri = na.uri
+    shown = na.display or (
+        uri.user if isinstance(uri, SipURI) else uri.number if isinstance(uri, TelURI) else None
+    )
+    display = f"{prefix} {shown}" if shown else prefix
+    headers.set("From", str(dataclasses.replace(na, display=display)))

@@ -648,3 +648,58 @@ async def test_487_that_lost_the_callers_via_still_ends_the_branch() -> None:
     resp = env.final(txn)
     assert resp.status == 487
     assert [v.host for v in resp.headers.vias()] == ["198.51.100.7"]
+
+
+def _labelled(call: Call, snapshot: Snapshot, live: LiveView, now: datetime) -> Decision:
+    return Ring(
+        rule="test",
+        tenant_id="t1",
+        number="+81355500101",
+        called_number="+81355500101",
+        stages=(RingStage(delay_s=0.0, device_ids=("app1",)),),
+        no_answer=NoAnswer(after_s=60.0, action=NoAnswerAction.REJECT),
+        display_prefix="Sales",
+    )
+
+
+async def test_number_label_prefixes_the_callers_display_name() -> None:
+    env = Env(decide=_labelled)
+    await env.register_both()
+    await env.send(
+        env.request("INVITE", f"sip:0355500101@{US}", from_uri='"Tanaka" <sip:0311112222@x>')
+    )
+    out = env.branches()[0].request
+    frm = out.headers.name_addr("From")
+    assert frm is not None and frm.display == "Sales Tanaka" and frm.tag == "from-call-1"
+    assert "+81355500101" in (out.headers.get("P-Called-Party-ID") or "")
+
+
+async def test_internal_call_to_own_number_says_which_number() -> None:
+    env = Env()
+    await env.register_both()
+    req = env.request("INVITE", f"sip:0355500101@{REALM}", from_uri=f"<sip:desk1@{REALM}>")
+    await env.send_authenticated(req, "desk1", source=DESK_FLOW)
+    out = env.branches()[0].request
+    assert out.headers.get("P-Called-Party-ID") == f"<sip:+81355500101@{REALM};user=phone>"
+
+
+async def test_caller_side_in_dialog_request_pops_both_double_record_routes() -> None:
+    env = Env()
+    await env.register("app1", "sip:app1@10.8.0.3:5080;transport=tcp", APP_FLOW)
+    await inbound(env)
+    app = env.branches()[0]
+    env.respond(app, 200)
+    rr = app.request.headers.get_all("Record-Route")
+    assert len(rr) == 2  # UDP in, TCP out (RFC 5658)
+    # The caller (UDP) uses the route set in reverse order.
+    bye = env.request(
+        "BYE",
+        "sip:app1@10.8.0.3:5080;transport=tcp",
+        to_tag="callee",
+        cseq=2,
+        extra=[("Route", f"{rr[1]}, {rr[0]}")],
+    )
+    await env.send(bye, GW_SRC)
+    out = env.branches("BYE")[0]
+    assert out.target == APP_FLOW
+    assert "Route" not in out.request.headers
