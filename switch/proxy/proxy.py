@@ -27,10 +27,25 @@ Processing of a request (§16.3-16.6), in order:
    flows of both dialog ends that are registered devices, so that in-dialog requests reach a
    device behind NAT on its registration flow.
 4. Requests to the switch itself (our host, no user part, no Route left) are answered here.
-5. In-dialog requests (To tag) go to the next hop (first Route, else Request-URI).
+5. In-dialog requests (To tag) are not challenged; they go to the flow named by our
+   Route's flow token, else the next hop (first Route, else Request-URI). From anyone but
+   the carrier they must carry a valid token of the same Call-ID (403 otherwise): without
+   it a device could reach the trunk with a forged To tag and no credentials.
 6. Out-of-dialog requests: a carrier gateway is trusted; anyone else must authenticate with
-   Proxy-Authorization (407). The routing policy turns the call into a Decision
-   (routing.decisions) and `_execute` carries it out through the forking engine.
+   Proxy-Authorization (407, counted in sip_auth_failures_total when credentials fail).
+   The P-Asserted-Identity of a device is removed (RFC 3325 trust boundary). The routing
+   policy turns the call into a Decision (routing.decisions) and `_execute` carries it out:
+   Reject -> the status (+ Warning to devices); Ring -> timed stages of every live binding
+   (sent to the binding's flow, not its Contact) with the no-answer timer; Internal -> one
+   stage; Outbound/Forward -> the first gateway with our identity (trunk.identity_headers);
+   Busy -> 486; Announce/Voicemail -> 480 until the media side exists. A Decision with
+   `takes_channel` first takes the tenant's channel lease (486 when none is free); it is
+   given back when the call fails or a BYE passes (dialogs.ActiveCalls).
+
+Responses (§16.7) go through forking.Fork: provisional (not 100) and every 2xx forwarded at
+once, 6xx cancels the other branches, otherwise the best final when all branches are done
+(503 -> 500, 401/407 challenges merged), 487 after a CANCEL. CANCELs sent because another
+branch answered carry `Reason: SIP;cause=200`. Timer C is `ProxyConfig.timer_c`.
 """
 
 from __future__ import annotations
@@ -397,8 +412,8 @@ class Proxy:
 
     def _answer_locally(self, txn: ServerTransaction, req: Request) -> None:
         if req.method == "OPTIONS":
-            headers = [("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", "")]
-            self._reply(txn, 200, None, headers[:2])
+            # No Supported header: the proxy itself implements no option tags.
+            self._reply(txn, 200, None, [("Allow", ALLOW), ("Accept", "application/sdp")])
         elif req.method in _KNOWN_METHODS:
             self._reply(txn, 405, None, [("Allow", "OPTIONS")])
         else:
