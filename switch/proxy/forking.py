@@ -261,7 +261,7 @@ class Fork(Generic[P, R]):
         self._arm_timer_c(branch)
         if branch.cancel_pending:
             self._send_cancel(branch)
-        if self._phase in (_Phase.RUNNING, _Phase.ANSWERED):
+        if self._phase is _Phase.RUNNING:  # never a 1xx after the 2xx or once decided
             self._hooks.forward(branch, response)
 
     def on_final(self, branch: Branch[P], status: int, response: R | None) -> None:

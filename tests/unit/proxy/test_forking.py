@@ -67,6 +67,25 @@ def test_parallel_fork_first_200_cancels_ringing_other() -> None:
     assert fork.finished and fork.answered
 
 
+def test_no_provisional_is_forwarded_after_the_answer() -> None:
+    fork, rec, _ = make(Stage(payloads=("a", "b")))
+    fork.start()
+    fork.on_final(br(fork, "a"), 200, "200a")
+    fork.on_provisional(br(fork, "b"), 180, "180b")  # b had not rung yet: CANCEL it now
+    assert rec.forwarded == [("a", "200a")]
+    assert rec.cancels == ["b"]
+
+
+def test_2xx_racing_the_callers_cancel_is_still_forwarded() -> None:
+    fork, rec, _ = make(Stage(payloads=("a",)))
+    fork.start()
+    fork.on_provisional(br(fork, "a"), 180, "180")
+    fork.cancel()
+    fork.on_final(br(fork, "a"), 200, "200")
+    assert rec.forwarded[-1] == ("a", "200")
+    assert rec.finals == []  # no 487 after the 2xx
+
+
 def test_cancel_waits_for_provisional_before_cancelling_branch() -> None:
     fork, rec, _ = make(Stage(payloads=("a",)))
     fork.start()
