@@ -587,8 +587,8 @@ class Service:
         async with self.store.read() as tx:
             rows = await tx.fetch(q.sql("SELECT * FROM tenants", "name, id", n + 1), *q.args)
             page = rows[:n]
-            tenants = [await repo.load_tenant(tx, r["id"]) for r in page]
-        items = [t for t in tenants if t is not None]
+            holidays = await repo.load_holidays(tx, [r["id"] for r in page])
+        items = [repo.tenant_of(r, holidays.get(r["id"], ())) for r in page]
         more = len(rows) > n
         return Page(
             items=items,

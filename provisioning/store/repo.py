@@ -137,6 +137,21 @@ async def load_tenant(tx: Tx, tenant_id: str) -> Tenant | None:
     return tenant_of(row, [d["day"] for d in days])
 
 
+async def load_holidays(tx: Tx, tenant_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Holidays of several tenants in one query."""
+    out: dict[str, list[str]] = {}
+    if not tenant_ids:
+        return out
+    marks = ", ".join(f"${i}" for i in range(1, len(tenant_ids) + 1))
+    rows = await tx.fetch(
+        f"SELECT tenant_id, day FROM tenant_holidays WHERE tenant_id IN ({marks}) ORDER BY day",
+        *tenant_ids,
+    )
+    for r in rows:
+        out.setdefault(r["tenant_id"], []).append(r["day"])
+    return out
+
+
 async def load_state(tx: Tx, tenant_id: str) -> TenantState | None:
     tenant = await load_tenant(tx, tenant_id)
     if tenant is None:

@@ -102,6 +102,8 @@ async def test_holidays(svc: Service) -> None:
     assert len(t.holidays) == 3
     t = await svc.remove_holiday(OP, tid, date(2026, 12, 31))
     assert t.holidays == frozenset({date(2027, 1, 1), date(2027, 1, 2)})
+    listed = [x for x in (await svc.list_tenants(OP, limit=500)).items if x.id == tid]
+    assert listed == [t]
 
 
 async def test_tenant_principal_scope(svc: Service, store: Store) -> None:
