@@ -10,8 +10,10 @@ later one replaces the current snapshot atomically (routing reads `app.snapshot`
 the store's snapshot and then one per committed change (LISTEN/NOTIFY). If a live source
 ends or fails, the switch keeps serving the last snapshot (logged).
 
-On each new snapshot, an ID whose `Device.release_seq` changed has been released from the
-customer page: its bindings and device lock are dropped (`state.release_device`).
+On each new snapshot, `provisioning.live.dropped_devices(old, new)` names the IDs whose
+registrations must go: deleted IDs, IDs released from the customer page (`release_seq`
+changed), IDs whose username or password changed, and IDs of suspended tenants. Their bindings
+and device lock are dropped (`state.release_device`).
 
 State
 -----
@@ -41,6 +43,7 @@ from typing import Any
 
 from aiohttp import web
 
+from provisioning.live import dropped_devices
 from provisioning.model import Snapshot
 from provisioning.seed import load_seed
 from switch.config import Config, resolve_secret
@@ -127,15 +130,14 @@ class SwitchApp:
         old, self._snapshot = self._snapshot, new
         if old is None:
             return
-        for device in new.devices.values():
-            before = old.devices.get(device.id)
-            if before is not None and before.release_seq != device.release_seq:
-                self._spawn(self._release_from_snapshot(device.id))
+        for device_id in dropped_devices(old, new):
+            self._spawn(self._release_from_snapshot(device_id))
         log.info("snapshot version %s applied", new.version)
 
     async def _release_from_snapshot(self, device_id: str) -> None:
         dropped = await self.state.release_device(device_id)
-        log.info("device %s released (customer page): %d bindings dropped", device_id, dropped)
+        await self.refresh_registrations()
+        log.info("device %s released by provisioning: %d bindings dropped", device_id, dropped)
 
     async def _follow(self, updates: AsyncIterator[Snapshot]) -> None:
         try:

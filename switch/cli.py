@@ -11,7 +11,7 @@ port), then serves until SIGINT/SIGTERM:
 
     SIP listening on udp+tcp 127.0.0.1:5060
     SIP listening on tls 127.0.0.1:5061
-    HTTP listening on http://127.0.0.1:8080 (metrics at /metrics)
+    HTTP listening on http://127.0.0.1:8080 (API at /v1, metrics at /metrics)
 
 Subcommands of other packages: `build_parser()` imports `provisioning.cli` when it exists
 and calls its `register(subparsers)`; each subcommand sets `func=callable(args) -> int` with
@@ -146,9 +146,24 @@ def _run(coro: Any) -> int:
 
 
 async def _serve(config: Config) -> int:
+    from provisioning.embedded import Provisioning
+    from provisioning.errors import ProvisioningError
+    from provisioning.seed import SeedError
     from switch.app import SwitchApp
 
-    app = SwitchApp(config)
+    try:
+        prov = await Provisioning.open(config)
+    except (SeedError, ProvisioningError) as exc:
+        print(f"softswitch: cannot load the seed: {exc}", file=sys.stderr)
+        return 2
+    app = SwitchApp(config, snapshot_source=prov.snapshot_source, http_hooks=[prov.mount])
+    try:
+        return await _serve_app(app)
+    finally:
+        await prov.close()
+
+
+async def _serve_app(app: Any) -> int:
     try:
         await app.start()
     except OSError as exc:
@@ -177,7 +192,7 @@ def listening_lines(app: Any) -> list[str]:
         lines.append(f"SIP listening on tls {HostPort(tls[0], tls[1])}")
     if app.http_address is not None:
         http = HostPort(*app.http_address)
-        lines.append(f"HTTP listening on http://{http} (metrics at /metrics)")
+        lines.append(f"HTTP listening on http://{http} (API at /v1, metrics at /metrics)")
     return lines
 
 

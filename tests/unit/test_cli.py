@@ -78,7 +78,7 @@ def test_listening_lines_format() -> None:
     assert cli.listening_lines(app) == [
         "SIP listening on udp+tcp 127.0.0.1:5060",
         "SIP listening on tls [::1]:5061",
-        "HTTP listening on http://127.0.0.1:8080 (metrics at /metrics)",
+        "HTTP listening on http://127.0.0.1:8080 (API at /v1, metrics at /metrics)",
     ]
 
 
@@ -95,7 +95,8 @@ def test_serve_subprocess_prints_real_ports_and_stops_on_sigterm(tmp_path: Path)
         http_line = proc.stdout.readline().rstrip("\n")
         sip = re.fullmatch(r"SIP listening on udp\+tcp 127\.0\.0\.1:(\d+)", sip_line)
         http = re.fullmatch(
-            r"HTTP listening on http://127\.0\.0\.1:(\d+) \(metrics at /metrics\)", http_line
+            r"HTTP listening on http://127\.0\.0\.1:(\d+) \(API at /v1, metrics at /metrics\)",
+            http_line,
         )
         assert sip and http, (sip_line, http_line)
         assert int(sip.group(1)) != 0 and int(http.group(1)) != 0
