@@ -286,11 +286,7 @@ class Env:
             resp.headers.add("Contact", "<sip:callee@192.168.1.20:5060>")
         for name, value in extra or ():
             resp.headers.add(name, value)
-        wire = _roundtrip(resp)
-        if status < 200:
-            self.proxy.on_response(ctxn, wire, ctxn.target)
-        else:
-            self.proxy.on_response(ctxn, wire, ctxn.target)
+        self.proxy.on_response(ctxn, _roundtrip(resp), ctxn.target)
 
     def sent_to(self, txn: ServerTransaction) -> list[Response]:
         return [r for t, r in self.sender.responses if t is txn]
