@@ -108,6 +108,11 @@ def _other_end(flows: tuple[Target | None, Target | None], source: Target) -> Ta
         return b
     if b is not None and same_flow(source, b):
         return a
+    # Same host, another port or connection (a TCP reconnect, a NAT rebinding).
+    if a is not None and source.host == a.host and (b is None or b.host != a.host):
+        return b
+    if b is not None and source.host == b.host and (a is None or a.host != b.host):
+        return a
     return b or a
 
 

@@ -703,3 +703,20 @@ async def test_caller_side_in_dialog_request_pops_both_double_record_routes() ->
     out = env.branches("BYE")[0]
     assert out.target == APP_FLOW
     assert "Route" not in out.request.headers
+
+
+async def test_in_dialog_request_after_reconnect_still_goes_to_the_other_end() -> None:
+    env = Env()
+    await env.register_both()
+    req = env.request("INVITE", f"sip:app1@{REALM}", from_uri=f"<sip:desk1@{REALM}>")
+    await env.send_authenticated(req, "desk1", source=DESK_FLOW)
+    (out,) = env.branches()
+    env.respond(out, 200)
+    rr = out.request.headers.get_all("Record-Route")[0]
+    # The app reconnected (new TCP connection, new port) and hangs up.
+    moved = Target("tcp", APP_FLOW.host, 6000, conn_id=99)
+    bye = env.request(
+        "BYE", "sip:desk1@192.168.1.20:5060", to_tag="x", cseq=5, extra=[("Route", rr)]
+    )
+    await env.send(bye, moved)
+    assert env.branches("BYE")[0].target == DESK_FLOW
