@@ -94,19 +94,20 @@ def test_caller_cancels_before_answer(switch_proc, sipp):
 
 
 def test_no_answer_ends_with_ring_timeout(switch_proc, sipp):
-    """Nobody answers: the number's max_ring_time (3 s here, 60 s by default) ends the call;
+    """Nobody answers: the number's max_ring_time (5 s here, the smallest the service allows;
+    60 s by default) ends the call;
     the switch CANCELs the ringing branch and answers the caller 480 (or 408)."""
-    sw = switch_proc(SeedSpec(devices=[DESK1], max_ring_time=3))
+    sw = switch_proc(SeedSpec(devices=[DESK1], max_ring_time=5))
     port = free_port()
     register_device(sipp, sw, DESK1, port)
-    uas = sipp("uas_noanswer", local_port=port, calls=1, timeout_s=20).start()
+    uas = sipp("uas_noanswer", local_port=port, calls=1, timeout_s=25).start()
     t0 = time.monotonic()
-    ur = carrier_call(sipp, sw, "uac_expect_noanswer", calls=1, timeout_s=20).start().wait()
+    ur = carrier_call(sipp, sw, "uac_expect_noanswer", calls=1, timeout_s=25).start().wait()
     took = time.monotonic() - t0
     sr = uas.wait()
     assert ur.returncode == 0 and ur.successful == 1, ur.report() + "\n" + sr.report()
     assert sr.returncode == 0 and sr.successful == 1, sr.report()
-    assert 2.5 <= took <= 12, f"ring timeout took {took:.1f}s"
+    assert 4.5 <= took <= 14, f"ring timeout took {took:.1f}s"
 
 
 def test_busy_callee(switch_proc, sipp):
@@ -151,7 +152,7 @@ def test_calls_complete_with_ten_percent_packet_loss(switch_proc, sipp):
     port = free_port()
     register_device(sipp, sw, DESK1, port)
     n = 20
-    uas = sipp("uas", local_port=port, calls=n, timeout_s=60, lost=10).start()
+    uas = sipp("uas_200only", local_port=port, calls=n, timeout_s=60, lost=10).start()
     uac = carrier_call(sipp, sw, "uac_call", calls=n, rate=10, timeout_s=55, lost=10,
                        extra=["-d", "500"]).start()
     ur = uac.wait()
