@@ -10,8 +10,9 @@
   (`Binding.source`). When the proxy forwards an initial request to such a flow, it puts a
   token naming the flow into the user part of its Record-Route URI; in-dialog requests come
   back with that Route and are sent down the same flow (unless they come *from* that flow,
-  in which case they go on by their Request-URI). Tokens are authenticated with an HMAC so
-  that nobody can make the proxy send to an address of their choosing.
+  in which case they go on by their Request-URI). Tokens are authenticated with an HMAC
+  bound to the Call-ID (nobody can make the proxy send to an address of their choosing)
+  and enciphered (the carrier does not learn the devices' addresses).
 """
 
 from __future__ import annotations
@@ -129,7 +130,12 @@ class Resolver:
 
 class FlowTokens:
     """Encode the flows of a dialog's two ends (each a `Target` or None) into a URI user part
-    and back. `a` is the caller's flow, `b` the callee's."""
+    and back. `a` is the caller's flow, `b` the callee's.
+
+    The token is `mac ‖ body XOR keystream(mac)`: the MAC (HMAC-SHA256 over body and
+    Call-ID, truncated to 8 octets) authenticates it and binds it to the dialog, and doubles
+    as the IV of the keystream, so that the devices' addresses are not shown to the carrier
+    in our Record-Route (topology hiding)."""
 
     def __init__(self, secret: bytes | None = None) -> None:
         self._secret = secret or os.urandom(16)
@@ -137,10 +143,20 @@ class FlowTokens:
     def _mac(self, body: bytes) -> bytes:
         return hmac.new(self._secret, body, hashlib.sha256).digest()[:8]
 
+    def _xor(self, mac: bytes, data: bytes) -> bytes:
+        stream = b""
+        counter = 0
+        while len(stream) < len(data):
+            block = self._secret + b"flow-key" + mac + counter.to_bytes(4, "big")
+            stream += hashlib.sha256(block).digest()
+            counter += 1
+        return bytes(x ^ y for x, y in zip(data, stream, strict=False))
+
     def encode(self, a: Target | None, b: Target | None, call_id: str) -> str:
         """The token is bound to the dialog's Call-ID: it cannot be replayed in another."""
         body = f"{_flow_text(a)}/{_flow_text(b)}".encode()
-        raw = self._mac(body + call_id.encode()) + body
+        mac = self._mac(body + call_id.encode())
+        raw = mac + self._xor(mac, body)
         return "f-" + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
     def decode(self, user: str | None, call_id: str) -> tuple[Target | None, Target | None] | None:
@@ -152,11 +168,17 @@ class FlowTokens:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         except ValueError:
             return None
-        mac, body = raw[:8], raw[8:]
-        if len(raw) <= 8 or not hmac.compare_digest(mac, self._mac(body + call_id.encode())):
+        if len(raw) <= 8:
             return None
-        a, _, b = body.decode().partition("/")
-        return _flow_parse(a), _flow_parse(b)
+        mac = raw[:8]
+        body = self._xor(mac, raw[8:])
+        if not hmac.compare_digest(mac, self._mac(body + call_id.encode())):
+            return None
+        try:
+            a, _, b = body.decode().partition("/")
+            return _flow_parse(a), _flow_parse(b)
+        except (UnicodeDecodeError, ValueError):
+            return None
 
 
 def _flow_text(t: Target | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 
 import pytest
@@ -103,3 +104,4 @@ def test_flow_tokens_roundtrip_and_bind_to_call_id() -> None:
     assert FlowTokens(b"x" * 16).decode(tok, "call-1") is None  # another secret
     assert tokens.decode(tok[:-2] + "AA", "call-1") is None  # tampered
     assert tokens.decode("alice", "call-1") is None
+    assert "203.0.113" not in base64.urlsafe_b64decode(tok[2:] + "==").decode("latin-1")
