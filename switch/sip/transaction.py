@@ -653,11 +653,14 @@ class TransactionLayer:
         cancelled = None
         if method == "CANCEL":
             cancelled = self._servers.get(_server_key(request, via, "INVITE"))
-        events: list[Event] = [
-            RequestReceived(txn=txn, request=request, source=source, cancelled=cancelled)
-        ]
+        # The 100 Trying goes first: the TU may answer at once (407, 404 …), and a 100 that
+        # reaches the caller after the final response confuses UACs (SIPp aborts the call).
+        events: list[Event] = []
         if txn.is_invite and self.auto_trying:
             events += self._step(txn, _I.SEND_1XX, now, _trying(request), None)
+        events.append(
+            RequestReceived(txn=txn, request=request, source=source, cancelled=cancelled)
+        )
         return events
 
     def _receive_response(self, response: Response, source: Target, now: float) -> list[Event]:

@@ -404,8 +404,11 @@ def test_user_data_is_kept(layer: TransactionLayer) -> None:
 # --------------------------------------------------------------------------- INVITE server
 def test_invite_server_sends_100_trying_at_once(layer: TransactionLayer) -> None:
     txn, req, events = start_server(layer)
-    assert isinstance(events[0], RequestReceived) and events[0].source == UDP
-    assert events[0].request is req and events[0].cancelled is None
+    # The 100 is on the wire before the TU sees the request, so that an immediate final
+    # response (407, 404 …) can never overtake it.
+    assert isinstance(events[0], SendMessage) and isinstance(events[1], RequestReceived)
+    assert events[1].source == UDP
+    assert events[1].request is req and events[1].cancelled is None
     (trying,) = sent(events)
     assert isinstance(trying.message, Response) and trying.message.status == 100
     assert trying.message.to_tag is None
