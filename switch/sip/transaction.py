@@ -658,9 +658,7 @@ class TransactionLayer:
         events: list[Event] = []
         if txn.is_invite and self.auto_trying:
             events += self._step(txn, _I.SEND_1XX, now, _trying(request), None)
-        events.append(
-            RequestReceived(txn=txn, request=request, source=source, cancelled=cancelled)
-        )
+        events.append(RequestReceived(txn=txn, request=request, source=source, cancelled=cancelled))
         return events
 
     def _receive_response(self, response: Response, source: Target, now: float) -> list[Event]:
