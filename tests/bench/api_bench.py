@@ -140,8 +140,11 @@ end
 
 
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([0-9.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text)
+    if m is None:
+        return float("nan")  # wrk prints nan/-nan when no request completed
+    value, unit = m.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
 def drive_wrk(url: str, token: str, clients: int, seconds: int, method: str) -> dict[str, Any]:
@@ -160,6 +163,8 @@ def drive_wrk(url: str, token: str, clients: int, seconds: int, method: str) -> 
     total = int(re.search(r"([0-9]+) requests in", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: ([0-9]+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
+    if os.environ.get("BENCH_VERBOSE"):
+        print(out, file=sys.stderr)
     statuses = {200: total - (int(bad.group(1)) if bad else 0)}
     if bad:
         statuses[0] = int(bad.group(1))  # wrk does not tell which status
