@@ -20,8 +20,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from switch.config import ConfigError, load_config
 
@@ -37,7 +38,7 @@ __all__ = [
     "run_token_create",
 ]
 
-Runner = Callable[[argparse.Namespace], Awaitable[int]]
+Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
