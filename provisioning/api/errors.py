@@ -15,7 +15,24 @@ from aiohttp import web
 
 from provisioning.errors import NotFound
 
-__all__ = ["ERROR_ID_KEY", "ApiError", "error_response"]
+__all__ = ["API_ERROR_IDS", "ERROR_ID_KEY", "ApiError", "error_response"]
+
+# The error_ids the HTTP layer itself answers with (the service's are in
+# provisioning.errors.ERROR_IDS); both lists are published in the OpenAPI document.
+API_ERROR_IDS: dict[str, int] = {
+    "invalid-json": 400,
+    "invalid-query": 400,
+    "missing-token": 401,
+    "invalid-token": 401,
+    "operator-only": 403,
+    "not-found": 404,
+    "method-not-allowed": 405,
+    "payload-too-large": 413,
+    "unsupported-media-type": 415,
+    "invalid-payload": 422,
+    "internal-error": 500,
+    "store-unavailable": 503,
+}
 
 # Stored on every error response so the metrics middleware can count it by error_id
 # (typed keys since aiohttp 3.12; plain strings before, which newer versions warn about).

@@ -9,8 +9,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from provisioning.errors import ERROR_IDS
+
 from .common import ERROR
 from .core import JSON, Operation
+from .errors import API_ERROR_IDS
 from .schema import Schema, collect_refs
 
 __all__ = ["build_document", "error_statuses"]
@@ -152,4 +155,5 @@ def build_document(ops: Sequence[Operation], prefix: str = "/v1") -> dict[str, A
             },
         },
         "security": [{"bearer": []}],
+        "x-error-ids": dict(sorted({**ERROR_IDS, **API_ERROR_IDS}.items())),
     }

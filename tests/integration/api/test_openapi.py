@@ -71,3 +71,11 @@ async def test_document_is_valid_for_schemathesis(api: Api) -> None:
     results = list(schema.get_all_operations())
     assert len(results) == sum(len(ops) for ops in doc["paths"].values())
     assert all(isinstance(r, Ok) for r in results), [r for r in results if not isinstance(r, Ok)]
+
+
+async def test_error_ids_are_published(api: Api) -> None:
+    """Clients switch on error_id: the document lists every one with its status."""
+    ids = (await api.get("/v1/openapi.json")).body["x-error-ids"]
+    assert ids["invalid-payload"] == 422 and ids["too-many-additional-numbers"] == 409
+    assert ids["payload-too-large"] == 413 and ids["store-unavailable"] == 503
+    assert all(re.fullmatch(r"[a-z]+(-[a-z0-9]+)*", k) for k in ids)
