@@ -241,7 +241,7 @@ def invite_to_180(shortmsg: Path) -> list[float]:
 
 def register_uas(target: Target, work: Path, uas_port: int, password: str) -> None:
     res = Sipp("register", work, remote=(target.ip, target.port), local_port=uas_port,
-               users_csv=[(UAS_USER, password)], keys={"expires": "3600"}, timeout_s=10,
+               credentials=[(UAS_USER, password)], keys={"expires": "3600"}, timeout_s=10,
                name=f"{target.name}-register-uas").run()
     if res.returncode != 0 or res.successful != 1:
         raise RuntimeError(f"registering the UAS with {target.name} failed\n{res.report()}")
@@ -352,9 +352,9 @@ def bench_register(sw: SwitchProcess, target: Target, work: Path,
     n = len(users)
     port = free_port()
     reg = Sipp("register", work, remote=(target.ip, target.port), local_port=port,
-               users_csv=users, keys={"expires": "3600"}, calls=n, rate=20000,
+               credentials=users, keys={"expires": "3600"}, calls=n, rate=20000,
                limit=concurrency, timeout_s=max(60, n / 100), trace_msg=False,
-               name="switch-register-bench")
+               name="switch-register-bench", extra=["-nd"])  # -nd: no BYE on an aborted REGISTER
     t0 = time.monotonic()
     res = reg.run(grace=5)
     elapsed = time.monotonic() - t0
