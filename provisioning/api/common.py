@@ -121,10 +121,6 @@ def updates(body: Mapping[str, Any], rename: Mapping[str, str] | None = None) ->
     return {rename.get(k, k): v for k, v in body.items() if v is not UNSET}
 
 
-def nullable_str(max_length: int, description: str | None = None) -> Nullable:
-    return Nullable(String(max_length=max_length), description=description)
-
-
 __all__ = [
     "DEVICE_ID",
     "E164",

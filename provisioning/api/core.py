@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from . import errors
-from .schema import Schema, SchemaError
+from .schema import Boolean, Integer, Schema, SchemaError
 
 __all__ = ["JSON", "Ctx", "Operation", "PathParam", "Reply", "bind"]
 
@@ -166,8 +166,6 @@ def _check_query(op: Operation, request: web.Request) -> dict[str, Any]:
 
 def _coerce(text: str, schema: Schema) -> Any:
     """Query strings are text: turn "10" into 10 and "true" into True where the schema wants."""
-    from .schema import Boolean, Integer
-
     if isinstance(schema, Integer):
         try:
             return int(text) if text.lstrip("-").isdigit() and len(text) < 20 else text
