@@ -251,16 +251,18 @@ SWITCH_APP_KEY = web.AppKey("switch_app", SwitchApp)
 
 
 def make_proxy(app: SwitchApp) -> TransactionUser:
-    """The real proxy (switch/proxy/proxy.py)."""
+    """The real proxy (switch/proxy/proxy.py) with the routing policy (routing.policy) and
+    the `[proxy]` / `[media]` sections of the configuration."""
     from switch.proxy.proxy import Proxy, ProxyConfig
 
+    extra = app.config.extra
     return Proxy(
         sender=app.core,
         snapshot=lambda: app.snapshot,
         state=app.state,
         authenticator=app.authenticator,
         metrics=app.metrics,
-        config=ProxyConfig(),
+        config=ProxyConfig.from_sections(extra.get("proxy", {}), extra.get("media", {})),
     )
 
 

@@ -224,11 +224,28 @@ def config_from_mapping(doc: Mapping[str, Any], base: Config | None = None) -> C
                 raise ConfigError(f"{section}.{key}: {exc}") from None
     if extra:
         changes["extra"] = extra
+        _check_proxy_sections(extra)
     try:
         return (base or Config()).replace(**changes)
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _check_proxy_sections(extra: Mapping[str, Any]) -> None:
+    """[proxy] and [media] are read by the proxy (ProxyConfig.from_sections); check them at
+    load time so that a typo stops `softswitch serve` with a message, not a traceback."""
+    if "proxy" not in extra and "media" not in extra:
+        return
+    from switch.proxy.proxy import ProxyConfig
+
+    proxy, media = extra.get("proxy", {}), extra.get("media", {})
+    if not isinstance(proxy, Mapping) or not isinstance(media, Mapping):
+        raise ConfigError("[proxy] and [media] must be tables")
+    try:
+        ProxyConfig.from_sections(proxy, media)
+    except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
 

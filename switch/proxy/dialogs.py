@@ -11,9 +11,8 @@ the endpoints, and the flows of registered devices live in our Record-Route (flo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from switch.sip.message import (
     Headers,
@@ -26,11 +25,8 @@ from switch.sip.message import (
 )
 from switch.sip.transaction import Target
 
+from .leases import ActiveCalls
 from .targets import FlowTokens
-
-if TYPE_CHECKING:
-    from switch.metrics import Metrics
-    from switch.state.base import StateBackend
 
 __all__ = [
     "ActiveCalls",
@@ -216,69 +212,3 @@ def outcome_label(status: int, cancelled: bool) -> str:
     if 500 <= status < 600:
         return "failed"
     return "rejected"
-
-
-class ActiveCalls:
-    """Answered calls by Call-ID, for the `sip_calls_active` gauge and the channel lease
-    (taken before forking, released when the call fails or a BYE passes). Bounded: past
-    `limit` the oldest entry is dropped (a call whose BYE never came through us)."""
-
-    def __init__(
-        self,
-        metrics: Metrics,
-        state: StateBackend,
-        wall_clock: Callable[[], float],
-        limit: int = 200_000,
-    ) -> None:
-        self._metrics = metrics
-        self._state = state
-        self._wall = wall_clock
-        self._limit = limit
-        self._answered: dict[str, None] = {}  # insertion order = age
-        self._leases: dict[str, str] = {}  # call_id -> tenant_id
-
-    def __len__(self) -> int:
-        return len(self._answered)
-
-    async def acquire(self, tenant_id: str, call_id: str, limit: int, ttl: float) -> bool:
-        ok = await self._state.acquire_channel(tenant_id, call_id, limit, ttl, self._wall())
-        if ok:
-            self._leases[call_id] = tenant_id
-        return ok
-
-    async def refresh(self, call_id: str, ttl: float) -> None:
-        """An in-dialog request of a call holding a lease: keep the lease alive."""
-        tenant = self._leases.get(call_id)
-        if tenant is not None:
-            await self._state.refresh_channel(tenant, call_id, ttl, self._wall())
-
-    def answered(self, call_id: str) -> None:
-        if call_id in self._answered:
-            return
-        if len(self._answered) >= self._limit:
-            self.ended(next(iter(self._answered)))
-        self._answered[call_id] = None
-        self._metrics.calls_active.inc()
-
-    def failed(self, call_id: str) -> None:
-        """The initial INVITE ended without a 2xx: give the channel back."""
-        if call_id not in self._answered:
-            self._release(call_id)
-
-    def ended(self, call_id: str) -> None:
-        """A BYE passed (or the entry aged out)."""
-        if self._answered.pop(call_id, 0) is None:
-            self._metrics.calls_active.dec()
-        self._release(call_id)
-
-    def _release(self, call_id: str) -> None:
-        tenant = self._leases.pop(call_id, None)
-        if tenant is not None:
-            self._spawn(self._state.release_channel(tenant, call_id))
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        # Eager: the memory backend finishes at once and costs no task; a network backend
-        # becomes a task at its first real suspension.
-        from switch.transport.core import run_eager
-
-        run_eager(coro)  # the result (bool) is not needed

@@ -30,6 +30,14 @@ provisional, §9.1).
 
 CANCEL rule (§9.1): a branch with no provisional yet is only marked; its CANCEL goes out when
 its first provisional arrives.
+
+Diversion (no answer -> voicemail). `start(divert_to=payload)` names a fallback branch: when
+the ring timeout fires, or when every branch has failed with a 4xx/5xx before it (a busy or
+unreachable desk phone), the fork CANCELs whatever is still ringing, starts no more stages and
+starts one new branch with that payload (the voicemail hand-off). The fork keeps running, so
+that branch's provisionals and 2xx reach the caller like any other; the finals of the
+superseded branches (their 487s) no longer count when the answer is chosen. It diverts once;
+a caller's CANCEL or a 6xx before it means no diversion.
 """
 
 from __future__ import annotations
@@ -92,6 +100,7 @@ class Branch(Generic[P]):
         "payload",
         "stage",
         "state",
+        "superseded",
         "timer_c",
     )
 
@@ -105,6 +114,7 @@ class Branch(Generic[P]):
         self.cancel_pending = False  # CANCEL wanted, waiting for a provisional (§9.1)
         self.timer_c: Handle | None = None
         self.data: Any = None
+        self.superseded = False  # replaced by a diversion: its final does not count
 
     @property
     def alive(self) -> bool:
@@ -186,6 +196,8 @@ class Fork(Generic[P, R]):
     __slots__ = (
         "_answered",
         "_decided_status",
+        "_divert_to",
+        "_final_branch",
         "_finals",
         "_hooks",
         "_phase",
@@ -194,6 +206,7 @@ class Fork(Generic[P, R]):
         "_timeout_handle",
         "branches",
         "cancelled",
+        "diverted",
         "invite",
         "stages",
         "timer_c",
@@ -218,11 +231,14 @@ class Fork(Generic[P, R]):
         self._stage_started = [False] * len(self.stages)
         self._stage_timers: list[Handle | None] = [None] * len(self.stages)
         self._finals: list[tuple[int, R | None]] = []
+        self._final_branch: list[int] = []  # branch index of each entry of _finals
         self._phase = _Phase.RUNNING
         self._answered = False
         self._decided_status: int | None = None  # 6xx index marker / 487 / timeout status
         self._timeout_handle: Handle | None = None
+        self._divert_to: P | None = None
         self.cancelled = False
+        self.diverted = False
 
     # ------------------------------------------------------------------ public API
     @property
@@ -234,9 +250,16 @@ class Fork(Generic[P, R]):
         """A 2xx has been forwarded."""
         return self._answered
 
-    def start(self, ring_timeout: float | None = None, timeout_status: int = 480) -> None:
+    def start(
+        self,
+        ring_timeout: float | None = None,
+        timeout_status: int = 480,
+        divert_to: P | None = None,
+    ) -> None:
         """Start stage(s) due now and arm the others. `ring_timeout`: after that many seconds
-        without a 2xx, CANCEL everything and answer `timeout_status`."""
+        without a 2xx, CANCEL everything and answer `timeout_status`, or divert to
+        `divert_to` when given (see Diversion in the module docstring)."""
+        self._divert_to = divert_to
         if ring_timeout is not None:
             self._timeout_handle = self._hooks.call_later(
                 ring_timeout, lambda: self._on_ring_timeout(timeout_status)
@@ -261,7 +284,8 @@ class Fork(Generic[P, R]):
         self._arm_timer_c(branch)
         if branch.cancel_pending:
             self._send_cancel(branch)
-        if self._phase is _Phase.RUNNING:  # never a 1xx after the 2xx or once decided
+        if self._phase is _Phase.RUNNING and not branch.superseded:
+            # never a 1xx after the 2xx, once decided, or from a branch a diversion replaced
             self._hooks.forward(branch, response)
 
     def on_final(self, branch: Branch[P], status: int, response: R | None) -> None:
@@ -274,6 +298,7 @@ class Fork(Generic[P, R]):
         self._end_branch(branch)
         branch.final_status = status
         self._finals.append((status, response))
+        self._final_branch.append(branch.index)
         if status >= 600 and self._phase is _Phase.RUNNING:
             self._decide(status)
         self._advance()
@@ -332,6 +357,10 @@ class Fork(Generic[P, R]):
 
     def _finish(self) -> None:
         answered = self._answered
+        if not answered and self._phase is _Phase.RUNNING and self._should_divert():
+            assert self._divert_to is not None
+            self._divert(self._divert_to)
+            return
         self._phase = _Phase.FINISHED
         self._stop_timers()
         if answered:
@@ -339,12 +368,23 @@ class Fork(Generic[P, R]):
         if self._decided_status is not None and self._decided_status < 600:
             self._hooks.finish(self._decided_status, None, self._finals)
             return
-        if not self._finals:
+        finals = self._counted_finals()
+        if not finals:
             self._hooks.finish(480, None, self._finals)  # nothing could be tried
             return
-        i = choose_best([s for s, _ in self._finals])
-        status, resp = self._finals[i]
-        self._hooks.finish(status, resp, self._finals)
+        i = choose_best([s for s, _ in finals])
+        status, resp = finals[i]
+        self._hooks.finish(status, resp, finals)
+
+    def _should_divert(self) -> bool:
+        """Every branch failed (4xx/5xx) before the ring timeout: divert at once."""
+        return self._divert_to is not None and not self.diverted
+
+    def _counted_finals(self) -> list[tuple[int, R | None]]:
+        if not self.diverted:
+            return self._finals
+        kept = {b.index for b in self.branches if not b.superseded}
+        return [f for f, i in zip(self._finals, self._final_branch, strict=True) if i in kept]
 
     def _on_2xx(self, branch: Branch[P], response: R | None) -> None:
         self._end_branch(branch)
@@ -369,9 +409,32 @@ class Fork(Generic[P, R]):
 
     def _on_ring_timeout(self, status: int) -> None:
         self._timeout_handle = None
-        if self._phase is _Phase.RUNNING:
-            self._decide(status)
-            self._advance()
+        if self._phase is not _Phase.RUNNING:
+            return
+        if self._divert_to is not None and not self.diverted:
+            self._divert(self._divert_to)
+            return
+        self._decide(status)
+        self._advance()
+
+    def _divert(self, payload: P) -> None:
+        """Replace every branch by one new branch (see Diversion)."""
+        self.diverted = True
+        self._stop_stage_timers()
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+            self._timeout_handle = None
+        for b in self.branches:
+            b.superseded = True
+        self._cancel_all()
+        self._stage_started = [True] * len(self.stages)
+        branch = Branch(len(self.branches), len(self.stages), payload)
+        self.branches.append(branch)
+        branch.state = BranchState.TRYING
+        if self.invite:
+            self._arm_timer_c(branch)
+        self._hooks.start_branch(branch)
+        self._advance()
 
     def _cancel_all(self) -> None:
         for b in self.branches:

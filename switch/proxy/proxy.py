@@ -51,24 +51,32 @@ branch answered carry `Reason: SIP;cause=200`. Timer C is `ProxyConfig.timer_c`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import Counter
+
 from provisioning.model import Device, Snapshot
 from routing.call import Call, LiveState, LiveView
 from routing.decisions import (
+    Announce,
     Busy,
     Decision,
     Forward,
     Internal,
+    NoAnswerAction,
     Outbound,
     Reject,
     Ring,
+    Voicemail,
 )
+from routing.policy import decide as policy_decide
 from switch.sip.digest import DigestAuthenticator
 from switch.sip.message import (
     ParseError,
@@ -90,6 +98,16 @@ from .dialogs import (
     preprocess_routes,
 )
 from .forking import DEFAULT_TIMER_C, Branch, Fork, Stage
+from .handoff import (
+    CAUSE_NO_ANSWER,
+    MediaService,
+    announce_uri,
+    busy_uri,
+    forward_headers,
+    voicemail_decision_uri,
+    voicemail_uri,
+)
+from .leases import DEFAULT_CHANNEL_TTL, SESSION_MARGIN, session_interval
 from .targets import BranchPlan, FlowTokens, ResolveError, Resolver, plans_for, via_target
 from .trunk import (
     call_for,
@@ -100,8 +118,9 @@ from .trunk import (
     identity_headers,
     outbound_request_uri,
     prefix_display,
-    simple_decide,
 )
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from switch.metrics import Metrics
@@ -126,11 +145,42 @@ class ProxyConfig:
     domains: tuple[str, ...] = ()
     record_route: bool = True
     max_dialogs: int = 200_000  # answered calls tracked for sip_calls_active / leases
-    channel_ttl: float = 4 * 3600.0  # channel lease; refreshed by every in-dialog request
+    # Channel lease TTL without session timers; refreshed by every in-dialog request
+    # (leases.py). With Session-Expires: the interval + session_margin.
+    channel_ttl: float = DEFAULT_CHANNEL_TTL
+    session_margin: float = SESSION_MARGIN
+    lease_sweep: float = 30.0  # how often expired leases leave the proxy's bookkeeping
+    media: MediaService | None = None  # [media] uri: announcements, busy message, voicemail
 
     def __post_init__(self) -> None:
         if self.timer_c <= 180:
             raise ValueError("Timer C must be greater than 3 minutes (RFC 3261 §16.6)")
+        if self.channel_ttl <= 0 or self.session_margin < 0 or self.lease_sweep <= 0:
+            raise ValueError("channel_ttl and lease_sweep > 0, session_margin >= 0 required")
+
+    @classmethod
+    def from_sections(cls, proxy: Mapping[str, Any], media: Mapping[str, Any]) -> ProxyConfig:
+        """The `[proxy]` and `[media]` sections of the configuration file (passed through by
+        switch.config as Config.extra). Unknown keys are errors, like everywhere else."""
+        known = {"timer_c", "channel_ttl", "session_margin", "lease_sweep", "record_route"}
+        unknown = sorted(set(proxy) - known) + sorted(f"media.{k}" for k in set(media) - {"uri"})
+        if unknown:
+            raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
+        changes: dict[str, Any] = {}
+        for key in ("timer_c", "channel_ttl", "session_margin", "lease_sweep"):
+            if key in proxy:
+                value = proxy[key]
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ValueError(f"proxy.{key}: a number of seconds expected")
+                changes[key] = float(value)
+        if "record_route" in proxy:
+            changes["record_route"] = bool(proxy["record_route"])
+        uri = media.get("uri", "")
+        if not isinstance(uri, str):
+            raise ValueError("media.uri: a sip: URI expected")
+        if uri:
+            changes["media"] = MediaService.parse(uri)
+        return cls(**changes)
 
 
 class _Call:
@@ -189,8 +239,11 @@ class _Call:
 
     def forward(self, branch: Branch[BranchPlan], response: Response) -> None:
         self.proxy.sender.send_response(self.txn, response)
-        if 200 <= response.status < 300 and self.initial_invite:
-            self.proxy._answered(self, response)
+        if 200 <= response.status < 300:
+            if self.initial_invite:
+                self.proxy._answered(self, response)
+            else:  # a refresh (re-INVITE/UPDATE) may renegotiate the session interval
+                self.proxy.calls.session(response.call_id, session_interval(response.headers))
 
     def finish(
         self, status: int, chosen: Response | None, finals: Any
@@ -230,12 +283,21 @@ class Proxy:
         self.auth = authenticator
         self.metrics = metrics
         self.config = config or ProxyConfig()
-        self.decide: Decide = decide or simple_decide
+        self.decide: Decide = decide or policy_decide
         self.resolver = resolver or Resolver(sender.now)
         self.wall_clock = wall_clock
         self.flows = flow_tokens or FlowTokens()
         self._rr_cache: dict[str, str] = {}  # transport -> "host:port;params" of our RR URI
-        self.calls = ActiveCalls(metrics, state, wall_clock, self.config.max_dialogs)
+        self.calls = ActiveCalls(
+            metrics,
+            state,
+            wall_clock,
+            self.config.max_dialogs,
+            default_ttl=self.config.channel_ttl,
+            session_margin=self.config.session_margin,
+        )
+        self.decisions_total = decisions_counter(metrics)
+        self._sweeping = False
 
     # ================================================================ TransactionUser
     async def on_request(
@@ -425,7 +487,10 @@ class Proxy:
         if fwd.method == "BYE":
             self.calls.ended(fwd.call_id)
         else:
-            await self.calls.refresh(fwd.call_id, self.config.channel_ttl)
+            # Any in-dialog request proves the call is alive (leases.py); a session-timer
+            # refresh carries the interval it asks for.
+            self.calls.session(fwd.call_id, session_interval(fwd.headers))
+            await self.calls.refresh(fwd.call_id)
         plan = BranchPlan(uri=fwd.uri, target=target)
         self._start(ctx, fwd, [Stage(payloads=(plan,))], None)
 
@@ -451,7 +516,11 @@ class Proxy:
         )
         decision = self.decide(call, snap, live, datetime.now(UTC))
         ctx.initial_invite = fwd.method == "INVITE"
-        await self._execute(ctx, fwd, decision, bindings, snap, device)
+        if ctx.initial_invite:
+            self.decisions_total.labels(rule=decision.rule).inc()
+            if decision.anomalies:
+                log.warning("call %s: %s (%s)", fwd.call_id, decision.rule, decision.anomalies)
+        await self._execute(ctx, fwd, decision, bindings, snap, device, call)
 
     async def _bindings(self, device_ids: tuple[str, ...]) -> dict[str, list[Binding]]:
         now = self.wall_clock()
@@ -466,11 +535,11 @@ class Proxy:
         bindings: dict[str, list[Binding]],
         snap: Snapshot,
         device: Device | None,
+        call: Call,
     ) -> None:
-        """Carry out a routing Decision."""
+        """Carry out a routing Decision (one line each in the module docstring)."""
         if not await self._take_channel(ctx, fwd, decision, snap):
-            warning = [("Warning", f'399 {snap.realm} "all channels are in use"')]
-            self._reject(ctx, 486, None, warning if device is not None else [])
+            await self._channels_lost(ctx, fwd, decision, snap, device, call)
             return
         if isinstance(decision, Reject):
             extra = []
@@ -478,19 +547,7 @@ class Proxy:
                 extra.append(("Warning", f'399 {snap.realm} "{decision.warning}"'))
             self._reject(ctx, decision.status, decision.reason, extra)
         elif isinstance(decision, Ring):
-            called_party(fwd.headers, decision.called_number, snap.realm)
-            if decision.display_prefix:
-                prefix_display(fwd.headers, decision.display_prefix)
-            stages = [
-                Stage(
-                    payloads=plans_for(s.device_ids, bindings),
-                    delay=s.delay_s,
-                    only_if_earlier_ringing=s.only_if_earlier_stage_ringing,
-                )
-                for s in decision.stages
-            ]
-            na = decision.no_answer
-            self._start(ctx, fwd, stages, (na.after_s, na.status))
+            await self._ring(ctx, fwd, decision, bindings, snap, call)
         elif isinstance(decision, Internal):
             if device is not None:
                 device_identity(fwd.headers, device, snap.realm)
@@ -499,10 +556,104 @@ class Proxy:
             self._start(ctx, fwd, [Stage(payloads=plans_for(decision.device_ids, bindings))], None)
         elif isinstance(decision, Outbound | Forward):
             await self._to_gateway(ctx, fwd, decision, snap)
+        elif isinstance(decision, Announce | Busy | Voicemail):
+            await self._to_media(ctx, fwd, decision, snap, call)
+        else:  # a Decision type this proxy does not know: never guess
+            self._reject(ctx, 500, None, [])
+
+    async def _ring(
+        self,
+        ctx: _Call,
+        fwd: Request,
+        decision: Ring,
+        bindings: dict[str, list[Binding]],
+        snap: Snapshot,
+        call: Call,
+    ) -> None:
+        """Timed stages (desk phones/ATAs, then apps while a desk branch is alive), the
+        dialled number in P-Called-Party-ID, the label before the caller's display name, and
+        the no-answer rule: a diversion to voicemail, else `status` after the ring time."""
+        called_party(fwd.headers, decision.called_number, snap.realm)
+        if decision.display_prefix:
+            prefix_display(fwd.headers, decision.display_prefix)
+        stages = [
+            Stage(
+                payloads=plans_for(s.device_ids, bindings),
+                delay=s.delay_s,
+                only_if_earlier_ringing=s.only_if_earlier_stage_ringing,
+            )
+            for s in decision.stages
+        ]
+        na = decision.no_answer
+        divert = None
+        media = self.config.media
+        if na.action is NoAnswerAction.VOICEMAIL and na.mailbox and media is not None:
+            uri = voicemail_uri(
+                media, decision.tenant_id, decision.number, na.mailbox,
+                call.caller_number, CAUSE_NO_ANSWER,
+            )  # fmt: skip
+            divert = BranchPlan(uri=uri, target=await self.resolver.target(media.uri))
+        self._start(ctx, fwd, stages, (na.after_s, na.status), divert)
+
+    async def _to_media(
+        self,
+        ctx: _Call,
+        fwd: Request,
+        decision: Announce | Busy | Voicemail,
+        snap: Snapshot,
+        call: Call,
+    ) -> None:
+        """Hand the call to the media service (handoff.py). Without one configured (or for a
+        request that is not an INVITE) the proxy never answers in its place: Busy gets 486,
+        the others 480."""
+        media = self.config.media
+        if media is None or fwd.method != "INVITE":
+            self._reject(ctx, 486 if isinstance(decision, Busy) else 480, None, [])
+            return
+        caller = call.caller_number
+        if isinstance(decision, Announce):
+            uri = announce_uri(media, decision, caller)
         elif isinstance(decision, Busy):
-            self._reject(ctx, 486, None, [])
-        else:  # Announce / Voicemail: the media side is not wired yet
-            self._reject(ctx, 480, None, [])
+            uri = busy_uri(media, decision, caller)
+        else:
+            uri = voicemail_decision_uri(media, decision, caller)
+        called_party(fwd.headers, decision.number, snap.realm)
+        target = await self.resolver.target(media.uri)
+        self._start(ctx, fwd, [Stage(payloads=(BranchPlan(uri=uri, target=target),))], None)
+
+    async def _channels_lost(
+        self,
+        ctx: _Call,
+        fwd: Request,
+        decision: Decision,
+        snap: Snapshot,
+        device: Device | None,
+        call: Call,
+    ) -> None:
+        """Routing saw a free channel but another call took the last one first (the lease
+        is the authority). A device's outbound call gets 486 with a Warning; an inbound call
+        gets the busy treatment the policy would have chosen: voicemail when the number has
+        it (not for a forwarding-ON call: voicemail does not act then), else the message."""
+        if not isinstance(decision, Ring | Forward):
+            warning = [("Warning", f'399 {snap.realm} "all channels are in use"')]
+            self._reject(ctx, 486, None, warning if device is not None else [])
+            return
+        number = snap.numbers.get(decision.number)
+        voicemail = number is not None and number.options.voicemail
+        if isinstance(decision, Forward) and decision.rule == "inbound-forwarding":
+            voicemail = False
+        limit = snap.channels(decision.tenant_id)
+        busy = Busy(
+            tenant_id=decision.tenant_id,
+            number=decision.number,
+            then_voicemail=voicemail,
+            mailbox=decision.number if voicemail else None,
+            channels_in_use=limit,
+            channels=limit,
+            rule=f"{decision.rule}-lost-channel-race",
+        )
+        self.decisions_total.labels(rule=busy.rule).inc()
+        await self._to_media(ctx, fwd, busy, snap, call)
 
     async def _take_channel(
         self, ctx: _Call, fwd: Request, decision: Decision, snap: Snapshot
@@ -513,11 +664,31 @@ class Proxy:
         if not (decision.takes_channel and ctx.initial_invite and tenant_id):
             return True
         limit = snap.channels(tenant_id)
-        return await self.calls.acquire(tenant_id, fwd.call_id, limit, self.config.channel_ttl)
+        ok = await self.calls.acquire(tenant_id, fwd.call_id, limit)
+        if ok:
+            self._arm_sweep()
+        return ok
+
+    def _arm_sweep(self) -> None:
+        """Expired leases leave the bookkeeping periodically while any lease is held."""
+        if self._sweeping:
+            return
+        self._sweeping = True
+
+        def sweep() -> None:
+            self._sweeping = False
+            self.calls.sweep()
+            if self.calls.leases:
+                self._arm_sweep()
+
+        self.sender.call_later(min(self.config.lease_sweep, self.config.channel_ttl), sweep)
 
     async def _to_gateway(
         self, ctx: _Call, fwd: Request, decision: Outbound | Forward, snap: Snapshot
     ) -> None:
+        """The first gateway; the dialled/target number in the Request-URI (national form),
+        our identity (PAI/From = the ID's presented number, or the dialled tenant number of a
+        forward), History-Info and Diversion on a forward."""
         if not snap.gateways:
             self._reject(ctx, 503, None, [])
             return
@@ -534,6 +705,12 @@ class Proxy:
         identity_headers(
             fwd.headers, presented_number=presented, realm=snap.realm, withhold=withhold
         )
+        if isinstance(decision, Forward):
+            forward_headers(fwd.headers, decision, snap.realm, uri)
+            log.info(
+                "call %s forwarded: %s -> %s (caller %s)",
+                fwd.call_id, decision.number, decision.target, decision.original_caller,
+            )  # fmt: skip
         target = await self.resolver.target(parse_uri(uri))  # type: ignore[arg-type]
         self._start(ctx, fwd, [Stage(payloads=(BranchPlan(uri=uri, target=target),))], None)
 
@@ -543,6 +720,7 @@ class Proxy:
         fwd: Request,
         stages: list[Stage[BranchPlan]],
         no_answer: tuple[float, int] | None,
+        divert: BranchPlan | None = None,
     ) -> None:
         if ctx.cancelled:
             self._reject(ctx, 487, None, [])
@@ -552,7 +730,7 @@ class Proxy:
         if no_answer is None:
             ctx.fork.start()
         else:
-            ctx.fork.start(ring_timeout=no_answer[0], timeout_status=no_answer[1])
+            ctx.fork.start(ring_timeout=no_answer[0], timeout_status=no_answer[1], divert_to=divert)
 
     def _reject(
         self, ctx: _Call, status: int, reason: str | None, headers: list[tuple[str, str]]
@@ -672,7 +850,7 @@ class Proxy:
         if not ctx.counted:
             ctx.counted = True
             self.metrics.calls_total.labels(outcome="answered").inc()
-        self.calls.answered(response.call_id)
+        self.calls.answered(response.call_id, session_interval(response.headers))
 
     def _count_outcome(self, ctx: _Call, status: int) -> None:
         """The initial INVITE failed with `status`: count it, give its channel back."""
@@ -683,3 +861,24 @@ class Proxy:
             outcome=outcome_label(status, ctx.fork is not None and ctx.fork.cancelled)
         ).inc()
         self.calls.failed(ctx.txn.request.call_id)
+
+
+# ==================================================================== metrics
+_DECISION_COUNTERS: weakref.WeakKeyDictionary[Metrics, Counter] = weakref.WeakKeyDictionary()
+
+
+def decisions_counter(metrics: Metrics) -> Counter:
+    """`routing_decisions_total{rule}`: new calls (initial INVITEs) by the routing rule that
+    fired (routing.decisions.Decision.rule), plus "<rule>-lost-channel-race" when the lease
+    refused a channel routing thought free. Registered in the app's own registry, once per
+    Metrics (a second proxy on the same Metrics shares it)."""
+    counter = _DECISION_COUNTERS.get(metrics)
+    if counter is None:
+        counter = Counter(
+            "routing_decisions_total",
+            "Routing decisions for new calls by rule",
+            ["rule"],
+            registry=metrics.registry,
+        )
+        _DECISION_COUNTERS[metrics] = counter
+    return counter

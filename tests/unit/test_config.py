@@ -132,3 +132,34 @@ def test_resolve_secret_generates_once_and_persists(tmp_path: Path) -> None:
     assert resolve_secret(None, d, "nonce-secret") == first
     assert os.stat(d / "nonce-secret").st_mode & 0o777 == 0o600
     assert resolve_secret("configured", d, "nonce-secret") == "configured"
+
+
+def test_proxy_and_media_sections_reach_the_proxy_config(tmp_path: Path) -> None:
+    from switch.proxy.proxy import ProxyConfig
+
+    f = tmp_path / "c.toml"
+    f.write_text(
+        '[proxy]\nchannel_ttl = 5\nsession_margin = 10\n[media]\nuri = "sip:media@127.0.0.1:5090"\n'
+    )
+    c = load_config(f)
+    pc = ProxyConfig.from_sections(c.extra["proxy"], c.extra["media"])
+    assert pc.channel_ttl == 5.0 and pc.session_margin == 10.0
+    assert pc.media is not None and str(pc.media.uri) == "sip:media@127.0.0.1:5090"
+    assert ProxyConfig.from_sections({}, {}).media is None  # no media service: 480/486
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[proxy]\nchanel_ttl = 5\n",  # typo
+        "[proxy]\nchannel_ttl = 0\n",
+        "[proxy]\nchannel_ttl = 'long'\n",
+        "[media]\nuri = 'http://media'\n",
+        "[media]\nurl = 'sip:media@127.0.0.1'\n",
+    ],
+)
+def test_bad_proxy_or_media_section_is_a_config_error(tmp_path: Path, body: str) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(body)
+    with pytest.raises(ConfigError):
+        load_config(f)
