@@ -49,8 +49,15 @@ def test_parse_host_port_rejects(text: str) -> None:
 
 
 def test_example_file_loads_and_equals_defaults() -> None:
-    # The example documents every key with its default value.
-    assert load_config(EXAMPLE) == Config()
+    # The example documents every key with its default value; [proxy]/[media] are the
+    # proxy's own (Config.extra) and must equal ProxyConfig's defaults.
+    from switch.proxy.proxy import ProxyConfig
+
+    loaded = load_config(EXAMPLE)
+    assert loaded.replace(extra={}) == Config()
+    assert set(loaded.extra) == {"proxy", "media"}
+    proxy = ProxyConfig.from_sections(loaded.extra["proxy"], loaded.extra["media"])
+    assert proxy == ProxyConfig()
 
 
 def test_file_then_overrides(tmp_path: Path) -> None:
