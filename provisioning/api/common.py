@@ -50,22 +50,35 @@ E164 = String(pattern=E164_PATTERN, description="E.164, +81…")
 TIMESTAMP = String(format="date-time", description="UTC, ISO 8601")
 NULLABLE_TIMESTAMP = Nullable(TIMESTAMP)
 
-TENANT_ID = PathParam(schema=String(pattern=ID_PATTERN), what="tenant", description="tenant id")
+TENANT_ID = PathParam(
+    schema=String(pattern=ID_PATTERN), what="tenant", description="tenant id", example="demo"
+)
 DEVICE_ID = PathParam(
-    schema=String(pattern=ID_PATTERN), what="device", description="device (ID) id"
+    schema=String(pattern=ID_PATTERN),
+    what="device",
+    description="device (ID) id",
+    example="demo-app",
 )
 NUMBER = PathParam(
     schema=String(min_length=1, max_length=32, convert=normalize_number),
     what="number",
     description="the number, E.164 (+81…, URL-encode the +) or national (0312345678)",
+    example="0355500100",
 )
 PROMPT_ID = PathParam(schema=String(pattern=ID_PATTERN), what="prompt", description="prompt id")
 ENTRY_ID = PathParam(
     schema=String(pattern=ID_PATTERN), what="phonebook entry", description="phonebook entry id"
 )
-GATEWAY_ID = PathParam(schema=String(pattern=ID_PATTERN), what="gateway", description="gateway id")
+GATEWAY_ID = PathParam(
+    schema=String(pattern=ID_PATTERN),
+    what="gateway",
+    description="gateway id",
+    example="carrier",
+)
 TOKEN_ID = PathParam(schema=String(pattern=ID_PATTERN), what="token", description="token id")
-HOLIDAY = PathParam(schema=Date(), what="holiday", description="a date, YYYY-MM-DD")
+HOLIDAY = PathParam(
+    schema=Date(), what="holiday", description="a date, YYYY-MM-DD", example="2026-12-31"
+)
 
 PAGE_QUERY: dict[str, Schema] = {
     "limit": Integer(minimum=1, maximum=500, description="page size (default 50)"),

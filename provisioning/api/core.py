@@ -38,6 +38,7 @@ class PathParam:
     schema: Schema
     what: str  # "tenant", "device" …: a malformed value is a 404 naming it
     description: str = ""
+    example: str | None = None  # documented (the demo seed's), used by schemathesis
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,16 +45,18 @@ def error_statuses(op: Operation) -> list[int]:
 
 
 def _parameters(op: Operation) -> list[dict[str, Any]]:
-    params: list[dict[str, Any]] = [
-        {
+    params: list[dict[str, Any]] = []
+    for name, p in op.path_params.items():
+        param = {
             "name": name,
             "in": "path",
             "required": True,
             "schema": p.schema.json_schema(),
             "description": p.description or p.what,
         }
-        for name, p in op.path_params.items()
-    ]
+        if p.example is not None:
+            param["example"] = p.example  # the demo seed's, so examples reach real data
+        params.append(param)
     params += [
         {
             "name": name,
