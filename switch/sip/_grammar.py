@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "PASSWORD_SAFE",
     "TOKEN_RE",
     "USER_SAFE",
+    "Memo",
     "ParseError",
     "escape",
     "parse_params",
@@ -149,3 +150,43 @@ def fast_constructor(cls: type[_T], names: tuple[str, ...]) -> Callable[..., _T]
     exec(src + "\n    return obj\n", env)
     make: Callable[..., _T] = env["make"]
     return make
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class Memo(Generic[_K, _V]):
+    """A bounded memo for pure parse functions (value text -> immutable parsed value).
+
+    The same header text recurs on every message of a call (From, To, Contact, the caller's
+    Via, Record-Route, the Request-URI), so a proxy would otherwise parse it 5-10 times. Only
+    successful parses are stored: malformed input is parsed (and rejected) every time, so
+    validation is exactly what it was. Two generations: when the young one is full it
+    becomes the old one (the previous old one is dropped), and a hit in the old generation is
+    promoted, which keeps recently used entries at about the cost of a dict lookup."""
+
+    __slots__ = ("_limit", "_new", "_old")
+
+    def __init__(self, limit: int = 8192) -> None:
+        self._limit = limit
+        self._new: dict[_K, _V] = {}
+        self._old: dict[_K, _V] = {}
+
+    def get(self, key: _K) -> _V | None:
+        value = self._new.get(key)
+        if value is None:
+            value = self._old.get(key)
+            if value is not None:
+                self.put(key, value)
+        return value
+
+    def put(self, key: _K, value: _V) -> None:
+        if len(self._new) >= self._limit:
+            self._old = self._new
+            self._new = {}
+        self._new[key] = value
+
+    def clear(self) -> None:
+        self._new.clear()
+        self._old.clear()

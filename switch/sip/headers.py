@@ -14,6 +14,7 @@ from functools import lru_cache
 from ._grammar import (
     QUOTED,
     TOKEN,
+    Memo,
     ParseError,
     fast_constructor,
     parse_params,
@@ -88,9 +89,17 @@ def _parse_one_via(value: str) -> Via:
     )
 
 
+_via_memo: Memo[str, list[Via]] = Memo()
+
+
 def parse_via(value: str) -> list[Via]:
-    """All Via values in one field value (comma-separated)."""
-    return [_parse_one_via(v) for v in _split_strict(value, "Via")]
+    """All Via values in one field value (comma-separated). Memoised by text (the list
+    returned is the caller's own)."""
+    vias = _via_memo.get(value)
+    if vias is None:
+        vias = [_parse_one_via(v) for v in _split_strict(value, "Via")]
+        _via_memo.put(value, vias)
+    return vias.copy()
 
 
 # --------------------------------------------------------------------------- NameAddr
@@ -129,8 +138,19 @@ _DISPLAY_TOKENS_RE = re.compile(rf"{TOKEN}(?:[ \t]+{TOKEN})*")
 _LWS = " \t"
 
 
+_name_addr_memo: Memo[str, NameAddr] = Memo()
+
+
 def parse_name_addr(value: str) -> NameAddr:
-    """One name-addr / addr-spec value (no comma splitting)."""
+    """One name-addr / addr-spec value (no comma splitting). Memoised by text."""
+    parsed = _name_addr_memo.get(value)
+    if parsed is None:
+        parsed = _parse_name_addr(value)
+        _name_addr_memo.put(value, parsed)
+    return parsed
+
+
+def _parse_name_addr(value: str) -> NameAddr:
     text = value.strip(_LWS)
     if text == "*":
         return NameAddr(wildcard=True)
@@ -193,7 +213,18 @@ _new_cseq = fast_constructor(CSeq, ("seq", "method"))
 _CSEQ_RE = re.compile(rf"([0-9]{{1,20}})[ \t]+({TOKEN})")
 
 
+_cseq_memo: Memo[str, CSeq] = Memo(1024)
+
+
 def parse_cseq(value: str) -> CSeq:
+    parsed = _cseq_memo.get(value)
+    if parsed is None:
+        parsed = _parse_cseq(value)
+        _cseq_memo.put(value, parsed)
+    return parsed
+
+
+def _parse_cseq(value: str) -> CSeq:
     m = _CSEQ_RE.fullmatch(value.strip(_LWS))
     if m is None:
         raise ParseError(f"bad CSeq {value!r}")
@@ -442,6 +473,29 @@ class Headers:
             self._pop_cached(name)
             return values[0] if values else ""
         return None
+
+    def replace_top_via(self, via: Via) -> None:
+        """Replace the first Via value by `via` (the §18.2.1 received/rport fix-up) and keep
+        the parsed Via list in step: the fields come out exactly as pop_first_value("Via")
+        followed by prepend("Via", str(via)) would leave them. No Via at all: ParseError."""
+        text = self._check(str(via))
+        fields = self._fields
+        for i, (n, v) in enumerate(fields):
+            if n != "Via":
+                continue
+            values = split_header_values(v) if "," in v else [v]
+            if len(values) <= 1:
+                fields[i] = ("Via", text)
+            else:
+                fields[i] = ("Via", ", ".join(values[1:]))
+                fields.insert(i, ("Via", text))
+            cached = self._cache.get("Via")
+            if isinstance(cached, list) and cached:
+                self._cache["Via"] = [via, *cached[1:]]
+            else:
+                self._cache.pop("Via", None)
+            return
+        raise ParseError("missing Via")
 
     def _pop_cached(self, name: str) -> None:
         # Keep the parsed list in step instead of dropping it: a proxy pops the top Via of

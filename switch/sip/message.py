@@ -206,6 +206,7 @@ REASON_PHRASES: dict[int, str] = {
 _CLASS_REASONS = {1: "Trying", 2: "OK", 3: "Redirect", 4: "Client Error", 5: "Server Error"}
 # Methods that create a dialog: their 1xx/2xx copy Record-Route (RFC 3261 §12.1.1).
 _DIALOG_CREATING = frozenset(["INVITE", "SUBSCRIBE", "REFER", "NOTIFY"])
+_COPIED_PARSED = ("Via", "From", "To", "CSeq")
 
 
 def _default_reason(status: int) -> str:
@@ -240,6 +241,17 @@ def make_response(
     if 100 < status < 300 and request.method in _DIALOG_CREATING:  # 100 is hop-by-hop
         out.extend((n, v) for n, v in src if n == "Record-Route")
     response_headers = Headers._trusted(out)
+    # The copied fields are the request's, so are their parsed forms (no re-parse of the
+    # Vias to send the response; the To only when no tag was added to it).
+    cache = request.headers._cache
+    if cache:
+        copied = response_headers._cache
+        for name in _COPIED_PARSED:
+            value = cache.get(name)
+            if value is not None:
+                copied[name] = value.copy() if isinstance(value, list) else value
+        if to_tag is not None:
+            copied.pop("To", None)
     for name, value in headers or ():
         response_headers.add(name, value)
     return Response(

@@ -16,6 +16,7 @@ from ._grammar import (
     PARAM_SAFE,
     PASSWORD_SAFE,
     USER_SAFE,
+    Memo,
     ParseError,
     escape,
     fast_constructor,
@@ -241,9 +242,21 @@ def _check_no_space(text: str) -> None:
         raise ParseError(f"bad URI {text!r}")
 
 
+_uri_memo: Memo[str, URI] = Memo()
+_any_uri_memo: Memo[str, URI | AbsoluteURI] = Memo()
+
+
 def parse_uri(text: str) -> URI:
     """Parse a sip/sips/tel URI. Unknown schemes raise ParseError(status_hint=416);
-    syntax errors raise ParseError(400)."""
+    syntax errors raise ParseError(400). Memoised by text (errors are not)."""
+    parsed = _uri_memo.get(text)
+    if parsed is None:
+        parsed = _parse_uri(text)
+        _uri_memo.put(text, parsed)
+    return parsed
+
+
+def _parse_uri(text: str) -> URI:
     if text[:4] == "sip:":  # hot path; the fast regex admits no space or control octet
         return _parse_sip("sip", text[4:])
     _check_no_space(text)
@@ -256,7 +269,15 @@ def parse_uri(text: str) -> URI:
 
 
 def parse_any_uri(text: str) -> URI | AbsoluteURI:
-    """Like parse_uri, but any other well-formed scheme gives an AbsoluteURI."""
+    """Like parse_uri, but any other well-formed scheme gives an AbsoluteURI. Memoised."""
+    parsed = _any_uri_memo.get(text)
+    if parsed is None:
+        parsed = _parse_any_uri(text)
+        _any_uri_memo.put(text, parsed)
+    return parsed
+
+
+def _parse_any_uri(text: str) -> URI | AbsoluteURI:
     if text[:4] == "sip:":
         return _parse_sip("sip", text[4:])
     _check_no_space(text)

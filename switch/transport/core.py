@@ -116,10 +116,12 @@ class SipCore:
         self._timer_at: float | None = None
         self._local_hosts: set[str] = set()
         self._local_ports: set[int] = set()
+        self._local_via: dict[str, tuple[str, int]] = {}
 
     def attach(self, transports: TransportManager) -> None:
         """Called once the transports are bound: learn our own addresses."""
         self.transports = transports
+        self._local_via.clear()
         for host, port in transports.bound.values():
             self._local_ports.add(port)
             self._local_hosts |= _host_aliases(host)
@@ -225,10 +227,18 @@ class SipCore:
         return self._loop.call_later(delay, _logged, callback)
 
     def local_via(self, transport: str) -> tuple[str, int]:
+        # Called for every request the proxy forwards: the answer only depends on the bound
+        # addresses (fixed once attached), so it is worked out once per transport name.
+        hit = self._local_via.get(transport)
+        if hit is not None:
+            return hit
         assert self.transports is not None
         name = transport.lower()
         host, port = self.transports.bound.get(name) or self.transports.bound["udp"]
-        return self._public_host(host), port
+        hit = self._public_host(host), port
+        if len(self._local_via) < 16:  # transport names are few; never let junk grow it
+            self._local_via[transport] = hit
+        return hit
 
     def local_uri(self, transport: str) -> SipURI:
         host, port = self.local_via(transport)

@@ -57,8 +57,7 @@ def fix_request_via(request: Request, source: Target) -> None:
     via = request.top_via
     fixed = via_received(via, source)
     if fixed is not via:
-        request.headers.pop_first_value("Via")
-        request.headers.prepend("Via", str(fixed))
+        request.headers.replace_top_via(fixed)
 
 
 def response_fallback(via: Via, transport: str) -> Target:

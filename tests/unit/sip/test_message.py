@@ -600,3 +600,73 @@ def test_value_parsers_only_raise_parse_error(text: str) -> None:
         for candidate in (text, "sip:" + text, "<sip:" + text):
             with contextlib.suppress(ParseError):
                 parse(candidate)
+
+
+# --------------------------------------------------------------------------- hot-path caches
+def test_replace_top_via_keeps_fields_and_cache_in_step() -> None:
+    h = _headers()
+    vias = h.vias()
+    fixed = vias[0].with_params(received="192.0.2.1")
+    h.replace_top_via(fixed)
+    # exactly what pop_first_value + prepend left before: the fixed value on its own line
+    assert h.get_fields("Via") == [
+        "SIP/2.0/UDP a;branch=z9hG4bK1;received=192.0.2.1",
+        "SIP/2.0/UDP b;branch=z9hG4bK2",
+        "SIP/2.0/TCP c;branch=z9hG4bK3",
+    ]
+    assert h.vias()[0] is fixed and h.vias()[1:] == vias[1:]
+    assert h.vias() == Headers(list(h)).vias()  # the cache says what a re-parse says
+    single = Headers([("Via", "SIP/2.0/UDP a;rport"), ("To", "<sip:b@x>")])
+    single.replace_top_via(single.vias()[0].with_params(rport="5"))
+    assert list(single) == [("Via", "SIP/2.0/UDP a;rport=5"), ("To", "<sip:b@x>")]
+    assert single.vias()[0].params == {"rport": "5"}
+    with pytest.raises(ParseError):
+        Headers([("To", "<sip:b@x>")]).replace_top_via(fixed)
+
+
+def test_memoised_parses_give_equal_values_and_private_lists() -> None:
+    text = "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2"
+    first, second = parse_via(text), parse_via(text)
+    assert first == second and first is not second  # each caller owns its list
+    first.pop()
+    assert len(parse_via(text)) == 2
+    assert parse_name_addr("<sip:a@x>;tag=1") == parse_name_addr("<sip:a@x>;tag=1")
+    assert parse_uri("sip:a@x;lr") == parse_uri("sip:a@x;lr")
+    # errors are not memoised: bad input fails every time
+    for _ in range(2):
+        with pytest.raises(ParseError):
+            parse_via("SIP/2.0/UDP a;;branch=1")
+        with pytest.raises(ParseError):
+            parse_uri("http://example.com")
+
+
+def test_memo_is_bounded_and_keeps_recent_entries() -> None:
+    from switch.sip._grammar import Memo
+
+    memo: Memo[str, int] = Memo(4)
+    for i in range(4):
+        memo.put(str(i), i)
+    assert memo.get("0") == 0  # promoted from the old generation when the young one fills
+    for i in range(4, 12):
+        memo.put(str(i), i)
+    assert memo.get("1") is None
+    assert memo.get("11") == 11
+    assert len(memo._new) <= 4 and len(memo._old) <= 4
+
+
+def test_make_response_shares_the_parsed_fields_coherently() -> None:
+    req = parse_message(
+        b"INVITE sip:b@example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP p1;branch=z9hG4bK1, SIP/2.0/UDP p2;branch=z9hG4bK2\r\n"
+        b"From: <sip:a@example.com>;tag=f\r\nTo: <sip:b@example.com>\r\n"
+        b"Call-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert isinstance(req, Request)
+    resp = make_response(req, 180, to_tag="t1")
+    reparsed = parse_message(resp.to_bytes())
+    assert resp.headers.vias() == reparsed.headers.vias()
+    assert resp.headers.vias() is not req.headers.vias()
+    assert resp.to_tag == "t1" and resp.from_tag == "f" and resp.cseq == reparsed.cseq
+    resp.headers.pop_first_value("Via")
+    assert [v.host for v in req.headers.vias()] == ["p1", "p2"]  # the request's is intact
+    assert [v.host for v in resp.headers.vias()] == ["p2"]
