@@ -86,7 +86,15 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--tls-cert", type=Path, metavar="PEM")
     p.add_argument("--tls-key", type=Path, metavar="PEM")
     p.add_argument("--http", type=_optional_address, metavar="HOST:PORT", help="or 'off'")
-    p.add_argument("--seed", type=Path, metavar="FILE", help="seed file (TOML)")
+    p.add_argument(
+        "--seed",
+        type=Path,
+        metavar="FILE",
+        help="seed file (TOML), imported when the store is empty",
+    )
+    p.add_argument(
+        "--database", metavar="URL", help="postgresql://… (default: SQLite under the data dir)"
+    )
     p.add_argument("--log-level", metavar="LEVEL")
     p.set_defaults(func=cmd_serve)
 
@@ -111,6 +119,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "tls_key": getattr(args, "tls_key", None),
         "seed": getattr(args, "seed", None),
         "data_dir": getattr(args, "data", None),
+        "database_url": getattr(args, "database", None),
         "log_level": getattr(args, "log_level", None),
     }
     if http == "off":
