@@ -12,10 +12,11 @@ Wiring (switch/app.py)::
         config=ProxyConfig(),           # optional; see ProxyConfig
     )
 
-Optional keywords: `decide` (the routing policy; default `trunk.simple_decide`, same signature
-as `routing.policy.decide`), `resolver` (targets.Resolver), `wall_clock` (epoch seconds for
-the state backend and digest nonces; default time.time), `flow_tokens` (targets.FlowTokens;
-give every node the same secret when several nodes share dialogs).
+Optional keywords: `decide` (the routing policy; default `routing.policy.decide`;
+`trunk.simple_decide` has the same signature and ignores the service rules), `resolver`
+(targets.Resolver), `wall_clock` (epoch seconds for the state backend and digest nonces;
+default time.time), `flow_tokens` (targets.FlowTokens; give every node the same secret when
+several nodes share dialogs).
 
 Processing of a request (§16.3-16.6), in order:
 1. CANCEL is hop-by-hop: 200 to the CANCEL, the INVITE's branches are cancelled (§16.10),
@@ -34,13 +35,48 @@ Processing of a request (§16.3-16.6), in order:
 6. Out-of-dialog requests: a carrier gateway is trusted; anyone else must authenticate with
    Proxy-Authorization (407, counted in sip_auth_failures_total when credentials fail).
    The P-Asserted-Identity of a device is removed (RFC 3325 trust boundary). The routing
-   policy turns the call into a Decision (routing.decisions) and `_execute` carries it out:
-   Reject -> the status (+ Warning to devices); Ring -> timed stages of every live binding
-   (sent to the binding's flow, not its Contact) with the no-answer timer; Internal -> one
-   stage; Outbound/Forward -> the first gateway with our identity (trunk.identity_headers);
-   Busy -> 486; Announce/Voicemail -> 480 until the media side exists. A Decision with
-   `takes_channel` first takes the tenant's channel lease (486 when none is free); it is
-   given back when the call fails or a BYE passes (dialogs.ActiveCalls).
+   policy gets a `Call` and a `LiveView` built from memory only (the provisioning snapshot,
+   the registrations of the IDs concerned and the tenant's leases from the state backend;
+   never a database query) and returns a Decision (routing.decisions), counted in
+   `routing_decisions_total{rule}` (new calls only). `_execute` carries it out:
+
+Decisions
+---------
+- Reject: its status; a Warning `399 <realm> "<text>"` only towards devices (the carrier
+  learns nothing of our reasons).
+- Ring: take the channel lease, then fork to every live binding of the stage's IDs (sent to
+  the binding's flow, not its Contact): stage 0 (desk phones/ATAs) at once, the apps' stage
+  after the number's app-ring delay but only while a desk branch is alive (forking.Stage).
+  Every branch carries P-Called-Party-ID `<sip:+81…@realm;user=phone>` (RFC 3455) with the
+  dialled number and, when enabled, the number's label before the caller's display name.
+  No answer: with voicemail (and a media service) the fork diverts after the voicemail ring
+  time - CANCELs every device branch and sends the call to the voicemail URI with cause=408;
+  it also diverts at once when every device refused before that. Without voicemail: CANCEL
+  and 480 after the maximum ring time.
+- Forward: take the channel lease; one branch to the first gateway, the target (national
+  form) in the Request-URI, P-Asserted-Identity and From = the dialled tenant number
+  (trunk.identity_headers), History-Info (RFC 7044) and Diversion (RFC 5806) naming the
+  tenant number as the diverting party (handoff.py explains why the caller's own number is
+  in neither). No device rings; registrations are not needed; nothing is recorded.
+- Outbound: take the channel lease; the first gateway, the dialled number in the
+  Request-URI, the ID's presented number as P-Asserted-Identity/From (Privacy: id for 184).
+- Internal: the target IDs' bindings in one stage, our P-Asserted-Identity of the caller,
+  P-Called-Party-ID when dialled via a tenant number; no channel.
+- Announce / Busy / Voicemail: one branch to the media service (`ProxyConfig.media`, the
+  `[media] uri` setting) with the service and its parameters in the Request-URI (format in
+  handoff.py: `sip:announce@…;prompt=…;then=voicemail|hangup;mailbox=…;tenant=…;target=…;
+  caller=…`, `sip:busy@…;prompt=busy;…;cause=486`, `sip:voicemail@…;mailbox=…;cause=…`).
+  Busy with voicemail goes to the mailbox; without, the fixed busy message. These take no
+  channel (the media service is ours). With no media service configured the proxy never
+  answers in its place: Busy gets 486, Announce/Voicemail 480.
+- Lost channel race (routing saw a free channel, the atomic lease says no): an inbound Ring
+  or Forward gets the Busy treatment above (rule "<rule>-lost-channel-race"); a device's
+  call 486 with a Warning.
+
+Channel leases (leases.py): taken atomically before forking/forwarding, released on any
+final failure (CANCEL included) and when a BYE passes, refreshed by every other in-dialog
+request, TTL `channel_ttl` (2 h) or, with Session-Expires negotiated (RFC 4028), the session
+interval + `session_margin` (32 s); a lease nobody refreshes expires by itself.
 
 Responses (§16.7) go through forking.Fork: provisional (not 100) and every 2xx forwarded at
 once, 6xx cancels the other branches, otherwise the best final when all branches are done

@@ -1,6 +1,7 @@
 """The carrier trunk and the routing input: recognising the carrier, turning a request into
-a `routing.call.Call` (and the IDs whose registrations routing may need), the simple routing
-used until the routing policy is wired in, and the identity rewrite of calls that leave the
+a `routing.call.Call` (and the IDs whose registrations routing may need), a simple routing
+without the service rules (`simple_decide`: kept for tests and as a fallback to compare with;
+the proxy uses `routing.policy.decide`), and the identity rewrite of calls that leave the
 service.
 
 Gateways: `Gateway.allowed_sources` holds IP address strings ("192.0.2.10"); an entry may also

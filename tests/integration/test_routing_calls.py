@@ -188,9 +188,7 @@ def test_fourth_call_of_three_ids_hears_busy_message_then_next_call_succeeds(
     assert re.search(r";target=(\+|%2B)81355500100", busy), busy
 
 
-def test_desk_phone_rings_the_app_ring_delay_before_the_app(
-    switch_proc: Any, sipp: Any
-) -> None:
+def test_desk_phone_rings_the_app_ring_delay_before_the_app(switch_proc: Any, sipp: Any) -> None:
     desk, app = Dev("desk1"), Dev("app1", "app")
     seed = Tenant([desk, app], number={"app_ring_delay": 2.0, "max_ring_time": 5.0})
     sw = switch_proc(seed.toml())

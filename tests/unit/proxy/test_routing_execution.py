@@ -554,3 +554,71 @@ def test_snapshot_builds() -> None:
     snap = routing_snapshot()
     assert snap.channels("t1") == 2 and dataclasses.is_dataclass(snap)
     assert CALLER_SRC.host != GW_IP
+
+
+# --------------------------------------------------------------------------- Fork diversion
+class _Hooks:
+    def __init__(self, sched: Any) -> None:
+        self.sched = sched
+        self.started: list[str] = []
+        self.cancels: list[str] = []
+        self.forwarded: list[tuple[str, str]] = []
+        self.finals: list[tuple[int, str | None]] = []
+
+    def call_later(self, delay: float, callback: Any) -> Any:
+        return self.sched.call_later(delay, callback)
+
+    def start_branch(self, branch: Any) -> None:
+        self.started.append(branch.payload)
+
+    def cancel_branch(self, branch: Any) -> None:
+        self.cancels.append(branch.payload)
+
+    def forward(self, branch: Any, response: str) -> None:
+        self.forwarded.append((branch.payload, response))
+
+    def finish(self, status: int, chosen: str | None, finals: Any) -> None:
+        self.finals.append((status, chosen))
+
+
+def _fork(*stages: Any) -> tuple[Any, _Hooks, Any]:
+    from switch.proxy.forking import Fork
+
+    from .fakes import FakeScheduler
+
+    sched = FakeScheduler()
+    hooks = _Hooks(sched)
+    return Fork(stages, hooks), hooks, sched
+
+
+def test_fork_diverts_on_ring_timeout_and_ignores_superseded_finals() -> None:
+    from switch.proxy.forking import Stage
+
+    fork, hooks, sched = _fork(Stage(payloads=("desk",)), Stage(payloads=("app",), delay=5))
+    fork.start(ring_timeout=3, divert_to="vm")
+    fork.on_provisional(fork.branches[0], 180, "180desk")
+    sched.advance(3)
+    assert hooks.cancels == ["desk"] and hooks.started == ["desk", "vm"]
+    sched.advance(10)
+    assert hooks.started == ["desk", "vm"]  # the app stage never starts after the diversion
+    fork.on_provisional(fork.branches[0], 183, "late183")  # from the superseded branch
+    fork.on_final(fork.branches[0], 487, "487")
+    assert hooks.finals == [] and ("desk", "late183") not in hooks.forwarded
+    vm = fork.branches[-1]
+    fork.on_final(vm, 200, "200vm")
+    assert hooks.forwarded[-1] == ("vm", "200vm") and fork.finished
+
+
+def test_fork_without_diversion_cancel_or_6xx_never_diverts() -> None:
+    from switch.proxy.forking import Stage
+
+    fork, hooks, _ = _fork(Stage(payloads=("desk",)))
+    fork.start(ring_timeout=3, divert_to="vm")
+    fork.on_provisional(fork.branches[0], 180, "180")
+    fork.cancel()
+    fork.on_final(fork.branches[0], 487, "487")
+    assert hooks.started == ["desk"] and hooks.finals == [(487, None)]
+    fork, hooks, _ = _fork(Stage(payloads=("desk",)))
+    fork.start(ring_timeout=3, divert_to="vm")
+    fork.on_final(fork.branches[0], 603, "603")
+    assert hooks.started == ["desk"] and hooks.finals == [(603, "603")]
