@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,14 +53,15 @@ class Tenant:
     after_hours: dict[str, Any] | None = None
     forwarding: dict[str, Any] | None = None
     gw_port: int = 5060
+    tenant_id: str = "t1"
 
     def toml(self) -> str:
         out = [
             f'realm = "{REALM}"', "",
             "[[gateways]]", 'id = "carrier"', f'host = "{OUTSIDE_IP}"', f"port = {self.gw_port}",
             'transport = "udp"', f'allowed_sources = ["{CARRIER_IP}"]', "",
-            "[[tenants]]", 'id = "t1"', 'timezone = "Asia/Tokyo"', "identity_verified = true",
-            "",
+            "[[tenants]]", f'id = "{self.tenant_id}"', 'timezone = "Asia/Tokyo"',
+            "identity_verified = true", "",
         ]  # fmt: skip
         for d in self.devices:
             out += [
@@ -282,7 +284,8 @@ def test_emergency_number_is_refused_with_403(switch_proc: Any, sipp: Any) -> No
     assert decisions(sw, "outbound-emergency") == 1
 
 
-def test_killed_ends_do_not_leak_a_channel(switch_proc: Any, sipp: Any) -> None:
+@pytest.mark.parametrize("state", ["memory", "redis"])
+def test_killed_ends_do_not_leak_a_channel(switch_proc: Any, sipp: Any, state: str) -> None:
     """One ID = one channel; lease TTL 3 s for the test. A call is answered, then both ends
     die without BYE (SIGKILL). While the lease lives the next call is busy (it reaches the
     busy message); once it expires, a call rings the device again.
@@ -290,11 +293,17 @@ def test_killed_ends_do_not_leak_a_channel(switch_proc: Any, sipp: Any) -> None:
     (When only the phone dies, the realistic end is the caller's BYE: it passes through the
     switch and releases the lease at once even though the dead phone never answers it; the
     unit tests cover that path. This test covers the case nothing can release: both gone.)
+    With Redis the lease lives in the shared backend (ids made unique: the server is shared
+    with other tests).
     """
     media_port, dev_port = free_port(), free_port()
-    desk = Dev("desk1")
     config = media_config(media_port, "[proxy]\nchannel_ttl = 3.0\nlease_sweep = 0.5\n")
-    sw = switch_proc(Tenant([desk]).toml(), config_toml=config)
+    unique = uuid.uuid4().hex[:8]
+    desk, tenant_id = Dev(f"desk-{unique}"), f"t-{unique}"
+    if state == "redis":
+        config += '[state]\nurl = "redis://127.0.0.1:6379/0"\n'
+    sw = switch_proc(Tenant([desk], tenant_id=tenant_id).toml(), config_toml=config)
+    assert (state == "redis") == ("runtime state in redis" in sw.logs()), sw.logs()
     register(sipp, sw, desk, dev_port)
     doomed = sipp("uas", local_port=dev_port, calls=1, timeout_s=30, name="doomed").start()
     caller = carrier(sipp, sw, hold_ms=60_000, name="doomed-caller", timeout_s=70).start()
