@@ -53,15 +53,22 @@ def sw(switch_proc):
 def test_malformed_request_gets_400_and_switch_keeps_serving(sw, transport, defect):
     before = sw.metrics().total("sip_parse_errors_total")
     with SipClient(transport, sw.addr(transport), timeout=3) as c:
-        r = c.request(broken_request(c, defect), timeout=3)
-        if defect == "no-from":
-            # A 400 must copy From (RFC 3261 8.2.6.2), which is missing: 400 or silence.
+        try:
+            r = c.request(broken_request(c, defect), timeout=3)
+        except ConnectionError:
+            r = None  # the switch closed the stream without answering
+        if defect == "no-from" or (defect == "content-length" and transport == "tcp"):
+            # A 400 must copy From (RFC 3261 8.2.6.2), which is missing; and a stream whose
+            # Content-Length is unreadable has lost its framing (RFC 3261 18.3: close it).
+            # So: 400, or silence / a closed connection.
             assert r is None or r.status == 400, r.raw
         else:
             assert r is not None, f"no answer to a request with a bad {defect}\n{sw.logs()}"
             assert r.status == 400, r.raw
-        ok = options(c)
-        assert ok is not None and ok.status < 700, f"no answer to OPTIONS after it\n{sw.logs()}"
+        if transport == "udp":
+            ok = options(c)
+            assert ok is not None and ok.status < 700, f"no answer to OPTIONS after it\n{sw.logs()}"
+        # Over TCP the switch may close a connection that carried garbage; a new one must work.
     with SipClient(transport, sw.addr(transport), timeout=3) as fresh:
         ok = options(fresh)
         assert ok is not None, sw.logs()
