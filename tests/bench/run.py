@@ -145,14 +145,17 @@ def start_kamailio(work: Path, children: int) -> Target:
     cfg_path = work / "kamailio.cfg"
     cfg_path.write_text(cfg)
     log_path = work / "kamailio.log"
-    check = subprocess.run(["kamailio", "-c", "-f", str(cfg_path)], capture_output=True,
-                           text=True, timeout=30)
+    check = subprocess.run(
+        ["kamailio", "-c", "-f", str(cfg_path)], capture_output=True, text=True, timeout=30
+    )
     if check.returncode != 0:
         raise RuntimeError(f"kamailio -c failed:\n{check.stdout}{check.stderr}")
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(
             ["kamailio", "-f", str(cfg_path), "-m", "2048", "-M", "8", "-DD", "-E"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     deadline = time.monotonic() + 10
@@ -168,8 +171,9 @@ def start_kamailio(work: Path, children: int) -> Target:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
 
-    return Target("kamailio", "127.0.0.1", port, UAS_USER, CARRIER_IP, proc.pid, stop,
-                  lambda: tail(log_path))
+    return Target(
+        "kamailio", "127.0.0.1", port, UAS_USER, CARRIER_IP, proc.pid, stop, lambda: tail(log_path)
+    )
 
 
 def bench_seed(devices: int) -> tuple[str, list[tuple[str, str]]]:
@@ -187,8 +191,7 @@ def start_switch(work: Path, seed: str) -> tuple[Target, SwitchProcess]:
     cert, key = make_self_signed(work / "tls")
     sw = SwitchProcess(work / "switch", seed, cert=cert, key=key)
     sw.start(timeout=60)  # a 10,000-device seed takes a moment to hash
-    target = Target("switch", sw.ip, sw.sip_port, CONTRACT, CARRIER_IP, sw.pid, sw.stop,
-                    sw.logs)
+    target = Target("switch", sw.ip, sw.sip_port, CONTRACT, CARRIER_IP, sw.pid, sw.stop, sw.logs)
     return target, sw
 
 
@@ -240,15 +243,23 @@ def invite_to_180(shortmsg: Path) -> list[float]:
 
 
 def register_uas(target: Target, work: Path, uas_port: int, password: str) -> None:
-    res = Sipp("register", work, remote=(target.ip, target.port), local_port=uas_port,
-               credentials=[(UAS_USER, password)], keys={"expires": "3600"}, timeout_s=10,
-               name=f"{target.name}-register-uas").run()
+    res = Sipp(
+        "register",
+        work,
+        remote=(target.ip, target.port),
+        local_port=uas_port,
+        credentials=[(UAS_USER, password)],
+        keys={"expires": "3600"},
+        timeout_s=10,
+        name=f"{target.name}-register-uas",
+    ).run()
     if res.returncode != 0 or res.successful != 1:
         raise RuntimeError(f"registering the UAS with {target.name} failed\n{res.report()}")
 
 
-def run_step(target: Target, work: Path, uas_port: int, rate: int, seconds: float,
-             latency: bool) -> Step:
+def run_step(
+    target: Target, work: Path, uas_port: int, rate: int, seconds: float, latency: bool
+) -> Step:
     calls = int(rate * seconds)
     budget = seconds + 5
     # The UAS does not abort a call on a stray retransmission (a second ACK after a 200 it
@@ -256,18 +267,37 @@ def run_step(target: Target, work: Path, uas_port: int, rate: int, seconds: floa
     # recognises only some retransmissions, and under load these are not failures of the
     # proxy. The UAC stays strict; a UAS call still counts as successful only if it reaches
     # the end of the scenario.
-    uas = Sipp("uas", work, remote=None, local_port=uas_port, calls=calls,
-               timeout_s=budget + 3, trace_msg=False, name=f"{target.name}-uas-{rate}",
-               extra=["-default_behaviors", "all,-abortunexp"])
+    uas = Sipp(
+        "uas",
+        work,
+        remote=None,
+        local_port=uas_port,
+        calls=calls,
+        timeout_s=budget + 3,
+        trace_msg=False,
+        name=f"{target.name}-uas-{rate}",
+        extra=["-default_behaviors", "all,-abortunexp"],
+    )
     extra: list[str] = []
     short = None
     if latency:
         short = uas.dir.parent / f"{target.name}-shortmsg-{rate}.log"
         extra = ["-trace_shortmsg", "-shortmessage_file", str(short)]
-    uac = Sipp("uac_call", work, remote=(target.ip, target.port), local_ip=target.uac_ip,
-               calls=calls, rate=rate, limit=max(rate * 2, 200), timeout_s=budget,
-               service=target.service, keys={"caller": "0312345678"}, trace_msg=False,
-               name=f"{target.name}-uac-{rate}", extra=extra)
+    uac = Sipp(
+        "uac_call",
+        work,
+        remote=(target.ip, target.port),
+        local_ip=target.uac_ip,
+        calls=calls,
+        rate=rate,
+        limit=max(rate * 2, 200),
+        timeout_s=budget,
+        service=target.service,
+        keys={"caller": "0312345678"},
+        trace_msg=False,
+        name=f"{target.name}-uac-{rate}",
+        extra=extra,
+    )
     uas.start()
     time.sleep(0.3)
     cpu0 = tree_cpu_seconds(target.pid)
@@ -279,15 +309,26 @@ def run_step(target: Target, work: Path, uas_port: int, rate: int, seconds: floa
     sr = uas.wait(grace=3)
     if uas.running:
         sr = uas.stop()
-    ok = (ur.returncode == 0 and ur.successful == calls and ur.failed == 0
-          and sr.failed == 0 and sr.successful == calls)
+    ok = (
+        ur.returncode == 0
+        and ur.successful == calls
+        and ur.failed == 0
+        and sr.failed == 0
+        and sr.successful == calls
+    )
     cpu = cpu1 - cpu0
     step = Step(
-        rate=rate, calls=calls, ok=ok, uac_exit=ur.returncode,
-        uac_successful=ur.successful, uac_failed=ur.failed,
-        uas_successful=sr.successful, uas_failed=sr.failed,
+        rate=rate,
+        calls=calls,
+        ok=ok,
+        uac_exit=ur.returncode,
+        uac_successful=ur.successful,
+        uac_failed=ur.failed,
+        uas_successful=sr.successful,
+        uas_failed=sr.failed,
         retransmissions=max(ur.counter("Retransmissions"), 0),
-        seconds=round(elapsed, 2), cpu_seconds=round(cpu, 3),
+        seconds=round(elapsed, 2),
+        cpu_seconds=round(cpu, 3),
         cpu_s_per_1000_calls=round(cpu / ur.successful * 1000, 4) if ur.successful > 0 else None,
     )
     if short is not None:
@@ -301,12 +342,14 @@ def run_step(target: Target, work: Path, uas_port: int, rate: int, seconds: floa
     if not ok:
         step.note = (ur.errors or sr.errors)[:600]
         (work / f"{target.name}-step-{rate}-failure.txt").write_text(
-            ur.report() + "\n\n" + sr.report())
+            ur.report() + "\n\n" + sr.report()
+        )
     return step
 
 
-def run_steps(target: Target, work: Path, uas_port: int, steps: list[int], seconds: float,
-              deadline: float) -> list[Step]:
+def run_steps(
+    target: Target, work: Path, uas_port: int, steps: list[int], seconds: float, deadline: float
+) -> list[Step]:
     out: list[Step] = []
     for rate in steps:
         if time.monotonic() + seconds + 10 > deadline:
@@ -314,13 +357,18 @@ def run_steps(target: Target, work: Path, uas_port: int, steps: list[int], secon
             break
         step = run_step(target, work, uas_port, rate, seconds, latency=rate == CPU_RATE)
         out.append(step)
-        lat = (f", INVITE->180 p50 {step.invite_180_p50_ms} ms p99 {step.invite_180_p99_ms} ms"
-               if step.invite_180_samples else "")
-        log(f"{target.name} {rate}/s: {'held' if step.ok else 'FAILED'} "
+        lat = (
+            f", INVITE->180 p50 {step.invite_180_p50_ms} ms p99 {step.invite_180_p99_ms} ms"
+            if step.invite_180_samples
+            else ""
+        )
+        log(
+            f"{target.name} {rate}/s: {'held' if step.ok else 'FAILED'} "
             f"(UAC ok {step.uac_successful}/{step.calls}, failed {step.uac_failed}; "
             f"UAS ok {step.uas_successful}, failed {step.uas_failed}; retrans "
             f"{step.retransmissions}; {step.cpu_seconds} CPU-s = "
-            f"{step.cpu_s_per_1000_calls} per 1000 calls{lat})")
+            f"{step.cpu_s_per_1000_calls} per 1000 calls{lat})"
+        )
         if not step.ok:
             break
         time.sleep(2)  # let finished transactions expire a little between steps
@@ -352,22 +400,41 @@ class Outcome:
                 self.invite_180_p99_ms = s.invite_180_p99_ms
 
 
-def bench_register(sw: SwitchProcess, target: Target, work: Path,
-                   users: list[tuple[str, str]], concurrency: int, out: Outcome) -> None:
+def bench_register(
+    sw: SwitchProcess,
+    target: Target,
+    work: Path,
+    users: list[tuple[str, str]],
+    concurrency: int,
+    out: Outcome,
+) -> None:
     out.rss_kib_idle = tree_rss_kib(sw.pid)
     n = len(users)
     port = free_port()
-    reg = Sipp("register", work, remote=(target.ip, target.port), local_port=port,
-               credentials=users, keys={"expires": "3600"}, calls=n, rate=20000,
-               limit=concurrency, timeout_s=max(60, n / 100), trace_msg=False,
-               name="switch-register-bench", extra=["-nd"])  # -nd: no BYE on an aborted REGISTER
+    reg = Sipp(
+        "register",
+        work,
+        remote=(target.ip, target.port),
+        local_port=port,
+        credentials=users,
+        keys={"expires": "3600"},
+        calls=n,
+        rate=20000,
+        limit=concurrency,
+        timeout_s=max(60, n / 100),
+        trace_msg=False,
+        name="switch-register-bench",
+        extra=["-nd"],
+    )  # -nd: no BYE on an aborted REGISTER
     t0 = time.monotonic()
     res = reg.run(grace=5)
     elapsed = time.monotonic() - t0
     out.register_ok, out.register_failed = res.successful, res.failed
     out.register_per_s = round(res.successful / elapsed, 1) if elapsed > 0 else None
-    log(f"switch REGISTER with digest: {res.successful} ok, {res.failed} failed in "
-        f"{elapsed:.1f} s = {out.register_per_s}/s (SIPp exit {res.returncode})")
+    log(
+        f"switch REGISTER with digest: {res.successful} ok, {res.failed} failed in "
+        f"{elapsed:.1f} s = {out.register_per_s}/s (SIPp exit {res.returncode})"
+    )
     if res.failed or res.returncode != 0:
         (work / "switch-register-failure.txt").write_text(res.report())
         log("REGISTER failures: see switch-register-failure.txt\n" + res.errors[:800])
@@ -375,10 +442,11 @@ def bench_register(sw: SwitchProcess, target: Target, work: Path,
     out.rss_kib_registered = tree_rss_kib(sw.pid)
     with contextlib.suppress(Exception):
         m = sw.metrics()
-        log(f"switch metrics: sip_registrations_active="
-            f"{m.get_value('sip_registrations_active')}")
-    log(f"switch RSS: idle {out.rss_kib_idle} KiB, with {res.successful} registered "
-        f"{out.rss_kib_registered} KiB")
+        log(f"switch metrics: sip_registrations_active={m.get_value('sip_registrations_active')}")
+    log(
+        f"switch RSS: idle {out.rss_kib_idle} KiB, with {res.successful} registered "
+        f"{out.rss_kib_registered} KiB"
+    )
 
 
 # --------------------------------------------------------------------------- report
@@ -409,8 +477,12 @@ def table(results: dict[str, Outcome]) -> str:
     for label, attr in rows:
         a = getattr(sw, attr) if sw else None
         b = getattr(ka, attr) if ka else None
-        r = ratio(a, b) if attr in ("max_rate_held", "cpu_s_per_1000_at_500",
-                                    "invite_180_p50_ms", "invite_180_p99_ms") else ""
+        r = (
+            ratio(a, b)
+            if attr
+            in ("max_rate_held", "cpu_s_per_1000_at_500", "invite_180_p50_ms", "invite_180_p99_ms")
+            else ""
+        )
         lines.append(f"{label:{w}} {fmt(a):>12} {fmt(b):>12} {r:>8}")
     lines.append("ratio = switch / kamailio (max rate: higher is better; CPU, latency: lower)")
     for o in results.values():
@@ -427,8 +499,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--devices", type=int, default=10_000)
     ap.add_argument("--reg-concurrency", type=int, default=200)
     ap.add_argument("--kamailio-children", type=int, default=2)
-    ap.add_argument("--budget-seconds", type=float, default=290.0,
-                    help="wall-clock budget per target (steps stop when it is spent)")
+    ap.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=290.0,
+        help="wall-clock budget per target (steps stop when it is spent)",
+    )
     ap.add_argument("--out", default=str(REPO / "bench-results"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
@@ -459,15 +535,19 @@ def main(argv: list[str] | None = None) -> int:
                     seed, users = bench_seed(args.devices)
                     target, sw = start_switch(work / "switch-run", seed)
                     stopper = target.stop
-                    bench_register(sw, target, work / "switch-run", users,
-                                   args.reg_concurrency, out)
+                    bench_register(
+                        sw, target, work / "switch-run", users, args.reg_concurrency, out
+                    )
                     uas_port = free_port()
                     register_uas(target, work / "switch-run", uas_port, UAS_PASSWORD)
-                log(f"{name}: pid {target.pid} on {target.ip}:{target.port}, UAS on "
-                    f"127.0.0.1:{uas_port}")
+                log(
+                    f"{name}: pid {target.pid} on {target.ip}:{target.port}, UAS on "
+                    f"127.0.0.1:{uas_port}"
+                )
                 deadline = time.monotonic() + args.budget_seconds
-                out.steps = run_steps(target, work / name, uas_port, steps,
-                                      args.step_seconds, deadline)
+                out.steps = run_steps(
+                    target, work / name, uas_port, steps, args.step_seconds, deadline
+                )
                 out.summarise()
             except Exception as exc:  # report and go on with the other target
                 out.error = f"{type(exc).__name__}: {exc}"

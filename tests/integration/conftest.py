@@ -76,8 +76,12 @@ def switch_proc(
     def start(seed: SeedSpec | str, config_toml: str | None = None, **kw: Any) -> RunningSwitch:
         toml = seed.toml() if isinstance(seed, SeedSpec) else seed
         proc = SwitchProcess(
-            tmp_path / f"switch{len(started)}", toml, cert=tls_cert[0], key=tls_cert[1],
-            config_toml=config_toml, **kw,
+            tmp_path / f"switch{len(started)}",
+            toml,
+            cert=tls_cert[0],
+            key=tls_cert[1],
+            config_toml=config_toml,
+            **kw,
         )
         started.append(proc)
         proc.start(timeout=15)

@@ -119,10 +119,23 @@ def make_self_signed(directory: Path, cn: str = "127.0.0.1") -> tuple[Path, Path
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
         [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
-            "-days", "2", "-subj", f"/CN={cn}",
-            "-addext", f"subjectAltName=IP:{cn},DNS:localhost",
-            "-keyout", str(key), "-out", str(cert),
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-sha256",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={cn}",
+            "-addext",
+            f"subjectAltName=IP:{cn},DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
         ],
         check=True,
         capture_output=True,
@@ -290,8 +303,10 @@ def switch_has_config_key(section: str, key: str, python: str) -> bool:
         "import sys, switch.config as c; "
         f"sys.exit(0 if ({section!r}, {key!r}) in getattr(c, '_KEYS', {{}}) else 1)"
     )
-    return subprocess.run([python, "-c", probe], capture_output=True, timeout=30,
-                          cwd=REPO).returncode == 0
+    return (
+        subprocess.run([python, "-c", probe], capture_output=True, timeout=30, cwd=REPO).returncode
+        == 0
+    )
 
 
 class SwitchProcess:
@@ -331,11 +346,17 @@ class SwitchProcess:
                 self.md5_via = "shim"
         launcher = ["-c", _MD5_SHIM] if self.md5_via == "shim" else ["-m", "switch"]
         self.args = [
-            python, *launcher, "serve",
-            "--sip", f"{ip}:{sip_port}",
-            "--http", f"{ip}:0",
-            "--seed", str(self.seed_path),
-            "--data", str(self.data_dir),
+            python,
+            *launcher,
+            "serve",
+            "--sip",
+            f"{ip}:{sip_port}",
+            "--http",
+            f"{ip}:0",
+            "--seed",
+            str(self.seed_path),
+            "--data",
+            str(self.data_dir),
         ]
         if tls:
             assert cert is not None and key is not None, "TLS needs a certificate and key"
@@ -362,8 +383,13 @@ class SwitchProcess:
         err = open(self.stderr_path, "wb")  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
-                self.args, cwd=self.workdir, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                env=self.env, start_new_session=True,
+                self.args,
+                cwd=self.workdir,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,
             )
         finally:
             out.close()
@@ -388,7 +414,8 @@ class SwitchProcess:
             raise RuntimeError(
                 f"switch did not report {sorted(want - found.keys())} within {timeout}s "
                 f"(exit code {rc})\ncommand: {' '.join(self.args)}\n"
-                f"--- stdout ---\n{tail(self.stdout_path)}\n--- stderr ---\n{tail(self.stderr_path)}"
+                f"--- stdout ---\n{tail(self.stdout_path)}\n"
+                f"--- stderr ---\n{tail(self.stderr_path)}"
             )
         self.sip_port = found["sip"]
         self.tls_port = found.get("tls", 0)
@@ -465,9 +492,19 @@ class SippResult:
 
     def report(self) -> str:
         """Everything a failing assertion should show."""
-        keys = ("TotalCallCreated", "SuccessfulCall", "FailedCall", "FailedTimeoutOnRecv",
-                "FailedUnexpectedMessage", "FailedMaxUDPRetrans", "FailedCallRejected",
-                "FailedTcpConnect", "Retransmissions", "DeadCallMsgs", "OutOfCallMsgs")
+        keys = (
+            "TotalCallCreated",
+            "SuccessfulCall",
+            "FailedCall",
+            "FailedTimeoutOnRecv",
+            "FailedUnexpectedMessage",
+            "FailedMaxUDPRetrans",
+            "FailedCallRejected",
+            "FailedTcpConnect",
+            "Retransmissions",
+            "DeadCallMsgs",
+            "OutOfCallMsgs",
+        )
         counts = ", ".join(f"{k}={self.counter(k)}" for k in keys)
         return (
             f"SIPp {self.name}: exit {self.returncode}; {counts}\n"
@@ -510,8 +547,9 @@ class Sipp:
     ) -> None:
         scen = Path(scenario)
         if not scen.is_absolute():
-            scen = SCENARIOS / (str(scenario) if str(scenario).endswith(".xml")
-                                else f"{scenario}.xml")
+            scen = SCENARIOS / (
+                str(scenario) if str(scenario).endswith(".xml") else f"{scenario}.xml"
+            )
         self.scenario = scen
         self.name = name or scen.stem
         self.dir = workdir / f"sipp-{self.name}"
@@ -527,17 +565,32 @@ class Sipp:
         d = self.dir
         cmd = [
             shutil.which("sipp") or "sipp",
-            "-sf", str(scen),
-            "-i", local_ip,
-            "-p", str(self.local_port),
-            "-t", TRANSPORT_FLAG[transport],
-            "-m", str(calls),
-            "-timeout", f"{timeout_s:g}s",
+            "-sf",
+            str(scen),
+            "-i",
+            local_ip,
+            "-p",
+            str(self.local_port),
+            "-t",
+            TRANSPORT_FLAG[transport],
+            "-m",
+            str(calls),
+            "-timeout",
+            f"{timeout_s:g}s",
             "-nostdin",
-            "-buff_size", "4194304",
-            "-trace_err", "-error_file", str(d / "errors.log"),
-            "-trace_stat", "-stf", str(d / "stat.csv"), "-fd", "1",
-            "-trace_screen", "-screen_file", str(d / "screen.log"),
+            "-buff_size",
+            "4194304",
+            "-trace_err",
+            "-error_file",
+            str(d / "errors.log"),
+            "-trace_stat",
+            "-stf",
+            str(d / "stat.csv"),
+            "-fd",
+            "1",
+            "-trace_screen",
+            "-screen_file",
+            str(d / "screen.log"),
         ]
         if remote is not None:
             cmd.append(f"{remote[0]}:{remote[1]}")
@@ -557,8 +610,7 @@ class Sipp:
             cmd += ["-au", auth[0], "-ap", auth[1]]
         if credentials is not None:
             # field0 = user, field1 = SIPp's [authentication] keyword, expanded when injected
-            users_csv = [(u, f"[authentication username={u} password={p}]")
-                         for u, p in credentials]
+            users_csv = [(u, f"[authentication username={u} password={p}]") for u, p in credentials]
         if users_csv is not None:
             inf = d / "users.csv"
             with open(inf, "w", newline="") as f:
@@ -571,9 +623,8 @@ class Sipp:
             cmd += ["-key", k, v]
         if lost is not None:
             cmd += ["-lost", str(lost)]
-        if transport == "tls":
-            if tls_cert is not None and tls_key is not None:
-                cmd += ["-tls_cert", str(tls_cert), "-tls_key", str(tls_key)]
+        if transport == "tls" and tls_cert is not None and tls_key is not None:
+            cmd += ["-tls_cert", str(tls_cert), "-tls_key", str(tls_key)]
         cmd += list(extra)
         self.command = cmd
         self.proc: subprocess.Popen[bytes] | None = None
@@ -582,8 +633,12 @@ class Sipp:
         out = open(self.dir / "stdout.log", "wb")  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
-                self.command, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                self.command,
+                cwd=self.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         finally:
             out.close()
@@ -620,15 +675,16 @@ class Sipp:
                 header = lines[0].split(";")
                 stats = dict(zip(header, lines[-1].split(";"), strict=False))
         rtts: dict[str, list[float]] = {}
-        for f in list(self.dir.glob("*_rtt.csv")) + list(self.scenario.parent.glob(
-                f"{self.scenario.stem}_{self.proc.pid if self.proc else 0}_rtt.csv")):
+        for f in list(self.dir.glob("*_rtt.csv")) + list(
+            self.scenario.parent.glob(
+                f"{self.scenario.stem}_{self.proc.pid if self.proc else 0}_rtt.csv"
+            )
+        ):
             for ln in f.read_text(errors="replace").splitlines():
                 parts = ln.split(";")
                 if len(parts) >= 3 and not parts[0].startswith("Date"):
-                    try:
+                    with contextlib.suppress(ValueError):
                         rtts.setdefault(parts[2].strip(), []).append(float(parts[1]))
-                    except ValueError:
-                        pass
             if f.parent != self.dir:
                 with contextlib.suppress(OSError):
                     shutil.move(str(f), self.dir / f.name)
@@ -639,7 +695,8 @@ class Sipp:
             name=self.name,
             returncode=-999 if rc is None else rc,
             stats=stats,
-            errors=tail(self.dir / "errors.log", 6000) if (self.dir / "errors.log").exists()
+            errors=tail(self.dir / "errors.log", 6000)
+            if (self.dir / "errors.log").exists()
             else "",
             screen=screen,
             messages_path=self.dir / "messages.log",
@@ -653,7 +710,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(q / 100 * len(s) + 0.5)) - 1))
+    k = max(0, min(len(s) - 1, round(q / 100 * len(s) + 0.5) - 1))
     return s[k]
 
 

@@ -5,6 +5,7 @@ malformed input. Standard library only; loopback only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
@@ -48,8 +49,15 @@ def parse_response(data: bytes) -> Response:
 class SipClient:
     """One socket (UDP datagram socket, or one TCP/TLS connection) to the switch."""
 
-    def __init__(self, transport: str, remote: tuple[str, int], *, local_ip: str = "127.0.0.1",
-                 cafile: Path | None = None, timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        transport: str,
+        remote: tuple[str, int],
+        *,
+        local_ip: str = "127.0.0.1",
+        cafile: Path | None = None,
+        timeout: float = 3.0,
+    ) -> None:
         self.transport = transport
         self.remote = remote
         self.timeout = timeout
@@ -73,10 +81,8 @@ class SipClient:
         self.local = self.sock.getsockname()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
     def __enter__(self) -> SipClient:
         return self
@@ -103,7 +109,7 @@ class SipClient:
                     msg = self._next_stream_message()
                     if msg is None:
                         continue
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 return None
             if msg.startswith(b"SIP/2.0 "):
                 return parse_response(msg)
@@ -126,8 +132,9 @@ class SipClient:
                 raise ConnectionError("connection closed by the switch")
             self._buf += chunk
 
-    def request(self, data: bytes, *, final_only: bool = True,
-                timeout: float | None = None) -> Response | None:
+    def request(
+        self, data: bytes, *, final_only: bool = True, timeout: float | None = None
+    ) -> Response | None:
         """Send (retransmitting over UDP at T1 doubling) until a (final) response arrives."""
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
         interval = 0.5
@@ -168,9 +175,10 @@ def build_request(
     via_branch: str | None = None,
     from_tag: str = "t1",
 ) -> bytes:
+    via = f"{local[0]}:{local[1]};branch={via_branch or branch()};rport"
     lines = [
         f"{method} {uri} SIP/2.0",
-        f"Via: SIP/2.0/{transport.upper()} {local[0]}:{local[1]};branch={via_branch or branch()};rport",
+        f"Via: SIP/2.0/{transport.upper()} {via}",
         "Max-Forwards: 70",
         f"From: <sip:{from_user}@{host}>;tag={from_tag}",
         f"To: <sip:{to_user or from_user}@{host}>",
@@ -187,25 +195,36 @@ def build_request(
 def parse_challenge(value: str) -> dict[str, str]:
     scheme, _, rest = value.partition(" ")
     assert scheme.lower() == "digest", value
-    return {k.lower(): v1 or v2 for k, v1, v2 in
-            re.findall(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))', rest)}
+    return {
+        k.lower(): v1 or v2
+        for k, v1, v2 in re.findall(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))', rest)
+    }
 
 
-def digest_authorization(challenge: dict[str, str], *, method: str, uri: str, username: str,
-                         password: str, nc: int = 1) -> str:
+def digest_authorization(
+    challenge: dict[str, str], *, method: str, uri: str, username: str, password: str, nc: int = 1
+) -> str:
     alg = challenge.get("algorithm", "MD5")
-    h = (lambda s: hashlib.sha256(s.encode()).hexdigest()) if alg.upper() == "SHA-256" else (
-        lambda s: hashlib.md5(s.encode()).hexdigest())
+    h = (
+        (lambda s: hashlib.sha256(s.encode()).hexdigest())
+        if alg.upper() == "SHA-256"
+        else (lambda s: hashlib.md5(s.encode()).hexdigest())
+    )
     realm, nonce = challenge["realm"], challenge["nonce"]
     ha1 = h(f"{username}:{realm}:{password}")
     ha2 = h(f"{method}:{uri}")
     cnonce = secrets.token_hex(8)
     ncs = f"{nc:08x}"
-    parts = [f'username="{username}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"',
-             f"algorithm={alg}"]
+    parts = [
+        f'username="{username}"',
+        f'realm="{realm}"',
+        f'nonce="{nonce}"',
+        f'uri="{uri}"',
+        f"algorithm={alg}",
+    ]
     if "qop" in challenge:
         resp = h(f"{ha1}:{nonce}:{ncs}:{cnonce}:auth:{ha2}")
-        parts += [f"qop=auth", f"nc={ncs}", f'cnonce="{cnonce}"']
+        parts += ["qop=auth", f"nc={ncs}", f'cnonce="{cnonce}"']
     else:
         resp = h(f"{ha1}:{nonce}:{ha2}")
     parts.append(f'response="{resp}"')
@@ -214,18 +233,26 @@ def digest_authorization(challenge: dict[str, str], *, method: str, uri: str, us
     return "Digest " + ", ".join(parts)
 
 
-def register(client: SipClient, *, user: str, password: str, expires: int = 300,
-             algorithm: str = "SHA-256") -> tuple[Response | None, Response | None]:
+def register(
+    client: SipClient, *, user: str, password: str, expires: int = 300, algorithm: str = "SHA-256"
+) -> tuple[Response | None, Response | None]:
     """REGISTER, answer the challenge for `algorithm`; returns (challenge, final)."""
     host = f"{client.remote[0]}:{client.remote[1]}"
     uri = f"sip:{host}"
     call_id = secrets.token_hex(8)
     tp = client.transport
     contact = f"Contact: <sip:{user}@{client.local[0]}:{client.local[1]};transport={tp}>"
-    common = dict(transport="tls" if tp == "tls" else tp, local=client.local, from_user=user,
-                  host=host, call_id=call_id, from_tag=secrets.token_hex(4))
-    first = client.request(build_request("REGISTER", uri, cseq=1, extra=[contact,
-                                         f"Expires: {expires}"], **common))
+    common = dict(
+        transport="tls" if tp == "tls" else tp,
+        local=client.local,
+        from_user=user,
+        host=host,
+        call_id=call_id,
+        from_tag=secrets.token_hex(4),
+    )
+    first = client.request(
+        build_request("REGISTER", uri, cseq=1, extra=[contact, f"Expires: {expires}"], **common)
+    )
     if first is None or first.status != 401:
         return first, None
     chosen = None
@@ -236,17 +263,34 @@ def register(client: SipClient, *, user: str, password: str, expires: int = 300,
             break
     if chosen is None:
         return first, None
-    auth = digest_authorization(chosen, method="REGISTER", uri=uri, username=user,
-                                password=password)
-    second = client.request(build_request(
-        "REGISTER", uri, cseq=2, extra=[contact, f"Expires: {expires}", f"Authorization: {auth}"],
-        **common))
+    auth = digest_authorization(
+        chosen, method="REGISTER", uri=uri, username=user, password=password
+    )
+    second = client.request(
+        build_request(
+            "REGISTER",
+            uri,
+            cseq=2,
+            extra=[contact, f"Expires: {expires}", f"Authorization: {auth}"],
+            **common,
+        )
+    )
     return first, second
 
 
 def options(client: SipClient, timeout: float = 3.0) -> Response | None:
     host = f"{client.remote[0]}:{client.remote[1]}"
-    return client.request(build_request(
-        "OPTIONS", f"sip:{host}", transport=client.transport, local=client.local,
-        from_user="probe", host=host, call_id=secrets.token_hex(8), cseq=1,
-        extra=["Accept: application/sdp"]), timeout=timeout)
+    return client.request(
+        build_request(
+            "OPTIONS",
+            f"sip:{host}",
+            transport=client.transport,
+            local=client.local,
+            from_user="probe",
+            host=host,
+            call_id=secrets.token_hex(8),
+            cseq=1,
+            extra=["Accept: application/sdp"],
+        ),
+        timeout=timeout,
+    )

@@ -23,11 +23,20 @@ CALLER = DeviceSpec("alice", "alice-secret-z")
 CONTRACT = "0355500100"
 
 
-def register_device(sipp, sw, dev: DeviceSpec, port: int, *, transport: str = "udp",
-                    local_ip: str = "127.0.0.1") -> None:
-    res = sipp("register", remote=sw.addr(transport), transport=transport, local_ip=local_ip,
-               local_port=port, credentials=[(dev.id, dev.password)],
-               keys={"expires": "300"}, timeout_s=8, name=f"register-{dev.id}").run()
+def register_device(
+    sipp, sw, dev: DeviceSpec, port: int, *, transport: str = "udp", local_ip: str = "127.0.0.1"
+) -> None:
+    res = sipp(
+        "register",
+        remote=sw.addr(transport),
+        transport=transport,
+        local_ip=local_ip,
+        local_port=port,
+        credentials=[(dev.id, dev.password)],
+        keys={"expires": "300"},
+        timeout_s=8,
+        name=f"register-{dev.id}",
+    ).run()
     assert res.returncode == 0 and res.successful == 1, res.report()
 
 
@@ -39,11 +48,29 @@ def counts(sw, method: str) -> float:
     return sw.metrics().get_value("sip_requests_total", method=method)
 
 
-def carrier_call(sipp, sw, scenario: str, *, calls: int = 1, rate: float = 5, timeout_s=15,
-                 service: str = CONTRACT, **kw):
-    return sipp(scenario, remote=sw.udp, local_ip=CARRIER_IP, calls=calls, rate=rate,
-                service=service, keys={"caller": "0312345678"}, timeout_s=timeout_s,
-                name=f"carrier-{scenario}", **kw)
+def carrier_call(
+    sipp,
+    sw,
+    scenario: str,
+    *,
+    calls: int = 1,
+    rate: float = 5,
+    timeout_s=15,
+    service: str = CONTRACT,
+    **kw,
+):
+    return sipp(
+        scenario,
+        remote=sw.udp,
+        local_ip=CARRIER_IP,
+        calls=calls,
+        rate=rate,
+        service=service,
+        keys={"caller": "0312345678"},
+        timeout_s=timeout_s,
+        name=f"carrier-{scenario}",
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("dialled", [CONTRACT, "+81355500100"])
@@ -59,7 +86,8 @@ def test_carrier_call_answered_through_record_route(switch_proc, sipp, dialled):
     ur = uac.wait()
     sr = uas.wait()
     assert ur.returncode == 0 and ur.successful == n and ur.failed == 0, (
-        ur.report() + "\n" + sr.report() + "\n" + sw.logs())
+        ur.report() + "\n" + sr.report() + "\n" + sw.logs()
+    )
     assert sr.returncode == 0 and sr.successful == n and sr.failed == 0, sr.report()
 
     # The INVITE reached the UAS with the switch's Record-Route; ACK and BYE followed it.
@@ -87,7 +115,8 @@ def test_caller_cancels_before_answer(switch_proc, sipp):
     ur = carrier_call(sipp, sw, "uac_cancel", calls=2).start().wait()
     sr = uas.wait()
     assert ur.returncode == 0 and ur.successful == 2 and ur.failed == 0, (
-        ur.report() + "\n" + sr.report())
+        ur.report() + "\n" + sr.report()
+    )
     assert sr.returncode == 0 and sr.successful == 2, sr.report()
     assert received_requests(sr.messages()).count("CANCEL") == 2
     assert counts(sw, "CANCEL") >= 2
@@ -118,7 +147,8 @@ def test_busy_callee(switch_proc, sipp):
     ur = carrier_call(sipp, sw, "uac_expect_busy", calls=2).start().wait()
     sr = uas.wait()
     assert ur.returncode == 0 and ur.successful == 2 and ur.failed == 0, (
-        ur.report() + "\n" + sr.report())
+        ur.report() + "\n" + sr.report()
+    )
     assert sr.returncode == 0 and sr.successful == 2, sr.report()
 
 
@@ -128,8 +158,7 @@ def test_ring_group_of_two_ids_one_answers_other_cancelled(switch_proc, sipp):
     register_device(sipp, sw, DESK1, p1)
     register_device(sipp, sw, DESK2, p2)
     answering = sipp("uas", local_port=p1, calls=1, timeout_s=15, name="desk1-answers").start()
-    ringing = sipp("uas_noanswer", local_port=p2, calls=1, timeout_s=15,
-                   name="desk2-rings").start()
+    ringing = sipp("uas_noanswer", local_port=p2, calls=1, timeout_s=15, name="desk2-rings").start()
     ur = carrier_call(sipp, sw, "uac_call", calls=1).start().wait()
     ar, rr = answering.wait(), ringing.wait()
     detail = "\n".join(r.report() for r in (ur, ar, rr))
@@ -139,7 +168,7 @@ def test_ring_group_of_two_ids_one_answers_other_cancelled(switch_proc, sipp):
     assert "CANCEL" in received_requests(rr.messages())
     # RFC 3326 (RFC 3261 16.7 step 10 context): the CANCEL says the call was answered
     # elsewhere, so the phone does not log a missed call.
-    cancel = rr.messages()[rr.messages().find("CANCEL sip:"):]
+    cancel = rr.messages()[rr.messages().find("CANCEL sip:") :]
     assert re.search(r"(?im)^Reason:\s*SIP\s*;\s*cause=200", cancel), cancel[:1500]
 
 
@@ -153,8 +182,9 @@ def test_calls_complete_with_ten_percent_packet_loss(switch_proc, sipp):
     register_device(sipp, sw, DESK1, port)
     n = 20
     uas = sipp("uas_200only", local_port=port, calls=n, timeout_s=60, lost=10).start()
-    uac = carrier_call(sipp, sw, "uac_call", calls=n, rate=10, timeout_s=55, lost=10,
-                       extra=["-d", "500"]).start()
+    uac = carrier_call(
+        sipp, sw, "uac_call", calls=n, rate=10, timeout_s=55, lost=10, extra=["-d", "500"]
+    ).start()
     ur = uac.wait()
     sr = uas.wait()
     detail = ur.report() + "\n" + sr.report() + "\n" + sw.logs()
@@ -171,9 +201,21 @@ def test_device_call_needs_proxy_authentication(switch_proc, sipp):
     register_device(sipp, sw, DESK1, callee_port)
     register_device(sipp, sw, CALLER, caller_port)
     uas = sipp("uas", local_port=callee_port, calls=1, timeout_s=15).start()
-    ur = sipp("uac_auth_call", remote=sw.udp, local_port=caller_port, calls=1, rate=1,
-              service=DESK1.id, auth=(CALLER.id, CALLER.password),
-              keys={"caller": CALLER.id}, timeout_s=15).start().wait()
+    ur = (
+        sipp(
+            "uac_auth_call",
+            remote=sw.udp,
+            local_port=caller_port,
+            calls=1,
+            rate=1,
+            service=DESK1.id,
+            auth=(CALLER.id, CALLER.password),
+            keys={"caller": CALLER.id},
+            timeout_s=15,
+        )
+        .start()
+        .wait()
+    )
     sr = uas.wait()
     assert ur.returncode == 0 and ur.successful == 1, ur.report() + "\n" + sr.report()
     assert sr.returncode == 0 and sr.successful == 1, sr.report()
@@ -181,11 +223,18 @@ def test_device_call_needs_proxy_authentication(switch_proc, sipp):
     assert "SIP/2.0 407" in trace and re.search(r"(?im)^Proxy-Authorization:\s*Digest", trace)
     # RFC 3261 17.2.1: once the 407 (final) is sent, no provisional follows on that INVITE
     # transaction (CSeq 1). The scenario tolerates a stray 100 so that this says it plainly.
-    first_txn = [code for code, cseq in re.findall(
-        r"message received \[\d+\] bytes :\s*\n\s*SIP/2\.0 (\d{3})[^\n]*\n(?:[^\n]+\n)*?"
-        r"CSeq:\s*(\d+) INVITE", trace) if cseq == "1"]
-    assert "407" in first_txn and "100" not in first_txn[first_txn.index("407"):], (
-        f"responses to the first INVITE, in order: {first_txn} (a 1xx after the final 407)")
+    first_txn = [
+        code
+        for code, cseq in re.findall(
+            r"message received \[\d+\] bytes :\s*\n\s*SIP/2\.0 (\d{3})[^\n]*\n(?:[^\n]+\n)*?"
+            r"CSeq:\s*(\d+) INVITE",
+            trace,
+        )
+        if cseq == "1"
+    ]
+    assert "407" in first_txn and "100" not in first_txn[first_txn.index("407") :], (
+        f"responses to the first INVITE, in order: {first_txn} (a 1xx after the final 407)"
+    )
     # The callee sees the caller's presented number or username, never the credentials.
     assert "Proxy-Authorization" not in sr.messages()
 
@@ -197,8 +246,19 @@ def test_device_call_without_credentials_is_challenged_only(switch_proc, sipp):
     register_device(sipp, sw, DESK1, callee_port)
     uas = sipp("uas", local_port=callee_port, calls=1, timeout_s=6).start()
     # uac_call does not answer challenges: the call must fail (407 is unexpected there).
-    ur = sipp("uac_call", remote=sw.udp, calls=1, rate=1, service=DESK1.id,
-              keys={"caller": CALLER.id}, timeout_s=5).start().wait()
+    ur = (
+        sipp(
+            "uac_call",
+            remote=sw.udp,
+            calls=1,
+            rate=1,
+            service=DESK1.id,
+            keys={"caller": CALLER.id},
+            timeout_s=5,
+        )
+        .start()
+        .wait()
+    )
     sr = uas.stop()
     assert ur.successful == 0, ur.report()
     assert re.search(r"SIP/2\.0 407", ur.messages()), ur.messages()[:2000]
@@ -212,11 +272,24 @@ def test_device_calls_outside_number_via_gateway(switch_proc, sipp):
     sw = switch_proc(SeedSpec(devices=[CALLER, DESK1], gw_host=OUTSIDE_IP, gw_port=gw_port))
     caller_port = free_port()
     register_device(sipp, sw, CALLER, caller_port)
-    gw = sipp("uas", local_ip=OUTSIDE_IP, local_port=gw_port, calls=1, timeout_s=15,
-              name="gateway").start()
-    ur = sipp("uac_auth_call", remote=sw.udp, local_port=caller_port, calls=1, rate=1,
-              service="0312345678", auth=(CALLER.id, CALLER.password),
-              keys={"caller": CALLER.id}, timeout_s=15).start().wait()
+    gw = sipp(
+        "uas", local_ip=OUTSIDE_IP, local_port=gw_port, calls=1, timeout_s=15, name="gateway"
+    ).start()
+    ur = (
+        sipp(
+            "uac_auth_call",
+            remote=sw.udp,
+            local_port=caller_port,
+            calls=1,
+            rate=1,
+            service="0312345678",
+            auth=(CALLER.id, CALLER.password),
+            keys={"caller": CALLER.id},
+            timeout_s=15,
+        )
+        .start()
+        .wait()
+    )
     gr = gw.wait()
     assert ur.returncode == 0 and ur.successful == 1, ur.report() + "\n" + gr.report()
     assert gr.returncode == 0 and gr.successful == 1, gr.report()

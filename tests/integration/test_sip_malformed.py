@@ -16,8 +16,10 @@ pytestmark = pytest.mark.integration
 def broken_request(client: SipClient, defect: str) -> bytes:
     """An OPTIONS that is well-formed except for one defect, with a Via we can be answered on."""
     host = f"{client.remote[0]}:{client.remote[1]}"
-    via = (f"Via: SIP/2.0/{client.transport.upper()} {client.local[0]}:{client.local[1]}"
-           f";branch=z9hG4bK-{secrets.token_hex(6)};rport")
+    via = (
+        f"Via: SIP/2.0/{client.transport.upper()} {client.local[0]}:{client.local[1]}"
+        f";branch=z9hG4bK-{secrets.token_hex(6)};rport"
+    )
     headers = {
         "start": f"OPTIONS sip:{host} SIP/2.0",
         "via": via,
@@ -110,8 +112,9 @@ def test_garbage_is_dropped_and_switch_keeps_serving(sw, transport):
 
 def test_oversized_udp_request_is_refused_not_fatal(sw):
     with SipClient("udp", sw.udp, timeout=3) as c:
-        big = broken_request(c, "cseq").replace(b"CSeq: one OPTIONS",
-                                                b"CSeq: 1 OPTIONS\r\nX-Pad: " + b"a" * 60000)
+        big = broken_request(c, "cseq").replace(
+            b"CSeq: one OPTIONS", b"CSeq: 1 OPTIONS\r\nX-Pad: " + b"a" * 60000
+        )
         c.send(big)
         c.recv(1.0)  # 413 / 400 / nothing: all acceptable; staying alive is the point
         assert options(c) is not None, sw.logs()

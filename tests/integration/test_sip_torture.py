@@ -33,9 +33,20 @@ def test_torture_kit_over_tcp(switch_proc):
     demo_seed = (REPO / "deploy" / "demo-seed.toml").read_text()
     sw = switch_proc(demo_seed, md5_only=False)
     proc = subprocess.run(
-        [sys.executable, str(KIT / "run_torture.py"), "--host", "127.0.0.1",
-         "--port", str(sw.sip_port), "--transport", "tcp"],
-        capture_output=True, text=True, timeout=100, cwd=KIT,
+        [
+            sys.executable,
+            str(KIT / "run_torture.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(sw.sip_port),
+            "--transport",
+            "tcp",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=KIT,
     )
     out = proc.stdout + proc.stderr
     m = re.search(r"torture: (\d+) passed, (\d+) failed", out)
@@ -43,6 +54,9 @@ def test_torture_kit_over_tcp(switch_proc):
     passed, failed = int(m.group(1)), int(m.group(2))
     fails = [ln for ln in out.splitlines() if re.search(r"\b(FAIL|not run)\b", ln)]
     assert failed == 0 and passed == 61 and proc.returncode == 0, (
-        f"torture over TCP: {passed} passed, {failed} failed\n" + "\n".join(fails)
-        + "\n" + sw.logs())
+        f"torture over TCP: {passed} passed, {failed} failed\n"
+        + "\n".join(fails)
+        + "\n"
+        + sw.logs()
+    )
     assert sw.alive(), sw.logs()
