@@ -32,14 +32,19 @@ channel is free and the call goes on uncounted otherwise.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from switch.state.base import StateUnavailable
 
 if TYPE_CHECKING:
     from switch.metrics import Metrics
     from switch.sip.message import Headers
     from switch.state.base import StateBackend
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_CHANNEL_TTL", "SESSION_MARGIN", "ActiveCalls", "session_interval"]
 
@@ -111,10 +116,17 @@ class ActiveCalls:
     def session(self, call_id: str, interval: float | None) -> None:
         """A 2xx or refresh negotiated Session-Expires (None: keep the TTL): the lease TTL
         becomes interval + margin, applied at once."""
+        if interval is not None and call_id in self._leases:
+            self.touch(call_id, interval)
+
+    def touch(self, call_id: str, interval: float | None = None) -> None:
+        """In-dialog traffic: refresh the lease (with a new session interval when given)
+        without holding the request up for the backend's round trip."""
         lease = self._leases.get(call_id)
-        if lease is None or interval is None:
+        if lease is None:
             return
-        lease.ttl = interval + self.session_margin
+        if interval is not None:
+            lease.ttl = interval + self.session_margin
         self._spawn(self.refresh(call_id))
 
     async def refresh(self, call_id: str, ttl: float | None = None) -> None:
@@ -136,7 +148,7 @@ class ActiveCalls:
                 self.ended(next(iter(self._answered)))
             self._answered[call_id] = None
             self._metrics.calls_active.inc()
-        self.session(call_id, interval)
+        self.touch(call_id, interval)  # the dialog's TTL counts from the answer
 
     def failed(self, call_id: str) -> None:
         """The initial INVITE ended without a 2xx: give the channel back."""
@@ -174,4 +186,13 @@ class ActiveCalls:
         # becomes a task at its first real suspension.
         from switch.transport.core import run_eager
 
-        run_eager(coro)  # the result is not needed
+        run_eager(_quietly(coro))
+
+
+async def _quietly(coro: Coroutine[Any, Any, Any]) -> None:
+    """A lease write in the background: an unreachable backend is logged, not raised (the
+    lease then expires by itself, which is the safe side)."""
+    try:
+        await coro
+    except StateUnavailable as exc:
+        log.warning("channel lease update failed: %s", exc)

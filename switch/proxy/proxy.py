@@ -110,6 +110,7 @@ from switch.sip.message import (
     make_response,
 )
 from switch.sip.transaction import ClientTransaction, ServerTransaction, Target, new_branch
+from switch.state.base import StateUnavailable
 
 from .dialogs import (
     ActiveCalls,
@@ -331,6 +332,12 @@ class Proxy(Executor):
             self._reply(txn, exc.status_hint)
         except ResolveError as exc:
             self._reply(txn, exc.status_hint)
+        except StateUnavailable as exc:
+            # Registrations and leases are unreachable (Redis down): a temporary failure,
+            # never a stuck transaction (state/base.py, Failures).
+            log.warning("state backend unavailable: %s", exc)
+            if txn.last_response is None or txn.last_response.status < 200:
+                self._reply(txn, exc.status_hint)
 
     async def on_ack(self, request: Request, source: Target) -> None:
         """ACK for a 2xx: forwarded statelessly along the route set (§16.11: stateless
@@ -502,8 +509,7 @@ class Proxy(Executor):
         else:
             # Any in-dialog request proves the call is alive (leases.py); a session-timer
             # refresh carries the interval it asks for.
-            self.calls.session(fwd.call_id, session_interval(fwd.headers))
-            await self.calls.refresh(fwd.call_id)
+            self.calls.touch(fwd.call_id, session_interval(fwd.headers))
         plan = BranchPlan(uri=fwd.uri, target=target)
         self._start(ctx, fwd, [Stage(payloads=(plan,))], None)
 

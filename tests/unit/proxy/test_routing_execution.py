@@ -622,3 +622,30 @@ def test_fork_without_diversion_cancel_or_6xx_never_diverts() -> None:
     fork.start(ring_timeout=3, divert_to="vm")
     fork.on_final(fork.branches[0], 603, "603")
     assert hooks.started == ["desk"] and hooks.finals == [(603, "603")]
+
+
+async def test_lease_ttl_counts_from_the_answer() -> None:
+    env, wall = make_env()
+    await env.register_both()
+    await call(env, CONTRACT)
+    wall.t += 50  # ringing
+    env.respond(env.branches()[0], 200)
+    lease = env.proxy.calls.lease("call-1")
+    assert lease is not None and lease[2] == wall() + TTL
+    wall.t += TTL - 1
+    assert await in_use(env, wall) == 1
+
+
+async def test_unreachable_state_backend_is_503_not_a_stuck_call() -> None:
+    from switch.state.base import StateUnavailable
+
+    env, _ = make_env()
+    await env.register_both()
+
+    async def down(*args: Any) -> bool:
+        raise StateUnavailable("redis is down")
+
+    env.state.acquire_channel = down  # type: ignore[method-assign]
+    txn = await call(env, CONTRACT)
+    assert env.final(txn).status == 503
+    assert env.branches() == []
