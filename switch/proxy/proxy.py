@@ -328,16 +328,20 @@ class Proxy(Executor):
         txn.user_data = ctx
         try:
             await self._process(ctx, request)
-        except ParseError as exc:
-            self._reply(txn, exc.status_hint)
-        except ResolveError as exc:
-            self._reply(txn, exc.status_hint)
+        except (ParseError, ResolveError) as exc:
+            self._fail(ctx, exc.status_hint)
         except StateUnavailable as exc:
             # Registrations and leases are unreachable (Redis down): a temporary failure,
             # never a stuck transaction (state/base.py, Failures).
             log.warning("state backend unavailable: %s", exc)
-            if txn.last_response is None or txn.last_response.status < 200:
-                self._reply(txn, exc.status_hint)
+            self._fail(ctx, exc.status_hint)
+
+    def _fail(self, ctx: _Call, status: int) -> None:
+        """An error before any branch answered: reply `status` and, for a new call, count
+        it and give back a channel lease already taken (e.g. the next hop did not resolve)."""
+        last = ctx.txn.last_response
+        if (last is None or last.status < 200) and (ctx.fork is None or not ctx.fork.finished):
+            self._reject(ctx, status, None, [])
 
     async def on_ack(self, request: Request, source: Target) -> None:
         """ACK for a 2xx: forwarded statelessly along the route set (§16.11: stateless

@@ -649,3 +649,18 @@ async def test_unreachable_state_backend_is_503_not_a_stuck_call() -> None:
     txn = await call(env, CONTRACT)
     assert env.final(txn).status == 503
     assert env.branches() == []
+
+
+async def test_unresolvable_gateway_after_the_lease_gives_the_channel_back() -> None:
+    from switch.proxy.targets import ResolveError
+
+    env, wall = make_env()
+
+    async def nowhere(uri: Any) -> Target:
+        raise ResolveError("cannot resolve the gateway", 503)
+
+    env.proxy.resolver.target = nowhere  # type: ignore[method-assign]
+    txn = await call(env, FORWARDED)
+    assert env.final(txn).status == 503
+    assert await in_use(env, wall) == 0
+    assert env.metrics.value("sip_calls_total", {"outcome": "failed"}) == 1
