@@ -5,7 +5,6 @@ with its per-name parse cache.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -64,7 +63,8 @@ class Via:
 
     def with_params(self, **params: str | None) -> Via:
         """Copy with params added/replaced (e.g. received=…, rport=…)."""
-        return dataclasses.replace(self, params={**self.params, **params})
+        # Not dataclasses.replace: this runs for every request received (§18.2.1 fix-up).
+        return _new_via(self.transport, self.host, self.port, {**self.params, **params})
 
 
 _new_via = fast_constructor(Via, ("transport", "host", "port", "params"))
@@ -129,7 +129,7 @@ class NameAddr:
         return f"{display}<{self.uri}>{_format_params(self.params)}"
 
     def with_params(self, **params: str | None) -> NameAddr:
-        return dataclasses.replace(self, params={**self.params, **params})
+        return _new_name_addr(self.display, self.uri, {**self.params, **params}, self.wildcard)
 
 
 _new_name_addr = fast_constructor(NameAddr, ("display", "uri", "params", "wildcard"))
@@ -403,7 +403,11 @@ class Headers:
         if not isinstance(name, str):
             return False
         name = canonical_name(name)
-        return any(n == name for n, _ in self._fields)
+        # A plain loop: any(<genexpr>) costs a generator per call (proxy: ~10 per call).
+        for n, _ in self._fields:  # noqa: SIM110
+            if n == name:
+                return True
+        return False
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(list(self._fields))
@@ -422,16 +426,19 @@ class Headers:
         the end)."""
         name, value = canonical_name(name), self._check(value)
         self._cache.pop(name, None)
-        fields, placed = [], False
-        for n, v in self._fields:
-            if n != name:
-                fields.append((n, v))
-            elif not placed:
-                fields.append((name, value))
-                placed = True
-        if not placed:
+        fields = self._fields
+        first = -1
+        for i, (n, _) in enumerate(fields):
+            if n == name:
+                if first >= 0:  # several: rebuild without the others
+                    self._fields = [*fields[:first], (name, value)]
+                    self._fields += [f for f in fields[first + 1 :] if f[0] != name]
+                    return
+                first = i
+        if first < 0:
             fields.append((name, value))
-        self._fields = fields
+        else:  # the usual case (Max-Forwards, a From rewrite): one field, replaced in place
+            fields[first] = (name, value)
 
     def add(self, name: str, value: str) -> None:
         """Append a field."""
@@ -443,12 +450,22 @@ class Headers:
         """Insert a field before the first field of that name (or at the top): Via,
         Record-Route."""
         name, value = canonical_name(name), self._check(value)
-        self._cache.pop(name, None)
+        self._prepend_cached(name, value)
         for i, (n, _) in enumerate(self._fields):
             if n == name:
                 self._fields.insert(i, (name, value))
                 return
         self._fields.insert(0, (name, value))
+
+    def _prepend_cached(self, name: str, value: str) -> None:
+        # A proxy prepends its Via to every request it forwards, and the transaction layer
+        # reads the branch right after: parse only the new value, keep the rest.
+        cached = self._cache.pop(name, None)
+        if name == "Via" and isinstance(cached, list):
+            try:  # noqa: SIM105 - suppress() would cost a context manager per call
+                self._cache["Via"] = parse_via(value) + cached
+            except ParseError:
+                pass  # stays unparsed, as before: vias() reports it when asked
 
     def remove(self, name: str) -> int:
         """Remove every field of this name; return how many."""

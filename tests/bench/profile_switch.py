@@ -14,7 +14,8 @@ all UDP on loopback.
 For each run it prints the switch process's own CPU time (utime+stime from /proc/PID/stat,
 delta over the run; machine-wide figures are wrong in these VMs) per call, the rate achieved
 and SIPp's success/failure counts. With --profile a further run is sampled by py-spy
-(`pip install py-spy`, not a project dependency; it pauses the switch briefly per sample,
+(`pip install py-spy`, not a project dependency; --gil: samples of the thread holding the
+GIL; it pauses the switch briefly per sample,
 so that run is slower and its CPU figure is not comparable)
 and the top functions are printed by own time ("self") and by time including callees
 ("total"), as shares of all samples of the event-loop thread.
@@ -220,7 +221,7 @@ def summarise_raw(path: Path, top: int) -> str:
     if not total:
         return "no samples"
     out = [
-        f"{total} samples (event-loop thread and any other Python thread)",
+        f"{total} samples of the thread holding the GIL",
         "",
         f"top {top} by own time:",
     ]
@@ -310,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(raw),
                 "--rate",
                 "250",
+                "--gil",  # only the thread holding the GIL: CPU work, not idle threads
                 "-d",
                 str(int(args.seconds + 1)),
             ]

@@ -670,3 +670,21 @@ def test_make_response_shares_the_parsed_fields_coherently() -> None:
     resp.headers.pop_first_value("Via")
     assert [v.host for v in req.headers.vias()] == ["p1", "p2"]  # the request's is intact
     assert [v.host for v in resp.headers.vias()] == ["p2"]
+
+
+def test_set_and_prepend_keep_fields_and_cache_coherent() -> None:
+    h = _headers()
+    h.vias()
+    h.prepend("Via", "SIP/2.0/UDP p;branch=z9hG4bK0")
+    assert [v.branch for v in h.vias()] == ["z9hG4bK0", "z9hG4bK1", "z9hG4bK2", "z9hG4bK3"]
+    assert h.vias() == Headers(list(h)).vias()
+    h.prepend("Via", "not a via")  # accepted as text (as before), reported when parsed
+    with pytest.raises(ParseError):
+        h.vias()
+    h = Headers([("X-A", "1"), ("Max-Forwards", "70"), ("X-B", "2"), ("Max-Forwards", "9")])
+    h.set("max-forwards", "69")
+    assert list(h) == [("X-A", "1"), ("Max-Forwards", "69"), ("X-B", "2")]
+    h.set("Max-Forwards", "68")
+    assert list(h) == [("X-A", "1"), ("Max-Forwards", "68"), ("X-B", "2")]
+    h.set("X-C", "3")
+    assert list(h)[-1] == ("X-C", "3")
