@@ -131,6 +131,8 @@ def run_calls(
         timeout_s=budget + 3,
         trace_msg=False,
         name=f"uas-{name}",
+        # as tests/bench/run.py: a stray retransmission does not abort the UAS's call
+        extra=["-default_behaviors", "all,-abortunexp"],
     )
     uac = Sipp(
         "uac_call",
@@ -154,12 +156,14 @@ def run_calls(
             during, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
         )
         time.sleep(0.5)
+    user0, sys0 = _user_sys(sw.pid)
     cpu0 = proc_cpu_seconds(sw.pid)
     t0 = time.monotonic()
     uac.start()
     ur = uac.wait(grace=5)
     elapsed = time.monotonic() - t0
     cpu1 = proc_cpu_seconds(sw.pid)
+    user1, sys1 = _user_sys(sw.pid)
     sr = uas.wait(grace=3)
     if uas.running:
         sr = uas.stop()
@@ -180,8 +184,17 @@ def run_calls(
         "seconds": elapsed,
         "cpu_s": cpu,
         "cpu_ms_per_call": cpu / ok_calls * 1000 if ok_calls else float("nan"),
+        "user_share": (user1 - user0) / max((user1 - user0) + (sys1 - sys0), 1e-9),
         "calls_per_s": ok_calls / elapsed if elapsed else 0.0,
     }
+
+
+def _user_sys(pid: int) -> tuple[float, float]:
+    """utime and stime of a process in seconds (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 # --------------------------------------------------------------------------- py-spy raw
@@ -335,7 +348,7 @@ def _fmt(r: dict[str, float]) -> str:
         f"{int(r['uac_ok'])}/{int(r['calls'])} ok, {int(r['uac_failed'])} failed "
         f"(UAS ok {int(r['uas_ok'])}, failed {int(r['uas_failed'])}), retrans "
         f"{int(r['retrans'])}, {r['calls_per_s']:.0f} calls/s, CPU {r['cpu_s']:.2f} s = "
-        f"{r['cpu_ms_per_call']:.3f} CPU-ms/call"
+        f"{r['cpu_ms_per_call']:.3f} CPU-ms/call ({100 * r['user_share']:.0f}% user)"
     )
 
 
