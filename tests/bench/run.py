@@ -388,6 +388,9 @@ class Outcome:
     register_failed: int | None = None
     rss_kib_registered: int | None = None
     rss_kib_idle: int | None = None
+    # after the call steps (the 1 s-after sample above still holds ~2 transactions per
+    # REGISTER in their 32 s Timer J wait; this one also holds the steps' leftovers)
+    rss_kib_after_steps: int | None = None
     error: str | None = None
 
     def summarise(self) -> None:
@@ -471,6 +474,7 @@ def table(results: dict[str, Outcome]) -> str:
         (f"INVITE->180 p99 ms @ {CPU_RATE}/s", "invite_180_p99_ms"),
         ("REGISTER+digest per s", "register_per_s"),
         ("RSS KiB, all devices registered", "rss_kib_registered"),
+        ("RSS KiB, after the call steps", "rss_kib_after_steps"),
     ]
     w = 36
     lines = [f"{'':{w}} {'switch':>12} {'kamailio':>12} {'ratio':>8}", "-" * (w + 36)]
@@ -549,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
                     target, work / name, uas_port, steps, args.step_seconds, deadline
                 )
                 out.summarise()
+                out.rss_kib_after_steps = tree_rss_kib(target.pid)
             except Exception as exc:  # report and go on with the other target
                 out.error = f"{type(exc).__name__}: {exc}"
                 log(f"{name}: {out.error}")
