@@ -208,6 +208,7 @@ class _Call:
         "fork",
         "initial_invite",
         "loop",
+        "may_divert",
         "proxy",
         "source",
         "template",
@@ -225,6 +226,7 @@ class _Call:
         self.initial_invite = False
         self.caller_flow: Target | None = None  # the caller's flow when it is a device
         self.loop = ""  # the received request's loop hash, suffix of our Via branches
+        self.may_divert = False  # the fork may add a voicemail branch (forking: Diversion)
 
     # ---------------------------------------------------------------- ForkHooks
     def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
@@ -232,8 +234,10 @@ class _Call:
 
     def start_branch(self, branch: Branch[BranchPlan]) -> None:
         assert self.template is not None and self.fork is not None
-        # One copy per branch; a single-branch fork sends the template itself.
-        req = self.template if len(self.fork.branches) == 1 else self.template.copy()
+        # One copy per branch; a single-branch fork sends the template itself (not when a
+        # diversion may add a branch later: it needs the template as received).
+        single = len(self.fork.branches) == 1 and not self.may_divert
+        req = self.template if single else self.template.copy()
         plan = branch.payload
         req.uri = plan.uri
         self.proxy._add_record_route(req, self, plan)
@@ -561,6 +565,7 @@ class Proxy(Executor):
             self._reject(ctx, 487, None, [])
             return
         ctx.template = fwd
+        ctx.may_divert = divert is not None
         ctx.fork = Fork(stages, ctx, invite=fwd.method == "INVITE", timer_c=self.config.timer_c)
         if no_answer is None:
             ctx.fork.start()

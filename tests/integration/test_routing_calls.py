@@ -211,9 +211,12 @@ def test_desk_phone_rings_the_app_ring_delay_before_the_app(switch_proc: Any, si
         ), trace[:2000]
 
 
+@pytest.mark.parametrize("registered", [True, False])
 def test_forwarding_on_reaches_gateway_as_tenant_number_and_no_device_rings(
-    switch_proc: Any, sipp: Any
+    switch_proc: Any, sipp: Any, registered: bool
 ) -> None:
+    """Forwarding ON: the gateway gets the call with the tenant number as identity; the
+    registered desk phone never rings; with nobody registered it works just the same."""
     gw_port, dev_port = free_port(OUTSIDE_IP), free_port()
     desk = Dev("desk1")
     seed = Tenant(
@@ -223,7 +226,8 @@ def test_forwarding_on_reaches_gateway_as_tenant_number_and_no_device_rings(
         gw_port=gw_port,
     )
     sw = switch_proc(seed.toml())
-    register(sipp, sw, desk, dev_port)
+    if registered:
+        register(sipp, sw, desk, dev_port)
     device = sipp("uas", local_port=dev_port, calls=1, timeout_s=6, name="desk1").start()
     gw = sipp("uas", local_ip=OUTSIDE_IP, local_port=gw_port, calls=1, timeout_s=15,
               name="gateway").start()  # fmt: skip
@@ -326,3 +330,27 @@ def test_killed_ends_do_not_leak_a_channel(switch_proc: Any, sipp: Any, state: s
     assert later.successful == 1, later.report() + dr.report() + sw.logs()
     assert dr.successful == 1 and len(invites(dr.messages())) == 1, dr.report()
     wait_for(lambda: active(sw) == 0, 5, "the expired call to leave sip_calls_active")
+
+
+def test_no_answer_goes_to_voicemail_after_the_ring_time(switch_proc: Any, sipp: Any) -> None:
+    """Voicemail ring time 5 s: the ringing desk phone is CANCELled and the call reaches the
+    media service's voicemail (cause=408), which answers it."""
+    media_port, dev_port = free_port(), free_port()
+    desk = Dev("desk1")
+    seed = Tenant([desk], options={"voicemail": True}, number={"voicemail_ring_time": 5})
+    sw = switch_proc(seed.toml(), config_toml=media_config(media_port))
+    register(sipp, sw, desk, dev_port)
+    device = sipp("uas_noanswer", local_port=dev_port, calls=1, timeout_s=15, name="desk1")
+    media = sipp("uas", local_port=media_port, calls=1, timeout_s=15, name="media").start()
+    device.start()
+    ur = carrier(sipp, sw, "routing/uac_call_forked", hold_ms=300).run()
+    dr, mr = device.wait(), media.wait()
+    detail = "\n".join(r.report() for r in (ur, dr, mr)) + sw.logs()
+    assert ur.returncode == 0 and ur.successful == 1, detail
+    assert dr.successful == 1 and "CANCEL sip:" in dr.messages(), detail
+    (line,) = invites(mr.messages())
+    assert line.startswith(f"INVITE sip:voicemail@127.0.0.1:{media_port};"), line
+    for param in ("mailbox=+81355500100", "cause=408", f"caller={CALLER}"):
+        assert f";{param}" in line, line
+    (t_desk,), (t_vm,) = invite_times(dr.messages()), invite_times(mr.messages())
+    assert 4.5 <= t_vm - t_desk <= 7.0, (t_desk, t_vm)

@@ -664,3 +664,23 @@ async def test_unresolvable_gateway_after_the_lease_gives_the_channel_back() -> 
     assert env.final(txn).status == 503
     assert await in_use(env, wall) == 0
     assert env.metrics.value("sip_calls_total", {"outcome": "failed"}) == 1
+
+
+async def test_voicemail_branch_after_a_single_device_is_a_clean_copy() -> None:
+    """The diverted INVITE carries only our one Via and Record-Route, not the first
+    branch's (the template must not be consumed by a single-branch fork that may divert)."""
+    env, _ = make_env()
+    await env.register("desk1", "sip:desk1@192.168.1.20:5060", DESK_FLOW)
+    await call(env, CONTRACT)
+    (desk,) = env.branches()
+    env.respond(desk, 180)
+    env.sched.advance(10.0)
+    vm = env.branches()[1]
+    assert media_params(vm)[0] == "voicemail"
+    for out in (desk, vm):
+        vias = out.request.headers.get_all("Via")
+        assert len(vias) == 2 and vias[0].startswith(f"SIP/2.0/UDP {US}:5060")
+    assert len(vm.request.headers.get_all("Record-Route")) == 1
+    assert vm.request.headers.get_all("Record-Route") != desk.request.headers.get_all(
+        "Record-Route"
+    )  # no flow token of the desk phone's flow in the voicemail leg
