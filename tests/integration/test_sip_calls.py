@@ -107,6 +107,23 @@ def test_carrier_call_answered_through_record_route(switch_proc, sipp, dialled):
     assert sw.alive(), sw.logs()
 
 
+def test_carrier_call_over_tcp_to_udp_device(switch_proc, sipp):
+    """The carrier's INVITE arrives over TCP, the device registered over UDP: the switch
+    bridges transports and the ACK/BYE from the caller come back through it over TCP."""
+    sw = switch_proc(SeedSpec(devices=[DESK1]))
+    port = free_port()
+    register_device(sipp, sw, DESK1, port)
+    uas = sipp("uas", local_port=port, calls=1, timeout_s=15).start()
+    ur = carrier_call(sipp, sw, "uac_call", calls=1, transport="tcp").start().wait()
+    sr = uas.wait()
+    assert ur.returncode == 0 and ur.successful == 1 and ur.failed == 0, (
+        ur.report() + "\n" + sr.report() + "\n" + sw.logs()
+    )
+    assert sr.returncode == 0 and sr.successful == 1, sr.report()
+    got = received_requests(sr.messages())
+    assert got.count("ACK") == 1 and got.count("BYE") == 1, got
+
+
 def test_caller_cancels_before_answer(switch_proc, sipp):
     sw = switch_proc(SeedSpec(devices=[DESK1]))
     port = free_port()
