@@ -354,3 +354,22 @@ def test_no_answer_goes_to_voicemail_after_the_ring_time(switch_proc: Any, sipp:
         assert f";{param}" in line, line
     (t_desk,), (t_vm,) = invite_times(dr.messages()), invite_times(mr.messages())
     assert 4.5 <= t_vm - t_desk <= 7.0, (t_desk, t_vm)
+
+
+def test_outbound_call_presents_the_ids_number_at_the_gateway(switch_proc: Any, sipp: Any) -> None:
+    gw_port, port = free_port(OUTSIDE_IP), free_port()
+    app = Dev("app1", "app")
+    sw = switch_proc(Tenant([app], gw_port=gw_port).toml())
+    register(sipp, sw, app, port)
+    gw = sipp("uas", local_ip=OUTSIDE_IP, local_port=gw_port, calls=1, timeout_s=15,
+              name="gateway").start()  # fmt: skip
+    ur = sipp("uac_auth_call", remote=sw.udp, local_port=port, calls=1, rate=1,
+              service="0312345678", auth=(app.id, app.password), keys={"caller": app.id},
+              timeout_s=15, extra=["-d", "200"]).run()  # fmt: skip
+    gr = gw.wait()
+    assert ur.successful == 1 and gr.successful == 1, ur.report() + gr.report() + sw.logs()
+    invite = first_invite(gr.messages())
+    assert invite.startswith(f"INVITE sip:0312345678@{OUTSIDE_IP}:{gw_port} "), invite
+    assert re.search(r"(?im)^P-Asserted-Identity:\s*<sip:\+81355500100@", invite), invite
+    assert "Proxy-Authorization" not in invite
+    assert decisions(sw, "outbound") == 1
