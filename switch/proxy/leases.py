@@ -25,9 +25,15 @@ With session timers a dead call holds its channel at most interval + 32 s; witho
 most `default_ttl` after the last in-dialog request — the price of not being dialog-stateful
 towards both ends (a call longer than `default_ttl` with no in-dialog request at all loses its
 lease while it lasts; endpoints that want long calls counted should use session timers).
-A refresh that finds the lease already gone (it expired) re-acquires it without a limit check
-failure mattering: the call is up whatever the count says, so the lease is put back if a
-channel is free and the call goes on uncounted otherwise.
+A refresh that finds the lease already gone (it expired: the TTL was shorter than a silence
+in the call) takes it again if a channel is free: the call is evidently up, so it should be
+counted; if none is free the call goes on uncounted (never cut by us).
+
+Several nodes: the lease itself is shared (Redis), but which tenant a Call-ID's lease
+belongs to is known only to the node that took it, so in-dialog traffic proxied by another
+node does not refresh it; with session timers on the same node, or the default TTL, the
+lease still ends correctly (released by BYE on any node would need that mapping shared
+too - left for when dialogs are shared between nodes).
 """
 
 from __future__ import annotations
