@@ -97,6 +97,7 @@ class TransportManager:
         self._loop = asyncio.get_running_loop()
         self._req_children: dict[str, Any] = {}
         self._resp_children: dict[tuple[int, str], Any] = {}
+        self._udp_sources: dict[tuple[str, int], Target] = {}
 
     # ------------------------------------------------------------------ start / stop
     async def start(
@@ -180,7 +181,13 @@ class TransportManager:
     def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         if is_keepalive(data):
             return
-        source = Target("udp", addr[0], addr[1])
+        # Peers are few and send many datagrams: one (immutable) Target per address, not a
+        # frozen-dataclass construction per datagram. Bounded against address churn.
+        source = self._udp_sources.get(addr)
+        if source is None:
+            if len(self._udp_sources) >= 4096:
+                self._udp_sources.clear()
+            source = self._udp_sources[addr] = Target("udp", addr[0], addr[1])
         try:
             message = parse_message(data, max_size=self.settings.max_message_bytes)
         except ParseError as exc:
