@@ -160,7 +160,10 @@ class SwitchApp:
         self._tasks.append(asyncio.create_task(self._follow(updates)))
         secret = resolve_secret(cfg.nonce_secret, cfg.data_dir, "nonce-secret")
         self.authenticator = DigestAuthenticator(
-            realm=cfg.realm or first.realm, secret=secret.encode(), nonce_ttl=cfg.nonce_ttl
+            realm=cfg.realm or first.realm,
+            secret=secret.encode(),
+            nonce_ttl=cfg.nonce_ttl,
+            algorithms=cfg.digest_algorithms,
         )
         self.layer = TransactionLayer(Timers(t1=cfg.t1, t2=cfg.t2, t4=cfg.t4))
         self.core = SipCore(self.layer, self.metrics, advertised_host=cfg.advertised_host)

@@ -92,6 +92,7 @@ class Config:
     # [auth]
     nonce_secret: str | None = None
     nonce_ttl: float = 300.0
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     # [http]
     http: HostPort | None = HostPort("127.0.0.1", 8080)
     admin_token: str | None = None
@@ -172,6 +173,18 @@ def _int(v: Any) -> int:
     return v
 
 
+def _algorithms(v: Any) -> tuple[str, ...]:
+    """Digest algorithms offered in challenges (RFC 8760): SHA-256 and/or MD5; SHA-256 is
+    always offered first. MD5 only is for fleets of phones that choke on SHA-256."""
+    if not isinstance(v, list) or not v:
+        raise ConfigError(f"a non-empty list of digest algorithms expected, got {v!r}")
+    algs = tuple(str(a).upper() for a in v)
+    unknown = [a for a in algs if a not in ("SHA-256", "MD5")]
+    if unknown or len(set(algs)) != len(algs):
+        raise ConfigError(f"digest algorithms must be SHA-256 and/or MD5, got {v!r}")
+    return algs
+
+
 _KEYS: dict[tuple[str, str], tuple[str, Any]] = {
     ("sip", "listen"): ("sip", _addr),
     ("sip", "tls_listen"): ("tls", _opt_addr),
@@ -191,6 +204,7 @@ _KEYS: dict[tuple[str, str], tuple[str, Any]] = {
     ("registrar", "default_expires"): ("default_expires", _int),
     ("auth", "nonce_secret"): ("nonce_secret", _opt_str),
     ("auth", "nonce_ttl"): ("nonce_ttl", _num),
+    ("auth", "algorithms"): ("digest_algorithms", _algorithms),
     ("http", "listen"): ("http", _opt_addr),
     ("http", "admin_token"): ("admin_token", _opt_str),
     ("data", "dir"): ("data_dir", _path),

@@ -94,6 +94,10 @@ def test_file_then_overrides(tmp_path: Path) -> None:
         "[state]\nurl = 'redis://127.0.0.1:6379/zero'\n",
         "[state]\nurl = 6379\n",
         "[state]\nredis = 'redis://127.0.0.1'\n",  # unknown key
+        "[auth]\nalgorithms = []\n",
+        "[auth]\nalgorithms = ['SHA-512']\n",
+        "[auth]\nalgorithms = ['MD5', 'md5']\n",
+        "[auth]\nalgorithms = 'MD5'\n",
         "not toml [",
     ],
 )
@@ -102,6 +106,20 @@ def test_bad_files_raise_config_error(tmp_path: Path, body: str) -> None:
     f.write_text(body)
     with pytest.raises(ConfigError):
         load_config(f)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("", ("SHA-256", "MD5")),
+        ("[auth]\nalgorithms = ['md5']\n", ("MD5",)),
+        ("[auth]\nalgorithms = ['MD5', 'SHA-256']\n", ("MD5", "SHA-256")),
+    ],
+)
+def test_digest_algorithms(tmp_path: Path, body: str, expected: tuple[str, ...]) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(body)
+    assert load_config(f).digest_algorithms == expected
 
 
 @pytest.mark.parametrize(
