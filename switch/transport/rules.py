@@ -29,7 +29,7 @@ __all__ = [
     "via_received",
 ]
 
-_NEEDED = ("Via", "From", "To", "Call-ID", "CSeq")
+_NEEDED = ("Via", "CSeq")  # what a client needs to match a response (§17.1.3)
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443}
 
 
@@ -75,14 +75,16 @@ def response_fallback(via: Via, transport: str) -> Target:
 
 def error_response(error: ParseError) -> Response | None:
     """The stateless answer to an unparseable request (its status hint, the request's
-    Via/From/To/Call-ID/CSeq copied as they came), or None when there is nothing to answer:
-    a response, an ACK, not even a request line, or one of those five headers missing (an
-    answer the peer cannot match is noise)."""
+    Via/From/To/Call-ID/CSeq copied as they came, those present), or None when there is
+    nothing to answer: a response, an ACK, not even a request line, or no Via or CSeq. A
+    client matches a response to its transaction by the top Via branch and the CSeq method
+    (§17.1.3), so those two make the answer matchable; RFC 4475 §3.3.1 (a request missing
+    Call-ID, From and To) asks for exactly this 400."""
     partial = partial_of(error)
     if not isinstance(partial, Request):
         return None
     if any(partial.headers.get(name) is None for name in _NEEDED):
-        return None  # the peer could not match the answer to anything
+        return None  # no route back, or nothing the peer could match the answer to
     if partial.method == "ACK":
         return None  # never answer an ACK (§17.2.1: ACK has no response)
     status = error.status_hint if 400 <= error.status_hint <= 699 else 400

@@ -97,6 +97,18 @@ def test_error_response_copies_the_request_headers() -> None:
     assert resp.headers.get("CSeq") == "abc"
 
 
+def test_request_missing_call_id_from_to_gets_400_matchable_by_via_and_cseq() -> None:
+    # RFC 4475 §3.3.1 (insuf.dat): "must not break; respond 400".
+    err = _error(
+        b"INVITE sip:user@example.com SIP/2.0\r\nCSeq: 193942 INVITE\r\n"
+        b"Via: SIP/2.0/UDP 192.0.2.95;branch=z9hG4bKkdj.insuf\r\nContent-Length: 0\r\n\r\n"
+    )
+    resp = error_response(err)
+    assert resp is not None and resp.status == 400
+    assert [n for n, _ in resp.headers] == ["Via", "CSeq", "Warning"]
+    assert resp.headers.get("Via") == "SIP/2.0/UDP 192.0.2.95;branch=z9hG4bKkdj.insuf"
+
+
 def test_version_error_gets_505() -> None:
     err = _error(
         b"OPTIONS sip:x SIP/3.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n"
@@ -114,6 +126,7 @@ def test_version_error_gets_505() -> None:
         b"\x00\x01\x02 not sip at all",
         b"OPTIONS sip:x SIP/2.0\r\nFrom: <sip:a@b>\r\n\r\n",  # no Via to answer along
         b"GARBAGE\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\r\n",  # Via alone: unmatchable
+        b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nMax-Forwards: x\r\n\r\n",
     ],
 )
 def test_nothing_to_answer(raw: bytes) -> None:
