@@ -39,6 +39,7 @@ from switch.sip.transaction import (
     TransactionLayer,
     TransactionTimeout,
 )
+from switch.state.base import StateUnavailable
 
 from .manager import TransportManager
 from .rules import DEFAULT_PORTS, response_fallback
@@ -164,14 +165,27 @@ class SipCore:
         run_eager(self._guarded(tu, ev))
 
     async def _guarded(self, tu: TransactionUser, ev: RequestReceived) -> None:
-        """A TU that fails must not leave the transaction unanswered: 500 (§8.2.6)."""
+        """A TU that fails must not leave the transaction unanswered: 500 (§8.2.6), or 503
+        with Retry-After when the shared runtime state (Redis) is unreachable — a temporary
+        condition the phone should retry (§21.5.4), not a bug."""
         try:
             await tu.on_request(ev.txn, ev.request, ev.source, ev.cancelled)
+        except StateUnavailable as exc:
+            log.warning(
+                "%s: state unavailable on %s: %s", type(tu).__name__, ev.request.method, exc
+            )
+            self.metrics.messages_dropped_total.labels(reason="state-unavailable").inc()
+            self._answer_failure(ev, 503, [("Retry-After", "5")])
         except Exception:
             log.exception("%s failed on %s", type(tu).__name__, ev.request.method)
-            last = ev.txn.last_response
-            if last is None or last.status < 200:
-                self.send_response(ev.txn, make_response(ev.request, 500))
+            self._answer_failure(ev, 500, [])
+
+    def _answer_failure(
+        self, ev: RequestReceived, status: int, headers: list[tuple[str, str]]
+    ) -> None:
+        last = ev.txn.last_response
+        if last is None or last.status < 200:
+            self.send_response(ev.txn, make_response(ev.request, status, headers=headers))
 
     def _transmit(self, message: Request | Response, target: Target) -> None:
         assert self.transports is not None
