@@ -86,6 +86,7 @@ branch answered carry `Reason: SIP;cause=200`. Timer C is `ProxyConfig.timer_c`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import secrets
@@ -230,7 +231,31 @@ class _Call:
 
     # ---------------------------------------------------------------- ForkHooks
     def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
-        return self.proxy.sender.call_later(delay, callback)
+        return self.proxy.sender.call_later(delay, functools.partial(self._fired, callback))
+
+    def _fired(self, callback: Callable[[], None]) -> None:
+        """A fork timer (Timer C, ring timeout, a stage) may finish the fork."""
+        callback()
+        self.release()
+
+    def release(self) -> None:
+        """Once the fork has finished (the final answer went out, or a 2xx and every branch
+        ended), nothing needs the fork, the template or the links between this context and
+        its transactions any more: drop them, so that reference counting frees the call's
+        objects at once instead of the cyclic GC (the transactions linger for up to 32 s
+        and would otherwise keep all of it reachable, and scanned, that long)."""
+        fork = self.fork
+        if fork is None or not fork.finished:
+            return
+        for branch in fork.branches:
+            ctxn = branch.data
+            if ctxn is not None:
+                ctxn.user_data = None
+                branch.data = None
+        self.fork = None
+        self.template = None
+        if self.txn.user_data is self:
+            self.txn.user_data = None
 
     def start_branch(self, branch: Branch[BranchPlan]) -> None:
         assert self.template is not None and self.fork is not None
@@ -395,11 +420,13 @@ class Proxy(Executor):
             ctx.fork.on_provisional(branch, response.status, response)
         else:
             ctx.fork.on_final(branch, response.status, response)
+            ctx.release()
 
     def on_timeout(self, txn: ClientTransaction) -> None:
         ud = txn.user_data
         if isinstance(ud, tuple) and ud[0].fork is not None:
             ud[0].fork.on_final(ud[1], 408, None)
+            ud[0].release()
 
     def on_stray_response(self, response: Response, source: Target) -> None:
         """2xx retransmissions and further forks' 2xx (RFC 6026 §8.4): forwarded statelessly
@@ -428,6 +455,7 @@ class Proxy(Executor):
             ctx.cancelled = True  # still authenticating/routing: _start answers 487
         else:
             ctx.fork.cancel()
+            ctx.release()
 
     async def _process(self, ctx: _Call, request: Request) -> None:
         ctx.loop = loop_hash(request)
@@ -571,6 +599,7 @@ class Proxy(Executor):
             ctx.fork.start()
         else:
             ctx.fork.start(ring_timeout=no_answer[0], timeout_status=no_answer[1], divert_to=divert)
+        ctx.release()
 
     def _reject(
         self, ctx: _Call, status: int, reason: str | None, headers: list[tuple[str, str]]
