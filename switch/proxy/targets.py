@@ -137,20 +137,28 @@ class FlowTokens:
     as the IV of the keystream, so that the devices' addresses are not shown to the carrier
     in our Record-Route (topology hiding)."""
 
+    _CACHE_LIMIT = 4096
+
     def __init__(self, secret: bytes | None = None) -> None:
         self._secret = secret or os.urandom(16)
+        self._stream_key = hashlib.sha256(self._secret + b"flow-key")  # copied per block
+        # decode() is pure (same secret, same user part and Call-ID -> same answer) and runs
+        # for every in-dialog request and ACK of a dialog: remember recent answers.
+        self._decoded: dict[tuple[str, str], tuple[Target | None, Target | None] | None] = {}
 
     def _mac(self, body: bytes) -> bytes:
-        return hmac.new(self._secret, body, hashlib.sha256).digest()[:8]
+        return hmac.digest(self._secret, body, "sha256")[:8]
 
     def _xor(self, mac: bytes, data: bytes) -> bytes:
-        stream = b""
-        counter = 0
-        while len(stream) < len(data):
-            block = self._secret + b"flow-key" + mac + counter.to_bytes(4, "big")
-            stream += hashlib.sha256(block).digest()
-            counter += 1
-        return bytes(x ^ y for x, y in zip(data, stream, strict=False))
+        n = len(data)
+        blocks = []
+        for counter in range((n + 31) // 32):
+            h = self._stream_key.copy()
+            h.update(mac + counter.to_bytes(4, "big"))
+            blocks.append(h.digest())
+        stream = b"".join(blocks)[:n]
+        x = int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")
+        return x.to_bytes(n, "big")
 
     def encode(self, a: Target | None, b: Target | None, call_id: str) -> str:
         """The token is bound to the dialog's Call-ID: it cannot be replayed in another."""
@@ -163,7 +171,17 @@ class FlowTokens:
         """The flows named by a token, None for anything that is not a valid token."""
         if not user or not user.startswith("f-"):
             return None
-        text = user[2:]
+        key = (user, call_id)
+        cache = self._decoded
+        if key in cache:
+            return cache[key]
+        result = self._decode(user[2:], call_id)
+        if len(cache) >= self._CACHE_LIMIT:
+            cache.clear()
+        cache[key] = result
+        return result
+
+    def _decode(self, text: str, call_id: str) -> tuple[Target | None, Target | None] | None:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         except ValueError:

@@ -105,3 +105,18 @@ def test_flow_tokens_roundtrip_and_bind_to_call_id() -> None:
     assert tokens.decode(tok[:-2] + "AA", "call-1") is None  # tampered
     assert tokens.decode("alice", "call-1") is None
     assert "203.0.113" not in base64.urlsafe_b64decode(tok[2:] + "==").decode("latin-1")
+
+
+def test_flow_tokens_decode_cache_keeps_answers_per_call_id() -> None:
+    tokens = FlowTokens(b"k" * 16)
+    a = Target("udp", "203.0.113.5", 12345)
+    long_b = Target("tls", "2001:db8:0:0:0:0:0:1234", 65000, conn_id=123456789)  # > 32 octets
+    tok = tokens.encode(a, long_b, "call-1")
+    for _ in range(3):  # answered from the cache after the first time: same answers
+        assert tokens.decode(tok, "call-1") == (a, long_b)
+        assert tokens.decode(tok, "call-2") is None
+        assert tokens.decode(tok[:-2] + "AA", "call-1") is None
+    for i in range(FlowTokens._CACHE_LIMIT + 10):  # bounded
+        tokens.decode(f"f-{i}", "c")
+    assert len(tokens._decoded) <= FlowTokens._CACHE_LIMIT
+    assert tokens.decode(tok, "call-1") == (a, long_b)
