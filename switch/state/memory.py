@@ -3,7 +3,9 @@
 Every operation is O(1) except `expire`, which pops a min-heap of deadlines (O(log n) per
 expired entry, amortised; stale heap entries for refreshed bindings are skipped by comparing
 the stored deadline). Channel leases of one tenant are swept when that tenant is asked
-about: a tenant holds at most `limit` live leases (its number of IDs), so the sweep is small.
+about, from a per-tenant min-heap of deadlines (lazy deletion like the bindings': an entry
+counts only while it is the lease's current deadline), so a lease operation costs
+O(log n) and never a scan of the tenant's live calls.
 
 Nothing here awaits anything; the methods are coroutines only to satisfy the Protocol.
 """
@@ -34,6 +36,8 @@ class MemoryState:
         self._heap: list[tuple[float, str, str]] = []  # (expires_at, device_id, contact)
         self._locks: dict[str, _Lock] = {}
         self._leases: dict[str, dict[str, float]] = {}  # tenant -> call_id -> deadline
+        # tenant -> heap of (deadline, call_id); stale entries are skipped when popped
+        self._lease_heaps: dict[str, list[tuple[float, str]]] = {}
 
     # ------------------------------------------------------------------ registrations
     async def bindings(self, device_id: str, now: float) -> list[Binding]:
@@ -107,9 +111,23 @@ class MemoryState:
     # ------------------------------------------------------------------ channel leases
     def _live_leases(self, tenant_id: str, now: float) -> dict[str, float]:
         leases = self._leases.setdefault(tenant_id, {})
-        for call_id in [c for c, deadline in leases.items() if deadline <= now]:
-            del leases[call_id]
+        heap = self._lease_heaps.get(tenant_id)
+        if heap:
+            while heap and heap[0][0] <= now:
+                deadline, call_id = heapq.heappop(heap)
+                if leases.get(call_id) == deadline:
+                    del leases[call_id]
         return leases
+
+    def _set_lease(
+        self, tenant_id: str, leases: dict[str, float], call_id: str, deadline: float
+    ) -> None:
+        leases[call_id] = deadline
+        heap = self._lease_heaps.setdefault(tenant_id, [])
+        heapq.heappush(heap, (deadline, call_id))
+        if len(heap) > 2 * len(leases) + 64:  # refreshed/released leases left stale entries
+            heap[:] = [(d, c) for d, c in heap if leases.get(c) == d]
+            heapq.heapify(heap)
 
     async def acquire_channel(
         self, tenant_id: str, call_id: str, limit: int, ttl: float, now: float
@@ -117,14 +135,14 @@ class MemoryState:
         leases = self._live_leases(tenant_id, now)
         if call_id not in leases and len(leases) >= limit:
             return False
-        leases[call_id] = now + ttl
+        self._set_lease(tenant_id, leases, call_id, now + ttl)
         return True
 
     async def refresh_channel(self, tenant_id: str, call_id: str, ttl: float, now: float) -> bool:
         leases = self._live_leases(tenant_id, now)
         if call_id not in leases:
             return False
-        leases[call_id] = now + ttl
+        self._set_lease(tenant_id, leases, call_id, now + ttl)
         return True
 
     async def release_channel(self, tenant_id: str, call_id: str) -> bool:
@@ -135,4 +153,5 @@ class MemoryState:
         leases = self._live_leases(tenant_id, now)
         if not leases:
             self._leases.pop(tenant_id, None)
+            self._lease_heaps.pop(tenant_id, None)
         return len(leases)

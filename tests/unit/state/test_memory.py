@@ -110,3 +110,19 @@ def test_binding_validates() -> None:
         )
     assert b("sip:a@h", 10.9).remaining(0) == 10
     assert b("sip:a@h", 10).remaining(20) == 0
+
+
+async def test_channel_leases_many_refreshes_keep_the_heap_bounded_and_exact() -> None:
+    s = MemoryState()
+    for i in range(50):
+        assert await s.acquire_channel("t", f"c{i}", limit=100, ttl=10, now=0)
+    for step in range(1, 200):  # every lease refreshed again and again: stale heap entries
+        for i in range(50):
+            assert await s.refresh_channel("t", f"c{i}", ttl=10, now=step * 0.01)
+    assert len(s._lease_heaps["t"]) <= 2 * 50 + 64 + 1
+    assert await s.channels_in_use("t", now=11.98) == 50  # refreshed at 1.99: until 11.99
+    assert await s.release_channel("t", "c0")
+    assert await s.acquire_channel("t", "c0", limit=100, ttl=1, now=11.98)  # new deadline 12.98
+    assert await s.channels_in_use("t", now=11.99) == 1  # the others expired at 11.99
+    assert await s.channels_in_use("t", now=12.98) == 0
+    assert "t" not in s._lease_heaps
