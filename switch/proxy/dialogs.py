@@ -75,24 +75,32 @@ def preprocess_routes(
         for r in routes[:-1]:
             h.add("Route", r)
         req.uri = str(route_uri(routes[-1]))
-    values = h.get_all("Route")
-    ours = 0
-    for value in values:  # parse only as far as our own values go
+    # Parse only as far as our own values go, and pop them one by one: the other Route
+    # fields stay as they are (no remove-and-re-add of the whole route set).
+    while True:
+        value = _first_route(h)
+        if value is None:
+            break
         first = route_uri(value)
         if not (isinstance(first, SipURI) and is_ours(first)):
             break
         user = user or first.user
-        ours += 1
-    if ours:
-        h.remove("Route")
-        for value in values[ours:]:
-            h.add("Route", value)
+        h.pop_first_value("Route")
     if user is None:
         return Routed()
     decoded = flows.decode(user, req.call_id)
     if decoded is None:
         return Routed()
     return Routed(_other_end(decoded, source), True)
+
+
+def _first_route(h: Headers) -> str | None:
+    """The first Route value (the first field, split only when it holds several)."""
+    value = h.get("Route")
+    if value is None or ("," not in value and value.strip()):
+        return value
+    values = h.get_all("Route")  # several values in the field (or an empty field)
+    return values[0] if values else None
 
 
 def _other_end(flows: tuple[Target | None, Target | None], source: Target) -> Target | None:
@@ -147,7 +155,8 @@ def loop_hash(request: Request) -> str:
             request.to_tag or "",
             request.call_id,
             str(request.cseq.seq),
-            ",".join(h.get_all("Route")),
+            # the Route fields as received (not split: same request, same text)
+            ",".join(h.get_fields("Route")),
             h.get("Proxy-Require") or "",
         )
     )

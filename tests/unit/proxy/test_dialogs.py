@@ -1,0 +1,74 @@
+"""Route preprocessing (RFC 3261 §16.4) and the loop hash, directly."""
+
+from __future__ import annotations
+
+import pytest
+
+from switch.proxy.dialogs import loop_hash, preprocess_routes
+from switch.proxy.targets import FlowTokens
+from switch.sip.message import Headers, ParseError, Request, SipURI
+from switch.sip.transaction import Target
+
+US = "10.0.0.1"
+SRC = Target("udp", "192.0.2.10", 5060)
+
+
+def _ours(uri: SipURI) -> bool:
+    return uri.host == US and (uri.user is None or uri.user.startswith("f-"))
+
+
+def _req(routes: list[str], uri: str = "sip:bob@192.0.2.20") -> Request:
+    fields = [("Via", "SIP/2.0/UDP 192.0.2.10;branch=z9hG4bKx")]
+    fields += [("Route", r) for r in routes]
+    fields += [
+        ("From", "<sip:a@x>;tag=1"),
+        ("To", "<sip:b@y>;tag=2"),
+        ("Call-ID", "c1"),
+        ("CSeq", "1 BYE"),
+    ]
+    return Request(method="BYE", uri=uri, headers=Headers(fields))
+
+
+@pytest.mark.parametrize(
+    ("routes", "left"),
+    [
+        ([], []),
+        ([f"<sip:{US};lr>"], []),
+        ([f"<sip:{US};lr>", f"<sip:{US};transport=tcp;lr>"], []),
+        ([f"<sip:{US};lr>, <sip:{US};transport=tcp;lr>, <sip:p@192.0.2.9;lr>"],
+         ["<sip:p@192.0.2.9;lr>"]),
+        ([f"<sip:{US};lr>", "<sip:192.0.2.9;lr>, <sip:192.0.2.8;lr>"],
+         ["<sip:192.0.2.9;lr>, <sip:192.0.2.8;lr>"]),
+        (["<sip:192.0.2.9;lr>", f"<sip:{US};lr>"], ["<sip:192.0.2.9;lr>", f"<sip:{US};lr>"]),
+    ],
+)  # fmt: skip
+def test_only_our_top_route_values_are_removed(routes: list[str], left: list[str]) -> None:
+    req = _req(routes)
+    routed = preprocess_routes(req, SRC, _ours, FlowTokens(b"k" * 16))
+    assert req.headers.get_fields("Route") == left
+    assert routed.flow is None and not routed.token
+
+
+def test_flow_token_in_our_route_names_the_other_end() -> None:
+    tokens = FlowTokens(b"k" * 16)
+    device = Target("udp", "203.0.113.5", 12345)
+    tok = tokens.encode(device, None, "c1")
+    req = _req([f"<sip:{tok}@{US};lr>", "<sip:192.0.2.9;lr>"])
+    routed = preprocess_routes(req, device, _ours, tokens)
+    assert routed.token and routed.flow is None  # from the device: towards the carrier
+    assert req.headers.get_fields("Route") == ["<sip:192.0.2.9;lr>"]
+    req = _req([f"<sip:{tok}@{US};lr>"])
+    routed = preprocess_routes(req, SRC, _ours, tokens)
+    assert routed.token and routed.flow == device
+
+
+def test_bad_route_value_is_a_parse_error() -> None:
+    with pytest.raises(ParseError):
+        preprocess_routes(_req(["nonsense <>"]), SRC, _ours, FlowTokens())
+
+
+def test_loop_hash_follows_route_and_uri() -> None:
+    a = loop_hash(_req([f"<sip:{US};lr>"]))
+    assert a == loop_hash(_req([f"<sip:{US};lr>"]))
+    assert a != loop_hash(_req([f"<sip:{US};transport=tcp;lr>"]))
+    assert a != loop_hash(_req([f"<sip:{US};lr>"], uri="sip:carol@192.0.2.20"))
