@@ -283,30 +283,8 @@ class Metrics(dict[str, float]):
 # SIPp 3.6.1 computes only MD5 (and AKA) digests and answers the *first* challenge it is
 # given; the switch offers SHA-256 first (RFC 8760), so SIPp aborts with "createAuthHeader:
 # authentication must use MD5 or AKAv1-MD5". Tests driving SIPp therefore run the switch with
-# MD5 challenges only: through the configuration key `[auth] algorithms` once the switch has
-# one, else by starting it through this shim that changes the authenticator's default.
-_MD5_SHIM = """
-import sys
-import switch.sip.digest as _d
-_orig = _d.DigestAuthenticator.__init__
-def _md5_only(self, *a, **k):
-    k["algorithms"] = ("MD5",)
-    _orig(self, *a, **k)
-_d.DigestAuthenticator.__init__ = _md5_only
-from switch.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def switch_has_config_key(section: str, key: str, python: str) -> bool:
-    probe = (
-        "import sys, switch.config as c; "
-        f"sys.exit(0 if ({section!r}, {key!r}) in getattr(c, '_KEYS', {{}}) else 1)"
-    )
-    return (
-        subprocess.run([python, "-c", probe], capture_output=True, timeout=30, cwd=REPO).returncode
-        == 0
-    )
+# MD5 challenges only, through its configuration key `[auth] algorithms = ["MD5"]`.
+MD5_ONLY_CONFIG = '\n[auth]\nalgorithms = ["MD5"]\n'
 
 
 class SwitchProcess:
@@ -337,14 +315,9 @@ class SwitchProcess:
         self.stderr_path = workdir / "switch.stderr"
         self.ip = ip
         python = os.environ.get("SOFTSWITCH_PYTHON", str(REPO / ".venv" / "bin" / "python"))
-        self.md5_via = None
         if md5_only:
-            if switch_has_config_key("auth", "algorithms", python):
-                self.md5_via = "config"
-                config_toml = (config_toml or "") + '\n[auth]\nalgorithms = ["MD5"]\n'
-            else:
-                self.md5_via = "shim"
-        launcher = ["-c", _MD5_SHIM] if self.md5_via == "shim" else ["-m", "switch"]
+            config_toml = (config_toml or "") + MD5_ONLY_CONFIG
+        launcher = ["-m", "switch"]
         self.args = [
             python,
             *launcher,
