@@ -523,6 +523,11 @@ class Headers:
         else:
             self._cache.pop(name, None)
 
+    def forget_parsed(self) -> None:
+        """Drop the cached parsed forms (they are parsed again when asked for): for messages
+        that are only kept to be resent, so that they hold no parsed objects."""
+        self._cache.clear()
+
     def copy(self) -> Headers:
         new = Headers._trusted(list(self._fields))
         new._cache = dict(self._cache)  # parsed values are immutable: safe to share

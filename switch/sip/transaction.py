@@ -421,6 +421,9 @@ _TABLE: dict[tuple[_Kind, State, _Input], Transition] = {
     (_NS, _X, _I.TRANSPORT_ERROR): (_NONE, _Z),
 }
 
+# States in which a transaction only waits for its timers to end it.
+_LINGERING = frozenset({State.COMPLETED, State.CONFIRMED, State.ACCEPTED})
+
 # Why a transaction reached Terminated, by the input that took it there.
 _END_REASON: dict[_Input, str] = {
     _I.TIMER_B: "timeout",
@@ -781,6 +784,13 @@ class TransactionLayer:
     def _enter(self, txn: Transaction, state: State, now: float, events: list[Event]) -> None:
         """Enter a (non-terminated) state: cancel and arm timers per `_entry_timers`."""
         txn.state = state
+        if state in _LINGERING:
+            # The transaction now only lingers (absorbing retransmissions, up to 32 s): let
+            # its messages forget their parsed header forms (re-parsed on demand if anyone
+            # still asks), so that the lingering heap the cyclic GC scans stays small.
+            txn.request.headers.forget_parsed()
+            if txn.last_response is not None:
+                txn.last_response.headers.forget_parsed()
         cancel_all, arm = self._entry[txn._kind, state, txn.reliable]
         if cancel_all:
             self._cancel_timers(txn)

@@ -730,3 +730,25 @@ def test_layer_works_with_default_timers() -> None:
     assert layer.get_timer() == 0.5
     timeline = run_timers(layer, 1000.0)
     assert timeline[-1][0] == 32.0  # Timer B = 64 * 0.5
+
+
+def test_lingering_transactions_keep_their_messages_but_not_parsed_forms(
+    layer: TransactionLayer,
+) -> None:
+    """Completed/Accepted transactions only absorb retransmissions: their messages drop the
+    cached parsed headers (a smaller heap for the GC) and still resend byte-identical."""
+    stxn, req, _ = start_server(layer, "BYE")
+    ok = response(req, 200)
+    wire = ok.to_bytes()
+    layer.send_response(stxn, ok, 0.0)
+    assert stxn.state is State.COMPLETED
+    assert not req.headers._cache and not ok.headers._cache
+    again = sent(layer.receive(req, UDP, 0.1))  # a retransmitted BYE: the 200 again
+    assert [s.message.to_bytes() for s in again] == [wire]
+    assert stxn.request.top_via.branch == req.top_via.branch  # parsed again on demand
+
+    ctxn, creq, _ = start_client(layer, "INVITE")
+    layer.receive(response(creq, 200), DOWN, 0.2)
+    assert ctxn.state is State.ACCEPTED
+    assert not creq.headers._cache
+    assert ctxn.request.cseq.method == "INVITE"
