@@ -59,6 +59,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from ._grammar import fast_constructor
 from .message import Headers, ParseError, Request, Response, Via, make_response
 
 __all__ = [
@@ -335,6 +336,14 @@ Event: TypeAlias = (
 )
 
 
+# The layer builds several events per message: positional constructors that skip the
+# generated keyword __init__ of the frozen dataclasses (every field given, same objects).
+_send = fast_constructor(SendMessage, ("message", "target"))
+_request_received = fast_constructor(RequestReceived, ("txn", "request", "source", "cancelled"))
+_ack_received = fast_constructor(AckReceived, ("request", "source"))
+_response_received = fast_constructor(ResponseReceived, ("txn", "response", "source"))
+_terminated = fast_constructor(TransactionTerminated, ("txn", "reason"))
+
 # --------------------------------------------------------------------------- the table
 _C, _T, _P, _X = State.CALLING, State.TRYING, State.PROCEEDING, State.COMPLETED
 _F, _A, _Z = State.CONFIRMED, State.ACCEPTED, State.TERMINATED
@@ -587,7 +596,7 @@ class TransactionLayer:
         txn = ClientTransaction(key, request, target, user_data)
         self._clients[key] = txn
         self._counts[txn._kind.value] += 1
-        events: list[Event] = [SendMessage(message=request, target=target)]
+        events: list[Event] = [_send(request, target)]
         self._enter(txn, txn.state, now, events)
         if request.method == "CANCEL":
             self._guard_cancelled(branch, now)
@@ -649,7 +658,7 @@ class TransactionLayer:
         if txn is not None:
             return self._step(txn, _I.ACK if is_ack else _I.REQUEST, now, request, source)
         if is_ack:  # an ACK for a 2xx, or for a transaction long gone: the TU's
-            return [AckReceived(request=request, source=source)]
+            return [_ack_received(request, source)]
         txn = ServerTransaction(key, request, source, via)
         self._servers[key] = txn
         self._counts[txn._kind.value] += 1
@@ -661,7 +670,7 @@ class TransactionLayer:
         events: list[Event] = []
         if txn.is_invite and self.auto_trying:
             events += self._step(txn, _I.SEND_1XX, now, _trying(request), None)
-        events.append(RequestReceived(txn=txn, request=request, source=source, cancelled=cancelled))
+        events.append(_request_received(txn, request, source, cancelled))
         return events
 
     def _receive_response(self, response: Response, source: Target, now: float) -> list[Event]:
@@ -726,7 +735,7 @@ class TransactionLayer:
             case _Action.PASS_UP:
                 assert response is not None and source is not None
                 txn.last_response = response
-                events.append(ResponseReceived(txn=txn, response=response, source=source))
+                events.append(_response_received(txn, response, source))
             case _Action.PASS_STRAY:
                 assert response is not None and source is not None
                 self.stats["stray_responses"] += 1
@@ -735,9 +744,9 @@ class TransactionLayer:
                 assert response is not None
                 if txn._ack is None:
                     txn._ack = _build_ack(txn.request, response)
-                events.append(SendMessage(message=txn._ack, target=txn.target))
+                events.append(_send(txn._ack, txn.target))
             case _Action.RESEND_REQUEST:
-                events.append(SendMessage(message=txn.request, target=txn.target))
+                events.append(_send(txn.request, txn.target))
                 t2 = self.timers.t2
                 if txn._kind is _Kind.INVITE_CLIENT:
                     txn._interval *= 2  # Timer A: T1, 2T1, 4T1 … (uncapped; B ends it)
@@ -764,20 +773,18 @@ class TransactionLayer:
             case _Action.SEND:
                 assert isinstance(message, Response)
                 txn.last_response = message
-                events.append(SendMessage(message=message, target=txn.response_target))
+                events.append(_send(message, txn.response_target))
             case _Action.RESEND_RESPONSE:
                 if txn.last_response is not None:
-                    events.append(
-                        SendMessage(message=txn.last_response, target=txn.response_target)
-                    )
+                    events.append(_send(txn.last_response, txn.response_target))
             case _Action.RETRANSMIT_RESPONSE:
                 assert txn.last_response is not None
-                events.append(SendMessage(message=txn.last_response, target=txn.response_target))
+                events.append(_send(txn.last_response, txn.response_target))
                 txn._interval = min(2 * txn._interval, self.timers.t2)
                 self._arm(txn, _I.TIMER_G, txn._interval, now)
             case _Action.PASS_ACK:
                 assert isinstance(message, Request) and source is not None
-                events.append(AckReceived(request=message, source=source))
+                events.append(_ack_received(message, source))
             case _:
                 raise AssertionError(action)  # pragma: no cover - the table is static
 
@@ -815,7 +822,7 @@ class TransactionLayer:
         else:
             self._servers.pop(txn.key, None)
         self._counts[txn._kind.value] -= 1
-        events.append(TransactionTerminated(txn=txn, reason=reason))
+        events.append(_terminated(txn, reason))
 
     def _guard_cancelled(self, branch: str, now: float) -> None:
         """§9.1: an INVITE client transaction that was CANCELled gets 64*T1 more to see a
