@@ -675,9 +675,7 @@ class Proxy(Executor):
 
     def _push_via(self, req: Request, target: Target, branch: str) -> None:
         host, port = self.sender.local_via(target.transport)
-        req.headers.prepend(
-            "Via", f"SIP/2.0/{target.transport.upper()} {host}:{port};branch={branch}"
-        )
+        req.headers.prepend_own_via(target.transport, host, port, branch)
 
     async def _next_hop(self, req: Request) -> Target:
         """§16.6 step 6-7: the first Route, else the Request-URI. A first Route without

@@ -90,6 +90,9 @@ def _parse_one_via(value: str) -> Via:
 
 
 _via_memo: Memo[str, list[Via]] = Memo()
+# What Headers.prepend_own_via builds without parsing: a plain token branch and host name.
+_TOKEN_ONLY_RE = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
+_HOST_ONLY_RE = re.compile(r"[A-Za-z0-9.-]+")
 
 
 def parse_via(value: str) -> list[Via]:
@@ -456,6 +459,27 @@ class Headers:
                 self._fields.insert(i, (name, value))
                 return
         self._fields.insert(0, (name, value))
+
+    def prepend_own_via(self, transport: str, host: str, port: int, branch: str) -> None:
+        """Prepend the Via a proxy puts on a request it forwards,
+        "SIP/2.0/<TRANSPORT> host:port;branch=<branch>", and keep the parsed Via list in step
+        without parsing the new value back (it is built here from the same parts). An IPv6
+        host or a branch that is not a plain token goes through `prepend` (parsed)."""
+        transport = transport.upper()
+        value = f"SIP/2.0/{transport} {host}:{port};branch={branch}"
+        if ":" in host or not _TOKEN_ONLY_RE.fullmatch(branch) or not _HOST_ONLY_RE.fullmatch(host):
+            self.prepend("Via", value)
+            return
+        cached = self._cache.pop("Via", None)
+        if isinstance(cached, list):
+            via = _new_via(transport, host.lower(), port, {"branch": branch})
+            self._cache["Via"] = [via, *cached]
+        fields = self._fields
+        for i, (n, _) in enumerate(fields):
+            if n == "Via":
+                fields.insert(i, ("Via", value))
+                return
+        fields.insert(0, ("Via", value))
 
     def _prepend_cached(self, name: str, value: str) -> None:
         # A proxy prepends its Via to every request it forwards, and the transaction layer

@@ -688,3 +688,34 @@ def test_set_and_prepend_keep_fields_and_cache_coherent() -> None:
     assert list(h) == [("X-A", "1"), ("Max-Forwards", "68"), ("X-B", "2")]
     h.set("X-C", "3")
     assert list(h)[-1] == ("X-C", "3")
+
+
+@pytest.mark.parametrize(
+    ("transport", "host", "port", "branch"),
+    [
+        ("udp", "10.0.0.1", 5060, "z9hG4bKabc.0123ef"),
+        ("tcp", "Proxy.Example.NET", 5070, "z9hG4bK-x_y"),
+        ("tls", "2001:db8::1", 5061, "z9hG4bKv6"),  # IPv6: the parsing path
+        ("udp", "10.0.0.1", 5060, 'z9hG4bK"quoted"'),  # not a token: the parsing path
+    ],
+)
+@pytest.mark.parametrize("parsed_before", [False, True])
+def test_prepend_own_via_is_prepend_without_the_parse(
+    transport: str, host: str, port: int, branch: str, parsed_before: bool
+) -> None:
+    fields = [
+        ("Via", "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1"),
+        ("Via", "SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK2"),
+        ("To", "<sip:b@x>"),
+    ]
+    fast, slow = Headers(fields), Headers(fields)
+    if parsed_before:
+        fast.vias()
+        slow.vias()
+    fast.prepend_own_via(transport, host, port, branch)
+    slow.prepend("Via", f"SIP/2.0/{transport.upper()} {host}:{port};branch={branch}")
+    assert list(fast) == list(slow)
+    if ":" not in host and '"' not in branch:
+        assert fast.vias() == slow.vias()
+        assert fast.vias()[0].branch == branch and fast.vias()[0].port == port
+        assert Headers(list(fast)).vias() == fast.vias()  # what a fresh parse gives
