@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from switch.state.base import StateUnavailable
+from switch.transport.core import run_eager
 
 if TYPE_CHECKING:
     from switch.metrics import Metrics
@@ -190,8 +191,6 @@ class ActiveCalls:
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         # Eager: the memory backend finishes at once and costs no task; a network backend
         # becomes a task at its first real suspension.
-        from switch.transport.core import run_eager
-
         run_eager(_quietly(coro))
 
 
