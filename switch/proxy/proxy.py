@@ -340,6 +340,9 @@ class Proxy(Executor):
             session_margin=self.config.session_margin,
         )
         self.decisions_total = decisions_counter(metrics)
+        # Labelled counter children per (counter, label value): .labels() takes a lock and
+        # builds a key on every call. Values are bounded (routing rules, call outcomes).
+        self._children: dict[tuple[int, str], Any] = {}
         self._sweeping = False
 
     # ================================================================ TransactionUser
@@ -572,7 +575,7 @@ class Proxy(Executor):
         decision = self.decide(call, snap, live, datetime.now(UTC))
         ctx.initial_invite = fwd.method == "INVITE"
         if ctx.initial_invite:
-            self.decisions_total.labels(rule=decision.rule).inc()
+            self._inc(self.decisions_total, decision.rule)
             if decision.anomalies:
                 log.warning("call %s: %s (%s)", fwd.call_id, decision.rule, decision.anomalies)
         await self._execute(ctx, fwd, decision, bindings, snap, device, call)
@@ -713,10 +716,18 @@ class Proxy(Executor):
         self.sender.send_response(txn, resp)
 
     # ================================================================ metrics
+    def _inc(self, counter: Any, label: str) -> None:
+        """counter.labels(label).inc() for a counter with one label, child cached."""
+        key = (id(counter), label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(label)
+        child.inc()
+
     def _answered(self, ctx: _Call, response: Response) -> None:
         if not ctx.counted:
             ctx.counted = True
-            self.metrics.calls_total.labels(outcome="answered").inc()
+            self._inc(self.metrics.calls_total, "answered")
         self.calls.answered(response.call_id, session_interval(response.headers))
 
     def _count_outcome(self, ctx: _Call, status: int) -> None:
@@ -724,7 +735,8 @@ class Proxy(Executor):
         if ctx.counted or not ctx.initial_invite:
             return
         ctx.counted = True
-        self.metrics.calls_total.labels(
-            outcome=outcome_label(status, ctx.fork is not None and ctx.fork.cancelled)
-        ).inc()
+        self._inc(
+            self.metrics.calls_total,
+            outcome_label(status, ctx.fork is not None and ctx.fork.cancelled),
+        )
         self.calls.failed(ctx.txn.request.call_id)
