@@ -383,7 +383,10 @@ class Proxy(Executor):
             lh = loop_hash(request)
             if self._check(request, lh) is not None:
                 return
-            fwd = request.copy()
+            received_branch = request.top_via.branch
+            # No transaction keeps an ACK (the layer hands it over and forgets it): edit the
+            # received one in place instead of a copy.
+            fwd = request
             routed = preprocess_routes(fwd, source, self._is_ours, self.flows)
             if self._is_local_target(fwd):
                 return  # an ACK for a 2xx we sent ourselves: nothing to do
@@ -395,8 +398,7 @@ class Proxy(Executor):
             branch = (
                 "z9hG4bK"
                 + hashlib.blake2b(
-                    request.top_via.branch.encode() if request.top_via.branch else b"",
-                    digest_size=8,
+                    received_branch.encode() if received_branch else b"", digest_size=8
                 ).hexdigest()
             )
             self._push_via(fwd, target, branch + "." + lh)
