@@ -165,7 +165,10 @@ class FlowTokens:
         body = f"{_flow_text(a)}/{_flow_text(b)}".encode()
         mac = self._mac(body + call_id.encode())
         raw = mac + self._xor(mac, body)
-        return "f-" + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+        token = "f-" + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+        if _plain(a) and _plain(b):  # what decode() will answer for it: known already
+            self._remember((token, call_id), (a, b))
+        return token
 
     def decode(self, user: str | None, call_id: str) -> tuple[Target | None, Target | None] | None:
         """The flows named by a token, None for anything that is not a valid token."""
@@ -176,10 +179,16 @@ class FlowTokens:
         if key in cache:
             return cache[key]
         result = self._decode(user[2:], call_id)
+        self._remember(key, result)
+        return result
+
+    def _remember(
+        self, key: tuple[str, str], result: tuple[Target | None, Target | None] | None
+    ) -> None:
+        cache = self._decoded
         if len(cache) >= self._CACHE_LIMIT:
             cache.clear()
         cache[key] = result
-        return result
 
     def _decode(self, text: str, call_id: str) -> tuple[Target | None, Target | None] | None:
         try:
@@ -204,6 +213,11 @@ def _flow_text(t: Target | None) -> str:
         return ""
     conn = "" if t.conn_id is None else str(t.conn_id)
     return f"{t.transport}|{t.host}|{t.port}|{conn}"
+
+
+def _plain(t: Target | None) -> bool:
+    """_flow_parse(_flow_text(t)) == t: no separator inside the fields."""
+    return t is None or not any(c in t.host or c in t.transport for c in "|/")
 
 
 def _flow_parse(text: str) -> Target | None:

@@ -120,3 +120,14 @@ def test_flow_tokens_decode_cache_keeps_answers_per_call_id() -> None:
         tokens.decode(f"f-{i}", "c")
     assert len(tokens._decoded) <= FlowTokens._CACHE_LIMIT
     assert tokens.decode(tok, "call-1") == (a, long_b)
+
+
+def test_flow_tokens_encode_primes_the_decode_cache_with_the_same_answer() -> None:
+    a = Target("udp", "203.0.113.5", 12345)
+    b = Target("tcp", "203.0.113.6", 5555, conn_id=7)
+    tokens = FlowTokens(b"k" * 16)
+    tok = tokens.encode(a, b, "call-1")
+    assert (tok, "call-1") in tokens._decoded
+    fresh = FlowTokens(b"k" * 16)  # same secret, nothing cached: decoded for real
+    assert tokens.decode(tok, "call-1") == fresh.decode(tok, "call-1") == (a, b)
+    assert tokens.decode(tok, "call-2") is None
