@@ -213,7 +213,11 @@ class LiveSnapshot:
                 log.warning(
                     "snapshot rebuild failed, keeping version %d: %s", self._current.version, exc
                 )
-                await asyncio.sleep(backoff)
+                # Back off, but wake at once on a change signal (a NOTIFY, an in-process
+                # commit, the LISTEN connection coming back): the store is evidently back.
+                self._dirty.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._dirty.wait(), backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 self._dirty.set()
                 continue

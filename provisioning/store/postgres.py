@@ -150,11 +150,17 @@ class PostgresStore:
         return remove
 
     async def watch(
-        self, callback: ChangeCallback, *, keepalive: float = 2.0, max_backoff: float = 5.0
+        self, callback: ChangeCallback, *, keepalive: float = 2.0, max_backoff: float = 1.0
     ) -> PgWatch:
+        """LISTEN for every process's commits, and hear this process's own at once (an API
+        write in the switch process must not wait for the LISTEN connection, which may be
+        reconnecting after an outage). The reconnect backoff stays short (≤ 1 s): one
+        connection attempt a second while the server is away is cheap, and a late LISTEN
+        would delay changes made by other processes right after it returns."""
         w = PgWatch(
             self.url, callback, keepalive=keepalive, max_backoff=max_backoff, timeout=self._timeout
         )
+        w.local = self.add_listener(callback)
         w.start()
         return w
 
@@ -184,11 +190,15 @@ class PgWatch:
         self._timeout = timeout
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        self.local: Callable[[], None] | None = None  # removes the in-process listener
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="pg-listen")
 
     async def stop(self) -> None:
+        if self.local is not None:
+            self.local()
+            self.local = None
         if self._task is not None:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
