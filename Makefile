@@ -31,6 +31,8 @@ test-deps:
 bench: $(STAMP) test-deps
 	@scripts/ensure-test-deps.sh --bench
 	$(VPY) -m tests.bench.run
+	$(VPY) -m tests.bench.routing_bench --inbound-only
+	$(VPY) -m tests.bench.routing_bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -87,7 +87,7 @@ def build(others: int) -> Snapshot:
     return snapshot(tenants, devices, numbers)
 
 
-def workload() -> list[tuple[Call, datetime]]:
+def workload(inbound_only: bool = False) -> list[tuple[Call, datetime]]:
     start = datetime(2026, 11, 16, tzinfo=UTC)
     times = [start + timedelta(minutes=17 * i) for i in range(1200)]  # two weeks
     inbound = [
@@ -109,7 +109,7 @@ def workload() -> list[tuple[Call, datetime]]:
             )
         )
     ]
-    calls = inbound * 2 + outbound
+    calls = inbound if inbound_only else inbound * 2 + outbound
     return [(c, t) for c, t in zip(itertools.cycle(calls), times * 3, strict=False)]
 
 
@@ -117,12 +117,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--tenants", type=int, default=1000, help="other tenants in snapshot")
+    parser.add_argument(
+        "--inbound-only", action="store_true", help="only carrier calls to the tenant's numbers"
+    )
     args = parser.parse_args()
     snap = build(args.tenants)
     live = LiveState(
         channels={"bench": 3}, registered=frozenset(f"bench-{i}" for i in range(0, 10, 2))
     )
-    work = workload()
+    work = workload(args.inbound_only)
     rules: Counter[str] = Counter(decide(c, snap, live, t).rule for c, t in work)
     done, began = 0, time.perf_counter()
     deadline = began + args.seconds
@@ -131,7 +134,8 @@ def main() -> None:
             decide(call, snap, live, now)
         done += len(work)
     elapsed = time.perf_counter() - began
-    print(f"rules exercised: {len(rules)} ({', '.join(sorted(rules))})")
+    mix = "inbound only" if args.inbound_only else "inbound + outbound"
+    print(f"routing decisions ({mix}), rules exercised: {len(rules)} ({', '.join(sorted(rules))})")
     print(
         f"{done} decisions in {elapsed:.2f} s: {done / elapsed:,.0f} decisions/s "
         f"({elapsed / done * 1e6:.1f} us/decision)"
