@@ -82,7 +82,7 @@ def normalize_number(text: str) -> str:
 
 
 def national_form(e164: str) -> str:
-    """"+81312345678" -> "0312345678"."""
+    """ "+81312345678" -> "0312345678"."""
     if not e164.startswith("+81"):
         raise ValueError(f"not a Japanese E.164 number: {e164!r}")
     return "0" + e164[3:]

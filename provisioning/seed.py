@@ -84,11 +84,15 @@ def parse_seed(doc: Mapping[str, Any]) -> SeedData:
     for i, t in enumerate(doc.get("tenants", [])):
         where = f"tenants[{i}]"
         tenant = _tenant(t, where)
-        tdevs = [_device(d, tenant.id, realm, f"{where}.devices[{j}]")
-                 for j, d in enumerate(t.get("devices", []))]
+        tdevs = [
+            _device(d, tenant.id, realm, f"{where}.devices[{j}]")
+            for j, d in enumerate(t.get("devices", []))
+        ]
         all_ids = tuple(d.id for d in tdevs)
-        tnums = [_number(n, tenant.id, all_ids, f"{where}.numbers[{j}]")
-                 for j, n in enumerate(t.get("numbers", []))]
+        tnums = [
+            _number(n, tenant.id, all_ids, f"{where}.numbers[{j}]")
+            for j, n in enumerate(t.get("numbers", []))
+        ]
         _check_tenant_rules(tenant, tdevs, tnums, where)
         tenants.append(tenant)
         devices.extend(tdevs)
@@ -188,9 +192,7 @@ def _slots(spec: object, where: str) -> tuple[SlotAction, ...]:
     """48 letters R/A/F (ring/announce/forward), or a list of 48 action names."""
     items = list(spec) if isinstance(spec, str | list) else []
     try:
-        actions = tuple(
-            _SLOT_LETTERS[s] if s in _SLOT_LETTERS else SlotAction(s) for s in items
-        )
+        actions = tuple(_SLOT_LETTERS[s] if s in _SLOT_LETTERS else SlotAction(s) for s in items)
     except ValueError as exc:
         raise SeedError(f"{where}: {exc}") from exc
     if len(actions) != SLOTS_PER_DAY:
@@ -200,8 +202,9 @@ def _slots(spec: object, where: str) -> tuple[SlotAction, ...]:
 
 def _after_hours(a: Mapping[str, Any], where: str) -> AfterHours:
     ring_day = (SlotAction.RING,) * SLOTS_PER_DAY
-    slots = {k: _slots(a[k.value], f"{where}.{k.value}") if k.value in a else ring_day
-             for k in DayKind}
+    slots = {
+        k: _slots(a[k.value], f"{where}.{k.value}") if k.value in a else ring_day for k in DayKind
+    }
     return AfterHours(
         enabled=bool(a.get("enabled", False)),
         slots=MappingProxyType(slots),
@@ -219,8 +222,12 @@ def _number(n: Mapping[str, Any], tenant_id: str, all_ids: tuple[str, ...], wher
     if not group or any(x not in all_ids for x in group):
         raise SeedError(f"{where}: ring_group must be a non-empty subset of the tenant's IDs")
     opts = n.get("options", {})
-    options = NumberOptions(**{k: bool(opts.get(k, False))
-                               for k in ("after_hours", "voicemail", "forwarding", "recording")})
+    options = NumberOptions(
+        **{
+            k: bool(opts.get(k, False))
+            for k in ("after_hours", "voicemail", "forwarding", "recording")
+        }
+    )
     fwd = n.get("forwarding", {})
     ring_time = int(n.get("voicemail_ring_time", 15))
     if ring_time not in VOICEMAIL_RING_TIMES:

@@ -24,9 +24,24 @@ def base_doc() -> dict[str, Any]:
                 "id": "t1",
                 "identity_verified": True,
                 "devices": [
-                    {"id": "a", "kind": "desk", "password": "pw-a", "presented_number": "0312345678"},
-                    {"id": "b", "kind": "app", "password": "pw-b", "presented_number": "0312345678"},
-                    {"id": "c", "kind": "app", "password": "pw-c", "presented_number": "0312345678"},
+                    {
+                        "id": "a",
+                        "kind": "desk",
+                        "password": "pw-a",
+                        "presented_number": "0312345678",
+                    },
+                    {
+                        "id": "b",
+                        "kind": "app",
+                        "password": "pw-b",
+                        "presented_number": "0312345678",
+                    },
+                    {
+                        "id": "c",
+                        "kind": "app",
+                        "password": "pw-c",
+                        "presented_number": "0312345678",
+                    },
                 ],
                 "numbers": [{"number": "03-1234-5678", "kind": "contract"}],
             }
@@ -89,9 +104,14 @@ EXTRA = {"number": "03-1234-0001", "kind": "additional"}
     ("doc", "message"),
     [
         (mutate("numbers", []), "exactly one contract number"),
-        (mutate("numbers", [base_doc()["tenants"][0]["numbers"][0]] + [
-            {"number": f"03-1234-000{i}", "kind": "additional"} for i in range(3)]),
-         "at most 2 additional"),
+        (
+            mutate(
+                "numbers",
+                [base_doc()["tenants"][0]["numbers"][0]]
+                + [{"number": f"03-1234-000{i}", "kind": "additional"} for i in range(3)],
+            ),
+            "at most 2 additional",
+        ),
         (mutate("numbers.0.voicemail_ring_time", 0), "voicemail_ring_time"),
         (mutate("numbers.0.voicemail_ring_time", 35), "voicemail_ring_time"),
         (mutate("numbers.0.ring_group", []), "ring_group"),
