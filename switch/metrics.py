@@ -7,17 +7,23 @@ several apps in one process. The proxy imports `Metrics` and uses `calls_total` 
 Gauges that mirror live state (`sip_transactions_active`, `sip_registrations_active`) are
 filled by callbacks registered by the app (`watch_transactions`, `watch_registrations`) at
 scrape time, so the hot path never touches them.
+
+`sip_requests_total` and `sip_responses_total` are counted once per SIP message, so they are
+plain dict counters (`request_counts`, `response_counts`, incremented by the transport
+manager without locks: one event loop thread) exposed by a collector at scrape time, with
+the same names, labels and `_created` samples as prometheus_client Counters.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "MessageCounts", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -42,18 +48,58 @@ class _Callbacks(Collector):
         yield regs
 
 
+class MessageCounts(Collector):
+    """sip_requests_total{method} and sip_responses_total{code,direction} from plain dicts.
+
+    Hot path: `requests[label] += 1` / `responses[(status, direction)] += 1`, on KeyError
+    `first_request` / `first_response` (which also records the `_created` time).
+    """
+
+    def __init__(self) -> None:
+        self.requests: dict[str, int] = {}
+        self.responses: dict[tuple[int, str], int] = {}
+        self._req_created: dict[str, float] = {}
+        self._resp_created: dict[tuple[int, str], float] = {}
+
+    def first_request(self, label: str) -> None:
+        self._req_created.setdefault(label, time.time())
+        self.requests[label] = self.requests.get(label, 0) + 1
+
+    def first_response(self, key: tuple[int, str]) -> None:
+        self._resp_created.setdefault(key, time.time())
+        self.responses[key] = self.responses.get(key, 0) + 1
+
+    def _families(self) -> tuple[CounterMetricFamily, CounterMetricFamily]:
+        req = CounterMetricFamily("sip_requests_total", "SIP requests received", labels=["method"])
+        resp = CounterMetricFamily(
+            "sip_responses_total",
+            "SIP responses by status code and direction (received/sent)",
+            labels=["code", "direction"],
+        )
+        return req, resp
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        req, resp = self._families()
+        for label, n in list(self.requests.items()):
+            req.add_metric([label], float(n), created=self._req_created.get(label))
+        for (status, direction), n in list(self.responses.items()):
+            resp.add_metric(
+                [str(status), direction],
+                float(n),
+                created=self._resp_created.get((status, direction)),
+            )
+        yield req
+        yield resp
+
+
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.requests_total = Counter(
-            "sip_requests_total", "SIP requests received", ["method"], registry=r
-        )
-        self.responses_total = Counter(
-            "sip_responses_total",
-            "SIP responses by status code and direction (received/sent)",
-            ["code", "direction"],
-            registry=r,
-        )
+        self.messages = MessageCounts()
+        r.register(self.messages)
         self.parse_errors_total = Counter(
             "sip_parse_errors_total",
             "Unparseable SIP input by transport and the status hint (0: response, dropped)",

@@ -22,7 +22,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from switch.metrics import Metrics
 from switch.sip.message import ParseError, Request, Response
@@ -95,8 +95,9 @@ class TransportManager:
         self._ids = itertools.count(1)
         self._sweep: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
-        self._req_children: dict[str, Any] = {}
-        self._resp_children: dict[tuple[int, str], Any] = {}
+        self._counts = metrics.messages
+        self._req_counts = metrics.messages.requests
+        self._resp_counts = metrics.messages.responses
         self._udp_sources: dict[tuple[str, int], Target] = {}
 
     # ------------------------------------------------------------------ start / stop
@@ -207,25 +208,20 @@ class TransportManager:
             self._count_response(message.status, "received")
         self.receiver.on_message(message, source)
 
-    # Counter children cached per label value: .labels() takes a lock and builds a key on
-    # every call, which shows on the hot path. Label values are bounded (known methods,
-    # status codes 100-699).
+    # sip_requests_total / sip_responses_total are plain dict counters (switch.metrics
+    # MessageCounts), exposed at scrape time: a prometheus Counter child's inc() takes a lock.
     def _count_request(self, method: str) -> None:
-        child = self._req_children.get(method)
-        if child is None:
-            label = method if method in KNOWN_METHODS else "other"
-            child = self._req_children[method] = self.metrics.requests_total.labels(label)
-            if label == "other" and len(self._req_children) > 64:
-                self._req_children.pop(method)  # do not let junk methods grow the cache
-        child.inc()
+        label = method if method in KNOWN_METHODS else "other"
+        try:
+            self._req_counts[label] += 1
+        except KeyError:
+            self._counts.first_request(label)
 
     def _count_response(self, status: int, direction: str) -> None:
-        key = (status, direction)
-        child = self._resp_children.get(key)
-        if child is None:
-            child = self.metrics.responses_total.labels(str(status), direction)
-            self._resp_children[key] = child
-        child.inc()
+        try:
+            self._resp_counts[(status, direction)] += 1
+        except KeyError:
+            self._counts.first_response((status, direction))
 
     def _parse_error(
         self, exc: ParseError, source: Target, conn: Connection | None, looks_like_response: bool
