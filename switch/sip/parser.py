@@ -152,12 +152,20 @@ def _read_head(head: str, max_headers: int) -> tuple[Request | Response, list[tu
         raise ParseError("bare CR or LF in the header section")
     fields: list[tuple[str, str]] = []
     if crlf:
-        parts = [line.partition(":") for line in rest.split("\r\n")]
-        for name, colon, _ in parts:
-            if not colon:
-                raise ParseError(f"header line without ':' {name[:80]!r}")
+        # One pass (partition, name, value) per line; on any error the two-pass reading
+        # below runs instead, so that the error reported is the same as before: a line
+        # without ':' anywhere wins over a bad header name.
         known = _KNOWN_NAMES.get
-        fields = [(known(n) or _field_name(n), v.strip(" \t")) for n, _, v in parts]
+        append = fields.append
+        try:
+            for line in rest.split("\r\n"):
+                name, colon, value = line.partition(":")
+                if not colon:
+                    raise ParseError(f"header line without ':' {name[:80]!r}")
+                append((known(name) or _field_name(name), value.strip(" \t")))
+        except ParseError:
+            _read_fields_strictly(rest)
+            raise
     try:
         message = _read_start_line(start_line, Headers._trusted(fields))
     except ParseError as exc:
@@ -167,6 +175,16 @@ def _read_head(head: str, max_headers: int) -> tuple[Request | Response, list[tu
             exc.partial = Request(method=method, uri="", headers=Headers._trusted(fields))
         raise
     return message, fields
+
+
+def _read_fields_strictly(rest: str) -> list[tuple[str, str]]:
+    """The header fields in two passes: every line has a ':' first, then the names."""
+    parts = [line.partition(":") for line in rest.split("\r\n")]
+    for name, colon, _ in parts:
+        if not colon:
+            raise ParseError(f"header line without ':' {name[:80]!r}")
+    known = _KNOWN_NAMES.get
+    return [(known(n) or _field_name(n), v.strip(" \t")) for n, _, v in parts]
 
 
 @lru_cache(maxsize=1024)
