@@ -112,6 +112,12 @@ class Metrics:
         self.messages_dropped_total = Counter(
             "sip_messages_dropped_total", "SIP messages dropped", ["reason"], registry=r
         )
+        self.internal_errors_total = Counter(
+            "sip_internal_errors_total",
+            "Failures contained while handling one message or timer, by where they happened",
+            ["where"],
+            registry=r,
+        )
         self.calls_total = Counter(
             "sip_calls_total", "Calls (INVITE dialogs) by outcome", ["outcome"], registry=r
         )

@@ -43,8 +43,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from switch.eager import run_eager
 from switch.state.base import StateUnavailable
-from switch.transport.core import run_eager
 
 if TYPE_CHECKING:
     from switch.metrics import Metrics

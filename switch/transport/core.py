@@ -19,10 +19,9 @@ import asyncio
 import ipaddress
 import logging
 import socket
-import types
-from collections.abc import Callable, Coroutine, Generator
-from typing import Any
+from collections.abc import Callable
 
+from switch.eager import FaultLog, run_eager
 from switch.metrics import Metrics
 from switch.proxy.interfaces import Cancellable, TransactionUser
 from switch.sip.message import Request, Response, SipURI, make_response
@@ -44,56 +43,11 @@ from switch.state.base import StateUnavailable
 from .manager import TransportManager
 from .rules import DEFAULT_PORTS, response_fallback
 
-__all__ = ["SipCore", "run_eager"]
+__all__ = ["SipCore", "run_eager"]  # run_eager: re-exported from switch.eager
 
 log = logging.getLogger(__name__)
 
-_pending: set[asyncio.Task[None]] = set()
-
-
-def run_eager(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
-    """Run `coro` synchronously up to its first real suspension; only then make it a task.
-    Returns the task, or None when the coroutine finished at once. Exceptions are logged."""
-    try:
-        first = coro.send(None)
-    except StopIteration:
-        return None
-    except Exception:
-        log.exception("transaction user failed")
-        return None
-    task = asyncio.get_running_loop().create_task(_resume(coro, first))
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
-    return task
-
-
-async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-    """Drive a coroutine that was started by hand, as asyncio.Task would: wait for the
-    future it yielded, then send(None) (Future.__await__ reads the result itself)."""
-    try:
-        while True:  # bounded by the coroutine's own life: each pass is one of its awaits
-            if isinstance(yielded, asyncio.Future):
-                yielded._asyncio_future_blocking = False
-                try:
-                    await asyncio.wait([yielded])
-                except asyncio.CancelledError:
-                    yielded = coro.throw(asyncio.CancelledError())
-                    continue
-            else:  # a bare yield (asyncio.sleep(0))
-                await _yield_once()
-            yielded = coro.send(None)
-    except StopIteration:
-        return
-    except asyncio.CancelledError:
-        coro.close()
-        raise
-    except Exception:
-        log.exception("transaction user failed")
-
-
-@types.coroutine
-def _yield_once() -> Generator[None, None, None]:
-    yield
+_FAULT_LOG_INTERVAL = 60.0  # seconds between tracebacks logged for one kind of fault
 
 
 class SipCore:
@@ -118,6 +72,7 @@ class SipCore:
         self._local_hosts: set[str] = set()
         self._local_ports: set[int] = set()
         self._local_via: dict[str, tuple[str, int]] = {}
+        self._faults = FaultLog(log, _FAULT_LOG_INTERVAL, self._loop.time)
 
     def attach(self, transports: TransportManager) -> None:
         """Called once the transports are bound: learn our own addresses."""
@@ -131,31 +86,59 @@ class SipCore:
 
     # ------------------------------------------------------------------ Receiver
     def on_message(self, message: Request | Response, source: Target) -> None:
-        self._process(self.layer.receive(message, source, self._loop.time()))
+        try:
+            events = self.layer.receive(message, source, self._loop.time())
+        except Exception:
+            self._fault("receive")
+            events = []
+        self._process(events)
 
     def on_send_error(self, target: Target) -> None:
         self.metrics.messages_dropped_total.labels("send_error").inc()
-        self._process(self.layer.transport_error(target, self._loop.time()))
+        try:
+            events = self.layer.transport_error(target, self._loop.time())
+        except Exception:
+            self._fault("transport-error")
+            events = []
+        self._process(events)
 
     # ------------------------------------------------------------------ events
     def _process(self, events: list[Event]) -> None:
-        for event in events:
-            if isinstance(event, SendMessage):
-                self._transmit(event.message, event.target)
-            elif isinstance(event, RequestReceived):
-                self._dispatch_request(event)
-            elif isinstance(event, AckReceived):
-                if self.proxy is not None:
-                    run_eager(self.proxy.on_ack(event.request, event.source))
-            elif isinstance(event, ResponseReceived):
-                if self.proxy is not None:
-                    self.proxy.on_response(event.txn, event.response, event.source)
-            elif isinstance(event, StrayResponse):
-                if self.proxy is not None:
-                    self.proxy.on_stray_response(event.response, event.source)
-            elif isinstance(event, TransactionTimeout) and self.proxy is not None:
-                self.proxy.on_timeout(event.txn)
-        self._rearm()
+        """Carry out the layer's events. Nothing raised while handling one event may stop
+        the others or leave the single timer unarmed: a timer that is not re-armed freezes
+        every transaction's retransmissions and timeouts until the next packet arrives."""
+        try:
+            for event in events:
+                try:
+                    self._handle(event)
+                except Exception:
+                    self._fault(type(event).__name__)
+        finally:
+            self._rearm()
+
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, SendMessage):
+            self._transmit(event.message, event.target)
+        elif isinstance(event, RequestReceived):
+            self._dispatch_request(event)
+        elif isinstance(event, AckReceived):
+            if self.proxy is not None:
+                run_eager(self.proxy.on_ack(event.request, event.source))
+        elif isinstance(event, ResponseReceived):
+            if self.proxy is not None:
+                self.proxy.on_response(event.txn, event.response, event.source)
+        elif isinstance(event, StrayResponse):
+            if self.proxy is not None:
+                self.proxy.on_stray_response(event.response, event.source)
+        elif isinstance(event, TransactionTimeout) and self.proxy is not None:
+            self.proxy.on_timeout(event.txn)
+
+    def _fault(self, where: str) -> None:
+        """A bug or an unexpected input while handling one message or timer: counted in
+        `sip_internal_errors_total{where}`, logged with its traceback at most once a minute
+        per place (switch.eager.FaultLog), and contained: the caller goes on."""
+        self.metrics.internal_errors_total.labels(where).inc()
+        self._faults.record(where)
 
     def _dispatch_request(self, ev: RequestReceived) -> None:
         tu = self.registrar if ev.request.method == "REGISTER" else self.proxy
@@ -213,7 +196,12 @@ class SipCore:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self._process(self.layer.handle_timer(self._loop.time()))
+        try:
+            events = self.layer.handle_timer(self._loop.time())
+        except Exception:
+            self._fault("timer")
+            events = []
+        self._process(events)
 
     def close(self) -> None:
         if self._timer is not None:
@@ -277,11 +265,14 @@ class SipCore:
         return bound
 
 
+_timer_faults = FaultLog(log)
+
+
 def _logged(callback: Callable[[], None]) -> None:
     try:
         callback()
     except Exception:
-        log.exception("TU timer callback failed")
+        _timer_faults.record("TU timer callback")
 
 
 def _unspecified(host: str) -> bool:

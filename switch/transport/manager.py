@@ -15,6 +15,7 @@ Connections idle for `idle_timeout` are closed; at most `max_connections` are op
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
 import logging
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from switch.eager import FaultLog
 from switch.metrics import Metrics
 from switch.sip.message import ParseError, Request, Response
 from switch.sip.parser import is_keepalive, parse_message, partial_of
@@ -99,6 +101,7 @@ class TransportManager:
         self._req_counts = metrics.messages.requests
         self._resp_counts = metrics.messages.responses
         self._udp_sources: dict[tuple[str, int], Target] = {}
+        self._faults = FaultLog(log)
 
     # ------------------------------------------------------------------ start / stop
     async def start(
@@ -180,6 +183,18 @@ class TransportManager:
 
     # ------------------------------------------------------------------ receiving
     def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        # The receive boundary: whatever one datagram causes stays with that datagram (an
+        # exception escaping datagram_received would make the loop close the UDP socket).
+        try:
+            self._datagram(data, addr)
+        except Exception:
+            self._fault("udp-receive")
+
+    def _fault(self, where: str) -> None:
+        self.metrics.internal_errors_total.labels(where).inc()
+        self._faults.record(where)
+
+    def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         if is_keepalive(data):
             return
         # Peers are few and send many datagrams: one (immutable) Target per address, not a
@@ -243,7 +258,8 @@ class TransportManager:
         if conn is not None:
             conn.write(data)
         elif self._udp is not None:  # UDP: to the source address, rport style
-            self._udp.sendto(data, (source.host, source.port))
+            with contextlib.suppress(OSError, ValueError):
+                self._udp.sendto(data, (source.host, source.port))
 
     # StreamOwner
     def connection_made(self, conn: Connection) -> bool:
@@ -272,7 +288,10 @@ class TransportManager:
 
     def stream_message(self, message: Request | Response, conn: Connection) -> None:
         assert conn.peer is not None
-        self._deliver(message, conn.peer)
+        try:
+            self._deliver(message, conn.peer)
+        except Exception:
+            self._fault(f"{conn.name}-receive")
 
     def stream_error(self, error: ParseError, conn: Connection) -> None:
         assert conn.peer is not None
@@ -298,7 +317,10 @@ class TransportManager:
             return
         try:
             self._udp.sendto(data, (target.host, target.port))
-        except OSError as exc:
+        except (OSError, ValueError, TypeError) as exc:
+            # uvloop raises ValueError (not OSError) for a destination it cannot use as is:
+            # a host name, a bracketed or IPv6 literal on an IPv4 socket. Either way the
+            # message is lost and its transaction must hear of it, like any send failure.
             log.debug("udp send to %s failed: %s", target, exc)
             self._loop.call_soon(self.receiver.on_send_error, target)
 
