@@ -47,13 +47,13 @@ class FaultLog:
         now = self._clock()
         last = self._last.get(where)
         if last is not None and now - last < self._interval:
-            self._log.debug("internal error in %s (repeated)", where, exc_info=True)
+            self._log.debug("%s failed (repeated)", where, exc_info=True)
             return False
         if len(self._last) > 256:  # places are few; never let junk grow it
             self._last.clear()
         self._last[where] = now
         self._log.exception(
-            "internal error in %s (further ones for %.0f s are only counted)",
+            "%s failed (further failures there for %.0f s are only counted)",
             where,
             self._interval,
         )
