@@ -283,8 +283,8 @@ class Metrics(dict[str, float]):
 # SIPp 3.6.1 computes only MD5 (and AKA) digests and answers the *first* challenge it is
 # given; the switch offers SHA-256 first (RFC 8760), so SIPp aborts with "createAuthHeader:
 # authentication must use MD5 or AKAv1-MD5". Tests driving SIPp therefore run the switch with
-# MD5 challenges only, through its configuration key `[auth] algorithms = ["MD5"]`.
-MD5_ONLY_CONFIG = '\n[auth]\nalgorithms = ["MD5"]\n'
+# The switch's own option to offer SHA-256 first (the default offers MD5 only).
+SHA256_FIRST_CONFIG = '\n[auth]\nalgorithms = ["SHA-256", "MD5"]\n'
 
 
 class SwitchProcess:
@@ -301,7 +301,6 @@ class SwitchProcess:
         ip: str = SWITCH_IP,
         sip_port: int = 0,
         tls: bool = True,
-        md5_only: bool = True,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -315,8 +314,6 @@ class SwitchProcess:
         self.stderr_path = workdir / "switch.stderr"
         self.ip = ip
         python = os.environ.get("SOFTSWITCH_PYTHON", str(REPO / ".venv" / "bin" / "python"))
-        if md5_only:
-            config_toml = (config_toml or "") + MD5_ONLY_CONFIG
         launcher = ["-m", "switch"]
         self.args = [
             python,

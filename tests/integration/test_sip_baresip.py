@@ -153,3 +153,27 @@ def test_call_between_two_baresip_softphones_over_tls(switch_proc, baresips, tls
             detail
         )
     assert sw.alive(), sw.logs()
+
+
+def test_newcomer_baresip_registers_and_calls_on_make_run_defaults(switch_proc, baresips):
+    """What a newcomer does after `make run`: two baresip softphones with the README's demo
+    credentials, on the switch exactly as `make run` starts it (the demo seed, no
+    configuration file, so the default digest challenge). Both register and call each other.
+    """
+    from .harness import REPO
+
+    sw = switch_proc((REPO / "deploy" / "demo-seed.toml").read_text(), tls=False)
+    desk = baresips(DeviceSpec("demo-desk", "desk-secret-0100"), sw.sip_port, auto_answer=True)
+    app = baresips(
+        DeviceSpec("demo-app", "app-secret-0100", kind="app"), sw.sip_port, auto_answer=False
+    )
+    desk.connect()
+    app.connect()
+    wait_registered(sw, [desk, app])
+    assert sw.metrics().total("sip_auth_failures_total") == 0
+    app.command("dial", f"sip:demo-desk@127.0.0.1:{sw.sip_port}")
+    app.wait_event("CALL_ESTABLISHED", 10)
+    desk.wait_event("CALL_ESTABLISHED", 10)
+    app.command("hangup")
+    app.wait_event("CALL_CLOSED", 8)
+    assert "Function not implemented" not in app.log.read_text(errors="replace")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from .harness import DeviceSpec, SeedSpec
+from .harness import SHA256_FIRST_CONFIG, DeviceSpec, SeedSpec
 from .sipclient import SipClient, register
 
 pytestmark = pytest.mark.integration
@@ -140,22 +140,39 @@ def test_second_device_refused_while_first_holds_the_id(switch_proc, sipp):
     assert sw.alive(), sw.logs()
 
 
+def _offered(challenge) -> list[str]:  # type: ignore[no-untyped-def]
+    return [
+        re.search(r"algorithm=([\w-]+)", v).group(1)  # type: ignore[union-attr]
+        for v in challenge.all("WWW-Authenticate")
+    ]
+
+
 @pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
-@pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
-def test_register_with_digest_stdlib_client(switch_proc, tls_cert, transport, algorithm):
-    """The switch as configured in production (SHA-256 offered first, then MD5), over every
-    transport, answered by a client that verifies the server certificate on TLS."""
-    sw = switch_proc(seed(), md5_only=False)
+def test_register_with_digest_stdlib_client_on_defaults(switch_proc, tls_cert, transport):
+    """The switch on its defaults challenges with MD5 only (what every phone answers), over
+    every transport, answered by a client that verifies the server certificate on TLS."""
+    sw = switch_proc(seed())
     with SipClient(transport, sw.addr(transport), cafile=tls_cert[0], timeout=4) as c:
-        challenge, final = register(c, user=ALICE.id, password=ALICE.password, algorithm=algorithm)
+        challenge, final = register(c, user=ALICE.id, password=ALICE.password, algorithm="MD5")
         assert challenge is not None and challenge.status == 401, (challenge, sw.logs())
-        algs = [
-            re.search(r"algorithm=([\w-]+)", v).group(1)  # type: ignore[union-attr]
-            for v in challenge.all("WWW-Authenticate")
-        ]
-        assert algs == ["SHA-256", "MD5"], algs  # RFC 8760: the preferred one first
+        assert _offered(challenge) == ["MD5"]
         assert final is not None and final.status == 200, (final and final.raw, sw.logs())
         contacts = final.all("Contact")
         assert any(f":{c.local[1]}" in v for v in contacts), final.raw
+    m = sw.metrics()
+    assert m.get_value("sip_registrations_total", code="200") == 1
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+@pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
+def test_register_option_sha256_first(switch_proc, tls_cert, transport, algorithm):
+    """The `[auth] algorithms = ["SHA-256", "MD5"]` option: SHA-256 offered first (RFC 8760
+    §2.4), and a client may answer either challenge."""
+    sw = switch_proc(seed(), config_toml=SHA256_FIRST_CONFIG)
+    with SipClient(transport, sw.addr(transport), cafile=tls_cert[0], timeout=4) as c:
+        challenge, final = register(c, user=ALICE.id, password=ALICE.password, algorithm=algorithm)
+        assert challenge is not None and challenge.status == 401, (challenge, sw.logs())
+        assert _offered(challenge) == ["SHA-256", "MD5"]  # RFC 8760: the preferred one first
+        assert final is not None and final.status == 200, (final and final.raw, sw.logs())
     m = sw.metrics()
     assert m.get_value("sip_registrations_total", code="200") == 1

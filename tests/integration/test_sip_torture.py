@@ -31,7 +31,7 @@ KIT = Path(os.environ.get("TORTURE_KIT", REPO.parent / "shared" / "conformance" 
 @pytest.mark.timeout(120)
 def test_torture_kit_over_tcp(switch_proc):
     demo_seed = (REPO / "deploy" / "demo-seed.toml").read_text()
-    sw = switch_proc(demo_seed, md5_only=False)
+    sw = switch_proc(demo_seed)
     proc = subprocess.run(
         [
             sys.executable,

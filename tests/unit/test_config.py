@@ -111,7 +111,8 @@ def test_bad_files_raise_config_error(tmp_path: Path, body: str) -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("", ("SHA-256", "MD5")),
+        ("", ("MD5",)),  # the default: what every phone answers (issue 12)
+        ("[auth]\nalgorithms = ['SHA-256', 'MD5']\n", ("SHA-256", "MD5")),
         ("[auth]\nalgorithms = ['md5']\n", ("MD5",)),
         ("[auth]\nalgorithms = ['MD5', 'SHA-256']\n", ("MD5", "SHA-256")),
     ],
