@@ -49,15 +49,15 @@ from provisioning.model import Snapshot
 from provisioning.seed import load_seed
 from switch.config import Config, resolve_secret
 from switch.metrics import CONTENT_TYPE, Metrics
-from switch.proxy.interfaces import TransactionUser
 from switch.proxy.registrar import Registrar, RegistrarPolicy
 from switch.sip.digest import DigestAuthenticator
 from switch.sip.transaction import Timers, TransactionLayer
 from switch.state.base import StateBackend
 from switch.state.memory import MemoryState
 from switch.state.redis import RedisState
-from switch.transport.core import SipCore
+from switch.transport.endpoint import SipEndpoint
 from switch.transport.manager import TransportManager, TransportSettings, server_tls_context
+from switch.tu import TransactionUser
 
 __all__ = [
     "HttpHook",
@@ -166,7 +166,7 @@ class SwitchApp:
             algorithms=cfg.digest_algorithms,
         )
         self.layer = TransactionLayer(Timers(t1=cfg.t1, t2=cfg.t2, t4=cfg.t4))
-        self.core = SipCore(self.layer, self.metrics, advertised_host=cfg.advertised_host)
+        self.core = SipEndpoint(self.layer, self.metrics, advertised_host=cfg.advertised_host)
         self.registrar = Registrar(
             state=self.state, snapshot=lambda: self.snapshot, authenticator=self.authenticator,
             policy=RegistrarPolicy(
@@ -179,8 +179,9 @@ class SwitchApp:
         self.metrics.watch_transactions(self.layer.counts)
         self.metrics.watch_registrations(lambda: self._registrations)
         await self._start_transports()
-        self.core.registrar = self.registrar
-        self.core.proxy = self.proxy_factory(self)
+        self.proxy = self.proxy_factory(self)
+        self.core.users.default = self.proxy
+        self.core.users.add("REGISTER", self.registrar)
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         _tune_gc()
         if cfg.http is not None:

@@ -52,8 +52,8 @@ from .trunk import (
 if TYPE_CHECKING:
     from switch.metrics import Metrics
     from switch.state.base import Binding
+    from switch.tu import Sender
 
-    from .interfaces import Sender
     from .leases import ActiveCalls
     from .proxy import ProxyConfig, _Call
     from .targets import Resolver

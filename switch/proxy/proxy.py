@@ -140,8 +140,7 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from switch.metrics import Metrics
     from switch.state.base import Binding, StateBackend
-
-    from .interfaces import Sender
+    from switch.tu import Sender
 
 __all__ = ["ALLOW", "BranchPlan", "Proxy", "ProxyConfig"]
 
@@ -166,6 +165,7 @@ class ProxyConfig:
     session_margin: float = SESSION_MARGIN
     lease_sweep: float = 30.0  # how often expired leases leave the proxy's bookkeeping
     media: MediaService | None = None  # [media] uri: announcements, busy message, voicemail
+    forward_stray_responses: bool = False  # RFC 3261 §16.7 stateless relay of unmatched ones
 
     def __post_init__(self) -> None:
         if self.timer_c <= 180:
@@ -177,7 +177,10 @@ class ProxyConfig:
     def from_sections(cls, proxy: Mapping[str, Any], media: Mapping[str, Any]) -> ProxyConfig:
         """The `[proxy]` and `[media]` sections of the configuration file (passed through by
         switch.config as Config.extra). Unknown keys are errors, like everywhere else."""
-        known = {"timer_c", "channel_ttl", "session_margin", "lease_sweep", "record_route"}
+        known = {
+            "timer_c", "channel_ttl", "session_margin", "lease_sweep", "record_route",
+            "forward_stray_responses",
+        }  # fmt: skip
         unknown = sorted(set(proxy) - known) + sorted(f"media.{k}" for k in set(media) - {"uri"})
         if unknown:
             raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
@@ -188,8 +191,11 @@ class ProxyConfig:
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise ValueError(f"proxy.{key}: a number of seconds expected")
                 changes[key] = float(value)
-        if "record_route" in proxy:
-            changes["record_route"] = bool(proxy["record_route"])
+        for key in ("record_route", "forward_stray_responses"):
+            if key in proxy:
+                if not isinstance(proxy[key], bool):
+                    raise ValueError(f"proxy.{key}: true or false expected")
+                changes[key] = proxy[key]
         uri = media.get("uri", "")
         if not isinstance(uri, str):
             raise ValueError("media.uri: a sip: URI expected")
@@ -433,9 +439,20 @@ class Proxy(Executor):
             ud[0].fork.on_final(ud[1], 408, None)
             ud[0].release()
 
-    def on_stray_response(self, response: Response, source: Target) -> None:
-        """2xx retransmissions and further forks' 2xx (RFC 6026 §8.4): forwarded statelessly
-        to the next Via once ours is removed."""
+    def on_stray_response(
+        self, response: Response, source: Target, txn: ClientTransaction | None
+    ) -> None:
+        """2xx retransmissions and further forks' 2xx on a transaction in the Accepted state
+        (RFC 6026 §8.4): forwarded statelessly to the next Via once ours is removed.
+
+        A response that matches no transaction at all is dropped (RFC 6026 §7.5 replaces
+        RFC 3261 §16.7's stateless forwarding: the Accepted state now covers late 2xx, and a
+        proxy that relays anything with our Via on top is an open reflector - anyone could
+        make it send a body of their choosing to the address in the second Via).
+        `[proxy] forward_stray_responses = true` restores the RFC 3261 behaviour."""
+        if txn is None and not self.config.forward_stray_responses:
+            self.metrics.messages_dropped_total.labels(reason="stray_response").inc()
+            return
         vias = response.headers.vias()
         if response.status >= 300 or len(vias) < 2:
             return

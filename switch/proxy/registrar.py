@@ -65,8 +65,7 @@ from switch.sip.digest import DigestAuthenticator, parse_digest_credentials
 from switch.sip.message import NameAddr, ParseError, Request, Response, SipURI, make_response
 from switch.sip.transaction import ClientTransaction, ServerTransaction, Target
 from switch.state.base import Binding, StateBackend
-
-from .interfaces import Sender
+from switch.tu import Sender
 
 __all__ = ["Registrar", "RegistrarPolicy", "device_identity"]
 
@@ -141,7 +140,9 @@ class Registrar:
     def on_timeout(self, txn: ClientTransaction) -> None:
         return None
 
-    def on_stray_response(self, response: Response, source: Target) -> None:
+    def on_stray_response(
+        self, response: Response, source: Target, txn: ClientTransaction | None
+    ) -> None:
         return None
 
     async def lookup(self, device_id: str) -> list[Binding]:

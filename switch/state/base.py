@@ -46,6 +46,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from switch.tu import Unavailable
+
 if TYPE_CHECKING:
     from switch.sip.transaction import Target
 
@@ -80,7 +82,7 @@ class Binding:
         return max(0, int(self.expires_at - now))
 
 
-class StateUnavailable(Exception):
+class StateUnavailable(Unavailable):
     """The state backend cannot be reached or refused the operation (see Failures)."""
 
     status_hint = 503

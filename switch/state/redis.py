@@ -244,7 +244,7 @@ def _redis_op(
     a call from outside any asyncio task runs in a task of its own.
 
     The transport core steps a TU's coroutine by hand up to its first suspension, from a
-    protocol callback (switch/transport/core.py, `run_eager`), and redis-py's socket
+    protocol callback (switch/eager.py, `run_eager`), and redis-py's socket
     timeouts (`asyncio.timeout`) refuse to run without a current task. Awaiting the task
     is a real suspension, after which the TU runs in run_eager's task like any other."""
     name = method.__name__

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from switch.eager import run_eager
 from switch.sip.transaction import Target
 from switch.state.base import Binding, StateBackend, StateUnavailable
 from switch.state.memory import MemoryState
 from switch.state.redis import RedisState
-from switch.transport.core import run_eager
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 SRC = Target("udp", "192.0.2.1", 5060)

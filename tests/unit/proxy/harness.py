@@ -134,7 +134,9 @@ def _roundtrip(msg: Any) -> Any:
 
 
 class Env:
-    def __init__(self, *, timer_c: float = 185.0, decide: Any = None) -> None:
+    def __init__(
+        self, *, timer_c: float = 185.0, decide: Any = None, config: ProxyConfig | None = None
+    ) -> None:
         self.sched = FakeScheduler()
         self.sender = FakeSender(self.sched)
         self.state = MemoryState()
@@ -147,7 +149,7 @@ class Env:
             state=self.state,
             authenticator=self.auth,
             metrics=self.metrics,
-            config=ProxyConfig(timer_c=timer_c),
+            config=config or ProxyConfig(timer_c=timer_c),
             decide=decide,
             wall_clock=lambda: WALL,
         )

@@ -12,6 +12,7 @@ from provisioning.model import Snapshot
 from routing.call import Call, LiveView
 from routing.decisions import Decision, NoAnswer, NoAnswerAction, Ring, RingStage
 from switch.proxy.dialogs import ActiveCalls
+from switch.proxy.proxy import ProxyConfig
 from switch.sip.message import make_response
 from switch.sip.transaction import ServerTransaction, Target
 from switch.state.base import Binding
@@ -527,10 +528,30 @@ async def test_stray_2xx_is_forwarded_statelessly_without_our_via() -> None:
     await inbound(env)
     desk = env.branches()[0]
     resp = make_response(desk.request, 200, to_tag="x")
-    env.proxy.on_stray_response(resp, DESK_FLOW)
+    env.proxy.on_stray_response(resp, DESK_FLOW, desk)  # a 2xx in the Accepted state
     msg, target = env.sender.stateless[-1]
     assert target.host == "198.51.100.7" and target.port == 40000
     assert len(msg.headers.vias()) == 1
+
+
+async def test_response_matching_no_transaction_is_dropped_by_default() -> None:
+    """RFC 6026 §7.5: not relayed (no open reflector), counted."""
+    env = Env()
+    await env.register_both()
+    await inbound(env)
+    resp = make_response(env.branches()[0].request, 200, to_tag="x")
+    env.proxy.on_stray_response(resp, DESK_FLOW, None)
+    assert env.sender.stateless == []
+    assert env.metrics.value("sip_messages_dropped_total", {"reason": "stray_response"}) == 1
+
+
+async def test_option_forward_stray_responses_relays_unmatched_ones() -> None:
+    env = Env(config=ProxyConfig(forward_stray_responses=True))
+    await env.register_both()
+    await inbound(env)
+    resp = make_response(env.branches()[0].request, 200, to_tag="x")
+    env.proxy.on_stray_response(resp, DESK_FLOW, None)
+    assert len(env.sender.stateless) == 1
 
 
 async def test_bye_ends_the_active_call() -> None:

@@ -1,4 +1,4 @@
-"""SipCore glue: eager stepping of TU coroutines, and the single loop timer driving the
+"""SipEndpoint glue: eager stepping of TU coroutines, and the single loop timer driving the
 transaction layer (a finished UDP transaction disappears after Timer J = 64*T1)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from switch.app import SwitchApp
 from switch.config import Config, HostPort
-from switch.transport.core import run_eager
+from switch.eager import run_eager
 
 WAIT = 3.0
 

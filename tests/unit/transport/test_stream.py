@@ -1,6 +1,6 @@
 """TransportManager over real loopback sockets: stream framing glue, keep-alives, framing
 errors, connection reuse and limits, idle close, and §18.2.2 response routing through
-SipCore when the request's connection is gone."""
+SipEndpoint when the request's connection is gone."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from switch.metrics import Metrics
 from switch.sip.message import Request, Response, make_response
 from switch.sip.transaction import ServerTransaction, Target, TransactionLayer
-from switch.transport.core import SipCore
+from switch.transport.endpoint import SipEndpoint
 from switch.transport.manager import TransportManager, TransportSettings
 
 WAIT = 3.0  # every wait in this module is bounded by this
@@ -221,9 +221,9 @@ async def test_response_falls_back_to_received_and_sent_by_port() -> None:
 
     phone_server = await asyncio.start_server(phone, "127.0.0.1", 0)
     phone_port = phone_server.sockets[0].getsockname()[1]
-    core = SipCore(TransactionLayer(), Metrics())
+    core = SipEndpoint(TransactionLayer(), Metrics())
     tu = LateAnswer()
-    core.proxy = tu  # type: ignore[assignment]
+    core.users.default = tu  # type: ignore[assignment]
     tm = TransportManager(core, core.metrics, TransportSettings())
     await tm.start(("127.0.0.1", 0), None, None)
     core.attach(tm)

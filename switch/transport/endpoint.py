@@ -1,12 +1,19 @@
-"""The asyncio glue between transports, the transaction layer and the transaction users.
+"""The asyncio endpoint of the SIP stack: transports, the transaction layer and the
+transaction users, glued together.
 
-`SipCore` is the `Receiver` of the TransportManager and the `Sender` of the TUs
-(switch/proxy/interfaces.py). It feeds every received message to the sans-IO
-TransactionLayer with the loop time, carries out the events that come back (send, dispatch
-to a TU) and keeps exactly one `loop.call_at` timer armed at `layer.get_timer()`.
+`SipEndpoint` is the `Receiver` of the TransportManager and the `Sender` of the TUs
+(switch/tu.py). It feeds every received message to the sans-IO TransactionLayer with the loop
+time, carries out the events that come back (send, dispatch to a TU) and keeps exactly one
+`loop.call_at` timer armed at `layer.get_timer()`.
 
-Dispatch: REGISTER -> registrar; every other request, ACK for 2xx, responses, timeouts and
-stray responses -> the proxy (the only TU that sends requests).
+Dispatch: requests by `users` (a switch.tu.TuTable: REGISTER -> registrar, SUBSCRIBE for
+message-summary -> the MWI notifier, the rest -> the proxy in the switch; everything -> the
+media user agent in a media process). Responses and timeouts go to the TU that sent the
+request, stray responses and ACKs for 2xx to the default TU.
+
+Containment: nothing raised while handling one message or one timer escapes (the event loop
+would close the UDP socket, or the timer would stay unarmed): it is counted in
+`sip_internal_errors_total{where}` and logged once a minute per place.
 
 Hot path: TU coroutines are stepped synchronously (`run_eager`); only a coroutine that
 actually suspends (a network state backend) becomes an asyncio task. With the memory state
@@ -20,10 +27,10 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from switch.eager import FaultLog, run_eager
 from switch.metrics import Metrics
-from switch.proxy.interfaces import Cancellable, TransactionUser
 from switch.sip.message import Request, Response, SipURI, make_response
 from switch.sip.transaction import (
     AckReceived,
@@ -36,21 +43,22 @@ from switch.sip.transaction import (
     StrayResponse,
     Target,
     TransactionLayer,
+    TransactionTerminated,
     TransactionTimeout,
 )
-from switch.state.base import StateUnavailable
+from switch.tu import Cancellable, Sender, TransactionUser, TuTable, Unavailable
 
 from .manager import TransportManager
 from .rules import DEFAULT_PORTS, response_fallback
 
-__all__ = ["SipCore", "run_eager"]  # run_eager: re-exported from switch.eager
+__all__ = ["SipEndpoint"]
 
 log = logging.getLogger(__name__)
 
 _FAULT_LOG_INTERVAL = 60.0  # seconds between tracebacks logged for one kind of fault
 
 
-class SipCore:
+class SipEndpoint:
     """Receiver (for the TransportManager) and Sender (for the TUs)."""
 
     def __init__(
@@ -64,8 +72,8 @@ class SipCore:
         self.metrics = metrics
         self.advertised_host = advertised_host
         self.transports: TransportManager | None = None
-        self.registrar: TransactionUser | None = None
-        self.proxy: TransactionUser | None = None
+        self.users = TuTable()
+        self._owners: dict[ClientTransaction, TransactionUser] = {}
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -121,17 +129,32 @@ class SipCore:
             self._transmit(event.message, event.target)
         elif isinstance(event, RequestReceived):
             self._dispatch_request(event)
-        elif isinstance(event, AckReceived):
-            if self.proxy is not None:
-                run_eager(self.proxy.on_ack(event.request, event.source))
         elif isinstance(event, ResponseReceived):
-            if self.proxy is not None:
-                self.proxy.on_response(event.txn, event.response, event.source)
+            tu = self._owner(event.txn)
+            if tu is not None:
+                tu.on_response(event.txn, event.response, event.source)
+        elif isinstance(event, AckReceived):
+            if self.users.default is not None:
+                run_eager(self.users.default.on_ack(event.request, event.source))
         elif isinstance(event, StrayResponse):
-            if self.proxy is not None:
-                self.proxy.on_stray_response(event.response, event.source)
-        elif isinstance(event, TransactionTimeout) and self.proxy is not None:
-            self.proxy.on_timeout(event.txn)
+            tu = self._owner(event.txn) if event.txn is not None else self.users.default
+            if tu is not None:
+                tu.on_stray_response(event.response, event.source, event.txn)
+        elif isinstance(event, TransactionTimeout):
+            tu = self._owner(event.txn)
+            if tu is not None:
+                tu.on_timeout(event.txn)
+        elif (
+            isinstance(event, TransactionTerminated)
+            and self._owners
+            and isinstance(event.txn, ClientTransaction)
+        ):
+            self._owners.pop(event.txn, None)
+
+    def _owner(self, txn: ClientTransaction) -> TransactionUser | None:
+        """The TU that sent the request of a client transaction (the default TU unless it
+        was sent through another TU's `sender_for` handle)."""
+        return self._owners.get(txn, self.users.default) if self._owners else self.users.default
 
     def _fault(self, where: str) -> None:
         """A bug or an unexpected input while handling one message or timer: counted in
@@ -141,26 +164,26 @@ class SipCore:
         self._faults.record(where)
 
     def _dispatch_request(self, ev: RequestReceived) -> None:
-        tu = self.registrar if ev.request.method == "REGISTER" else self.proxy
+        req = ev.request
+        event = req.headers.get("Event") if req.method in ("SUBSCRIBE", "NOTIFY") else None
+        tu = self.users.for_request(req.method, event)
         if tu is None:
-            self.send_response(ev.txn, make_response(ev.request, 503))
+            self.send_response(ev.txn, make_response(req, 503))
             return
         run_eager(self._guarded(tu, ev))
 
     async def _guarded(self, tu: TransactionUser, ev: RequestReceived) -> None:
         """A TU that fails must not leave the transaction unanswered: 500 (§8.2.6), or 503
-        with Retry-After when the shared runtime state (Redis) is unreachable — a temporary
-        condition the phone should retry (§21.5.4), not a bug."""
+        with Retry-After when what it depends on is unreachable for now (its shared state,
+        a peer service) — a temporary condition the phone should retry (§21.5.4), not a bug."""
         try:
             await tu.on_request(ev.txn, ev.request, ev.source, ev.cancelled)
-        except StateUnavailable as exc:
-            log.warning(
-                "%s: state unavailable on %s: %s", type(tu).__name__, ev.request.method, exc
-            )
+        except Unavailable as exc:
+            log.warning("%s: unavailable on %s: %s", type(tu).__name__, ev.request.method, exc)
             self.metrics.messages_dropped_total.labels(reason="state-unavailable").inc()
-            self._answer_failure(ev, 503, [("Retry-After", "5")])
+            self._answer_failure(ev, exc.status_hint, [("Retry-After", str(exc.retry_after))])
         except Exception:
-            log.exception("%s failed on %s", type(tu).__name__, ev.request.method)
+            self._fault(f"{type(tu).__name__}.on_request")
             self._answer_failure(ev, 500, [])
 
     def _answer_failure(
@@ -219,6 +242,21 @@ class SipCore:
         self, request: Request, target: Target, user_data: object = None
     ) -> ClientTransaction:
         txn, events = self.layer.send_request(request, target, self._loop.time(), user_data)
+        self._process(events)
+        return txn
+
+    def sender_for(self, tu: TransactionUser) -> Sender:
+        """The Sender a TU other than the default one uses, so that the responses to its
+        requests come back to it rather than to the default TU."""
+        if tu is self.users.default:
+            return self
+        return _OwnedSender(self, tu)
+
+    def _send_owned(
+        self, tu: TransactionUser, request: Request, target: Target, user_data: object
+    ) -> ClientTransaction:
+        txn, events = self.layer.send_request(request, target, self._loop.time(), user_data)
+        self._owners[txn] = tu
         self._process(events)
         return txn
 
@@ -306,3 +344,22 @@ def _primary_address(bound: str) -> str:
             return str(s.getsockname()[0])
         except OSError:
             return "::1" if family == socket.AF_INET6 else "127.0.0.1"
+
+
+class _OwnedSender:
+    """A SipCore seen by a non-default TU: every call goes to the core, but the client
+    transactions it starts remember their owner."""
+
+    __slots__ = ("_core", "_tu")
+
+    def __init__(self, core: SipEndpoint, tu: TransactionUser) -> None:
+        self._core = core
+        self._tu = tu
+
+    def send_request(
+        self, request: Request, target: Target, user_data: object = None
+    ) -> ClientTransaction:
+        return self._core._send_owned(self._tu, request, target, user_data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._core, name)
