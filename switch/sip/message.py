@@ -16,7 +16,8 @@ Design:
 - Everything here is sans-IO: no asyncio, no sockets, no clock.
 
 The implementation is split: `_grammar` (ParseError, escaping, parameters), `uri` (SipURI,
-TelURI, AbsoluteURI), `headers` (Via, NameAddr, CSeq, Headers). Everything is re-exported here.
+TelURI, AbsoluteURI), `values` (Via, NameAddr, CSeq and their parsers), `headers` (canonical
+names, Headers). Everything is re-exported here.
 """
 
 from __future__ import annotations
@@ -24,18 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ._grammar import ParseError
-from .headers import (
-    CSeq,
-    Headers,
-    NameAddr,
-    Via,
-    canonical_name,
-    parse_cseq,
-    parse_name_addr,
-    parse_via,
-    split_header_values,
-)
+from .headers import Headers, canonical_name
 from .uri import URI, AbsoluteURI, SipURI, TelURI, parse_any_uri, parse_uri
+from .values import CSeq, NameAddr, Via, parse_cseq, parse_name_addr, parse_via, split_header_values
 
 __all__ = [
     "REASON_PHRASES",

@@ -17,16 +17,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ._grammar import TOKEN, ParseError
-from .headers import (
-    Headers,
-    _split_strict,
-    canonical_name,
-    parse_cseq,
-    parse_name_addr,
-    parse_via,
-)
+from .headers import Headers, canonical_name
 from .message import Request, Response
 from .uri import parse_uri
+from .values import parse_cseq, parse_name_addr, parse_via, split_strict
 
 __all__ = [
     "DEFAULT_MAX_HEADERS",
@@ -294,7 +288,7 @@ def _validate(message: Request | Response, fields: list[tuple[str, str]]) -> Non
             else [first["Contact"]]
         )
         cache["Contact"] = [
-            parse_name_addr(part) for v in values for part in _split_strict(v, "Contact")
+            parse_name_addr(part) for v in values for part in split_strict(v, "Contact")
         ]
     if "Max-Forwards" in first:
         value = first["Max-Forwards"]

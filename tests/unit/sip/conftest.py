@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import strategies as st
 
-from switch.sip.message import NameAddr, SipURI, TelURI
+from switch.sip.message import SipURI, TelURI
+from switch.sip.values import NameAddr
 
 
 def wire(*lines: str, body: str = "") -> bytes:

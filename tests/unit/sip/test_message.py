@@ -10,25 +10,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from switch.sip.headers import Headers, canonical_name
 from switch.sip.message import (
-    CSeq,
-    Headers,
-    NameAddr,
     ParseError,
     Request,
     Response,
     SipURI,
-    Via,
-    canonical_name,
     make_response,
-    parse_cseq,
-    parse_name_addr,
     parse_uri,
-    parse_via,
-    split_header_values,
 )
 from switch.sip.parser import parse_message
 from switch.sip.uri import AbsoluteURI
+from switch.sip.values import (
+    CSeq,
+    NameAddr,
+    Via,
+    parse_cseq,
+    parse_name_addr,
+    parse_via,
+    split_header_values,
+)
 
 from .conftest import hosts, name_addrs, ports, sip_uris, tel_uris, tokens
 

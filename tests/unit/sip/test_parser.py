@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from switch.sip.message import CSeq, NameAddr, ParseError, Request, Response, SipURI, Via
+from switch.sip.message import ParseError, Request, Response, SipURI
 from switch.sip.parser import (
     KeepAlive,
     StreamFramer,
@@ -15,6 +15,7 @@ from switch.sip.parser import (
     parse_message,
     partial_of,
 )
+from switch.sip.values import CSeq, NameAddr, Via
 
 from .conftest import INVITE_LINES, SDP, invite, wire
 

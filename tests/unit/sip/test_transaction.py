@@ -6,24 +6,21 @@ from typing import Any
 
 import pytest
 
-from switch.sip.message import Headers, Request, Response, make_response
-from switch.sip.transaction import (
+from switch.sip.events import (
     AckReceived,
-    ClientTransaction,
     Event,
     RequestReceived,
     ResponseReceived,
     SendMessage,
-    ServerTransaction,
-    State,
     StrayResponse,
-    Target,
-    Timers,
-    TransactionLayer,
     TransactionTerminated,
     TransactionTimeout,
-    new_branch,
 )
+from switch.sip.headers import Headers
+from switch.sip.message import Request, Response, make_response
+from switch.sip.target import Target, new_branch
+from switch.sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer
+from switch.sip.transitions import State, Timers
 
 # Non-default timers, exact in binary floating point so deadlines compare exactly.
 T = Timers(t1=0.25, t2=2.0, t4=3.0)

@@ -9,23 +9,21 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from switch.sip.message import Headers, Request, Response, make_response
-from switch.sip.transaction import (
+from switch.sip.events import (
     AckReceived,
-    ClientTransaction,
     Event,
     RequestReceived,
     ResponseReceived,
     SendMessage,
-    ServerTransaction,
-    State,
     StrayResponse,
-    Target,
-    Timers,
-    TransactionLayer,
     TransactionTerminated,
     TransactionTimeout,
 )
+from switch.sip.headers import Headers
+from switch.sip.message import Request, Response, make_response
+from switch.sip.target import Target
+from switch.sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer
+from switch.sip.transitions import State, Timers
 
 T = Timers(t1=0.25, t2=2.0, t4=3.0)
 PEERS = [
