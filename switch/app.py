@@ -51,7 +51,8 @@ from switch.config import Config, resolve_secret
 from switch.metrics import CONTENT_TYPE, Metrics
 from switch.proxy.registrar import Registrar, RegistrarPolicy
 from switch.sip.digest import DigestAuthenticator
-from switch.sip.transaction import Timers, TransactionLayer
+from switch.sip.transaction import TransactionLayer
+from switch.sip.transitions import Timers
 from switch.state.base import StateBackend
 from switch.state.memory import MemoryState
 from switch.state.redis import RedisState

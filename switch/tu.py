@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from switch.sip.message import Request, Response, SipURI
-    from switch.sip.transaction import ClientTransaction, ServerTransaction, Target
+    from switch.sip.target import Target
+    from switch.sip.transaction import ClientTransaction, ServerTransaction
 
 __all__ = ["Cancellable", "Sender", "TransactionUser", "TuTable", "Unavailable"]
 

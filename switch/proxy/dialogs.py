@@ -23,7 +23,7 @@ from switch.sip.message import (
     TelURI,
     parse_name_addr,
 )
-from switch.sip.transaction import Target
+from switch.sip.target import Target
 
 from .leases import ActiveCalls
 from .targets import FlowTokens

@@ -110,7 +110,8 @@ from switch.sip.message import (
     SipURI,
     make_response,
 )
-from switch.sip.transaction import ClientTransaction, ServerTransaction, Target, new_branch
+from switch.sip.target import Target, new_branch
+from switch.sip.transaction import ClientTransaction, ServerTransaction
 from switch.state.base import StateUnavailable
 
 from .dialogs import (

@@ -63,7 +63,8 @@ from provisioning.model import Device, Snapshot
 from switch.metrics import Metrics
 from switch.sip.digest import DigestAuthenticator, parse_digest_credentials
 from switch.sip.message import NameAddr, ParseError, Request, Response, SipURI, make_response
-from switch.sip.transaction import ClientTransaction, ServerTransaction, Target
+from switch.sip.target import Target
+from switch.sip.transaction import ClientTransaction, ServerTransaction
 from switch.state.base import Binding, StateBackend
 from switch.tu import Sender
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from switch.sip.message import SipURI, Via
-from switch.sip.transaction import Target
+from switch.sip.target import Target
 
 if TYPE_CHECKING:
     from switch.state.base import Binding

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Protocol
 from switch.tu import Unavailable
 
 if TYPE_CHECKING:
-    from switch.sip.transaction import Target
+    from switch.sip.target import Target
 
 __all__ = ["Binding", "StateBackend", "StateUnavailable"]
 

@@ -62,7 +62,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from switch.sip.transaction import Target
+from switch.sip.target import Target
 
 from .base import Binding, StateUnavailable
 

@@ -31,21 +31,19 @@ from typing import Any
 
 from switch.eager import FaultLog, run_eager
 from switch.metrics import Metrics
-from switch.sip.message import Request, Response, SipURI, make_response
-from switch.sip.transaction import (
+from switch.sip.events import (
     AckReceived,
-    ClientTransaction,
     Event,
     RequestReceived,
     ResponseReceived,
     SendMessage,
-    ServerTransaction,
     StrayResponse,
-    Target,
-    TransactionLayer,
     TransactionTerminated,
     TransactionTimeout,
 )
+from switch.sip.message import Request, Response, SipURI, make_response
+from switch.sip.target import Target
+from switch.sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer
 from switch.tu import Cancellable, Sender, TransactionUser, TuTable, Unavailable
 
 from .manager import TransportManager

@@ -29,7 +29,7 @@ from switch.eager import FaultLog
 from switch.metrics import Metrics
 from switch.sip.message import ParseError, Request, Response
 from switch.sip.parser import is_keepalive, parse_message, partial_of
-from switch.sip.transaction import Target
+from switch.sip.target import Target
 
 from .rules import error_response, fix_request_via
 from .stream import Connection

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from switch.sip.message import ParseError, Request, Response, Via, make_response
 from switch.sip.parser import partial_of
-from switch.sip.transaction import Target
+from switch.sip.target import Target
 
 __all__ = [
     "DEFAULT_PORTS",

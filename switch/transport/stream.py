@@ -12,7 +12,7 @@ from typing import Protocol, cast
 
 from switch.sip.message import ParseError, Request, Response
 from switch.sip.parser import KeepAlive, StreamFramer
-from switch.sip.transaction import Target
+from switch.sip.target import Target
 
 __all__ = ["Connection", "StreamOwner"]
 

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from switch import app as app_module
 from switch.app import SwitchApp
 from switch.config import Config, HostPort
-from switch.sip.transaction import Target
+from switch.sip.target import Target
 from switch.state.base import Binding
 from switch.state.memory import MemoryState
 from switch.state.redis import RedisState

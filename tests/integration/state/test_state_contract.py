@@ -19,7 +19,7 @@ import pytest
 from redis.asyncio import Redis
 
 from switch.eager import run_eager
-from switch.sip.transaction import Target
+from switch.sip.target import Target
 from switch.state.base import Binding, StateBackend, StateUnavailable
 from switch.state.memory import MemoryState
 from switch.state.redis import RedisState

@@ -20,7 +20,8 @@ from switch.proxy.proxy import Proxy, ProxyConfig
 from switch.sip.digest import DigestAuthenticator, digest_response, ha1
 from switch.sip.message import Headers, Request, Response, SipURI, make_response
 from switch.sip.parser import parse_message
-from switch.sip.transaction import ClientTransaction, ServerTransaction, Target
+from switch.sip.target import Target
+from switch.sip.transaction import ClientTransaction, ServerTransaction
 from switch.state.base import Binding
 from switch.state.memory import MemoryState
 

@@ -7,7 +7,7 @@ import pytest
 from switch.proxy.dialogs import loop_hash, preprocess_routes
 from switch.proxy.targets import FlowTokens
 from switch.sip.message import Headers, ParseError, Request, SipURI
-from switch.sip.transaction import Target
+from switch.sip.target import Target
 
 US = "10.0.0.1"
 SRC = Target("udp", "192.0.2.10", 5060)

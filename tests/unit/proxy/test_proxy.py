@@ -14,7 +14,8 @@ from routing.decisions import Decision, NoAnswer, NoAnswerAction, Ring, RingStag
 from switch.proxy.dialogs import ActiveCalls
 from switch.proxy.proxy import ProxyConfig
 from switch.sip.message import make_response
-from switch.sip.transaction import ServerTransaction, Target
+from switch.sip.target import Target
+from switch.sip.transaction import ServerTransaction
 from switch.state.base import Binding
 from switch.state.memory import MemoryState
 

@@ -32,7 +32,8 @@ from routing.policy import decide as policy_decide
 from switch.proxy.handoff import MediaService
 from switch.proxy.proxy import Proxy, ProxyConfig
 from switch.sip.message import SipURI, parse_uri
-from switch.sip.transaction import ClientTransaction, ServerTransaction, Target
+from switch.sip.target import Target
+from switch.sip.transaction import ClientTransaction, ServerTransaction
 
 from .harness import (
     APP_FLOW,

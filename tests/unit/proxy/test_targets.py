@@ -11,7 +11,7 @@ import pytest
 from switch.proxy.targets import FlowTokens, ResolveError, Resolver, uri_hop, via_target
 from switch.sip.message import SipURI, parse_uri
 from switch.sip.parser import parse_message
-from switch.sip.transaction import Target
+from switch.sip.target import Target
 
 
 def sip(text: str) -> SipURI:

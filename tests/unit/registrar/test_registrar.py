@@ -13,7 +13,7 @@ from switch.proxy.registrar import IN_USE_TEXT, Registrar, RegistrarPolicy
 from switch.sip.digest import DigestAuthenticator, digest_response, ha1
 from switch.sip.message import Headers, Request, Response
 from switch.sip.parser import parse_message
-from switch.sip.transaction import Target
+from switch.sip.target import Target
 from switch.state.memory import MemoryState
 
 REALM = "test.realm"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from switch.sip.transaction import Target
+from switch.sip.target import Target
 from switch.state.base import Binding
 from switch.state.memory import MemoryState
 

@@ -243,7 +243,7 @@ async def test_release_seq_in_a_new_snapshot_releases_the_device(tmp_path: Path)
 
     from provisioning.model import Snapshot
     from provisioning.seed import load_seed
-    from switch.sip.transaction import Target
+    from switch.sip.target import Target
     from switch.state.base import Binding
 
     seed = load_seed(SEED)

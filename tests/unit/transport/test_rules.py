@@ -6,7 +6,7 @@ import pytest
 
 from switch.sip.message import ParseError, Request
 from switch.sip.parser import parse_message
-from switch.sip.transaction import Target
+from switch.sip.target import Target
 from switch.transport.rules import error_response, fix_request_via, response_fallback
 
 SRC = Target("udp", "203.0.113.5", 40123)

@@ -12,7 +12,8 @@ import pytest
 
 from switch.metrics import Metrics
 from switch.sip.message import Request, Response, make_response
-from switch.sip.transaction import ServerTransaction, Target, TransactionLayer
+from switch.sip.target import Target
+from switch.sip.transaction import ServerTransaction, TransactionLayer
 from switch.transport.endpoint import SipEndpoint
 from switch.transport.manager import TransportManager, TransportSettings
 
