@@ -1,7 +1,7 @@
 """Carrying out routing decisions: the part of the proxy that turns a `routing.decisions`
 Decision into branches, hand-offs and replies. How each decision is carried out is listed in
-the proxy module docstring (switch/proxy/proxy.py); the media URI format and the forwarding
-headers in handoff.py; the lease lifecycle in leases.py.
+the proxy module docstring (switch/proxy/proxy.py); the media URI format in switch/handoff.py, the
+forwarding headers in diversion.py; the lease lifecycle in leases.py.
 
 `Executor` is a mixin of `Proxy`: it uses the proxy's sender, resolver, configuration,
 `calls` (leases) and its `_start` (fork) and `_reject` (final reply).
@@ -29,17 +29,17 @@ from routing.decisions import (
     Ring,
     Voicemail,
 )
+from switch.handoff import CAUSE_NO_ANSWER
 from switch.sip.message import Request, parse_uri
 
-from .forking import Stage
-from .handoff import (
-    CAUSE_NO_ANSWER,
-    announce_uri,
-    busy_uri,
+from .diversion import (
+    announce_handoff,
+    busy_handoff,
     forward_headers,
-    voicemail_decision_uri,
-    voicemail_uri,
+    voicemail_decision_handoff,
+    voicemail_handoff,
 )
+from .forking import Stage
 from .targets import BranchPlan, plans_for
 from .trunk import (
     called_party,
@@ -148,10 +148,10 @@ class Executor:
         divert = None
         media = self.config.media
         if na.action is NoAnswerAction.VOICEMAIL and na.mailbox and media is not None:
-            uri = voicemail_uri(
-                media, decision.tenant_id, decision.number, na.mailbox,
+            uri = media.uri_for(voicemail_handoff(
+                decision.tenant_id, decision.number, na.mailbox,
                 call.caller_number, CAUSE_NO_ANSWER,
-            )  # fmt: skip
+            ))  # fmt: skip
             divert = BranchPlan(uri=uri, target=await self.resolver.target(media.uri))
         self._start(ctx, fwd, stages, (na.after_s, na.status), divert)
 
@@ -172,11 +172,12 @@ class Executor:
             return
         caller = call.caller_number
         if isinstance(decision, Announce):
-            uri = announce_uri(media, decision, caller)
+            handoff = announce_handoff(decision, caller)
         elif isinstance(decision, Busy):
-            uri = busy_uri(media, decision, caller)
+            handoff = busy_handoff(decision, caller)
         else:
-            uri = voicemail_decision_uri(media, decision, caller)
+            handoff = voicemail_decision_handoff(decision, caller)
+        uri = media.uri_for(handoff)
         called_party(fwd.headers, decision.number, snap.realm)
         target = await self.resolver.target(media.uri)
         self._start(ctx, fwd, [Stage(payloads=(BranchPlan(uri=uri, target=target),))], None)

@@ -56,7 +56,7 @@ Decisions
 - Forward: take the channel lease; one branch to the first gateway, the target (national
   form) in the Request-URI, P-Asserted-Identity and From = the dialled tenant number
   (trunk.identity_headers), History-Info (RFC 7044) and Diversion (RFC 5806) naming the
-  tenant number as the diverting party (handoff.py explains why the caller's own number is
+  tenant number as the diverting party (diversion.py explains why the caller's own number is
   in neither). No device rings; registrations are not needed; nothing is recorded.
 - Outbound: take the channel lease; the first gateway, the dialled number in the
   Request-URI, the ID's presented number as P-Asserted-Identity/From (Privacy: id for 184).
@@ -64,8 +64,9 @@ Decisions
   P-Called-Party-ID when dialled via a tenant number; no channel.
 - Announce / Busy / Voicemail: one branch to the media service (`ProxyConfig.media`, the
   `[media] uri` setting) with the service and its parameters in the Request-URI (format in
-  handoff.py: `sip:announce@…;prompt=…;then=voicemail|hangup;mailbox=…;tenant=…;target=…;
-  caller=…`, `sip:busy@…;prompt=busy;…;cause=486`, `sip:voicemail@…;mailbox=…;cause=…`).
+  switch/handoff.py: `sip:announce@…;prompt=…;then=voicemail|hangup;mailbox=…;tenant=…;
+  target=…;caller=…;sig=…`, `sip:busy@…;prompt=busy;…;cause=486`,
+  `sip:voicemail@…;mailbox=…;cause=…`), signed with the secret shared with media.
   Busy with voicemail goes to the mailbox; without, the fixed busy message. These take no
   channel (the media service is ours). With no media service configured the proxy never
   answers in its place: Busy gets 486, Announce/Voicemail 480.
@@ -123,11 +124,9 @@ from .dialogs import (
     outcome_label,
     preprocess_routes,
 )
+from .diversion import MediaService
 from .execute import Executor, decisions_counter
 from .forking import DEFAULT_TIMER_C, Branch, Fork, Stage
-from .handoff import (
-    MediaService,
-)
 from .leases import DEFAULT_CHANNEL_TTL, SESSION_MARGIN, session_interval
 from .targets import BranchPlan, FlowTokens, ResolveError, Resolver, via_target
 from .trunk import (
@@ -182,7 +181,8 @@ class ProxyConfig:
             "timer_c", "channel_ttl", "session_margin", "lease_sweep", "record_route",
             "forward_stray_responses",
         }  # fmt: skip
-        unknown = sorted(set(proxy) - known) + sorted(f"media.{k}" for k in set(media) - {"uri"})
+        unknown = sorted(set(proxy) - known)
+        unknown += sorted(f"media.{k}" for k in set(media) - {"uri", "secret"})
         if unknown:
             raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
         changes: dict[str, Any] = {}
@@ -198,10 +198,13 @@ class ProxyConfig:
                     raise ValueError(f"proxy.{key}: true or false expected")
                 changes[key] = proxy[key]
         uri = media.get("uri", "")
-        if not isinstance(uri, str):
-            raise ValueError("media.uri: a sip: URI expected")
+        if not isinstance(uri, str | list) or not all(isinstance(u, str) for u in uri):
+            raise ValueError("media.uri: a sip: URI or a list of them expected")
+        secret = media.get("secret", "")
+        if not isinstance(secret, str):
+            raise ValueError("media.secret: a string expected")
         if uri:
-            changes["media"] = MediaService.parse(uri)
+            changes["media"] = MediaService.parse(uri, secret.encode())
         return cls(**changes)
 
 

@@ -27,9 +27,10 @@ from provisioning.model import (
     Tenant,
 )
 from routing.call import Call, LiveState, LiveView
-from routing.decisions import Decision
+from routing.decisions import Busy, Decision
 from routing.policy import decide as policy_decide
-from switch.proxy.handoff import MediaService
+from switch.handoff import HandOff
+from switch.proxy.diversion import MediaService, busy_handoff
 from switch.proxy.proxy import Proxy, ProxyConfig
 from switch.sip.message import SipURI, parse_uri
 from switch.sip.target import Target
@@ -161,7 +162,11 @@ def media_params(ctxn: ClientTransaction) -> tuple[str | None, dict[str, str | N
     uri = parse_uri(ctxn.request.uri)
     assert isinstance(uri, SipURI) and (uri.host, uri.port) == ("127.0.0.1", 5090)
     assert ctxn.target == MEDIA_TARGET
-    return uri.user, dict(uri.params)
+    # the media side's parser accepts it (signature included), and says the same
+    handoff = HandOff.from_uri(uri.user, list(uri.params.items()), b"")
+    params = {k: v for k, v in uri.params.items() if k != "sig"}
+    assert dict(handoff.params()) == params
+    return uri.user, params
 
 
 def decisions(env: Env, rule: str) -> float:
@@ -546,9 +551,13 @@ async def test_bye_to_a_vanished_callee_still_releases_at_once() -> None:
 
 
 def test_media_service_keeps_its_own_uri_parameters() -> None:
-    media = MediaService.parse("sip:media@10.0.0.9:5090;transport=tcp")
-    uri = media.service("busy", {"prompt": "busy", "caller": "anonymous;x"})
-    assert uri == "sip:busy@10.0.0.9:5090;transport=tcp;prompt=busy;caller=anonymous%3Bx"
+    media = MediaService.parse("sip:media@10.0.0.9:5090;transport=tcp", b"k")
+    busy = Busy(tenant_id="t1", number="+81355500100", then_voicemail=False, rule="r")
+    uri = media.uri_for(busy_handoff(busy, "anonymous;x"))
+    assert uri.startswith(
+        "sip:busy@10.0.0.9:5090;transport=tcp;prompt=busy;then=hangup;tenant=t1;"
+        "target=+81355500100;caller=anonymous%3Bx;cause=486;sig="
+    ), uri
 
 
 def test_snapshot_builds() -> None:
