@@ -17,12 +17,15 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## Run the switch on its embedded defaults (SQLite under ./data, memory state, demo tenant).
+## `make run CONFIG=my.toml` adds a configuration file (deploy/softswitch.example.toml).
+CONFIG ?=
 run: $(STAMP)
-	$(VENV)/bin/softswitch serve --seed deploy/demo-seed.toml --data ./data
+	@$(VPY) scripts/demo_info.py deploy/demo-seed.toml
+	$(VENV)/bin/softswitch serve --seed deploy/demo-seed.toml --data ./data $(if $(CONFIG),--config $(CONFIG))
 
 ## Install test peers (SIPp, baresip) and start PostgreSQL/Redis when missing, then run every test.
 test: $(STAMP) test-deps
-	$(VENV)/bin/pytest
+	SOFTSWITCH_REQUIRE_PEERS=1 $(VENV)/bin/pytest
 
 test-deps:
 	@scripts/ensure-test-deps.sh

@@ -13,13 +13,18 @@ from collections import Counter
 
 import pytest
 
+from tests.peers import need
+
 from .baresip_helpers import Baresip, TracedMessage
 from .harness import DeviceSpec, SeedSpec, tail
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip is not installed"),
-]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _baresip_installed() -> None:
+    need(shutil.which("baresip") is not None, "baresip")
+
 
 ALICE = DeviceSpec("alice", "alice-baresip-1", kind="app")
 BOB = DeviceSpec("bob", "bob-baresip-2", kind="desk")

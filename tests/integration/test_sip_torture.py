@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers import need
+
 from .harness import REPO
 
 pytestmark = pytest.mark.integration
@@ -27,9 +29,9 @@ pytestmark = pytest.mark.integration
 KIT = Path(os.environ.get("TORTURE_KIT", REPO.parent / "shared" / "conformance" / "sip-torture"))
 
 
-@pytest.mark.skipif(not (KIT / "run_torture.py").exists(), reason=f"torture kit not at {KIT}")
 @pytest.mark.timeout(120)
 def test_torture_kit_over_tcp(switch_proc):
+    need((KIT / "run_torture.py").exists(), f"the SIP torture kit at {KIT}")
     demo_seed = (REPO / "deploy" / "demo-seed.toml").read_text()
     sw = switch_proc(demo_seed)
     proc = subprocess.run(

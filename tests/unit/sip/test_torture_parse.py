@@ -30,6 +30,7 @@ import pytest
 
 from switch.sip.message import ParseError
 from switch.sip.parser import parse_message
+from tests.peers import need
 
 CORPUS = Path(__file__).resolve().parents[4] / "shared/conformance/sip-torture"
 MANIFEST = CORPUS / "manifest.tsv"
@@ -63,9 +64,11 @@ def _rows() -> list[dict[str, str]]:
 
 
 ROWS = _rows()
-pytestmark = pytest.mark.skipif(
-    not ROWS, reason=f"SIP torture corpus not found at {CORPUS} (shared conformance kit absent)"
-)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _corpus_present() -> None:
+    need(bool(ROWS), f"the SIP torture corpus at {CORPUS} (shared conformance kit)")
 
 
 def _outcome(data: bytes) -> str | int:
