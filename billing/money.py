@@ -75,7 +75,10 @@ class Money:
                 assert_never(rounding)
 
     def __str__(self) -> str:
-        return f"¥{self.decimal}"
+        """ "¥17.5", "¥8", "-¥20": the tenth only when there is one."""
+        whole, tenth = divmod(abs(self.tenths), 10)
+        sign = "-" if self.tenths < 0 else ""
+        return f"{sign}¥{whole:,}" + (f".{tenth}" if tenth else "")
 
 
 ZERO = Money(tenths=0)

@@ -142,7 +142,14 @@ def _keyed(enum_type: Callable[[str], K], value: object, at: _At) -> Mapping[K, 
     """A table of rates keyed by an enum's values; unknown keys refused here, missing ones by
     `TariffVersion` (which knows which keys each table needs)."""
     table = _table(value, at)
-    return _frozen({_enum(enum_type, k, at.key(k)): _rate(r, at.key(k)) for k, r in table.items()})
+    return _frozen({_key(enum_type, k, at.key(k)): _rate(r, at.key(k)) for k, r in table.items()})
+
+
+def _key(enum_type: Callable[[str], K], name: str, at: _At) -> K:
+    try:
+        return enum_type(name)
+    except ValueError:
+        at.fail("tariff-unknown-key", "unknown key")
 
 
 def _rate(value: object, at: _At) -> Rate:
@@ -195,7 +202,8 @@ def _table(
         at.key(unknown[0]).fail("tariff-unknown-key", "unknown key")
     missing = sorted(required - set(value))
     if missing:
-        at.key(missing[0]).fail("tariff-missing-key", "missing")
+        also = f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""
+        at.key(missing[0]).fail("tariff-missing-key", f"missing{also}")
     return value
 
 
@@ -212,7 +220,9 @@ def _int(value: object, at: _At) -> int:
 
 
 def _money(value: object, at: _At) -> Money:
-    if type(value) is int and value >= 0:
+    if type(value) is int:
+        if value < 0:
+            at.fail("tariff-bad-value", f"a price cannot be negative: {value}")
         return Money.yen(value)
     if not isinstance(value, str):
         at.fail("tariff-wrong-type", f'write yen as a string ("17.5") or an integer: {value!r}')
