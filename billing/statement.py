@@ -4,7 +4,7 @@ Totals are kept per ID (the device that placed or answered the call), per tenant
 number presented on an outbound call, or the one called or forwarded), and for the whole
 tenant, each broken down by `Category` (direction, class, and the caller's kind for
 toll-free inbound calls). Every amount is exact in tenths of a yen; `payable_yen` rounds the
-tenant's total once, by the tariff's statement rounding (down: ¥52.5 + ¥17.5 + ¥0.5 pays ¥70).
+tenant's total once, by the tariff's statement rounding (down: ¥52.5 + ¥20 pays ¥72).
 """
 
 from __future__ import annotations
