@@ -157,7 +157,8 @@ def _decode_sndfile(data: bytes, fmt: SourceFormat, max_seconds: float) -> tuple
 
 
 def _read_blocks(sf: soundfile.SoundFile, limit: int) -> list[Any]:
-    blocks, total = [], 0
+    blocks: list[Any] = []
+    total = 0
     while True:
         block = sf.read(_BLOCK, dtype="float32", always_2d=True)
         if not len(block):
@@ -261,4 +262,5 @@ def _to_stored_pcm(samples: Any, rate: int, max_seconds: float) -> bytes:
     if rate != RATE:
         samples = soxr.resample(samples, rate, RATE, quality="HQ")
     scaled = np.clip(np.rint(samples * 32767.0), -32768, 32767).astype("<i2")
-    return scaled.tobytes()
+    pcm: bytes = scaled.tobytes()
+    return pcm
