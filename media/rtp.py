@@ -67,10 +67,19 @@ class RtpPacket:
     extension: RtpExtension | None = None
 
     def __post_init__(self) -> None:
-        _check_range("payload type", self.payload_type, 1 << 7)
-        _check_range("sequence number", self.sequence, _SEQ_MOD)
-        _check_range("timestamp", self.timestamp, _TS_MOD)
-        _check_range("SSRC", self.ssrc, _TS_MOD)
+        in_range = (
+            0 <= self.payload_type < 128
+            and 0 <= self.sequence < _SEQ_MOD
+            and 0 <= self.timestamp < _TS_MOD
+            and 0 <= self.ssrc < _TS_MOD
+        )
+        if not in_range:  # one test on the hot path; the detailed message only on failure
+            _check_range("payload type", self.payload_type, 1 << 7)
+            _check_range("sequence number", self.sequence, _SEQ_MOD)
+            _check_range("timestamp", self.timestamp, _TS_MOD)
+            _check_range("SSRC", self.ssrc, _TS_MOD)
+        if not self.csrcs:
+            return
         if len(self.csrcs) > 15:
             raise RtpError(f"{len(self.csrcs)} CSRCs, at most 15 fit the CC field")
         for csrc in self.csrcs:
@@ -120,7 +129,7 @@ def parse_rtp(data: bytes) -> RtpPacket:
     offset = RTP_HEADER_SIZE + 4 * (first & 0x0F)
     if offset > end:
         raise RtpError(f"CSRC count {first & 0x0F} runs past the packet")
-    csrcs = struct.unpack_from(f"!{first & 0x0F}I", data, RTP_HEADER_SIZE)
+    csrcs = struct.unpack_from(f"!{first & 0x0F}I", data, RTP_HEADER_SIZE) if first & 0x0F else ()
     extension = None
     if first & 0x10:
         extension, offset = _read_extension(data, offset, end)
