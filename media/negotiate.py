@@ -43,6 +43,7 @@ __all__ = [
     "accept_answer",
     "answer_offer",
     "make_offer",
+    "media_direction",
 ]
 
 DEFAULT_PTIME = 20  # ms
@@ -85,11 +86,14 @@ class Direction(enum.Enum):
         )
 
 
+_DIRECTION_NAMES = frozenset(d.value for d in Direction)
+
+
 def media_direction(media: MediaDescription, session: SessionDescription) -> Direction:
     """A stream's direction: media-level attribute, else session-level, else sendrecv."""
     for source in (media.attributes, session.attributes):
         for attr in source:
-            if attr.value is None and attr.name in Direction._value2member_map_:
+            if attr.value is None and attr.name in _DIRECTION_NAMES:
                 return Direction(attr.name)
     return Direction.SENDRECV
 
