@@ -40,7 +40,7 @@ bench: $(STAMP) test-deps
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy switch/sip routing billing
+	$(VENV)/bin/mypy switch routing billing media provisioning
 
 torture: $(STAMP)
 	@scripts/torture.sh

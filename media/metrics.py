@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from .rtp_session import RtpStats
+from .ua.rtp_session import RtpStats
 
 __all__ = ["MediaMetrics"]
 

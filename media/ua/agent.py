@@ -25,7 +25,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from switch.handoff import HandOff, HandOffError
@@ -37,10 +37,10 @@ from switch.tu import Sender
 from ..dtmf import parse_info_body
 from ..errors import DtmfError, SdpError
 from ..negotiate import LocalSdp, accept_answer, answer_offer, make_offer
-from ..rtp_session import MediaClock, PortRange, RtpSession
 from ..sdp import SessionDescription, parse_sdp
 from .call import CallState, MediaCall
 from .dialog import ALLOW, MIN_SE, DialogId, SessionTimer, UasDialog, session_request
+from .rtp_session import MediaClock, PortRange, RtpSession
 
 __all__ = ["MediaAgent", "MediaSettings", "Service"]
 
@@ -56,7 +56,7 @@ class MediaSettings:
     that may send hand-offs (None: any, the signature still applies)."""
 
     rtp_host: str = "127.0.0.1"
-    ports: PortRange = PortRange()
+    ports: PortRange = field(default_factory=PortRange)
     secret: bytes = b""
     allowed_sources: frozenset[str] | None = None
     max_session: float = 600.0
@@ -149,11 +149,12 @@ class MediaAgent:
         rtp = await self._open_rtp(txn)
         if rtp is None:
             return
-        sdp = self._negotiate(txn, request, rtp)
+        local = LocalSdp(address=self.settings.rtp_host)
+        sdp = self._negotiate(txn, request, rtp, local)
         if sdp is None:
             rtp.close()
             return
-        self._start(txn, request, handoff, rtp, sdp, timer)
+        self._start(txn, request, handoff, rtp, (sdp, local), timer)
 
     def _handoff(self, txn: ServerTransaction, request: Request) -> HandOff | None:
         try:
@@ -179,8 +180,9 @@ class MediaAgent:
             self._reply(txn, 503, [("Retry-After", "5")])
             return None
 
-    def _negotiate(self, txn: ServerTransaction, request: Request, rtp: RtpSession) -> bytes | None:
-        local = LocalSdp(address=self.settings.rtp_host)
+    def _negotiate(
+        self, txn: ServerTransaction, request: Request, rtp: RtpSession, local: LocalSdp
+    ) -> bytes | None:
         try:
             if request.body:
                 answer, plan = answer_offer(parse_sdp(request.body), local=local, port=rtp.port)
@@ -200,14 +202,15 @@ class MediaAgent:
         request: Request,
         handoff: HandOff,
         rtp: RtpSession,
-        sdp: bytes,
+        sdp: tuple[bytes, LocalSdp],
         timer: SessionTimer | None,
-    ) -> None:
+    ) -> MediaCall:
         dialog = UasDialog(request, self._contact(txn))
         if timer is not None:
             dialog.start_session_timer(timer, self.loop.time())
         call = MediaCall(
-            loop=self.loop, dialog=dialog, txn=txn, handoff=handoff, rtp=rtp, answer_sdp=sdp,
+            loop=self.loop, dialog=dialog, txn=txn, handoff=handoff, rtp=rtp, answer_sdp=sdp[0],
+            local_sdp=sdp[1],
             respond=self.sender.send_response, send_bye=self._send_bye,
         )  # fmt: skip
         txn.user_data = call
@@ -215,6 +218,7 @@ class MediaAgent:
         self._by_call_id[dialog.id.call_id] = call
         self._count("started", handoff.service.value)
         call.task = self.loop.create_task(self._run(call))
+        return call
 
     async def _run(self, call: MediaCall) -> None:
         """The service script, bounded by the hard cap and the session timer."""
@@ -286,7 +290,9 @@ class MediaAgent:
         if request.body:
             try:
                 local = LocalSdp(address=self.settings.rtp_host)
-                answer, plan = answer_offer(parse_sdp(request.body), local=local, port=call.rtp.port)
+                answer, plan = answer_offer(
+                    parse_sdp(request.body), local=local, port=call.rtp.port
+                )
             except (SdpError, ValueError) as exc:
                 self._reply(txn, 488, [("Warning", f'304 media "{exc}"')])
                 return
@@ -346,7 +352,9 @@ class MediaAgent:
         self, txn: ServerTransaction, status: int, headers: list[tuple[str, str]] | None = None
     ) -> None:
         tag = secrets.token_hex(4) if status > 100 else None
-        self.sender.send_response(txn, make_response(txn.request, status, to_tag=tag, headers=headers))
+        self.sender.send_response(
+            txn, make_response(txn.request, status, to_tag=tag, headers=headers)
+        )
 
     def _count(self, what: str, label: str) -> None:
         if self.metrics is not None:

@@ -32,8 +32,9 @@ from switch.handoff import HandOff
 from switch.sip.message import Request, Response
 from switch.sip.transaction import ServerTransaction
 
-from ..rtp_session import RtpSession
+from ..negotiate import LocalSdp
 from .dialog import UasDialog
+from .rtp_session import RtpSession
 
 __all__ = ["CallState", "MediaCall", "RecordResult"]
 
@@ -76,6 +77,7 @@ class MediaCall:
         handoff: HandOff,
         rtp: RtpSession,
         answer_sdp: bytes,
+        local_sdp: LocalSdp,
         respond: Callable[[ServerTransaction, Response], None],
         send_bye: Callable[[MediaCall], None],
     ) -> None:
@@ -85,6 +87,7 @@ class MediaCall:
         self.handoff = handoff
         self.rtp = rtp
         self.answer_sdp = answer_sdp
+        self.local_sdp = local_sdp  # our o= line across re-offers (RFC 3264 §8)
         self._respond = respond
         self._send_bye = send_bye
         self.state = CallState.EARLY

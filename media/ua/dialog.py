@@ -76,7 +76,7 @@ class SessionTimer:
     uac_supports: bool
 
 
-def session_request(request: Request) -> SessionTimer | None | int:
+def session_request(request: Request) -> SessionTimer | int | None:
     """The session timer an INVITE asks for: None (none asked), a SessionTimer, or, when the
     interval is below MIN_SE, that interval (the caller answers 422)."""
     value = request.headers.get("Session-Expires")

@@ -64,7 +64,7 @@ class Connection(asyncio.Protocol):
         self.last_activity = asyncio.get_running_loop().time()
         self.registered = self.owner.connection_made(self)
         if not self.registered:
-            transport.abort()
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = asyncio.get_running_loop().time()

@@ -27,10 +27,8 @@ from zoneinfo import ZoneInfo
 
 from switch.handoff import HandOff, Service, Then
 
-from .prompts import PromptLibrary, default_library, message_header, summary
-from .ua.agent import Service as ServiceScript
-from .ua.call import MediaCall
-from .voicemail import (
+from ..prompts import PromptLibrary, default_library, message_header, summary
+from ..voicemail import (
     MAILBOX_LIMIT,
     MAX_MESSAGE_SECONDS,
     MIN_MESSAGE_SECONDS,
@@ -39,6 +37,8 @@ from .voicemail import (
     PromptSource,
     VoicemailStore,
 )
+from .agent import Service as ServiceScript
+from .call import MediaCall
 
 __all__ = ["ServiceDeps", "services"]
 

@@ -23,9 +23,9 @@ from switch.sip.transitions import Timers
 from switch.transport.endpoint import SipEndpoint
 from switch.transport.manager import TransportManager, TransportSettings
 
-from .metrics import MediaMetrics
+from ..metrics import MediaMetrics
+from .agent import MediaAgent, MediaSettings
 from .services import ServiceDeps, services
-from .ua.agent import MediaAgent, MediaSettings
 
 __all__ = ["MediaApp"]
 

@@ -25,13 +25,13 @@ import logging
 import socket
 from dataclasses import dataclass
 
-from .dtmf import DtmfReceiver
-from .errors import RtpError
-from .g711 import Codec, decode, encode
-from .jitter import Audio, Chunk, RecordingBuffer
-from .negotiate import MediaPlan
-from .pacer import Pacer
-from .rtp import RtpStream, parse_rtp
+from ..dtmf import DtmfReceiver
+from ..errors import RtpError
+from ..g711 import Codec, decode, encode
+from ..jitter import Audio, Chunk, RecordingBuffer
+from ..negotiate import MediaPlan
+from ..pacer import Pacer
+from ..rtp import RtpStream, parse_rtp
 
 __all__ = ["MediaClock", "PortRange", "RtpSession", "RtpStats"]
 
@@ -342,9 +342,7 @@ class RtpSession:
     def recorded_seconds(self) -> float:
         return len(self._recorded) / (2 * RATE)
 
-    def _record(
-        self, ssrc: int, seq: int, ts: int, payload: bytes | None, now: float
-    ) -> None:
+    def _record(self, ssrc: int, seq: int, ts: int, payload: bytes | None, now: float) -> None:
         assert self._recorder is not None
         self._write(
             self._recorder.push(ssrc=ssrc, sequence=seq, timestamp=ts, payload=payload, arrival=now)
