@@ -44,6 +44,10 @@ from typing import Any
 
 from aiohttp import web
 
+from media.ua.agent import MediaSettings
+from media.ua.app import MediaApp, MediaListen
+from media.ua.config import PROXY_KEYS, MediaConfig
+from media.ua.services import ServiceDeps
 from provisioning.live import dropped_devices
 from provisioning.model import Snapshot
 from provisioning.seed import load_seed
@@ -107,6 +111,7 @@ class SwitchApp:
         state: StateBackend | None = None,
         http_hooks: Sequence[HttpHook] = (),
         proxy_factory: Callable[[SwitchApp], TransactionUser] | None = None,
+        media: ServiceDeps | None = None,
     ) -> None:
         self.config = config
         self.metrics = Metrics()
@@ -115,6 +120,8 @@ class SwitchApp:
         self.snapshot_source = snapshot_source or _default_source(config)
         self.http_hooks = list(http_hooks)
         self.proxy_factory = proxy_factory or make_proxy
+        self.media_deps = media
+        self.media: MediaApp | None = None  # the embedded media service, when it runs here
         self._snapshot: Snapshot | None = None
         self._registrations = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -180,6 +187,7 @@ class SwitchApp:
         self.metrics.watch_transactions(self.layer.counts)
         self.metrics.watch_registrations(lambda: self._registrations)
         await self._start_transports()
+        await self._start_media()
         self.proxy = self.proxy_factory(self)
         self.core.users.default = self.proxy
         self.core.users.add("REGISTER", self.registrar)
@@ -205,6 +213,30 @@ class SwitchApp:
         self.sip_addresses = dict(self.transports.bound)
         rcv, snd = self.transports.udp_buffers
         log.info("UDP buffers granted: SO_RCVBUF=%d SO_SNDBUF=%d", rcv, snd)
+
+    async def _start_media(self) -> None:
+        """The embedded media service (announcements, busy message, voicemail), unless the
+        configuration names external ones (`[media] uri`) or nothing provides its store."""
+        section = dict(self.config.extra.get("media", {}))
+        if section.get("uri") or self.media_deps is None:
+            return
+        media_cfg = MediaConfig.from_section(section)
+        host = self.sip_addresses["udp"][0]
+        self.media_secret = resolve_secret(
+            section.get("secret") or None, self.config.data_dir, "media-secret"
+        ).encode()
+        settings = MediaSettings(
+            rtp_host=media_cfg.rtp_host or self.core.local_via("udp")[0],
+            ports=media_cfg.rtp_ports,
+            secret=self.media_secret,
+            allowed_sources=frozenset({host, "127.0.0.1", "::1"}),
+            max_session=media_cfg.max_session,
+        )
+        self.media = MediaApp(
+            listen=MediaListen(host=host, port=0), settings=settings, deps=self.media_deps,
+            registry=self.metrics.registry,
+        )  # fmt: skip
+        await self.media.start()
 
     async def _start_http(self) -> None:
         cfg = self.config
@@ -241,6 +273,8 @@ class SwitchApp:
         self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.media is not None:
+            await self.media.stop()
         if hasattr(self, "transports"):
             await self.transports.close()
         if hasattr(self, "core"):
@@ -265,13 +299,16 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
     from switch.proxy.proxy import Proxy, ProxyConfig
 
     extra = app.config.extra
+    media = {k: v for k, v in extra.get("media", {}).items() if k in PROXY_KEYS}
+    if app.media is not None:  # the embedded media service, with the secret it checks
+        media = {"uri": app.media.uri, "secret": app.media_secret.decode()}
     return Proxy(
         sender=app.core,
         snapshot=lambda: app.snapshot,
         state=app.state,
         authenticator=app.authenticator,
         metrics=app.metrics,
-        config=ProxyConfig.from_sections(extra.get("proxy", {}), extra.get("media", {})),
+        config=ProxyConfig.from_sections(extra.get("proxy", {}), media),
     )
 
 

@@ -252,17 +252,21 @@ def config_from_mapping(doc: Mapping[str, Any], base: Config | None = None) -> C
 
 
 def _check_proxy_sections(extra: Mapping[str, Any]) -> None:
-    """[proxy] and [media] are read by the proxy (ProxyConfig.from_sections); check them at
-    load time so that a typo stops `softswitch serve` with a message, not a traceback."""
+    """[proxy] and [media] are read by the proxy (ProxyConfig.from_sections: [proxy], and
+    `uri`/`secret` of [media]) and by the media service (media.ua.config.MediaConfig: the
+    rest of [media]); check them at load time so that a typo stops `softswitch serve` with a
+    message, not a traceback."""
     if "proxy" not in extra and "media" not in extra:
         return
+    from media.ua.config import PROXY_KEYS, MediaConfig
     from switch.proxy.proxy import ProxyConfig
 
     proxy, media = extra.get("proxy", {}), extra.get("media", {})
     if not isinstance(proxy, Mapping) or not isinstance(media, Mapping):
         raise ConfigError("[proxy] and [media] must be tables")
     try:
-        ProxyConfig.from_sections(proxy, media)
+        MediaConfig.from_section(media)
+        ProxyConfig.from_sections(proxy, {k: v for k, v in media.items() if k in PROXY_KEYS})
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
