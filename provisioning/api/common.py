@@ -7,8 +7,9 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any, TypeVar
 
+from provisioning import rules
 from provisioning.model import normalize_number
-from provisioning.service import UNSET, Page
+from provisioning.services import UNSET, Page
 
 from .core import PathParam
 from .schema import (
@@ -81,7 +82,9 @@ HOLIDAY = PathParam(
 )
 
 PAGE_QUERY: dict[str, Schema] = {
-    "limit": Integer(minimum=1, maximum=500, description="page size (default 50)"),
+    "limit": Integer(
+        minimum=1, maximum=rules.PAGE_MAX, description=f"page size (default {rules.PAGE_DEFAULT})"
+    ),
     "cursor": String(
         min_length=1, max_length=512, description="the next_cursor of the previous page"
     ),
@@ -141,6 +144,7 @@ __all__ = [
     "ERROR",
     "GATEWAY_ID",
     "HOLIDAY",
+    "ID_PATTERN",
     "NULLABLE_TIMESTAMP",
     "NUMBER",
     "PAGE_QUERY",
