@@ -82,6 +82,16 @@ PORT_RANGE = (1, 65535)
 # Lists: page sizes of every keyset-paginated list.
 PAGE_MAX = 500
 PAGE_DEFAULT = 50
+# Request shapes, checked by the API's schemas (the checks above judge the content).
+ID_MAX = 64  # tenant, device, gateway … ids chosen by the operator
+NUMBER_TEXT_MAX = 32  # a telephone number as typed ("03-1234-5678")
+TIMEZONE_MAX = 64
+TOKEN_LABEL_MAX = 100
+ANNOUNCEMENT_MAX = 80
+RING_GROUP_MAX = 200  # device ids in one ring group
+RING_NUMBERS_MAX = 16  # numbers a new ID joins
+HOLIDAYS_MAX = 366
+ALLOWED_SOURCES_MAX = 64  # IP addresses of one carrier gateway
 
 PROMPT_PREFIX = "prompt:"
 

@@ -58,7 +58,7 @@ DEVICE_CREATE_FIELDS: dict[str, Schema] = {
     "web_phonebook": Boolean(description="web phonebook option"),
     "ring_numbers": Array(
         phone_number(),
-        max_items=16,
+        max_items=rules.RING_NUMBERS_MAX,
         unique=True,
         description="numbers whose ring group the ID joins (default all)",
     ),

@@ -27,7 +27,7 @@ SOURCE = String(
 TRANSPORT = Enum(list(rules.TRANSPORTS))
 PORT = Integer(minimum=rules.PORT_RANGE[0], maximum=rules.PORT_RANGE[1])
 NAME = String(min_length=1, max_length=rules.GATEWAY_NAME_MAX)
-SOURCES = Array(SOURCE, max_items=64, unique=True)
+SOURCES = Array(SOURCE, max_items=rules.ALLOWED_SOURCES_MAX, unique=True)
 
 GATEWAY = Ref(
     "Gateway",

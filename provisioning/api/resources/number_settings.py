@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from provisioning import rules
 from provisioning.model import DayKind, Number, SlotAction
 from provisioning.services import AfterHoursUpdate, ForwardingUpdate, OptionsUpdate
 
@@ -46,7 +47,9 @@ AFTER_HOURS_UPDATE = Object(
     {
         "enabled": Boolean(description="one-touch ON/OFF; ON turns forwarding OFF"),
         "announcement": String(
-            min_length=1, max_length=80, description="template-1..3 or prompt:<prompt id>"
+            min_length=1,
+            max_length=rules.ANNOUNCEMENT_MAX,
+            description="template-1..3 or prompt:<prompt id>",
         ),
         "slots": SLOTS,
     },

@@ -56,7 +56,7 @@ MAX_RING_TIME = Num(
 RING_GROUP_IDS = Array(
     DEVICE_ID.schema,
     min_items=1,
-    max_items=200,
+    max_items=rules.RING_GROUP_MAX,
     unique=True,
     description="device ids that ring for this number",
 )

@@ -32,7 +32,7 @@ from .devices import DEVICE_CREATE_FIELDS, device_create
 
 TIMEZONE = String(
     min_length=1,
-    max_length=64,
+    max_length=rules.TIMEZONE_MAX,
     pattern=r"[A-Za-z0-9_+\-/]+",
     description="IANA time zone, e.g. Asia/Tokyo",
 )
@@ -56,7 +56,10 @@ TENANT = Ref(
 TENANT_PAGE = page_of("TenantPage", TENANT)
 HOLIDAYS = Ref(
     "Holidays",
-    Object({"holidays": Array(Date(), max_items=366, unique=True)}, required=("holidays",)),
+    Object(
+        {"holidays": Array(Date(), max_items=rules.HOLIDAYS_MAX, unique=True)},
+        required=("holidays",),
+    ),
 )
 
 BASIC_DEVICE = Ref(

@@ -40,7 +40,7 @@ TOKEN_CREATE = Object(
     {
         "scope": SCOPE,
         "tenant_id": ident("required with scope tenant"),
-        "label": String(min_length=1, max_length=100),
+        "label": String(min_length=1, max_length=rules.TOKEN_LABEL_MAX),
     },
     required=("scope",),
 )

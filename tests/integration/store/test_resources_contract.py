@@ -9,9 +9,9 @@ import pytest
 from provisioning.errors import ProvisioningError, Unauthenticated
 from provisioning.live import build_snapshot
 from provisioning.model import DeviceKind, TenantStatus
+from provisioning.rules import MAX_PROMPT_BYTES
 from provisioning.seed import load_seed
 from provisioning.services import (
-    MAX_PROMPT_BYTES,
     DeviceCreate,
     GatewayInput,
     GatewayUpdate,
