@@ -20,8 +20,8 @@ from provisioning.model import DayKind, Number, SlotAction
 from provisioning.services import AfterHoursUpdate, ForwardingUpdate, OptionsUpdate
 
 from ..common import phone_number, updates
-from ..core import Ctx, Operation, Reply
-from ..schema import Boolean, Nullable, Object, String
+from ..core import Ctx, Handler, Operation, Reply
+from ..schema import Boolean, Nullable, Object, Schema, String
 from .numbers import (
     AFTER_HOURS,
     BASE,
@@ -150,7 +150,13 @@ async def patch_recording(ctx: Ctx) -> Reply:
 
 
 def _pair(
-    name: str, title: str, schema: Any, get: Any, put: Any, update: Any, method: str = "PATCH"
+    name: str,
+    title: str,
+    schema: Schema,
+    get: Handler,
+    put: Handler,
+    update: Schema,
+    method: str = "PATCH",
 ) -> list[Operation]:
     path = f"{BASE}/{{number}}/{name}"
     suffix = "".join(w.capitalize() for w in name.split("-"))
