@@ -103,8 +103,8 @@ class Operation:
         return self.body is not None or self.raw_body is not None
 
 
-# Per-request state set by the auth middleware (middleware.py). Typed keys since aiohttp
-# 3.14; plain strings before (newer versions warn about those).
+# Per-request state set by the auth middleware (middleware.py): typed keys where aiohttp has
+# them, plain strings before (which the versions with typed keys warn about).
 if TYPE_CHECKING or hasattr(web, "RequestKey"):
     PRINCIPAL_KEY = web.RequestKey("principal", Principal)
     OPERATION_KEY = web.RequestKey("operation", Operation)

@@ -22,10 +22,9 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter
 
 from provisioning.errors import NotFound, ProvisioningError, StoreUnavailable
@@ -34,6 +33,9 @@ from provisioning.services import Principal
 from . import errors
 from .core import OPERATION_KEY, PRINCIPAL_KEY, Operation
 from .errors import ERROR_ID_KEY, error_response
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler, Middleware
 
 log = logging.getLogger("provisioning.api")
 
