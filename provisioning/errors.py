@@ -1,4 +1,4 @@
-"""Domain errors of the provisioning service.
+"""Domain errors of the provisioning services (`provisioning.services`).
 
 Every refusal is a `ProvisioningError` with
 - `status`: the HTTP status the REST API answers with (4xx; 503 for `StoreUnavailable`),

@@ -17,9 +17,9 @@ other processes committed meanwhile. As a safety net (and the only cross-process
 SQLite), the version is also polled every `poll_interval` seconds.
 
 For the switch (what to compare between two snapshots): `dropped_devices(old, new)` lists the
-IDs whose registrations/device lock must be dropped: deleted IDs, released IDs
-(`Device.release_seq` changed), IDs whose username or HA1 changed, and IDs of tenants that
-were suspended.
+IDs whose registrations/device lock must be dropped. It is pure and lives in the model layer
+(`provisioning.diff`); it is re-exported here for the switch's existing import, as are
+`import_seed` and `seed_if_empty` (`provisioning.services.seeding`).
 
 Usage::
 
@@ -40,12 +40,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 
+from .diff import dropped_devices
 from .errors import StoreUnavailable
-from .model import Snapshot, TenantStatus
-from .seed import SeedData
-from .service import import_seed
-from .store import open_store, repo
+from .model import Snapshot
+from .services.seeding import import_seed, seed_if_empty
+from .store import open_store
 from .store.base import ChangeWatch, Store
+from .store.queries.snapshot import load_everything
 
 __all__ = [
     "LiveSnapshot",
@@ -64,7 +65,7 @@ SnapshotCallback = Callable[[Snapshot], Awaitable[None] | None]
 async def build_snapshot(store: Store) -> Snapshot:
     """The whole routing picture from one consistent read. Raises StoreUnavailable."""
     async with store.read() as tx:
-        e = await repo.load_everything(tx)
+        e = await load_everything(tx)
     return Snapshot.build(
         version=e.version,
         realm=e.realm,
@@ -73,25 +74,6 @@ async def build_snapshot(store: Store) -> Snapshot:
         numbers=e.numbers,
         gateways=e.gateways,
     )
-
-
-def dropped_devices(old: Snapshot, new: Snapshot) -> set[str]:
-    """Device ids whose bindings (and device lock) the switch must drop going old -> new."""
-    dropped: set[str] = set()
-    for dev_id, before in old.devices.items():
-        after = new.devices.get(dev_id)
-        tenant = new.tenants.get(before.tenant_id)
-        if (
-            after is None
-            or after.release_seq != before.release_seq
-            or after.username != before.username
-            or after.ha1_md5 != before.ha1_md5
-            or after.ha1_sha256 != before.ha1_sha256
-            or tenant is None
-            or (tenant.status is not TenantStatus.ACTIVE)
-        ):
-            dropped.add(dev_id)
-    return dropped
 
 
 class LiveSnapshot:
@@ -276,13 +258,3 @@ def store_source(
                 await store.close()
 
     return source
-
-
-async def seed_if_empty(store: Store, seed: SeedData) -> bool:
-    """`serve --seed FILE` on a store: import the seed only if the store has no tenant yet.
-    Returns True when it imported."""
-    async with store.read() as tx:
-        if await tx.fetchval("SELECT 1 FROM tenants LIMIT 1"):
-            return False
-    await import_seed(store, seed)
-    return True

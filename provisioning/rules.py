@@ -7,7 +7,10 @@ Two kinds of rules:
   the rule and the limit in `details`.
 - *Transition rules* (identity check before configuring after-hours/forwarding, the
   forwarding <-> after-hours exclusion): functions of (old, request) the service calls
-  explicitly (`require_identity`, `enable_after_hours`, `enable_forwarding`).
+  explicitly (`require_identity`, `set_after_hours_enabled`, `set_forwarding_enabled`).
+- *Limits*: every number the rules, the services, the API schemas and the seed loader agree
+  on is defined once below ("limits"); the two the routing model itself needs
+  (`SLOTS_PER_DAY`, `VOICEMAIL_RING_TIMES`) are in `provisioning.model`.
 
 Decisions where the sources leave room (documented for the README):
 - Deleting an ID that is the only member of a number's ring group is refused
@@ -20,10 +23,8 @@ Decisions where the sources leave room (documented for the README):
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import enum
-import io
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,7 +32,7 @@ from datetime import date
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import InvalidInput, RuleViolation
+from .errors import InvalidInput, RuleViolation, TooLarge
 from .model import (
     ANNOUNCEMENT_TEMPLATES,
     SLOTS_PER_DAY,
@@ -49,9 +50,49 @@ from .model import (
     normalize_number,
 )
 
+# --------------------------------------------------------------------------- limits
+# Every limit of the service, defined once. The checks below, the services, the REST API's
+# schemas (`provisioning.api.resources`) and the seed loader all read these names.
+
+# Per tenant and per number (docs/service-rules.md).
 MAX_ADDITIONAL_NUMBERS = 2
-MAX_APP_RING_DELAY = 30.0
-MAX_RING_TIME_RANGE = (5.0, 300.0)
+MAX_APP_RING_DELAY = 30.0  # seconds apps wait while desk phones/ATAs ring
+MAX_RING_TIME_RANGE = (5.0, 300.0)  # seconds before giving up
+MAX_PROMPTS = 10  # uploaded announcements per tenant
+MAX_PROMPT_BYTES = 5 * 1024 * 1024  # per prompt; the audio is kept in the database
+MAX_PHONEBOOK_ENTRIES = 1000  # web phonebook entries per tenant
+# Field lengths (characters).
+TENANT_NAME_MAX = 200
+USERNAME_MAX = 64  # SIP digest username
+PASSWORD_LENGTH = (8, 128)
+DISPLAY_NAME_MAX = 100
+LABEL_MAX = 50  # a number's label, shown before the caller's name
+REALM_MAX = 100
+PROMPT_NAME_MAX = 100
+CONTENT_TYPE_MAX = 100
+PHONEBOOK_NAME_MAX = 100
+PHONEBOOK_TEXT_MAX = 200  # company, note (JSON and CSV alike)
+PHONEBOOK_NUMBER_MAX = 31  # characters of a phonebook number, with PHONEBOOK_DIGITS digits
+PHONEBOOK_DIGITS = (2, 20)
+GATEWAY_NAME_MAX = 100
+HOST_MAX = 253  # a DNS name (RFC 1035 §2.3.4) or an IP address
+# Carrier gateways.
+TRANSPORTS = ("udp", "tcp", "tls")
+PORT_RANGE = (1, 65535)
+# Lists: page sizes of every keyset-paginated list.
+PAGE_MAX = 500
+PAGE_DEFAULT = 50
+# Request shapes, checked by the API's schemas (the checks above judge the content).
+ID_MAX = 64  # tenant, device, gateway … ids chosen by the operator
+NUMBER_TEXT_MAX = 32  # a telephone number as typed ("03-1234-5678")
+TIMEZONE_MAX = 64
+TOKEN_LABEL_MAX = 100
+ANNOUNCEMENT_MAX = 80
+RING_GROUP_MAX = 200  # device ids in one ring group
+RING_NUMBERS_MAX = 16  # numbers a new ID joins
+HOLIDAYS_MAX = 366
+ALLOWED_SOURCES_MAX = 64  # IP addresses of one carrier gateway
+
 PROMPT_PREFIX = "prompt:"
 
 
@@ -96,7 +137,7 @@ def check_ring_time(seconds: int) -> None:
             "invalid-ring-time",
             f"voicemail ring time must be one of {VOICEMAIL_RING_TIMES} seconds",
             {
-                "rule": "voicemail ring time ∈ {5,10,15,20,25,30}",
+                "rule": f"voicemail ring time ∈ {{{','.join(map(str, VOICEMAIL_RING_TIMES))}}}",
                 "allowed": list(VOICEMAIL_RING_TIMES),
                 "requested": seconds,
             },
@@ -109,7 +150,7 @@ def check_app_ring_delay(seconds: float) -> None:
             "invalid-ring-delay",
             f"app ring delay must be between 0 and {MAX_APP_RING_DELAY:g} seconds",
             {
-                "rule": "0 ≤ app ring delay ≤ 30 s",
+                "rule": f"0 ≤ app ring delay ≤ {MAX_APP_RING_DELAY:g} s",
                 "limit": MAX_APP_RING_DELAY,
                 "requested": seconds,
             },
@@ -122,7 +163,7 @@ def check_max_ring_time(seconds: float) -> None:
         raise InvalidInput(
             "invalid-input",
             f"max ring time must be between {low:g} and {high:g} seconds",
-            {"rule": "5 ≤ max ring time ≤ 300 s", "requested": seconds},
+            {"rule": f"{low:g} ≤ max ring time ≤ {high:g} s", "requested": seconds},
         )
 
 
@@ -202,7 +243,7 @@ def _check_number_counts(devices: Sequence[Device], numbers: Sequence[Number]) -
             "too-many-additional-numbers",
             f"at most {MAX_ADDITIONAL_NUMBERS} additional numbers",
             {
-                "rule": "additional numbers ≤ 2",
+                "rule": f"additional numbers ≤ {MAX_ADDITIONAL_NUMBERS}",
                 "limit": MAX_ADDITIONAL_NUMBERS,
                 "requested": additional,
             },
@@ -379,33 +420,55 @@ def drop_options(n: Number) -> Number:
     return dataclasses.replace(n, after_hours=ah, forwarding=fwd)
 
 
-__all__ = [
-    "MAX_ADDITIONAL_NUMBERS",
-    "MAX_PHONEBOOK_ENTRIES",
-    "PhonebookRow",
-    "check_app_ring_delay",
-    "check_device",
-    "check_number",
-    "check_number_kind",
-    "check_phonebook_entry",
-    "check_ring_time",
-    "check_tenant",
-    "check_timezone",
-    "drop_options",
-    "parse_number",
-    "parse_phonebook_csv",
-    "parse_slots",
-    "require_identity",
-    "set_after_hours_enabled",
-    "set_forwarding_enabled",
-]
+# --------------------------------------------------------------------------- sizes
+
+
+def check_prompt_audio(audio: bytes) -> None:
+    if not audio:
+        raise InvalidInput("invalid-input", "the prompt audio is empty", {"field": "audio"})
+    if len(audio) > MAX_PROMPT_BYTES:
+        raise TooLarge(
+            "prompt-too-large",
+            "the prompt audio is too large",
+            {
+                "rule": f"prompt ≤ {MAX_PROMPT_BYTES // 2**20} MiB",
+                "limit": MAX_PROMPT_BYTES,
+                "requested": len(audio),
+            },
+        )
+
+
+def check_prompt_count(count: int) -> None:
+    """`count`: the tenant's prompts with the new one."""
+    if count > MAX_PROMPTS:
+        raise RuleViolation(
+            "too-many-prompts",
+            f"at most {MAX_PROMPTS} prompts",
+            {
+                "rule": f"prompts ≤ {MAX_PROMPTS} per tenant",
+                "limit": MAX_PROMPTS,
+                "requested": count,
+            },
+        )
+
+
+def check_phonebook_size(count: int) -> None:
+    """`count`: the tenant's phonebook entries after the change."""
+    if count > MAX_PHONEBOOK_ENTRIES:
+        raise RuleViolation(
+            "phonebook-full",
+            f"at most {MAX_PHONEBOOK_ENTRIES} entries",
+            {
+                "rule": f"web phonebook ≤ {MAX_PHONEBOOK_ENTRIES:,} entries per tenant",
+                "limit": MAX_PHONEBOOK_ENTRIES,
+                "requested": count,
+            },
+        )
 
 
 # --------------------------------------------------------------------------- phonebook
 
-MAX_PHONEBOOK_ENTRIES = 1000
-_PHONEBOOK_NUMBER = re.compile(r"\+?[0-9][0-9\-() ]{0,30}")
-_HEADER_NAMES = {"name", "名前", "氏名"}
+_PHONEBOOK_NUMBER = re.compile(rf"\+?[0-9][0-9\-() ]{{0,{PHONEBOOK_NUMBER_MAX - 1}}}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -421,74 +484,33 @@ def check_phonebook_entry(
 ) -> PhonebookRow:
     """Trimmed entry, or InvalidInput naming the problem."""
     name, number = (name or "").strip(), (number or "").strip()
-    if not name or len(name) > 100:
-        raise InvalidInput("invalid-input", "name must have 1 to 100 characters", {"field": "name"})
-    digits = sum(c.isdigit() for c in number)
-    if not _PHONEBOOK_NUMBER.fullmatch(number) or not 2 <= digits <= 20:
+    if not name or len(name) > PHONEBOOK_NAME_MAX:
+        raise InvalidInput(
+            "invalid-input",
+            f"name must have 1 to {PHONEBOOK_NAME_MAX} characters",
+            {"field": "name"},
+        )
+    low, high = PHONEBOOK_DIGITS
+    if (
+        not _PHONEBOOK_NUMBER.fullmatch(number)
+        or not low <= sum(c.isdigit() for c in number) <= high
+    ):
         raise InvalidInput(
             "invalid-input", f"not a telephone number: {number!r}", {"field": "number"}
         )
     extra = [(company or "").strip() or None, (note or "").strip() or None]
-    if any(x is not None and len(x) > 200 for x in extra):
+    if any(x is not None and len(x) > PHONEBOOK_TEXT_MAX for x in extra):
         raise InvalidInput(
             "invalid-input",
-            "company and note have at most 200 characters",
+            f"company and note have at most {PHONEBOOK_TEXT_MAX} characters",
             {"field": "company/note"},
         )
     return PhonebookRow(name, number, extra[0], extra[1])
 
 
-def decode_csv(data: bytes | str) -> str:
-    """UTF-8 (with or without BOM), else CP932 (what Japanese Excel writes)."""
-    if isinstance(data, str):
-        return data.removeprefix("\ufeff")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        try:
-            return data.decode("cp932")
-        except UnicodeDecodeError as exc:
-            raise InvalidInput(
-                "phonebook-import-invalid",
-                "the CSV is neither UTF-8 nor Shift_JIS (CP932)",
-                {"errors": [{"row": 0, "reason": "undecodable file"}]},
-            ) from exc
-
-
-def parse_phonebook_csv(data: bytes | str) -> tuple[list[PhonebookRow], list[dict[str, object]]]:
-    """Rows `name,number[,company[,note]]` -> (entries, errors). Errors are
-    `{"row": line number (1-based), "reason": …}`; blank lines are skipped; a first row whose
-    first cell is a header name ("name", "名前", "氏名") is skipped."""
-    entries: list[PhonebookRow] = []
-    errors: list[dict[str, object]] = []
-    reader = csv.reader(io.StringIO(decode_csv(data)))
-    first = True
-    try:
-        for cells in reader:
-            line = reader.line_num
-            if first and cells and cells[0].strip().lower() in _HEADER_NAMES:
-                first = False
-                continue
-            first = False
-            if not any(c.strip() for c in cells):
-                continue
-            if len(cells) < 2 or len(cells) > 4:
-                errors.append(
-                    {"row": line, "reason": "expected 2 to 4 columns: name, number, company, note"}
-                )
-                continue
-            try:
-                entries.append(check_phonebook_entry(*cells))
-            except InvalidInput as exc:
-                errors.append({"row": line, "reason": exc.message})
-    except csv.Error as exc:
-        errors.append({"row": reader.line_num, "reason": f"malformed CSV: {exc}"})
-    return entries, errors
-
-
 # --------------------------------------------------------------------------- request fields
 
-_USERNAME = re.compile(r"[A-Za-z0-9._~+\-]{1,64}")
+_USERNAME = re.compile(rf"[A-Za-z0-9._~+\-]{{1,{USERNAME_MAX}}}")
 
 
 def text_field(value: object, field_name: str, low: int, high: int) -> str:
@@ -502,28 +524,32 @@ def text_field(value: object, field_name: str, low: int, high: int) -> str:
     return text
 
 
-def optional_text(value: object, field_name: str) -> str | None:
-    return (
-        None if value is None or str(value).strip() == "" else text_field(value, field_name, 1, 200)
-    )
+def optional_text(value: object, field_name: str, high: int) -> str | None:
+    """None for None or blank text, else `text_field(value, field_name, 1, high)`."""
+    if value is None or str(value).strip() == "":
+        return None
+    return text_field(value, field_name, 1, high)
 
 
 def check_username(value: object) -> str:
     text = str(value or "")
     if not _USERNAME.fullmatch(text):
         raise InvalidInput(
-            "invalid-input", "SIP username: 1 to 64 of A-Z a-z 0-9 . _ ~ + -", {"field": "username"}
+            "invalid-input",
+            f"SIP username: 1 to {USERNAME_MAX} of A-Z a-z 0-9 . _ ~ + -",
+            {"field": "username"},
         )
     return text
 
 
 def check_password(value: object) -> str:
     text = str(value or "")
-    if not 8 <= len(text) <= 128:
+    low, high = PASSWORD_LENGTH
+    if not low <= len(text) <= high:
         raise InvalidInput(
             "invalid-input",
-            "password must have 8 to 128 characters",
-            {"field": "password", "limit": 8},
+            f"password must have {low} to {high} characters",
+            {"field": "password", "limit": low},
         )
     return text
 
@@ -568,11 +594,12 @@ def parse_date(value: object) -> date:
 def check_gateway(
     gw_id: str, name: object, host: object, port: object, transport: object, sources: Sequence[str]
 ) -> Gateway:
-    host_text = text_field(host, "host", 1, 253)
-    if str(transport) not in ("udp", "tcp", "tls"):
+    host_text = text_field(host, "host", 1, HOST_MAX)
+    if str(transport) not in TRANSPORTS:
         raise InvalidInput("invalid-input", "transport is udp, tcp or tls", {"field": "transport"})
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise InvalidInput("invalid-input", "port is 1..65535", {"field": "port"})
+    low, high = PORT_RANGE
+    if isinstance(port, bool) or not isinstance(port, int) or not low <= port <= high:
+        raise InvalidInput("invalid-input", f"port is {low}..{high}", {"field": "port"})
     allowed = tuple(str(s) for s in sources) or (host_text,)
     for s in allowed:
         try:
@@ -585,7 +612,7 @@ def check_gateway(
             ) from exc
     return Gateway(
         id=gw_id,
-        name=text_field(name, "name", 1, 200),
+        name=text_field(name, "name", 1, GATEWAY_NAME_MAX),
         host=host_text,
         port=port,
         transport=str(transport),

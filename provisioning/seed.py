@@ -5,7 +5,11 @@
 in README.md ("Seed file"); `deploy/demo-seed.toml` is a complete example.
 
 Passwords may be given in clear (`password = "…"`, hashed here to HA1 with the seed's realm and
-then forgotten) or as `ha1_md5` + `ha1_sha256`. Nothing else keeps a clear password.
+then forgotten, `provisioning.credentials`) or as `ha1_md5` + `ha1_sha256`. Nothing else keeps
+a clear password.
+
+This module only parses and checks the file (pure: a path or a TOML document in, `SeedData`
+out). Writing it into a store is `provisioning.services.seeding`.
 """
 
 from __future__ import annotations
@@ -18,8 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from switch.sip.digest import ha1
-
+from .credentials import ha1_pair
 from .model import (
     SLOTS_PER_DAY,
     VOICEMAIL_RING_TIMES,
@@ -38,6 +41,7 @@ from .model import (
     TenantStatus,
     normalize_number,
 )
+from .rules import MAX_ADDITIONAL_NUMBERS, TRANSPORTS
 
 DEFAULT_REALM = "softswitch.local"
 _SLOT_LETTERS = {"R": SlotAction.RING, "A": SlotAction.ANNOUNCE, "F": SlotAction.FORWARD}
@@ -128,7 +132,7 @@ def _number_of(text: object, where: str) -> str:
 
 def _gateway(g: Mapping[str, Any], where: str) -> Gateway:
     transport = str(g.get("transport", "udp")).lower()
-    if transport not in ("udp", "tcp", "tls"):
+    if transport not in TRANSPORTS:
         raise SeedError(f"{where}: transport must be udp, tcp or tls")
     host = str(_req(g, "host", where))
     return Gateway(
@@ -167,8 +171,7 @@ def _device(d: Mapping[str, Any], tenant_id: str, realm: str, where: str) -> Dev
     except ValueError as exc:
         raise SeedError(f"{where}: kind must be app, desk or ata") from exc
     if "password" in d:
-        md5 = ha1(username, realm, str(d["password"]), "MD5")
-        sha = ha1(username, realm, str(d["password"]), "SHA-256")
+        md5, sha = ha1_pair(username, realm, str(d["password"]))
     else:
         md5, sha = str(_req(d, "ha1_md5", where)), str(_req(d, "ha1_sha256", where))
     free10 = bool(d.get("free_calls_10min", False))
@@ -262,9 +265,10 @@ def _check_tenant_rules(
     if kinds.count(NumberKind.CONTRACT) != 1:
         raise SeedError(f"{where}: a tenant has exactly one contract number")
     additional = kinds.count(NumberKind.ADDITIONAL)
-    if additional > 2 or additional > max(len(devices) - 1, 0):
+    if additional > MAX_ADDITIONAL_NUMBERS or additional > max(len(devices) - 1, 0):
         raise SeedError(
-            f"{where}: at most 2 additional numbers, and no more than the additional IDs"
+            f"{where}: at most {MAX_ADDITIONAL_NUMBERS} additional numbers,"
+            " and no more than the additional IDs"
         )
     if NumberKind.TOLL_FREE in kinds and len(devices) < 2:
         raise SeedError(f"{where}: toll-free numbers need more than one ID")

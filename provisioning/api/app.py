@@ -1,12 +1,14 @@
 """The REST API as an aiohttp sub-application, mounted at `/v1` by the switch app:
 
     from provisioning.api import mount_api
-    mount_api(app, service, registry=metrics.registry)   # == app.add_subapp("/v1", ...)
+    mount_api(app, Services(store), registry=metrics.registry)   # == app.add_subapp("/v1", ...)
 
-or `app.add_subapp(API_PREFIX, create_api_app(service, registry=...))`. The sub-app owns
+or `app.add_subapp(API_PREFIX, create_api_app(services, registry=...))`. The sub-app owns
 its middlewares (JSON errors, metrics, bearer auth), so they never touch the parent's
-`/metrics`. It holds no resources of its own: the caller opens and closes the store and
-the service (no cleanup_ctx needed).
+`/metrics`. It holds no resources of its own: the caller opens and closes the store the
+services use (no cleanup_ctx needed). Its typed state: `API_SERVICES` (the
+`provisioning.services.Services`), `API_METRICS`, `API_DOCUMENT`; each resource module's
+handlers call their own service (`ctx.services.tenants`, `ctx.services.devices`, …).
 
 Bodies are read from the request stream with each operation's own limit, whatever the
 parent's `client_max_size`, so the parent needs no change for prompt uploads.
@@ -19,6 +21,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from provisioning.services import Services
+
 from .core import Ctx, Operation, Reply, bind
 from .middleware import ApiMetrics, auth_middleware, errors_middleware
 from .openapi import build_document
@@ -29,15 +33,16 @@ __all__ = [
     "API_DOCUMENT",
     "API_METRICS",
     "API_PREFIX",
-    "API_SERVICE",
+    "API_SERVICES",
     "create_api_app",
     "mount_api",
+    "operations",
 ]
 
 API_PREFIX = "/v1"
-API_SERVICE = web.AppKey("api_service", Any)
+API_SERVICES = web.AppKey("api_services", Services)
 API_METRICS = web.AppKey("api_metrics", ApiMetrics)
-API_DOCUMENT = web.AppKey("api_document", dict)
+API_DOCUMENT = web.AppKey("api_document", dict[str, Any])
 
 
 async def _openapi(ctx: Ctx) -> Reply:
@@ -61,27 +66,27 @@ def operations() -> list[Operation]:
 
 
 def create_api_app(
-    service: Any, *, registry: CollectorRegistry | None = None, prefix: str = API_PREFIX
+    services: Services, *, registry: CollectorRegistry | None = None, prefix: str = API_PREFIX
 ) -> web.Application:
-    """The API sub-application. `service` is a `provisioning.service.Service`; `registry` the
-    app's Prometheus registry (a private one when None). `prefix` is where the caller mounts
-    it; it is only used to write the paths of the OpenAPI document."""
+    """The API sub-application over `services`; `registry` is the app's Prometheus registry
+    (a private one when None). `prefix` is where the caller mounts it; it is only used to
+    write the paths of the OpenAPI document."""
     metrics = ApiMetrics(registry)
     app = web.Application(
-        middlewares=[errors_middleware(metrics), auth_middleware(service.authenticate)]
+        middlewares=[errors_middleware(metrics), auth_middleware(services.tokens.authenticate)]
     )
-    app[API_SERVICE] = service
+    app[API_SERVICES] = services
     app[API_METRICS] = metrics
     ops = operations()
     app[API_DOCUMENT] = build_document(ops, prefix)
     for op in ops:
-        bind(app.router, op, service)
+        bind(app.router, op, services)
     return app
 
 
 def mount_api(
-    parent: web.Application, service: Any, *, registry: CollectorRegistry | None = None
+    parent: web.Application, services: Services, *, registry: CollectorRegistry | None = None
 ) -> web.Application:
-    api = create_api_app(service, registry=registry, prefix=API_PREFIX)
+    api = create_api_app(services, registry=registry, prefix=API_PREFIX)
     parent.add_subapp(API_PREFIX, api)
     return api

@@ -20,9 +20,11 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+from provisioning.services import Principal, Services
 
 from . import errors
 from .schema import Boolean, Integer, Schema, SchemaError
@@ -50,16 +52,26 @@ class Reply:
 
 @dataclass(slots=True)
 class Ctx:
+    """What a handler gets: the services, the caller, and the validated path parameters,
+    query and body (their shapes are the operation's schemas)."""
+
     request: web.Request
-    service: Any
-    principal: Any
+    services: Services
+    caller: Principal | None  # None only for public operations
     path: dict[str, Any]
     query: dict[str, Any]
     body: Any
 
     @property
+    def principal(self) -> Principal:
+        """The authenticated caller (every non-public operation has one)."""
+        if self.caller is None:
+            raise RuntimeError("a public operation has no principal")
+        return self.caller
+
+    @property
     def is_operator(self) -> bool:
-        return _is_operator(self.principal)
+        return self.caller is not None and self.caller.is_operator
 
 
 Handler = Callable[[Ctx], Awaitable[Reply | web.StreamResponse]]
@@ -91,32 +103,29 @@ class Operation:
         return self.body is not None or self.raw_body is not None
 
 
-def _request_key(name: str) -> Any:
-    # typed keys since aiohttp 3.12; plain strings before (newer versions warn about them)
-    return web.RequestKey(name, object) if hasattr(web, "RequestKey") else name
+# Per-request state set by the auth middleware (middleware.py): typed keys where aiohttp has
+# them, plain strings before (which the versions with typed keys warn about).
+if TYPE_CHECKING or hasattr(web, "RequestKey"):
+    PRINCIPAL_KEY = web.RequestKey("principal", Principal)
+    OPERATION_KEY = web.RequestKey("operation", Operation)
+else:  # pragma: no cover - aiohttp < 3.14
+    PRINCIPAL_KEY, OPERATION_KEY = "principal", "operation"
 
 
-PRINCIPAL_KEY = _request_key("principal")  # set by the auth middleware
-OPERATION_KEY = _request_key("operation")  # set by the auth middleware
+def principal_tenant(principal: Principal | None) -> str | None:
+    """The tenant a tenant principal is limited to; None for the operator (or nobody)."""
+    return None if principal is None or principal.is_operator else principal.tenant_id
 
 
-def _is_operator(principal: Any) -> bool:
-    return str(getattr(principal, "scope", "")) == "operator"
-
-
-def principal_tenant(principal: Any) -> str | None:
-    return None if _is_operator(principal) else getattr(principal, "tenant_id", None)
-
-
-def bind(router: web.UrlDispatcher, op: Operation, service: Any) -> web.AbstractRoute:
+def bind(router: web.UrlDispatcher, op: Operation, services: Services) -> web.AbstractRoute:
     async def handle(request: web.Request) -> web.StreamResponse:
         principal = request.get(PRINCIPAL_KEY)
         path = _check_path(op, request, principal)
-        if op.operator_only and not op.public and not _is_operator(principal):
+        if op.operator_only and not op.public and not (principal and principal.is_operator):
             raise errors.operator_only()
         query = _check_query(op, request)
         body = await read_body(request, op) if op.takes_body else None
-        ctx = Ctx(request, service, principal, path, query, body)
+        ctx = Ctx(request, services, principal, path, query, body)
         reply = await op.handler(ctx)
         return reply if isinstance(reply, web.StreamResponse) else render(reply, op)
 
@@ -131,7 +140,7 @@ def render(reply: Reply, op: Operation) -> web.StreamResponse:
     return web.json_response(reply.body, status=reply.status, headers=dict(reply.headers))
 
 
-def _check_path(op: Operation, request: web.Request, principal: Any) -> dict[str, Any]:
+def _check_path(op: Operation, request: web.Request, principal: Principal | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     own = principal_tenant(principal)
     for name, param in op.path_params.items():

@@ -12,7 +12,8 @@ It also counts every answer in `api_requests_total{route,method,status}` and eve
 `api_errors_total{error_id}`.
 
 `auth_middleware` authenticates `Authorization: Bearer <token>` for every matched operation
-that is not public and stores the principal in `request["principal"]`.
+that is not public (`Services.tokens.authenticate`) and stores the principal in the request
+under `core.PRINCIPAL_KEY`.
 """
 
 from __future__ import annotations
@@ -21,20 +22,23 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from provisioning.errors import NotFound, ProvisioningError, StoreUnavailable
+from provisioning.services import Principal
 
 from . import errors
 from .core import OPERATION_KEY, PRINCIPAL_KEY, Operation
 from .errors import ERROR_ID_KEY, error_response
 
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler, Middleware
+
 log = logging.getLogger("provisioning.api")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 __all__ = ["ApiMetrics", "auth_middleware", "errors_middleware"]
 
@@ -155,7 +159,7 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _internal(request)
 
 
-def errors_middleware(metrics: ApiMetrics) -> Any:
+def errors_middleware(metrics: ApiMetrics) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
@@ -180,7 +184,7 @@ def _bearer(request: web.Request) -> str:
     return token.strip()
 
 
-def auth_middleware(authenticate: Callable[[str], Awaitable[Any]]) -> Any:
+def auth_middleware(authenticate: Callable[[str], Awaitable[Principal]]) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         info = request.match_info

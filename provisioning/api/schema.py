@@ -176,10 +176,15 @@ class Number(Schema):
     def json_schema(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": "number"}
         if self.minimum is not None:
-            d["minimum"] = self.minimum
+            d["minimum"] = _plain_number(self.minimum)
         if self.maximum is not None:
-            d["maximum"] = self.maximum
+            d["maximum"] = _plain_number(self.maximum)
         return self._doc(d)
+
+
+def _plain_number(value: float) -> float | int:
+    """30.0 -> 30 in the document (the same JSON Schema number, written as people write it)."""
+    return int(value) if float(value).is_integer() else value
 
 
 @dataclass(slots=True)

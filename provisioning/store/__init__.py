@@ -1,7 +1,13 @@
 """Provisioning stores: SQLite (embedded default) and PostgreSQL (production), one schema.
 
 `open_store(url)` opens either from a URL, applies pending migrations and returns a `Store`.
-See `provisioning.store.base` for the design (why plain SQL migrations, no ORM).
+
+    base.py        the seam: `Store` and `Tx` protocols, timestamps; the design (plain SQL,
+                   no ORM) and the transaction rules
+    sqlite.py      aiosqlite backend (one connection, WAL, in-process notifications)
+    postgres.py    asyncpg backend (pool, LISTEN/NOTIFY change feed)
+    migrate.py     versioned plain-SQL migrations (`migrations/NNNN_name.sql`)
+    queries/       every SQL statement and row mapper, one module per resource
 """
 
 from __future__ import annotations

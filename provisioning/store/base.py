@@ -1,5 +1,8 @@
 """The store seam: a transactional SQL connection with change notification.
 
+The two backends (`sqlite.py`, `postgres.py`) implement `Store` and `Tx` below; every SQL
+statement and row mapper of provisioning is in `queries/` and runs unchanged on both.
+
 Design choice: plain SQL, no ORM
 --------------------------------
 The schema lives in versioned plain-SQL migration files (`migrations/NNNN_name.sql`) written
@@ -24,7 +27,7 @@ are identical on both backends and need no driver adapters. Dates (holidays) are
 Transactions
 ------------
 - `store.read()`: a consistent read-only view (REPEATABLE READ on PostgreSQL), used by
-  `build_snapshot` and the service's queries.
+  `build_snapshot` and the services' reads.
 - `store.write()`: a write transaction that first bumps `meta.version` (which also serialises
   every writer on that one row: provisioning writes are human-rate, and it makes the rule
   checks race-free: each writer sees the state every earlier writer committed) and queues

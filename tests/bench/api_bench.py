@@ -49,12 +49,12 @@ async def serve(url: str, port: int) -> None:
     from aiohttp import web
 
     from provisioning.api import mount_api
-    from provisioning.service import Service
+    from provisioning.services import Services
     from provisioning.store import open_store
 
     store = await open_store(url)
     root = web.Application()
-    mount_api(root, Service(store))
+    mount_api(root, Services(store))
     runner = web.AppRunner(root, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
@@ -69,16 +69,18 @@ async def serve(url: str, port: int) -> None:
 async def prepare(url: str) -> str:
     """Demo seed, the forwarding option on the contract number, an operator token."""
     from provisioning.seed import load_seed
-    from provisioning.service import OptionsUpdate, Principal, Service, import_seed
+    from provisioning.services import OptionsUpdate, Principal, Services, import_seed
     from provisioning.store import open_store
 
     store = await open_store(url)
     try:
         await import_seed(store, load_seed(DEMO), replace=True)
-        service = Service(store)
+        service = Services(store)
         op = Principal.operator()
-        await service.set_options(op, "demo", "+81355500100", OptionsUpdate(forwarding=True))
-        return (await service.create_token(op, scope="operator", label="bench")).token
+        await service.number_settings.set_options(
+            op, "demo", "+81355500100", OptionsUpdate(forwarding=True)
+        )
+        return (await service.tokens.create_token(op, scope="operator", label="bench")).token
     finally:
         await store.close()
 

@@ -1,4 +1,6 @@
-"""One module per resource: its schemas, handlers and `OPERATIONS` (wazo-confd style)."""
+"""One module per resource: its schemas, handlers and `OPERATIONS` (wazo-confd style).
+Each module's handlers call their own service (`ctx.services.<resource>`, see
+`provisioning.services`); `tokens.py` serves the realm too (`ctx.services.realm`)."""
 
 from __future__ import annotations
 

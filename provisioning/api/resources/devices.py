@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from provisioning import rules
 from provisioning.model import DeviceKind
-from provisioning.service import DeviceCreate, DeviceInfo, DeviceUpdate
+from provisioning.records import DeviceInfo
+from provisioning.services import DeviceCreate, DeviceUpdate, Principal
 
 from ..common import (
     DEVICE_ID,
@@ -32,14 +34,16 @@ from ..schema import Array, Boolean, Enum, Integer, Nullable, Object, Ref, Schem
 
 KIND = Enum([k.value for k in DeviceKind], description="app, desk (IP phone) or ata")
 USERNAME = String(
-    pattern=r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}",
-    max_length=64,
+    pattern=rf"[A-Za-z0-9][A-Za-z0-9._~-]{{0,{rules.USERNAME_MAX - 1}}}",
+    max_length=rules.USERNAME_MAX,
     description="SIP digest username, unique across the service",
 )
 PASSWORD = String(
-    min_length=8, max_length=128, description="write-only; stored as HA1 hashes, never returned"
+    min_length=rules.PASSWORD_LENGTH[0],
+    max_length=rules.PASSWORD_LENGTH[1],
+    description="write-only; stored as HA1 hashes, never returned",
 )
-DISPLAY_NAME = Nullable(String(max_length=100))
+DISPLAY_NAME = Nullable(String(max_length=rules.DISPLAY_NAME_MAX))
 
 DEVICE_CREATE_FIELDS: dict[str, Schema] = {
     "id": ident("generated when absent"),
@@ -54,7 +58,7 @@ DEVICE_CREATE_FIELDS: dict[str, Schema] = {
     "web_phonebook": Boolean(description="web phonebook option"),
     "ring_numbers": Array(
         phone_number(),
-        max_items=16,
+        max_items=rules.RING_NUMBERS_MAX,
         unique=True,
         description="numbers whose ring group the ID joins (default all)",
     ),
@@ -133,13 +137,13 @@ def render_device(d: DeviceInfo) -> dict[str, Any]:
     }
 
 
-def _ids(ctx: Ctx) -> tuple[Any, str, str]:
+def _ids(ctx: Ctx) -> tuple[Principal, str, str]:
     return ctx.principal, ctx.path["tenant_id"], ctx.path["device_id"]
 
 
 async def list_devices(ctx: Ctx) -> Reply:
     q = ctx.query
-    page = await ctx.service.list_devices(
+    page = await ctx.services.devices.list_devices(
         ctx.principal,
         ctx.path["tenant_id"],
         kind=DeviceKind(q["kind"]) if "kind" in q else None,
@@ -151,31 +155,32 @@ async def list_devices(ctx: Ctx) -> Reply:
 
 async def create_device(ctx: Ctx) -> Reply:
     tid = ctx.path["tenant_id"]
-    dev = await ctx.service.create_device(ctx.principal, tid, device_create(ctx.body))
+    dev = await ctx.services.devices.create_device(ctx.principal, tid, device_create(ctx.body))
     return Reply(201, render_device(dev), {"Location": f"devices/{dev.id}"})
 
 
 async def get_device(ctx: Ctx) -> Reply:
-    return Reply(200, render_device(await ctx.service.get_device(*_ids(ctx))))
+    return Reply(200, render_device(await ctx.services.devices.get_device(*_ids(ctx))))
 
 
 async def update_device(ctx: Ctx) -> Reply:
-    dev = await ctx.service.update_device(*_ids(ctx), DeviceUpdate(**updates(ctx.body)))
+    dev = await ctx.services.devices.update_device(*_ids(ctx), DeviceUpdate(**updates(ctx.body)))
     return Reply(200, render_device(dev))
 
 
 async def set_password(ctx: Ctx) -> Reply:
-    await ctx.service.update_device(*_ids(ctx), DeviceUpdate(password=ctx.body["password"]))
+    update = DeviceUpdate(password=ctx.body["password"])
+    await ctx.services.devices.update_device(*_ids(ctx), update)
     return Reply(204)
 
 
 async def delete_device(ctx: Ctx) -> Reply:
-    await ctx.service.delete_device(*_ids(ctx))
+    await ctx.services.devices.delete_device(*_ids(ctx))
     return Reply(204)
 
 
 async def release_device(ctx: Ctx) -> Reply:
-    return Reply(200, render_device(await ctx.service.release_device(*_ids(ctx))))
+    return Reply(200, render_device(await ctx.services.devices.release_device(*_ids(ctx))))
 
 
 _T = {"tenant_id": TENANT_ID}
@@ -194,7 +199,7 @@ OPERATIONS = [
         query={
             **PAGE_QUERY,
             "kind": KIND,
-            "username_contains": String(min_length=1, max_length=64),
+            "username_contains": String(min_length=1, max_length=rules.USERNAME_MAX),
         },
         responses={200: DEVICE_PAGE},
     ),

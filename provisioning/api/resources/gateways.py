@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from provisioning import rules
 from provisioning.model import Gateway
-from provisioning.service import GatewayInput, GatewayUpdate
+from provisioning.services import GatewayInput, GatewayUpdate
 
 from ..common import GATEWAY_ID, ident, updates
 from ..core import Ctx, Operation, Reply
@@ -13,7 +14,7 @@ from ..schema import Array, Enum, Integer, Object, Ref, String
 
 HOST = String(
     min_length=1,
-    max_length=253,
+    max_length=rules.HOST_MAX,
     pattern=r"[A-Za-z0-9.:\-\[\]]+",
     description="IP address or DNS name",
 )
@@ -23,9 +24,10 @@ SOURCE = String(
     pattern=r"[0-9A-Fa-f.:]+",
     description="an IP address calls from the carrier come from",
 )
-TRANSPORT = Enum(["udp", "tcp", "tls"])
-PORT = Integer(minimum=1, maximum=65535)
-SOURCES = Array(SOURCE, max_items=64, unique=True)
+TRANSPORT = Enum(list(rules.TRANSPORTS))
+PORT = Integer(minimum=rules.PORT_RANGE[0], maximum=rules.PORT_RANGE[1])
+NAME = String(min_length=1, max_length=rules.GATEWAY_NAME_MAX)
+SOURCES = Array(SOURCE, max_items=rules.ALLOWED_SOURCES_MAX, unique=True)
 
 GATEWAY = Ref(
     "Gateway",
@@ -45,7 +47,7 @@ GATEWAY_LIST = Ref("GatewayList", Object({"items": Array(GATEWAY)}, required=("i
 GATEWAY_INPUT = Object(
     {
         "id": ident("generated when absent"),
-        "name": String(min_length=1, max_length=100),
+        "name": NAME,
         "host": HOST,
         "port": PORT,
         "transport": TRANSPORT,
@@ -55,7 +57,7 @@ GATEWAY_INPUT = Object(
 )
 GATEWAY_UPDATE = Object(
     {
-        "name": String(min_length=1, max_length=100),
+        "name": NAME,
         "host": HOST,
         "port": PORT,
         "transport": TRANSPORT,
@@ -77,29 +79,29 @@ def render_gateway(g: Gateway) -> dict[str, Any]:
 
 
 async def list_gateways(ctx: Ctx) -> Reply:
-    gateways = await ctx.service.list_gateways(ctx.principal)
+    gateways = await ctx.services.gateways.list_gateways(ctx.principal)
     return Reply(200, {"items": [render_gateway(g) for g in gateways]})
 
 
 async def create_gateway(ctx: Ctx) -> Reply:
-    g = await ctx.service.create_gateway(ctx.principal, GatewayInput(**ctx.body))
+    g = await ctx.services.gateways.create_gateway(ctx.principal, GatewayInput(**ctx.body))
     return Reply(201, render_gateway(g), {"Location": f"gateways/{g.id}"})
 
 
 async def get_gateway(ctx: Ctx) -> Reply:
-    g = await ctx.service.get_gateway(ctx.principal, ctx.path["gateway_id"])
+    g = await ctx.services.gateways.get_gateway(ctx.principal, ctx.path["gateway_id"])
     return Reply(200, render_gateway(g))
 
 
 async def update_gateway(ctx: Ctx) -> Reply:
-    g = await ctx.service.update_gateway(
+    g = await ctx.services.gateways.update_gateway(
         ctx.principal, ctx.path["gateway_id"], GatewayUpdate(**updates(ctx.body))
     )
     return Reply(200, render_gateway(g))
 
 
 async def delete_gateway(ctx: Ctx) -> Reply:
-    await ctx.service.delete_gateway(ctx.principal, ctx.path["gateway_id"])
+    await ctx.services.gateways.delete_gateway(ctx.principal, ctx.path["gateway_id"])
     return Reply(204)
 
 

@@ -15,17 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from provisioning.model import DayKind, SlotAction
-from provisioning.service import (
-    AfterHoursUpdate,
-    ForwardingUpdate,
-    NumberUpdate,
-    OptionsUpdate,
-)
+from provisioning import rules
+from provisioning.model import DayKind, Number, SlotAction
+from provisioning.services import AfterHoursUpdate, ForwardingUpdate, OptionsUpdate
 
 from ..common import phone_number, updates
-from ..core import Ctx, Operation, Reply
-from ..schema import Boolean, Nullable, Object, String
+from ..core import Ctx, Handler, Operation, Reply
+from ..schema import Boolean, Nullable, Object, Schema, String
 from .numbers import (
     AFTER_HOURS,
     BASE,
@@ -51,7 +47,9 @@ AFTER_HOURS_UPDATE = Object(
     {
         "enabled": Boolean(description="one-touch ON/OFF; ON turns forwarding OFF"),
         "announcement": String(
-            min_length=1, max_length=80, description="template-1..3 or prompt:<prompt id>"
+            min_length=1,
+            max_length=rules.ANNOUNCEMENT_MAX,
+            description="template-1..3 or prompt:<prompt id>",
         ),
         "slots": SLOTS,
     },
@@ -72,20 +70,20 @@ VOICEMAIL_UPDATE = Object(
 RECORDING_UPDATE = Object({"notice": Boolean()}, required=("notice",))
 
 
-def render_voicemail(n: Any) -> dict[str, Any]:
+def render_voicemail(n: Number) -> dict[str, Any]:
     return {"enabled": n.options.voicemail, "ring_time": n.voicemail_ring_time}
 
 
-def render_recording(n: Any) -> dict[str, Any]:
+def render_recording(n: Number) -> dict[str, Any]:
     return {"enabled": n.options.recording, "notice": n.recording_notice}
 
 
-def render_ring_group(n: Any) -> dict[str, Any]:
+def render_ring_group(n: Number) -> dict[str, Any]:
     return {"ring_group": list(n.ring_group)}
 
 
-async def _number(ctx: Ctx) -> Any:
-    return await ctx.service.get_number(*ids(ctx))
+async def _number(ctx: Ctx) -> Number:
+    return await ctx.services.number_settings.get_number(*ids(ctx))
 
 
 async def get_ring_group(ctx: Ctx) -> Reply:
@@ -93,7 +91,7 @@ async def get_ring_group(ctx: Ctx) -> Reply:
 
 
 async def put_ring_group(ctx: Ctx) -> Reply:
-    n = await ctx.service.update_number(*ids(ctx), NumberUpdate(ring_group=ctx.body["ring_group"]))
+    n = await ctx.services.number_settings.set_ring_group(*ids(ctx), ctx.body["ring_group"])
     return Reply(200, render_ring_group(n))
 
 
@@ -102,7 +100,9 @@ async def get_options(ctx: Ctx) -> Reply:
 
 
 async def patch_options(ctx: Ctx) -> Reply:
-    n = await ctx.service.set_options(*ids(ctx), OptionsUpdate(**updates(ctx.body)))
+    n = await ctx.services.number_settings.set_options(
+        *ids(ctx), OptionsUpdate(**updates(ctx.body))
+    )
     return Reply(200, render_options(n))
 
 
@@ -116,7 +116,7 @@ async def patch_after_hours(ctx: Ctx) -> Reply:
         fields["slots"] = {
             DayKind(k): tuple(SlotAction(a) for a in v) for k, v in fields["slots"].items()
         }
-    n = await ctx.service.set_after_hours(*ids(ctx), AfterHoursUpdate(**fields))
+    n = await ctx.services.number_settings.set_after_hours(*ids(ctx), AfterHoursUpdate(**fields))
     return Reply(200, render_after_hours(n))
 
 
@@ -125,7 +125,8 @@ async def get_forwarding(ctx: Ctx) -> Reply:
 
 
 async def patch_forwarding(ctx: Ctx) -> Reply:
-    n = await ctx.service.set_forwarding(*ids(ctx), ForwardingUpdate(**updates(ctx.body)))
+    update = ForwardingUpdate(**updates(ctx.body))
+    n = await ctx.services.number_settings.set_forwarding(*ids(ctx), update)
     return Reply(200, render_forwarding(n))
 
 
@@ -134,8 +135,9 @@ async def get_voicemail(ctx: Ctx) -> Reply:
 
 
 async def patch_voicemail(ctx: Ctx) -> Reply:
-    update = NumberUpdate(voicemail_ring_time=ctx.body["ring_time"])
-    return Reply(200, render_voicemail(await ctx.service.update_number(*ids(ctx), update)))
+    settings = ctx.services.number_settings
+    n = await settings.set_voicemail_ring_time(*ids(ctx), ctx.body["ring_time"])
+    return Reply(200, render_voicemail(n))
 
 
 async def get_recording(ctx: Ctx) -> Reply:
@@ -143,12 +145,18 @@ async def get_recording(ctx: Ctx) -> Reply:
 
 
 async def patch_recording(ctx: Ctx) -> Reply:
-    update = NumberUpdate(recording_notice=ctx.body["notice"])
-    return Reply(200, render_recording(await ctx.service.update_number(*ids(ctx), update)))
+    n = await ctx.services.number_settings.set_recording_notice(*ids(ctx), ctx.body["notice"])
+    return Reply(200, render_recording(n))
 
 
 def _pair(
-    name: str, title: str, schema: Any, get: Any, put: Any, update: Any, method: str = "PATCH"
+    name: str,
+    title: str,
+    schema: Schema,
+    get: Handler,
+    put: Handler,
+    update: Schema,
+    method: str = "PATCH",
 ) -> list[Operation]:
     path = f"{BASE}/{{number}}/{name}"
     suffix = "".join(w.capitalize() for w in name.split("-"))

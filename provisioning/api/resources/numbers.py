@@ -11,8 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from provisioning.model import SLOTS_PER_DAY, DayKind, Number, NumberKind, SlotAction
-from provisioning.service import NumberCreate, NumberUpdate
+from provisioning import rules
+from provisioning.model import (
+    SLOTS_PER_DAY,
+    VOICEMAIL_RING_TIMES,
+    DayKind,
+    Number,
+    NumberKind,
+    SlotAction,
+)
+from provisioning.services import NumberCreate, NumberUpdate, Principal
 
 from ..common import (
     DEVICE_ID,
@@ -34,15 +42,21 @@ KIND = Enum(
     [k.value for k in NumberKind],
     description="contract (one, with the tenant), additional, toll-free",
 )
-LABEL = Nullable(String(max_length=50), description="shown before the caller's name")
+LABEL = Nullable(String(max_length=rules.LABEL_MAX), description="shown before the caller's name")
 APP_RING_DELAY = Num(
-    minimum=0, maximum=30, description="seconds apps wait while desk phones/ATAs ring"
+    minimum=0,
+    maximum=rules.MAX_APP_RING_DELAY,
+    description="seconds apps wait while desk phones/ATAs ring",
 )
-MAX_RING_TIME = Num(minimum=5, maximum=300, description="seconds before giving up")
+MAX_RING_TIME = Num(
+    minimum=rules.MAX_RING_TIME_RANGE[0],
+    maximum=rules.MAX_RING_TIME_RANGE[1],
+    description="seconds before giving up",
+)
 RING_GROUP_IDS = Array(
     DEVICE_ID.schema,
     min_items=1,
-    max_items=200,
+    max_items=rules.RING_GROUP_MAX,
     unique=True,
     description="device ids that ring for this number",
 )
@@ -87,9 +101,9 @@ VOICEMAIL = Ref(
         {
             "enabled": Boolean(description="the voicemail option (see options)"),
             "ring_time": Integer(
-                minimum=5,
-                maximum=30,
-                multiple_of=5,
+                minimum=VOICEMAIL_RING_TIMES[0],
+                maximum=VOICEMAIL_RING_TIMES[-1],
+                multiple_of=VOICEMAIL_RING_TIMES[1] - VOICEMAIL_RING_TIMES[0],
                 description="seconds of ringing before voicemail answers",
             ),
         },
@@ -206,13 +220,13 @@ def render_number(n: Number) -> dict[str, Any]:
     }
 
 
-def ids(ctx: Ctx) -> tuple[Any, str, str]:
+def ids(ctx: Ctx) -> tuple[Principal, str, str]:
     return ctx.principal, ctx.path["tenant_id"], ctx.path["number"]
 
 
 async def list_numbers(ctx: Ctx) -> Reply:
     q = ctx.query
-    page = await ctx.service.list_numbers(
+    page = await ctx.services.numbers.list_numbers(
         ctx.principal,
         ctx.path["tenant_id"],
         kind=NumberKind(q["kind"]) if "kind" in q else None,
@@ -225,21 +239,23 @@ async def add_number(ctx: Ctx) -> Reply:
     fields = dict(ctx.body)
     if "kind" in fields:
         fields["kind"] = NumberKind(fields["kind"])
-    n = await ctx.service.add_number(ctx.principal, ctx.path["tenant_id"], NumberCreate(**fields))
+    n = await ctx.services.numbers.add_number(
+        ctx.principal, ctx.path["tenant_id"], NumberCreate(**fields)
+    )
     return Reply(201, render_number(n), {"Location": f"numbers/{n.e164}"})
 
 
 async def get_number(ctx: Ctx) -> Reply:
-    return Reply(200, render_number(await ctx.service.get_number(*ids(ctx))))
+    return Reply(200, render_number(await ctx.services.numbers.get_number(*ids(ctx))))
 
 
 async def update_number(ctx: Ctx) -> Reply:
-    n = await ctx.service.update_number(*ids(ctx), NumberUpdate(**updates(ctx.body)))
+    n = await ctx.services.numbers.update_number(*ids(ctx), NumberUpdate(**updates(ctx.body)))
     return Reply(200, render_number(n))
 
 
 async def delete_number(ctx: Ctx) -> Reply:
-    await ctx.service.delete_number(*ids(ctx))
+    await ctx.services.numbers.delete_number(*ids(ctx))
     return Reply(204)
 
 

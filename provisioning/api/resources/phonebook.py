@@ -1,4 +1,5 @@
-"""The web phonebook: one shared cloud phonebook per tenant, at most 1,000 entries.
+"""The web phonebook: one shared cloud phonebook per tenant, at most
+`rules.MAX_PHONEBOOK_ENTRIES` entries.
 
 CSV import: `POST /v1/tenants/{id}/phonebook/import` with a `text/csv` body of rows
 `name,number[,company[,note]]` (optional header row; UTF-8 or CP932). The import is
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from provisioning.service import PhonebookEntry, PhonebookEntryInput
+from provisioning import rules
+from provisioning.records import PhonebookEntry
+from provisioning.services import PhonebookEntryInput
 
 from ..common import ENTRY_ID, PAGE_QUERY, TENANT_ID, TIMESTAMP, iso, page_args, page_body, page_of
 from ..core import Ctx, Operation, Reply
@@ -34,10 +37,12 @@ class CsvText(Schema):
 
 ENTRY_INPUT = Object(
     {
-        "name": String(min_length=1, max_length=100),
-        "number": String(min_length=1, max_length=32, pattern=r"[0-9+\-() ]+"),
-        "company": Nullable(String(max_length=100)),
-        "note": Nullable(String(max_length=500)),
+        "name": String(min_length=1, max_length=rules.PHONEBOOK_NAME_MAX),
+        "number": String(
+            min_length=1, max_length=rules.PHONEBOOK_NUMBER_MAX, pattern=r"[0-9+\-() ]+"
+        ),
+        "company": Nullable(String(max_length=rules.PHONEBOOK_TEXT_MAX)),
+        "note": Nullable(String(max_length=rules.PHONEBOOK_TEXT_MAX)),
     },
     required=("name", "number"),
 )
@@ -91,7 +96,7 @@ def render_entry(e: PhonebookEntry) -> dict[str, Any]:
 
 async def list_entries(ctx: Ctx) -> Reply:
     q = ctx.query
-    page = await ctx.service.list_phonebook(
+    page = await ctx.services.phonebook.list_phonebook(
         ctx.principal,
         ctx.path["tenant_id"],
         name_contains=q.get("name_contains"),
@@ -101,7 +106,7 @@ async def list_entries(ctx: Ctx) -> Reply:
 
 
 async def add_entry(ctx: Ctx) -> Reply:
-    entry = await ctx.service.add_phonebook_entry(
+    entry = await ctx.services.phonebook.add_phonebook_entry(
         ctx.principal, ctx.path["tenant_id"], PhonebookEntryInput(**ctx.body)
     )
     return Reply(201, render_entry(entry), {"Location": f"phonebook/{entry.id}"})
@@ -109,7 +114,7 @@ async def add_entry(ctx: Ctx) -> Reply:
 
 async def put_entry(ctx: Ctx) -> Reply:
     p = ctx.path
-    entry = await ctx.service.update_phonebook_entry(
+    entry = await ctx.services.phonebook.update_phonebook_entry(
         ctx.principal, p["tenant_id"], p["entry_id"], PhonebookEntryInput(**ctx.body)
     )
     return Reply(200, render_entry(entry))
@@ -117,12 +122,14 @@ async def put_entry(ctx: Ctx) -> Reply:
 
 async def delete_entry(ctx: Ctx) -> Reply:
     p = ctx.path
-    await ctx.service.delete_phonebook_entry(ctx.principal, p["tenant_id"], p["entry_id"])
+    await ctx.services.phonebook.delete_phonebook_entry(
+        ctx.principal, p["tenant_id"], p["entry_id"]
+    )
     return Reply(204)
 
 
 async def import_csv(ctx: Ctx) -> Reply:
-    result = await ctx.service.import_phonebook_csv(
+    result = await ctx.services.phonebook.import_phonebook_csv(
         ctx.principal, ctx.path["tenant_id"], ctx.body, replace=ctx.query.get("replace", False)
     )
     return Reply(200, {"imported": result.imported, "total": result.total})
@@ -144,7 +151,10 @@ OPERATIONS = [
         summary="List phonebook entries",
         tag="phonebook",
         path_params=_T,
-        query={**PAGE_QUERY, "name_contains": String(min_length=1, max_length=100)},
+        query={
+            **PAGE_QUERY,
+            "name_contains": String(min_length=1, max_length=rules.PHONEBOOK_NAME_MAX),
+        },
         responses={200: ENTRY_PAGE},
     ),
     Operation(
@@ -152,7 +162,7 @@ OPERATIONS = [
         path=_BASE,
         handler=add_entry,
         operation_id="addPhonebookEntry",
-        summary="Add a phonebook entry (at most 1,000)",
+        summary=f"Add a phonebook entry (at most {rules.MAX_PHONEBOOK_ENTRIES:,})",
         tag="phonebook",
         path_params=_T,
         body=ENTRY_INPUT,

@@ -1,5 +1,5 @@
-"""Prompts: the tenant's uploaded announcement audio (at most 10, each at most
-`MAX_PROMPT_BYTES`). Upload the raw audio as the request body with its media type and the
+"""Prompts: the tenant's uploaded announcement audio (at most `rules.MAX_PROMPTS`, each at
+most `rules.MAX_PROMPT_BYTES`). Upload the raw audio as the request body with its media type and the
 prompt's name in the query: `POST /v1/tenants/{id}/prompts?name=Closed` with
 `Content-Type: audio/wav`. Use it in a schedule as `announcement = "prompt:<id>"`.
 """
@@ -10,7 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from provisioning.service import MAX_PROMPT_BYTES, PromptInfo
+from provisioning import rules
+from provisioning.records import PromptInfo
 
 from ..common import PROMPT_ID, TENANT_ID, TIMESTAMP, iso
 from ..core import Ctx, Operation, Reply
@@ -26,7 +27,7 @@ class Binary(Schema):
         return value
 
     def json_schema(self) -> dict[str, Any]:
-        return {"type": "string", "format": "binary", "maxLength": MAX_PROMPT_BYTES}
+        return {"type": "string", "format": "binary", "maxLength": rules.MAX_PROMPT_BYTES}
 
 
 PROMPT = Ref(
@@ -60,12 +61,12 @@ def render_prompt(p: PromptInfo) -> dict[str, Any]:
 
 
 async def list_prompts(ctx: Ctx) -> Reply:
-    prompts = await ctx.service.list_prompts(ctx.principal, ctx.path["tenant_id"])
+    prompts = await ctx.services.prompts.list_prompts(ctx.principal, ctx.path["tenant_id"])
     return Reply(200, {"items": [render_prompt(p) for p in prompts]})
 
 
 async def create_prompt(ctx: Ctx) -> Reply:
-    info = await ctx.service.create_prompt(
+    info = await ctx.services.prompts.create_prompt(
         ctx.principal,
         ctx.path["tenant_id"],
         name=ctx.query["name"],
@@ -77,8 +78,9 @@ async def create_prompt(ctx: Ctx) -> Reply:
 
 async def _audio(ctx: Ctx) -> tuple[PromptInfo, bytes]:
     p = ctx.path
-    info, audio = await ctx.service.get_prompt_audio(ctx.principal, p["tenant_id"], p["prompt_id"])
-    return info, audio
+    return await ctx.services.prompts.get_prompt_audio(
+        ctx.principal, p["tenant_id"], p["prompt_id"]
+    )
 
 
 async def get_prompt(ctx: Ctx) -> Reply:
@@ -92,7 +94,8 @@ async def get_prompt_audio(ctx: Ctx) -> web.StreamResponse:
 
 
 async def delete_prompt(ctx: Ctx) -> Reply:
-    await ctx.service.delete_prompt(ctx.principal, ctx.path["tenant_id"], ctx.path["prompt_id"])
+    p = ctx.path
+    await ctx.services.prompts.delete_prompt(ctx.principal, p["tenant_id"], p["prompt_id"])
     return Reply(204)
 
 
@@ -106,7 +109,7 @@ OPERATIONS = [
         path=_BASE,
         handler=list_prompts,
         operation_id="listPrompts",
-        summary="List the tenant's prompts (at most 10)",
+        summary=f"List the tenant's prompts (at most {rules.MAX_PROMPTS})",
         tag="prompts",
         path_params=_T,
         responses={200: PROMPT_LIST},
@@ -119,10 +122,10 @@ OPERATIONS = [
         summary="Upload an announcement (raw audio body, name in the query)",
         tag="prompts",
         path_params=_T,
-        query={"name": String(min_length=1, max_length=100)},
+        query={"name": String(min_length=1, max_length=rules.PROMPT_NAME_MAX)},
         query_required=("name",),
         raw_body={t: Binary() for t in AUDIO_TYPES},
-        body_limit=MAX_PROMPT_BYTES,
+        body_limit=rules.MAX_PROMPT_BYTES,
         responses={201: PROMPT},
     ),
     Operation(

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from provisioning import rules
 from provisioning.model import Tenant, TenantStatus
-from provisioning.service import TenantCreate, TenantUpdate
+from provisioning.services import TenantCreate, TenantUpdate
 
 from ..common import (
     HOLIDAY,
@@ -31,11 +32,11 @@ from .devices import DEVICE_CREATE_FIELDS, device_create
 
 TIMEZONE = String(
     min_length=1,
-    max_length=64,
+    max_length=rules.TIMEZONE_MAX,
     pattern=r"[A-Za-z0-9_+\-/]+",
     description="IANA time zone, e.g. Asia/Tokyo",
 )
-NAME = String(min_length=1, max_length=200)
+NAME = String(min_length=1, max_length=rules.TENANT_NAME_MAX)
 STATUS = Enum([s.value for s in TenantStatus])
 
 TENANT = Ref(
@@ -55,7 +56,10 @@ TENANT = Ref(
 TENANT_PAGE = page_of("TenantPage", TENANT)
 HOLIDAYS = Ref(
     "Holidays",
-    Object({"holidays": Array(Date(), max_items=366, unique=True)}, required=("holidays",)),
+    Object(
+        {"holidays": Array(Date(), max_items=rules.HOLIDAYS_MAX, unique=True)},
+        required=("holidays",),
+    ),
 )
 
 BASIC_DEVICE = Ref(
@@ -102,7 +106,7 @@ def render_holidays(t: Tenant) -> dict[str, Any]:
 async def list_tenants(ctx: Ctx) -> Reply:
     q = ctx.query
     status = TenantStatus(q["status"]) if "status" in q else None
-    page = await ctx.service.list_tenants(
+    page = await ctx.services.tenants.list_tenants(
         ctx.principal, name_contains=q.get("name_contains"), status=status, **page_args(q)
     )
     return Reply(200, page_body(page, render_tenant))
@@ -116,43 +120,48 @@ async def create_tenant(ctx: Ctx) -> Reply:
         basic_device=device_create(b["basic_device"]),
         **{k: b[k] for k in ("timezone", "identity_verified", "id") if k in b},
     )
-    tenant = await ctx.service.create_tenant(ctx.principal, data)
+    tenant = await ctx.services.tenants.create_tenant(ctx.principal, data)
     return Reply(201, render_tenant(tenant), {"Location": f"tenants/{tenant.id}"})
 
 
 async def get_tenant(ctx: Ctx) -> Reply:
-    return Reply(200, render_tenant(await ctx.service.get_tenant(ctx.principal, _tid(ctx))))
+    return Reply(
+        200, render_tenant(await ctx.services.tenants.get_tenant(ctx.principal, _tid(ctx)))
+    )
 
 
 async def update_tenant(ctx: Ctx) -> Reply:
     fields = updates(ctx.body)
     if "status" in fields:
         fields["status"] = TenantStatus(fields["status"])
-    tenant = await ctx.service.update_tenant(ctx.principal, _tid(ctx), TenantUpdate(**fields))
+    tenant = await ctx.services.tenants.update_tenant(
+        ctx.principal, _tid(ctx), TenantUpdate(**fields)
+    )
     return Reply(200, render_tenant(tenant))
 
 
 async def delete_tenant(ctx: Ctx) -> Reply:
-    await ctx.service.delete_tenant(ctx.principal, _tid(ctx))
+    await ctx.services.tenants.delete_tenant(ctx.principal, _tid(ctx))
     return Reply(204)
 
 
 async def get_holidays(ctx: Ctx) -> Reply:
-    return Reply(200, render_holidays(await ctx.service.get_tenant(ctx.principal, _tid(ctx))))
+    t = await ctx.services.tenants.get_tenant(ctx.principal, _tid(ctx))
+    return Reply(200, render_holidays(t))
 
 
 async def put_holidays(ctx: Ctx) -> Reply:
-    t = await ctx.service.set_holidays(ctx.principal, _tid(ctx), ctx.body["holidays"])
+    t = await ctx.services.tenants.set_holidays(ctx.principal, _tid(ctx), ctx.body["holidays"])
     return Reply(200, render_holidays(t))
 
 
 async def add_holiday(ctx: Ctx) -> Reply:
-    t = await ctx.service.add_holiday(ctx.principal, _tid(ctx), ctx.path["day"])
+    t = await ctx.services.tenants.add_holiday(ctx.principal, _tid(ctx), ctx.path["day"])
     return Reply(200, render_holidays(t))
 
 
 async def remove_holiday(ctx: Ctx) -> Reply:
-    t = await ctx.service.remove_holiday(ctx.principal, _tid(ctx), ctx.path["day"])
+    t = await ctx.services.tenants.remove_holiday(ctx.principal, _tid(ctx), ctx.path["day"])
     return Reply(200, render_holidays(t))
 
 
@@ -173,7 +182,7 @@ OPERATIONS = [
         tag="tenants",
         query={
             **PAGE_QUERY,
-            "name_contains": String(min_length=1, max_length=200),
+            "name_contains": String(min_length=1, max_length=rules.TENANT_NAME_MAX),
             "status": STATUS,
         },
         responses={200: TENANT_PAGE},

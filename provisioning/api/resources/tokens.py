@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from provisioning.service import TokenInfo
+from provisioning import rules
+from provisioning.records import TokenInfo
 
-from ..common import TIMESTAMP, TOKEN_ID, ident
+from ..common import ID_PATTERN, TIMESTAMP, TOKEN_ID, ident
 from ..core import Ctx, Operation, Reply
 from ..schema import Array, Enum, Nullable, Object, Ref, String
 
@@ -39,14 +40,14 @@ TOKEN_CREATE = Object(
     {
         "scope": SCOPE,
         "tenant_id": ident("required with scope tenant"),
-        "label": String(min_length=1, max_length=100),
+        "label": String(min_length=1, max_length=rules.TOKEN_LABEL_MAX),
     },
     required=("scope",),
 )
 REALM = Ref(
     "Realm",
     Object(
-        {"realm": String(min_length=1, max_length=100, pattern=r"[A-Za-z0-9.\-]+")},
+        {"realm": String(min_length=1, max_length=rules.REALM_MAX, pattern=r"[A-Za-z0-9.\-]+")},
         required=("realm",),
     ),
 )
@@ -64,29 +65,29 @@ def render_token(t: TokenInfo) -> dict[str, Any]:
 
 async def create_token(ctx: Ctx) -> Reply:
     b = ctx.body
-    created = await ctx.service.create_token(
+    created = await ctx.services.tokens.create_token(
         ctx.principal, scope=b["scope"], tenant_id=b.get("tenant_id"), label=b.get("label")
     )
     return Reply(201, {**render_token(created.info), "token": created.token})
 
 
 async def list_tokens(ctx: Ctx) -> Reply:
-    tokens = await ctx.service.list_tokens(ctx.principal, ctx.query.get("tenant_id"))
+    tokens = await ctx.services.tokens.list_tokens(ctx.principal, ctx.query.get("tenant_id"))
     return Reply(200, {"items": [render_token(t) for t in tokens]})
 
 
 async def revoke_token(ctx: Ctx) -> Reply:
-    await ctx.service.revoke_token(ctx.principal, ctx.path["token_id"])
+    await ctx.services.tokens.revoke_token(ctx.principal, ctx.path["token_id"])
     return Reply(204)
 
 
 async def get_realm(ctx: Ctx) -> Reply:
-    return Reply(200, {"realm": await ctx.service.realm()})
+    return Reply(200, {"realm": await ctx.services.realm.realm()})
 
 
 async def set_realm(ctx: Ctx) -> Reply:
-    await ctx.service.set_realm(ctx.principal, ctx.body["realm"])
-    return Reply(200, {"realm": await ctx.service.realm()})
+    await ctx.services.realm.set_realm(ctx.principal, ctx.body["realm"])
+    return Reply(200, {"realm": await ctx.services.realm.realm()})
 
 
 OPERATIONS = [
@@ -107,7 +108,7 @@ OPERATIONS = [
         operation_id="listTokens",
         summary="List API tokens (a tenant token sees its tenant's)",
         tag="tokens",
-        query={"tenant_id": String(pattern=r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")},
+        query={"tenant_id": String(pattern=ID_PATTERN)},
         responses={200: TOKEN_LIST},
     ),
     Operation(

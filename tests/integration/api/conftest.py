@@ -1,5 +1,5 @@
 """Fixtures of the REST API tests: a real store (SQLite file, or a throwaway PostgreSQL
-database for tests parametrised with `backend`), the real Service, the API mounted at /v1 in
+database for tests parametrised with `backend`), the real Services, the API mounted at /v1 in
 a parent app exactly as the switch mounts it, and an `Api` helper speaking JSON with tokens.
 """
 
@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from provisioning.api import mount_api
-from provisioning.service import Principal, Service
+from provisioning.services import Principal, Services
 from provisioning.store import open_store
 
 PG_ADMIN_URL = os.environ.get("SOFTSWITCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -73,10 +73,10 @@ async def store_url(backend: str, tmp_path: Any) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def service(store_url: str) -> AsyncIterator[Service]:
+async def service(store_url: str) -> AsyncIterator[Services]:
     store = await open_store(store_url)
     try:
-        yield Service(store)
+        yield Services(store)
     finally:
         await store.close()
 
@@ -97,7 +97,7 @@ class Api:
     """JSON over the test client; `token=None` sends no Authorization header."""
 
     client: TestClient
-    service: Service
+    service: Services
     operator: str
     app: web.Application
     registry: CollectorRegistry
@@ -205,17 +205,19 @@ class Api:
         return str(r.body["token"])
 
 
-async def make_api(service: Service, aiohttp_client: Any) -> Api:
+async def make_api(service: Services, aiohttp_client: Any) -> Api:
     registry = CollectorRegistry()
     root = web.Application()
     api_app = mount_api(root, service, registry=registry)
     client = await aiohttp_client(root)
-    created = await service.create_token(Principal.operator(), scope="operator", label="tests")
+    created = await service.tokens.create_token(
+        Principal.operator(), scope="operator", label="tests"
+    )
     return Api(client, service, created.token, api_app, registry)
 
 
 @pytest.fixture
-async def api(service: Service, aiohttp_client: Any) -> Api:
+async def api(service: Services, aiohttp_client: Any) -> Api:
     return await make_api(service, aiohttp_client)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from provisioning.service import Service
+from provisioning.services import Services
 from provisioning.store import open_store
 
 from .conftest import make_api
@@ -75,7 +75,7 @@ async def test_token_create_prints_a_token_that_works(tmp_path: Path, aiohttp_cl
     tenant_token = tenant.stdout.strip()
     store = await open_store(url)
     try:
-        api = await make_api(Service(store), aiohttp_client)
+        api = await make_api(Services(store), aiohttp_client)
         assert (await api.get("/v1/gateways", token=operator_token)).status == 200
         assert (await api.get("/v1/tenants/demo", token=tenant_token)).status == 200
         assert (await api.get("/v1/gateways", token=tenant_token)).status == 403
@@ -93,7 +93,7 @@ async def test_tenant_import_loads_the_demo_tenant(tmp_path: Path, aiohttp_clien
     assert "1 tenant(s), 3 ID(s), 2 number(s), 1 gateway(s)" in r.stderr
     store = await open_store(url)
     try:
-        api = await make_api(Service(store), aiohttp_client)
+        api = await make_api(Services(store), aiohttp_client)
         tenant = (await api.get("/v1/tenants/demo")).body
         assert tenant["name"] == "Demo K.K." and tenant["identity_verified"] is True
         assert tenant["holidays"] == ["2026-12-31", "2027-01-01"]
@@ -135,7 +135,7 @@ async def test_cli_on_postgresql(aiohttp_client: Any) -> None:
         token = softswitch("token", "create", "--tenant", "demo", "--database", url).stdout
         store = await open_store(url)
         try:
-            api = await make_api(Service(store), aiohttp_client)
+            api = await make_api(Services(store), aiohttp_client)
             r2 = await api.get("/v1/tenants/demo/devices", token=token.strip())
             assert r2.status == 200 and len(r2.body["items"]) == 3
         finally:

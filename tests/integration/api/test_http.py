@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from provisioning.api.core import DEFAULT_BODY_LIMIT
-from provisioning.service import MAX_PROMPT_BYTES
+from provisioning.rules import MAX_PROMPT_BYTES
 
 from .conftest import Api, make_api
 
@@ -216,7 +216,7 @@ class TcpRelay:
 async def test_store_down_is_503(aiohttp_client: Any) -> None:
     from urllib.parse import urlsplit
 
-    from provisioning.service import Service
+    from provisioning.services import Services
     from provisioning.store import open_store
 
     from .conftest import _drop_pg_database, _pg_database
@@ -226,7 +226,7 @@ async def test_store_down_is_503(aiohttp_client: Any) -> None:
     port = await relay.start()
     store = await open_store(url.replace(f":{urlsplit(url).port}/", f":{port}/"))
     try:
-        api = await make_api(Service(store), aiohttp_client)
+        api = await make_api(Services(store), aiohttp_client)
         await api.tenant("acme")
         assert (await api.get("/v1/tenants/acme")).status == 200
         await relay.cut()  # the database goes away under the API

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from provisioning.api import mount_api
 from provisioning.seed import load_seed
-from provisioning.service import Principal, Service, import_seed
+from provisioning.services import Principal, Services, import_seed
 
 REPO = Path(__file__).resolve().parents[3]
 ST = Path(sys.executable).with_name("st")
@@ -33,12 +33,12 @@ ST = Path(sys.executable).with_name("st")
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("scope", ["operator", "tenant"])
 async def test_schemathesis_finds_nothing(
-    service: Service, aiohttp_server: Any, tmp_path: Path, scope: str
+    service: Services, aiohttp_server: Any, tmp_path: Path, scope: str
 ) -> None:
     """With the operator token (everything reachable) and with the demo tenant's token
     (the tenant-scope code paths: 403/404 answers must be documented and well-formed too)."""
     await import_seed(service.store, load_seed(REPO / "deploy" / "demo-seed.toml"))
-    created = await service.create_token(
+    created = await service.tokens.create_token(
         Principal.operator(), scope=scope, tenant_id="demo" if scope == "tenant" else None
     )
     token = created.token

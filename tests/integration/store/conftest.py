@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from provisioning.model import DeviceKind
-from provisioning.service import DeviceCreate, Principal, Service, TenantCreate
+from provisioning.services import DeviceCreate, Principal, Services, TenantCreate
 from provisioning.store import Store, open_store
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -104,8 +104,8 @@ async def store(store_url: str) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-def svc(store: Store) -> Service:
-    return Service(store)
+def svc(store: Store) -> Services:
+    return Services(store)
 
 
 async def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
@@ -134,7 +134,7 @@ def unique(prefix: str) -> str:
 
 
 async def make_tenant(
-    svc: Service,
+    svc: Services,
     *,
     ids: int = 1,
     verified: bool = False,
@@ -146,7 +146,7 @@ async def make_tenant(
     _counter += 1
     n = _counter
     contract = number or f"03{5000_0000 + n:08d}"
-    t = await svc.create_tenant(
+    t = await svc.tenants.create_tenant(
         OP,
         TenantCreate(
             name=name or f"Tenant {n:04d}",
@@ -159,7 +159,7 @@ async def make_tenant(
     )
     dev_ids = [f"d{n}-0"]
     for i in range(1, ids):
-        d = await svc.create_device(
+        d = await svc.devices.create_device(
             OP,
             t.id,
             DeviceCreate(
@@ -167,5 +167,5 @@ async def make_tenant(
             ),
         )
         dev_ids.append(d.id)
-    num = await svc.get_number(OP, t.id, contract)
+    num = await svc.numbers.get_number(OP, t.id, contract)
     return t.id, num.e164, dev_ids

@@ -24,7 +24,7 @@ from provisioning.model import (
     TenantStatus,
 )
 from provisioning.seed import SeedData
-from provisioning.service import NumberUpdate, Service, TenantUpdate, import_seed
+from provisioning.services import NumberUpdate, Services, TenantUpdate, import_seed
 from provisioning.store import Store, open_store
 
 from .conftest import OP, PG_HOST, PG_PORT, make_tenant, pg_url
@@ -50,7 +50,7 @@ async def live(other_store: Store) -> AsyncIterator[LiveSnapshot]:
 
 
 async def test_a_commit_reaches_another_connection_within_a_second(
-    svc: Service, live: LiveSnapshot, store: Store
+    svc: Services, live: LiveSnapshot, store: Store
 ) -> None:
     seen: list[Snapshot] = []
     live.subscribe(seen.append)
@@ -61,37 +61,37 @@ async def test_a_commit_reaches_another_connection_within_a_second(
     assert time.monotonic() - started < 1.0
     assert tid in snap.tenants and snap.numbers[contract].tenant_id == tid
     assert seen and seen[-1] is snap
-    await svc.update_number(OP, tid, contract, NumberUpdate(label="Main"))
+    await svc.numbers.update_number(OP, tid, contract, NumberUpdate(label="Main"))
     snap = await live.wait_for(version + 1, timeout=1.0)
     assert snap.numbers[contract].label == "Main"
 
 
-async def test_a_burst_is_coalesced(svc: Service, live: LiveSnapshot, store: Store) -> None:
+async def test_a_burst_is_coalesced(svc: Services, live: LiveSnapshot, store: Store) -> None:
     tid, contract, _ = await make_tenant(svc)
     await live.wait_for(await store.version(), timeout=1.0)
     before = live.rebuilds
     for i in range(20):
-        await svc.update_number(OP, tid, contract, NumberUpdate(label=f"L{i}"))
+        await svc.numbers.update_number(OP, tid, contract, NumberUpdate(label=f"L{i}"))
     snap = await live.wait_for(await store.version(), timeout=1.0)
     assert snap.numbers[contract].label == "L19"
     assert live.rebuilds - before < 10
 
 
 async def test_deleted_and_released_ids_are_reported(
-    svc: Service, live: LiveSnapshot, store: Store
+    svc: Services, live: LiveSnapshot, store: Store
 ) -> None:
     tid, _, ids = await make_tenant(svc, ids=3)
     old = await live.wait_for(await store.version(), timeout=1.0)
-    await svc.delete_device(OP, tid, ids[2])
-    await svc.release_device(OP, tid, ids[1])
+    await svc.devices.delete_device(OP, tid, ids[2])
+    await svc.devices.release_device(OP, tid, ids[1])
     new = await live.wait_for(await store.version(), timeout=1.0)
     assert dropped_devices(old, new) == {ids[1], ids[2]}
-    await svc.update_tenant(OP, tid, TenantUpdate(status=TenantStatus.SUSPENDED))
+    await svc.tenants.update_tenant(OP, tid, TenantUpdate(status=TenantStatus.SUSPENDED))
     newer = await live.wait_for(await store.version(), timeout=1.0)
     assert dropped_devices(new, newer) == {ids[0], ids[1]}
 
 
-async def test_store_source_yields_first_and_then_changes(svc: Service, store_url: str) -> None:
+async def test_store_source_yields_first_and_then_changes(svc: Services, store_url: str) -> None:
     source = store_source(store_url, poll_interval=30.0)
     updates = source()
     first = await anext(updates)
@@ -102,7 +102,7 @@ async def test_store_source_yields_first_and_then_changes(svc: Service, store_ur
 
 
 async def test_another_process_is_caught_by_the_version_poll(
-    svc: Service, other_store: Store, store_url: str
+    svc: Services, other_store: Store, store_url: str
 ) -> None:
     lv = LiveSnapshot(other_store, poll_interval=0.2)
     await lv.start()
@@ -110,10 +110,10 @@ async def test_another_process_is_caught_by_the_version_poll(
         code = (
             "import asyncio\n"
             "from provisioning.store import open_store\n"
-            "from provisioning.service import Service, Principal, TenantCreate, DeviceCreate\n"
+            "from provisioning.services import Services, Principal, TenantCreate, DeviceCreate\n"
             "async def main():\n"
             f"    s = await open_store({store_url!r})\n"
-            "    await Service(s).create_tenant(Principal.operator(), TenantCreate(\n"
+            "    await Services(s).tenants.create_tenant(Principal.operator(), TenantCreate(\n"
             "        name='From afar', contract_number='0399990001', id='far',\n"
             "        basic_device=DeviceCreate(kind='app', username='far-0',\n"
             "                                  password='password-far')))\n"
@@ -173,7 +173,7 @@ async def test_postgres_outage_keeps_the_snapshot_and_recovers(
     proxy = TcpProxy(PG_HOST, PG_PORT)
     await proxy.start()
     via_proxy = await open_store(pg_url(pg_database, port=proxy.port))
-    svc_proxy, svc_direct = Service(via_proxy), Service(store)
+    svc_proxy, svc_direct = Services(via_proxy), Services(store)
     lv = LiveSnapshot(via_proxy, poll_interval=0.5, max_backoff=0.5)
     await lv.start()
     try:
@@ -182,10 +182,10 @@ async def test_postgres_outage_keeps_the_snapshot_and_recovers(
 
         await proxy.stop()  # the outage
         for call in (
-            lambda: svc_proxy.get_tenant(OP, before),
-            lambda: svc_proxy.list_tenants(OP),
+            lambda: svc_proxy.tenants.get_tenant(OP, before),
+            lambda: svc_proxy.tenants.list_tenants(OP),
             lambda: make_tenant(svc_proxy),
-            lambda: svc_proxy.get_tenant(OP, before),
+            lambda: svc_proxy.tenants.get_tenant(OP, before),
         ):
             with pytest.raises(StoreUnavailable) as e:
                 await call()
@@ -198,7 +198,7 @@ async def test_postgres_outage_keeps_the_snapshot_and_recovers(
         await proxy.start()  # the server is back, same address
         snap = await lv.wait_for(await store.version(), timeout=10.0)
         assert during in snap.tenants
-        assert (await svc_proxy.get_tenant(OP, during)).id == during
+        assert (await svc_proxy.tenants.get_tenant(OP, during)).id == during
         # and notifications flow again through the re-established LISTEN
         after, _, _ = await make_tenant(svc_direct)
         snap = await lv.wait_for(await store.version(), timeout=1.0)
@@ -209,7 +209,7 @@ async def test_postgres_outage_keeps_the_snapshot_and_recovers(
         await proxy.stop()
 
 
-async def test_several_processes_stay_in_step(svc: Service, store: Store, store_url: str) -> None:
+async def test_several_processes_stay_in_step(svc: Services, store: Store, store_url: str) -> None:
     """Two more independent stores, each with its LiveSnapshot (as two switch processes)."""
     stores = [await open_store(store_url) for _ in range(2)]
     lives = [LiveSnapshot(s, poll_interval=30.0) for s in stores]
@@ -241,7 +241,7 @@ async def test_live_snapshot_started_during_an_outage(
     try:
         await lv.start()  # does not raise: serves the initial snapshot meanwhile
         assert lv.current() is initial and lv.last_error is not None
-        tid, _, _ = await make_tenant(Service(store))
+        tid, _, _ = await make_tenant(Services(store))
         await proxy.start()
         snap = await lv.wait_for(await store.version(), timeout=10.0)
         assert tid in snap.tenants and snap.realm == "softswitch.local"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from provisioning.errors import StoreUnavailable
-from provisioning.service import Service
+from provisioning.services import Services
 from provisioning.store import open_store
 from provisioning.store.sqlite import SQLiteStore
 
@@ -36,18 +36,18 @@ async def test_open_store_on_an_unreachable_server() -> None:
 async def test_sqlite_locked_by_another_writer(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/locked.db"
     store = await open_store(url)
-    svc = Service(store)
+    svc = Services(store)
     tid, _, _ = await make_tenant(svc)
     await store.close()
 
     store = await SQLiteStore.open(url, busy_timeout=0.2)
-    svc = Service(store)
+    svc = Services(store)
     other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
         with pytest.raises(StoreUnavailable):
             await make_tenant(svc)
-        assert (await svc.get_tenant(OP, tid)).id == tid  # WAL: readers are not blocked
+        assert (await svc.tenants.get_tenant(OP, tid)).id == tid  # WAL: readers are not blocked
         other.execute("ROLLBACK")
         await make_tenant(svc)  # and writes work again
     finally:

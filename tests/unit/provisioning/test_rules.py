@@ -7,7 +7,7 @@ from types import MappingProxyType
 
 import pytest
 
-from provisioning import rules
+from provisioning import phonebook_csv, rules
 from provisioning.errors import ERROR_IDS, InvalidInput, ProvisioningError, RuleViolation
 from provisioning.model import (
     AfterHours,
@@ -264,7 +264,7 @@ def test_phonebook_csv() -> None:
         "Too,0311112222,a,b,c\n"
         "Intl,+1 (555) 123-4567\n"
     )
-    entries, errors = rules.parse_phonebook_csv(data)
+    entries, errors = phonebook_csv.parse_phonebook_csv(data)
     assert [e.name for e in entries] == ["Yamada", "Intl"]
     assert entries[0].company == "Yamada Shoten" and entries[0].note == "boss"
     assert [e["row"] for e in errors] == [4, 5, 6, 7]
@@ -278,9 +278,9 @@ def test_phonebook_csv_encodings() -> None:
         "\ufeff".encode() + text.encode(),
         text.encode("cp932"),
     ):
-        entries, errors = rules.parse_phonebook_csv(data)
+        entries, errors = phonebook_csv.parse_phonebook_csv(data)
         assert errors == [] and [e.name for e in entries] == ["山田"]
-    assert error_of(rules.decode_csv, b"abc\x81\x7f").error_id == "phonebook-import-invalid"
+    assert error_of(phonebook_csv.decode_csv, b"abc\x81\x7f").error_id == "phonebook-import-invalid"
 
 
 def test_phonebook_entry_limits() -> None:
