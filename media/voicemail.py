@@ -1,6 +1,7 @@
-"""The voicemail seam: what the media service needs of wherever messages are kept, and what a
-message is. The store behind it (provisioning/, SQLite or PostgreSQL) keeps each message whole
-or not at all, visible from every node and media process; this module has no I/O.
+"""The voicemail seam: what the media service needs of wherever messages are kept (the records
+themselves are provisioning.voicemail's). The store behind it (provisioning/services/
+voicemail.py, SQLite or PostgreSQL) keeps each message whole or not at all, visible from every
+node and media process; this module has no I/O.
 
 Service rules (../shared/docs/service-rules.md): each message at most 30 s, at most 15 kept per
 mailbox (the 16th caller hears "mailbox full" and nothing is stored), a message shorter than
@@ -10,8 +11,15 @@ mailbox (the 16th caller hears "mailbox full" and nothing is stored), a message 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Protocol
+
+from provisioning.records import MessageInfo, NewMessage
+from provisioning.rules import (
+    VOICEMAIL_MAILBOX_LIMIT,
+    VOICEMAIL_MAX_SECONDS,
+    VOICEMAIL_MIN_SECONDS,
+    VOICEMAIL_RETENTION_DAYS,
+)
 
 __all__ = [
     "MAILBOX_LIMIT",
@@ -24,44 +32,10 @@ __all__ = [
     "VoicemailStore",
 ]
 
-MAX_MESSAGE_SECONDS = 30.0
-MIN_MESSAGE_SECONDS = 1.0
-MAILBOX_LIMIT = 15
-RETENTION = dt.timedelta(days=7)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewMessage:
-    """A message to store: 8 kHz 16-bit mono PCM and what the caller's INVITE said."""
-
-    tenant_id: str
-    mailbox: str  # the number (E.164) whose voicemail recorded it
-    caller: str | None  # the caller's number as received
-    dialled: str  # the number dialled (E.164)
-    received_at: dt.datetime  # timezone-aware
-    pcm: bytes
-
-    def __post_init__(self) -> None:
-        if self.received_at.tzinfo is None:
-            raise ValueError("received_at must be timezone-aware")
-        if len(self.pcm) % 2:
-            raise ValueError("PCM must be whole 16-bit samples")
-
-    @property
-    def seconds(self) -> float:
-        return len(self.pcm) / 16000
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MessageInfo:
-    id: str
-    tenant_id: str
-    mailbox: str
-    caller: str | None
-    dialled: str
-    received_at: dt.datetime
-    duration: float
-    heard: bool
+MAX_MESSAGE_SECONDS = VOICEMAIL_MAX_SECONDS
+MIN_MESSAGE_SECONDS = VOICEMAIL_MIN_SECONDS
+MAILBOX_LIMIT = VOICEMAIL_MAILBOX_LIMIT
+RETENTION = dt.timedelta(days=VOICEMAIL_RETENTION_DAYS)
 
 
 class VoicemailStore(Protocol):

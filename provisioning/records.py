@@ -2,19 +2,30 @@
 
 `provisioning.model` is the routing snapshot (what the switch needs). The REST API also shows
 things the switch never looks at: an ID's timestamps and release counter without its hashes,
-uploaded prompts, the web phonebook, API tokens. Those are these frozen records, built from
-rows by `provisioning.store.queries` and rendered by `provisioning.api.resources`.
+uploaded prompts, the web phonebook, API tokens, voicemail messages (the media service's:
+each at most 30 s, at most 15 per mailbox, kept 7 days; limits in provisioning.rules). Those
+are these frozen records, built from rows by `provisioning.store.queries` and rendered by
+`provisioning.api.resources`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from .model import DeviceKind
 
-__all__ = ["DeviceInfo", "PhonebookEntry", "PromptInfo", "Scope", "TokenInfo"]
+__all__ = [
+    "DeviceInfo",
+    "MessageInfo",
+    "NewMessage",
+    "PhonebookEntry",
+    "PromptInfo",
+    "Scope",
+    "TokenInfo",
+]
 
 Scope = Literal["operator", "tenant"]
 
@@ -70,3 +81,40 @@ class TokenInfo:
     tenant_id: str | None
     label: str | None
     created_at: datetime
+
+
+# --------------------------------------------------------------------------- voicemail
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewMessage:
+    """A message to store: 8 kHz 16-bit mono PCM and what the caller's INVITE said."""
+
+    tenant_id: str
+    mailbox: str  # the number (E.164) whose voicemail recorded it
+    caller: str | None  # the caller's number as received
+    dialled: str  # the number dialled (E.164)
+    received_at: dt.datetime  # timezone-aware
+    pcm: bytes
+
+    def __post_init__(self) -> None:
+        if self.received_at.tzinfo is None:
+            raise ValueError("received_at must be timezone-aware")
+        if len(self.pcm) % 2:
+            raise ValueError("PCM must be whole 16-bit samples")
+
+    @property
+    def seconds(self) -> float:
+        return len(self.pcm) / 16000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageInfo:
+    """A stored message without its audio."""
+
+    id: str
+    tenant_id: str
+    mailbox: str
+    caller: str | None
+    dialled: str
+    received_at: dt.datetime
+    duration: float
+    heard: bool

@@ -61,6 +61,10 @@ MAX_RING_TIME_RANGE = (5.0, 300.0)  # seconds before giving up
 MAX_PROMPTS = 10  # uploaded announcements per tenant
 MAX_PROMPT_BYTES = 5 * 1024 * 1024  # per prompt; the audio is kept in the database
 MAX_PHONEBOOK_ENTRIES = 1000  # web phonebook entries per tenant
+VOICEMAIL_MAX_SECONDS = 30.0  # one message (the recording stops there, with a tone)
+VOICEMAIL_MIN_SECONDS = 1.0  # shorter messages are not kept
+VOICEMAIL_MAILBOX_LIMIT = 15  # messages kept per mailbox; the 16th caller hears "full"
+VOICEMAIL_RETENTION_DAYS = 7  # each message is deleted this long after it was received
 # Field lengths (characters).
 TENANT_NAME_MAX = 200
 USERNAME_MAX = 64  # SIP digest username

@@ -28,6 +28,8 @@ Transactions
 ------------
 - `store.read()`: a consistent read-only view (REPEATABLE READ on PostgreSQL), used by
   `build_snapshot` and the services' reads.
+- `store.data()`: a write transaction for operational data (voicemail messages, call
+  records) with no version bump and no notification.
 - `store.write()`: a write transaction that first bumps `meta.version` (which also serialises
   every writer on that one row: provisioning writes are human-rate, and it makes the rule
   checks race-free: each writer sees the state every earlier writer committed) and queues
@@ -91,6 +93,12 @@ class Store(Protocol):
     def read(self) -> AbstractAsyncContextManager[Tx]: ...
 
     def write(self) -> AbstractAsyncContextManager[Tx]: ...
+
+    def data(self) -> AbstractAsyncContextManager[Tx]:
+        """A write transaction for operational data (voicemail, call records): committed like
+        any write, but without bumping `meta.version` or notifying - it is not routing
+        configuration, and the switch must not rebuild its snapshot for it."""
+        ...
 
     def migration(self) -> AbstractAsyncContextManager[Tx]:
         """A plain transaction (no version bump), exclusive among migrating processes."""

@@ -131,6 +131,11 @@ class PostgresStore:
             cb(tx.version)
 
     @asynccontextmanager
+    async def data(self) -> AsyncIterator[_PgTx]:
+        async with self._conn() as conn, conn.transaction():
+            yield _PgTx(conn)
+
+    @asynccontextmanager
     async def migration(self) -> AsyncIterator[_PgTx]:
         async with self._conn() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)

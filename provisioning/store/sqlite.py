@@ -139,6 +139,11 @@ class SQLiteStore:
         self._notify(tx.version)
 
     @asynccontextmanager
+    async def data(self) -> AsyncIterator[_SQLiteTx]:
+        async with self._tx("BEGIN IMMEDIATE") as conn:
+            yield _SQLiteTx(conn)
+
+    @asynccontextmanager
     async def migration(self) -> AsyncIterator[_SQLiteTx]:
         async with self._tx("BEGIN IMMEDIATE") as conn:
             yield _SQLiteTx(conn)
