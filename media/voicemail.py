@@ -62,7 +62,7 @@ class VoicemailStore(Protocol):
 
 
 class PromptSource(Protocol):
-    def pcm(self, tenant_id: str, name: str) -> bytes | None:
+    async def pcm(self, tenant_id: str, name: str) -> bytes | None:
         """A prompt by hand-off name (`template-1`, `busy`, …, or `prompt:<id>` of a file the
         tenant uploaded); None when it does not exist."""
         ...

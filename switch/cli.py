@@ -13,7 +13,7 @@ port), then serves until SIGINT/SIGTERM:
     SIP listening on tls 127.0.0.1:5061
     HTTP listening on http://127.0.0.1:8080 (API at /v1, metrics at /metrics)
 
-Subcommands of other packages: `build_parser()` imports `provisioning.cli` when it exists
+Subcommands of other modules: `build_parser()` imports `switch.cli_provisioning` when it exists
 and calls its `register(subparsers)`; each subcommand sets `func=callable(args) -> int` with
 `parser.set_defaults(func=...)` (the same convention as below). Load the configuration in a
 subcommand with `config_from_args(args)` after adding the common options with
@@ -40,7 +40,7 @@ from switch.config import Config, ConfigError, HostPort, load_config, parse_host
 
 __all__ = ["add_config_options", "build_parser", "config_from_args", "main"]
 
-EXTENSION_MODULES = ("provisioning.cli",)  # modules with register(subparsers)
+EXTENSION_MODULES = ("switch.cli_provisioning",)  # modules with register(subparsers)
 
 log = logging.getLogger("switch")
 
@@ -155,31 +155,22 @@ def _run(coro: Any) -> int:
 
 
 async def _serve(config: Config) -> int:
-    from provisioning.embedded import Provisioning
     from provisioning.errors import ProvisioningError
     from provisioning.seed import SeedError
-    from switch.app import SwitchApp
+    from switch.node import Node
 
     try:
-        prov = await Provisioning.open(config)
+        node = await Node.open(config)
     except (SeedError, ProvisioningError) as exc:
         print(f"softswitch: cannot load the seed: {exc}", file=sys.stderr)
         return 2
-    app = SwitchApp(config, snapshot_source=prov.snapshot_source, http_hooks=[prov.mount])
     try:
-        return await _serve_app(app)
-    finally:
-        await prov.close()
-
-
-async def _serve_app(app: Any) -> int:
-    try:
-        await app.start()
+        await node.start()
     except OSError as exc:
         print(f"softswitch: cannot listen: {exc}", file=sys.stderr)
-        await app.stop()
+        await node.stop()
         return 1
-    for line in listening_lines(app):
+    for line in listening_lines(node.app):
         print(line, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -187,7 +178,7 @@ async def _serve_app(app: Any) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
-    await app.stop()
+    await node.stop()
     return 0
 
 
@@ -199,6 +190,13 @@ def listening_lines(app: Any) -> list[str]:
     tls = app.sip_addresses.get("tls")
     if tls is not None:
         lines.append(f"SIP listening on tls {HostPort(tls[0], tls[1])}")
+    media = getattr(app, "media", None)
+    if media is not None and media.address is not None:
+        ports = media.settings.ports
+        lines.append(
+            f"Media listening on {media.uri} (RTP {media.settings.rtp_host}"
+            f" ports {ports.first}-{ports.last + 1})"
+        )
     if app.http_address is not None:
         http = HostPort(*app.http_address)
         lines.append(f"HTTP listening on http://{http} (API at /v1, metrics at /metrics)")

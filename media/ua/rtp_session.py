@@ -325,16 +325,17 @@ class RtpSession:
 
     # ------------------------------------------------------------------ recording
     def start_recording(self) -> None:
-        """Record what the caller sends, from now on (gaps filled with silence)."""
+        """Record what the caller sends from now on: from the first packet that arrives to
+        the last, gaps (lost packets, silence suppression) filled with silence."""
         self._recorded = bytearray()
-        self._recorder = RecordingBuffer(start=self._loop.time())
+        self._recorder = RecordingBuffer()
 
     def stop_recording(self) -> bytes:
-        """Stop and return the recording as 8 kHz 16-bit PCM, padded to now."""
+        """Stop and return the recording as 8 kHz 16-bit PCM."""
         rec, self._recorder = self._recorder, None
         if rec is None:
             return b""
-        self._write(rec.flush(self._loop.time()))
+        self._write(rec.flush())
         self.stats.lost += rec.stats.lost
         self.stats.late += rec.stats.late
         return bytes(self._recorded)

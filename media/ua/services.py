@@ -209,7 +209,7 @@ async def _ask(call: MediaCall, deps: ServiceDeps, prompt: str, keys: str) -> st
 async def _prompt(call: MediaCall, deps: ServiceDeps, name: str) -> bool:
     pcm = None
     if name.startswith("prompt:") and deps.prompts is not None:
-        pcm = deps.prompts.pcm(call.handoff.tenant, name)
+        pcm = await deps.prompts.pcm(call.handoff.tenant, name)
     if pcm is None:
         if name not in deps.library.names():
             log.warning("unknown prompt %r; playing template-1", name)

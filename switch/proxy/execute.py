@@ -152,7 +152,10 @@ class Executor:
                 decision.tenant_id, decision.number, na.mailbox,
                 call.caller_number, CAUSE_NO_ANSWER,
             ))  # fmt: skip
-            divert = BranchPlan(uri=uri, target=await self.resolver.target(media.uri))
+            media_target = await self.resolver.target(media.uri)
+            # the media end's flow goes into our Record-Route token: the media service's own
+            # in-dialog requests (its BYE) prove with it that the dialog is ours
+            divert = BranchPlan(uri=uri, target=media_target, flow=media_target)
         self._start(ctx, fwd, stages, (na.after_s, na.status), divert)
 
     async def _to_media(
@@ -180,7 +183,8 @@ class Executor:
         uri = media.uri_for(handoff)
         called_party(fwd.headers, decision.number, snap.realm)
         target = await self.resolver.target(media.uri)
-        self._start(ctx, fwd, [Stage(payloads=(BranchPlan(uri=uri, target=target),))], None)
+        plan = BranchPlan(uri=uri, target=target, flow=target)  # flow: see _ring's divert
+        self._start(ctx, fwd, [Stage(payloads=(plan,))], None)
 
     async def _channels_lost(
         self,

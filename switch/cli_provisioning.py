@@ -7,8 +7,8 @@
 
 Each takes `--database URL`, `--data DIR` and `--config FILE` exactly as `serve` does: the URL
 given, else `[data] database_url` of the configuration file, else SQLite at
-DIR/softswitch.db (DIR defaults to ./data). The switch CLI calls `register(subparsers)`;
-`python -m provisioning.cli …` runs the same commands on their own.
+DIR/softswitch.db (DIR defaults to ./data). The switch CLI (switch/cli.py) calls
+`register(subparsers)`; `python -m switch.cli_provisioning …` runs the same commands alone.
 
 Exit status: 0 done, 1 refused by the service or store unavailable, 2 bad usage or input.
 Only the token goes to stdout (so `TOKEN=$(softswitch token create --operator)` works);
@@ -24,10 +24,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from provisioning.errors import ProvisioningError
+from provisioning.seed import SeedError, load_seed
 from switch.config import ConfigError, load_config
-
-from .errors import ProvisioningError
-from .seed import SeedError, load_seed
 
 __all__ = [
     "database_url",
@@ -103,7 +102,7 @@ def database_url(args: argparse.Namespace) -> str:
 
 
 async def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from .store import open_store
+    from provisioning.store import open_store
 
     return await open_store(database_url(args))
 
@@ -116,11 +115,11 @@ async def run_db_upgrade(args: argparse.Namespace) -> int:
 
 
 async def run_token_create(args: argparse.Namespace) -> int:
-    from .service import Principal, Service
+    from provisioning.services import Principal, Services
 
     store = await _open(args)
     try:
-        created = await Service(store).create_token(
+        created = await Services(store).tokens.create_token(
             Principal.operator(),
             scope="operator" if args.operator else "tenant",
             tenant_id=None if args.operator else args.tenant,
@@ -135,7 +134,7 @@ async def run_token_create(args: argparse.Namespace) -> int:
 
 
 async def run_tenant_import(args: argparse.Namespace) -> int:
-    from .service import import_seed
+    from provisioning.services import import_seed
 
     seed = load_seed(args.file)  # SeedError before touching the store
     store = await _open(args)

@@ -1,0 +1,120 @@
+"""The composition root of `softswitch serve`: one node of the service, wired from its parts.
+
+    node = await Node.open(config)   # store opened + migrated; seed imported if empty
+    await node.start()               # switch, REST API, embedded media, background jobs
+    ...
+    await node.stop()
+
+- Provisioning: the store (`Config.effective_database_url`: SQLite under the data directory
+  by default, PostgreSQL with `--database`), the REST API mounted on the switch's HTTP
+  listener, and the live snapshot the switch routes from. With SQLite the API and the switch
+  share one Store object, so a committed change reaches the switch through the in-process
+  notification at once; with PostgreSQL it comes back through LISTEN/NOTIFY, which is also
+  how other nodes hear about it.
+- Media: unless `[media] uri` names external media services, the switch runs the media
+  service itself (switch/app.py `_start_media`) on the same store's voicemail repository.
+- Jobs: the voicemail retention sweeper (service rule: a message is deleted 7 days after it
+  was received), once a minute.
+
+Nothing else imports this module: it is the top of the layer table (tests/unit/test_layers.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from media.ua.services import ServiceDeps
+from provisioning.api.app import mount_api
+from provisioning.live import seed_if_empty, store_source
+from provisioning.seed import load_seed
+from provisioning.services import Services
+from provisioning.services.voicemail import VoicemailRepo
+from provisioning.store import open_store
+from provisioning.store.base import Store
+
+from .app import SwitchApp
+from .config import Config
+from .prompt_source import StorePrompts
+
+__all__ = ["Node"]
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL = 60.0  # seconds between voicemail retention sweeps
+
+
+class Node:
+    def __init__(
+        self, config: Config, store: Store, *, wall_clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.services = Services(store)
+        self.voicemail = VoicemailRepo(store)
+        self.wall_clock = wall_clock or (lambda: datetime.now(UTC))
+        self.app = SwitchApp(
+            config,
+            snapshot_source=store_source(store),
+            http_hooks=[self._mount],
+            media=ServiceDeps(
+                voicemail=self.voicemail,
+                prompts=StorePrompts(self.services),
+                timezone=self._timezone,
+            ),
+        )
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, config: Config) -> Node:
+        store = await open_store(config.effective_database_url)
+        try:
+            if config.seed is not None and await seed_if_empty(store, load_seed(config.seed)):
+                log.info("seed %s imported into the empty store", config.seed)
+        except BaseException:
+            await store.close()
+            raise
+        return cls(config, store)
+
+    def _mount(self, web_app: web.Application, switch: SwitchApp) -> None:
+        """The REST API under /v1, counted in the switch's Prometheus registry."""
+        mount_api(web_app, self.services, registry=switch.metrics.registry)
+
+    def _timezone(self, tenant_id: str) -> str:
+        tenant = self.app.snapshot.tenants.get(tenant_id)
+        return tenant.timezone if tenant is not None else "Asia/Tokyo"
+
+    async def start(self) -> None:
+        await self.app.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def sweep_once(self) -> int:
+        """Delete expired voicemail messages now; returns how many."""
+        expired = await self.voicemail.expire(self.wall_clock())
+        if expired and self.app.media is not None:
+            for _ in expired:
+                self.app.media.metrics.count("expired", "")
+        return len(expired)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                n = await self.sweep_once()
+                if n:
+                    log.info("voicemail retention: %d message(s) deleted", n)
+            except Exception:
+                log.exception("voicemail retention sweep failed")
+            await asyncio.sleep(SWEEP_INTERVAL)
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.app.stop()
+        await self.store.close()
