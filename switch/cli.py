@@ -190,6 +190,9 @@ def listening_lines(app: Any) -> list[str]:
     tls = app.sip_addresses.get("tls")
     if tls is not None:
         lines.append(f"SIP listening on tls {HostPort(tls[0], tls[1])}")
+    if app.http_address is not None:
+        http = HostPort(*app.http_address)
+        lines.append(f"HTTP listening on http://{http} (API at /v1, metrics at /metrics)")
     media = getattr(app, "media", None)
     if media is not None and media.address is not None:
         ports = media.settings.ports
@@ -197,9 +200,6 @@ def listening_lines(app: Any) -> list[str]:
             f"Media listening on {media.uri} (RTP {media.settings.rtp_host}"
             f" ports {ports.first}-{ports.last + 1})"
         )
-    if app.http_address is not None:
-        http = HostPort(*app.http_address)
-        lines.append(f"HTTP listening on http://{http} (API at /v1, metrics at /metrics)")
     return lines
 
 
