@@ -83,12 +83,19 @@ def services(deps: ServiceDeps) -> Callable[[HandOff], ServiceScript]:
 
 
 # --------------------------------------------------------------------------- scripts
+END_PAUSE = 0.4  # seconds of silence after a prompt before we hang up (its last packets land)
+
+
 async def announce(call: MediaCall, deps: ServiceDeps) -> None:
     h = call.handoff
     if not call.answer():
         return
-    if await _prompt(call, deps, h.prompt or "template-1") and h.then is Then.VOICEMAIL:
+    if not await _prompt(call, deps, h.prompt or "template-1"):
+        return
+    if h.then is Then.VOICEMAIL:
         await _record_message(call, deps, greeting=False)
+    else:
+        await asyncio.sleep(END_PAUSE)
 
 
 async def busy(call: MediaCall, deps: ServiceDeps) -> None:

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import time
 import wave
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,13 +56,13 @@ def trace_messages(log: Path) -> list[TracedMessage]:
     ]
 
 
-def _port_pair() -> int:
+def _port_pair(ip: str = "127.0.0.1") -> int:
     """A port P free for UDP+TCP with P+1 free for TCP: baresip listens for TLS on P+1."""
     for _ in range(50):
-        port = free_port()
+        port = free_port(ip)
         probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            probe.bind(("127.0.0.1", port + 1))
+            probe.bind((ip, port + 1))
         except OSError:
             continue
         finally:
@@ -88,18 +89,30 @@ class Baresip:
         cafile: Path | None = None,
         certificate: Path | None = None,
         lifetime_s: int = 40,
+        local_ip: str = "127.0.0.1",
+        register: bool = True,
+        source_wav: Path | None = None,
+        record: bool = False,
+        extra_modules: Sequence[str] = (),
+        extra_config: str = "",
     ) -> None:
         self.dev = dev
         self.dir = workdir / f"baresip-{dev.id}"
         self.dir.mkdir(parents=True)
-        self.sip_port = _port_pair()
+        self.sip_port = _port_pair(local_ip)
         self.ctrl_port = free_port(udp=False)
-        tone = self.dir / "tone.wav"
-        with wave.open(str(tone), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(8000)
-            w.writeframes(b"\x00\x08" * 8000 * 2)
+        tone = source_wav or self.dir / "tone.wav"
+        if source_wav is None:
+            with wave.open(str(tone), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(8000)
+                w.writeframes(b"\x00\x08" * 8000 * 2)
+        # `record`: the sndfile module writes what the phone hears to dump-*-dec.wav here.
+        self.record_dir = self.dir / "heard"
+        self.record_dir.mkdir()
+        recording = f"module sndfile.so\nsnd_path {self.record_dir}\n" if record else ""
+        modules = "".join(f"module {m}\n" for m in extra_modules)
         tls_lines = ""
         if cafile is not None:
             tls_lines += f"sip_cafile {cafile}\n"
@@ -107,7 +120,7 @@ class Baresip:
             tls_lines += f"sip_certificate {certificate}\n"
         (self.dir / "config").write_text(
             "poll_method epoll\n"
-            f"sip_listen 127.0.0.1:{self.sip_port}\n"
+            f"sip_listen {local_ip}:{self.sip_port}\n"
             f"{tls_lines}"
             "call_local_timeout 20\n"
             f"audio_source aufile,{tone}\n"
@@ -118,11 +131,13 @@ class Baresip:
             "module_app menu.so\n"
             "module_app ctrl_tcp.so\n"
             f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}\n"
+            f"{recording}{modules}{extra_config}"
         )
         answer = ";answermode=auto" if auto_answer else ""
         (self.dir / "accounts").write_text(
             f"<sip:{dev.id}@127.0.0.1:{switch_port};transport={transport}>"
-            f";auth_pass={dev.password};regint=60;audio_codecs=PCMU,PCMA{answer}\n"
+            f";auth_pass={dev.password};regint={60 if register else 0}"
+            f";audio_codecs=PCMU,PCMA{answer}\n"
         )
         self.log = self.dir / "baresip.log"
         with open(self.log, "wb") as out:
@@ -188,6 +203,10 @@ class Baresip:
                     f"{tail(self.log, 6000)}"
                 )
             self._pump(min(left, 0.5))
+
+    def heard(self) -> list[Path]:
+        """The WAV files of what the phone heard (sndfile module, `record=True`)."""
+        return sorted(self.record_dir.glob("dump-*-dec.wav"))
 
     def trace(self) -> list[TracedMessage]:
         return trace_messages(self.log)
