@@ -187,3 +187,151 @@ def test_busy_message_is_early_media_and_the_call_is_never_answered(switch_proc,
     m = sw.metrics()
     assert m.get_value("media_sessions_total", service="busy") == 1
     first.command("hangup")
+
+
+def _sipp_caller(sipp, sw, scenario: str, wait_s: float, **kw):
+    return sipp(
+        f"media/{scenario}.xml", remote=sw.udp, local_ip=CARRIER_IP, service=NUMBER,
+        keys={"caller": CALLER}, extra=["-d", str(int(wait_s * 1000))], timeout_s=45, **kw,
+    ).run()  # fmt: skip
+
+
+def _stored_messages(sw) -> list[object]:
+    """The messages in the switch's store, read with the store's own repository (the switch
+    keeps its SQLite file under its data directory; WAL lets two processes share it)."""
+    import asyncio
+
+    from provisioning.services.voicemail import VoicemailRepo
+    from provisioning.store import open_store
+
+    async def read() -> list[object]:
+        store = await open_store(f"sqlite:///{sw.proc.data_dir / 'softswitch.db'}")
+        try:
+            return list(await VoicemailRepo(store).messages("t1", (E164,)))
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_announcement_then_voicemail_records_after_the_announcement(switch_proc, sipp):
+    """After-hours with voicemail: the announcement is the greeting, then the beep and the
+    recording (service rule)."""
+    sw = switch_proc(media_seed(voicemail=True, after_hours=True, announcement="template-3"))
+    lib = default_library()
+    res = _sipp_caller(
+        sipp, sw, "uac_voicemail", lib.seconds("template-3") + lib.seconds("beep") + 0.4
+    )
+    assert res.returncode == 0 and res.successful == 1, res.report() + sw.logs()
+    (msg,) = _stored_messages(sw)
+    assert 4.5 < msg.duration < 5.2, msg  # g711a.pcap is 4.72 s
+    assert msg.caller == CALLER and msg.dialled == E164
+    m = sw.metrics()
+    assert m.get_value("media_sessions_total", service="announce") == 1
+    assert m.get_value("media_prompt_plays_total", prompt="voicemail-greeting") == 0
+
+
+def test_the_sixteenth_caller_hears_mailbox_full_and_nothing_is_stored(switch_proc, sipp):
+    import asyncio
+    from datetime import UTC, datetime
+
+    from provisioning.records import NewMessage
+    from provisioning.services.voicemail import VoicemailRepo
+    from provisioning.store import open_store
+
+    sw = switch_proc(media_seed(voicemail=True, after_hours=False))
+
+    async def fill() -> None:
+        store = await open_store(f"sqlite:///{sw.proc.data_dir / 'softswitch.db'}")
+        repo = VoicemailRepo(store)
+        for i in range(15):
+            msg = NewMessage(
+                tenant_id="t1", mailbox=E164, caller=f"03000000{i:02d}", dialled=E164,
+                received_at=datetime.now(UTC), pcm=bytes(16000 * 2),
+            )  # fmt: skip
+            assert await repo.save(msg, 15)
+        await store.close()
+
+    asyncio.run(fill())
+    res = _sipp_caller(sipp, sw, "uac_listen", 0)  # the media service hangs up after the message
+    assert res.returncode == 0 and res.successful == 1, res.report() + sw.logs()
+    assert len(_stored_messages(sw)) == 15
+    m = sw.metrics()
+    assert m.get_value("voicemail_messages_total", event="mailbox_full") == 1
+    assert m.get_value("media_prompt_plays_total", prompt="mailbox-full") == 1
+    assert m.get_value("voicemail_messages_total", event="stored") == 0
+
+
+def test_a_message_shorter_than_one_second_is_not_kept(switch_proc, sipp):
+    sw = switch_proc(media_seed(voicemail=True, after_hours=False))
+    lib = default_library()
+    # hang up 0.5 s into the recording
+    wait = lib.seconds("voicemail-greeting") + lib.seconds("beep") + 0.5
+    res = _sipp_caller(sipp, sw, "uac_hangup_early", wait)
+    assert res.returncode == 0 and res.successful == 1, res.report() + sw.logs()
+    time.sleep(0.5)
+    assert _stored_messages(sw) == []
+    m = sw.metrics()
+    assert m.get_value("voicemail_messages_total", event="too_short") == 1
+
+
+def test_caller_hanging_up_mid_greeting_ends_cleanly(switch_proc, sipp):
+    sw = switch_proc(media_seed(voicemail=True, after_hours=False))
+    res = _sipp_caller(sipp, sw, "uac_hangup_early", 2.0)
+    assert res.returncode == 0 and res.successful == 1, res.report() + sw.logs()
+    time.sleep(0.5)
+    assert _stored_messages(sw) == []
+    m = sw.metrics()
+    assert m.get_value("media_sessions_active", service="voicemail") == 0
+    assert m.total("sip_internal_errors_total") == 0
+    assert "Traceback" not in sw.logs()
+
+
+def test_an_offer_with_no_common_codec_gets_488(switch_proc, sipp):
+    sw = switch_proc(media_seed(voicemail=True, after_hours=False))
+    res = _sipp_caller(sipp, sw, "uac_no_common_codec", 0)
+    assert res.returncode == 0 and res.successful == 1, res.report() + sw.logs()
+    m = sw.metrics()
+    assert m.get_value("media_handoffs_refused_total", status="488") == 1, sw.logs()
+
+
+def test_a_forged_hand_off_straight_to_the_media_port_is_refused(switch_proc):
+    """Only the proxy may hand calls over: a request to the media address with a made-up
+    voicemail URI is refused (source check, then the signature) and nothing is recorded."""
+    import re
+    import socket
+
+    sw = switch_proc(media_seed(voicemail=True, after_hours=False))
+    m = re.search(r"Media listening on sip:media@([\d.]+):(\d+)", sw.logs())
+    assert m, sw.logs()
+    media = (m.group(1), int(m.group(2)))
+    for source in ("127.0.0.1", CARRIER_IP):  # an allowed address without a signature too
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((source, 0))
+            s.settimeout(3)
+            port = s.getsockname()[1]
+            s.sendto(
+                (
+                    f"INVITE sip:voicemail@{media[0]}:{media[1]};mailbox=%2B81355500100;"
+                    f"tenant=t1;target=%2B81355500100;cause=408 SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP {source}:{port};branch=z9hG4bK-forged-{port}\r\n"
+                    f"From: <sip:x@{source}>;tag=f\r\nTo: <sip:voicemail@{media[0]}>\r\n"
+                    f"Call-ID: forged-{port}\r\nCSeq: 1 INVITE\r\n"
+                    f"Contact: <sip:x@{source}:{port}>\r\nMax-Forwards: 70\r\n"
+                    "Content-Length: 0\r\n\r\n"
+                ).encode(),
+                media,
+            )
+            statuses = []
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                try:
+                    data = s.recv(65535)
+                except TimeoutError:
+                    break
+                statuses.append(int(data.split(b" ", 2)[1]))
+                if statuses[-1] >= 200:
+                    break
+            assert statuses and statuses[-1] == 403, statuses
+    metrics = sw.metrics()
+    assert metrics.get_value("media_sessions_total", service="voicemail") == 0

@@ -46,14 +46,7 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "provisioning": (),
     "routing": ("provisioning.model",),
     "billing": ("routing", *DATA),
-    "switch.proxy": (
-        "switch.sip",
-        *SEAMS,
-        "switch.state",
-        "routing",
-        "billing",
-        *DATA,
-    ),  # fmt: skip
+    "switch.proxy": ("switch.sip", *SEAMS, "switch.state", "routing", "billing", *DATA),
     "media": DATA,
     "media.ua": ("media", "switch.sip", "switch.transport", *SEAMS, *DATA),
     "media.relay": ("media", "switch.eager", *DATA),
