@@ -73,12 +73,11 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise range_not_satisfiable(size)
         return (max(size - int(m[2]), 0), size - 1) if size else None
     first = int(m[1])
-    last = int(m[2]) if m[2] else size - 1
-    if last < first:
-        return None  # invalid: ignored
+    if m[2] and int(m[2]) < first:
+        return None  # invalid (last before first): ignored
     if first >= size:
         raise range_not_satisfiable(size)
-    return first, min(last, size - 1)
+    return first, min(int(m[2]) if m[2] else size - 1, size - 1)
 
 
 def range_not_satisfiable(size: int) -> ApiError:
