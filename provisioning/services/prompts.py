@@ -102,10 +102,12 @@ class PromptService(StoreService):
         content_type: str = "audio/wav",
         convert: AudioConverter | None = None,
     ) -> PromptInfo:
-        """Errors: too-many-prompts, prompt-too-large, invalid-input (empty audio or name),
-        and with `convert` the `AUDIO_ERROR_IDS`."""
+        """Errors: too-many-prompts, prompt-too-large, invalid-input (empty audio or name);
+        with `convert`, the `AUDIO_ERROR_IDS` (an empty upload is then audio-empty)."""
         principal.require_tenant(tenant_id)
         name = rules.text_field(name, "name", 1, rules.PROMPT_NAME_MAX)
+        if convert is not None and not audio:
+            raise audio_refused("audio-empty", "the uploaded file is empty")
         rules.check_prompt_audio(audio)
         content_type = rules.text_field(content_type, "content_type", 1, rules.CONTENT_TYPE_MAX)
         if convert is not None:
