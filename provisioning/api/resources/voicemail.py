@@ -12,7 +12,7 @@ number's voicemail *settings* (number_settings.py), the messages are under
     GET    …/voicemail/messages/{message_id}/audio   audio/wav (8 kHz 16-bit mono), byte ranges
 
 A message of another mailbox or tenant is 404 not-found, like one that does not exist; a
-number without the voicemail option is 409 option-required.
+number without the voicemail option is 409 option-required (every operation, reads too).
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ OPERATIONS = [
     Op(
         method="GET",
         path=BOX,
+        errors=(409,),
         handler=list_messages,
         operation_id="listVoicemailMessages",
         summary="List the number's voicemail messages, newest first",
@@ -173,6 +174,7 @@ OPERATIONS = [
     Op(
         method="GET",
         path=ONE,
+        errors=(409,),
         handler=get_message,
         operation_id="getVoicemailMessage",
         summary="Get a message's description",
@@ -215,6 +217,6 @@ OPERATIONS = [
         path_params=_M,
         responses={200: Binary(MAX_WAV), 206: Binary(MAX_WAV)},
         response_media=WAV,
-        errors=(416,),
+        errors=(409, 416),
     ),
 ]
