@@ -29,11 +29,13 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from media.convert import convert_upload
+from media.errors import AudioError
 from media.ua.services import ServiceDeps
 from provisioning.api.app import mount_api
 from provisioning.live import seed_if_empty, store_source
 from provisioning.seed import load_seed
-from provisioning.services import Services
+from provisioning.services import Services, audio_refused
 from provisioning.services.voicemail import VoicemailRepo
 from provisioning.store import open_store
 from provisioning.store.base import Store
@@ -82,8 +84,27 @@ class Node:
         return cls(config, store)
 
     def _mount(self, web_app: web.Application, switch: SwitchApp) -> None:
-        """The REST API under /v1, counted in the switch's Prometheus registry."""
-        mount_api(web_app, self.services, registry=switch.metrics.registry)
+        """The REST API under /v1, counted in the switch's Prometheus registry, on the node's
+        voicemail repository (API changes reach its listeners: MWI) and with prompt uploads
+        converted by the media service's converter. Its `AudioError`s become provisioning
+        errors with the same error_id (`provisioning.services.prompts.AUDIO_ERROR_IDS`: 415
+        for a format it cannot read, 422 for a damaged/empty/silent/too long file, 413 too
+        large)."""
+
+        def convert(data: bytes, *, max_bytes: int, max_seconds: float) -> tuple[bytes, float]:
+            try:
+                done = convert_upload(data, max_bytes=max_bytes, max_seconds=max_seconds)
+            except AudioError as exc:
+                raise audio_refused(exc.error_id, exc.message) from exc
+            return done.wav, done.seconds
+
+        mount_api(
+            web_app,
+            self.services,
+            registry=switch.metrics.registry,
+            voicemail=self.voicemail,
+            converter=convert,
+        )
 
     def _timezone(self, tenant_id: str) -> str:
         tenant = self.app.snapshot.tenants.get(tenant_id)

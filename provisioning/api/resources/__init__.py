@@ -5,13 +5,24 @@ Each module's handlers call their own service (`ctx.services.<resource>`, see
 from __future__ import annotations
 
 from ..core import Operation
-from . import devices, gateways, number_settings, numbers, phonebook, prompts, tenants, tokens
+from . import (
+    devices,
+    gateways,
+    number_settings,
+    numbers,
+    phonebook,
+    prompts,
+    tenants,
+    tokens,
+    voicemail,
+)
 
 ALL_OPERATIONS: list[Operation] = [
     *tenants.OPERATIONS,
     *devices.OPERATIONS,
     *numbers.OPERATIONS,
     *number_settings.OPERATIONS,
+    *voicemail.OPERATIONS,
     *prompts.OPERATIONS,
     *phonebook.OPERATIONS,
     *gateways.OPERATIONS,
