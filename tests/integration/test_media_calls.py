@@ -8,18 +8,23 @@ g711a.pcap and RFC 4733 digits). The carrier is whoever sends from CARRIER_IP.""
 
 from __future__ import annotations
 
+import io
 import shutil
 import time
+import urllib.request
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from media.g711 import Codec, decode
 from media.prompts import default_library
 from tests.peers import need
 
-from .audio import best_match, read_wav, resample, rms, tone_wav
+from .audio import best_match, pcap_rtp_payloads, read_wav, resample, rms, tone_wav
 from .baresip_helpers import Baresip
+from .e2e_helpers import Api, operator_token
 from .harness import CARRIER_IP, REALM, DeviceSpec, tail
 
 pytestmark = pytest.mark.integration
@@ -28,6 +33,7 @@ NUMBER = "0355500100"
 E164 = "+81355500100"
 CALLER = "0312345678"
 ALL_DAY = "A" * 48
+G711A_PCAP = "/usr/share/sip-tester/g711a.pcap"
 
 
 def media_seed(*, voicemail: bool, after_hours: bool, announcement: str = "template-2",
@@ -153,6 +159,46 @@ def test_voicemail_deposit_from_a_sipp_caller_is_stored_whole(switch_proc, sipp)
     m = sw.metrics()
     assert m.get_value("voicemail_messages_total", event="stored") == 1, sw.logs()
     assert m.get_value("media_sessions_total", service="voicemail") == 1
+    # The message, downloaded through the API, is the pcap's audio: its length (±0.2 s) and
+    # its samples (the A-law payloads decoded).
+    api = Api(f"http://127.0.0.1:{sw.http_port}/v1", operator_token(data_dir=sw.proc.data_dir))
+    base = f"/tenants/t1/numbers/{NUMBER}/voicemail/messages"
+    listed = api.get(base)
+    assert listed.status == 200, listed
+    (item,) = listed.body["items"]
+    assert item["caller"] == CALLER and item["heard"] is False
+    wav = urllib.request.urlopen(
+        urllib.request.Request(
+            f"{api.base}{base}/{item['id']}/audio",
+            headers={"Authorization": f"Bearer {api.token}"},
+        ),
+        timeout=10,
+    ).read()
+    with wave.open(io.BytesIO(wav)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+        got = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    sent = np.frombuffer(
+        decode(Codec.PCMA, b"".join(pcap_rtp_payloads(Path(G711A_PCAP)))), dtype="<i2"
+    )
+    assert abs(len(got) - len(sent)) / 8000 <= 0.2, (len(got) / 8000, len(sent) / 8000)
+    # align on the first loud 20 ms of speech (the pcap starts with silence, which would
+    # match anywhere), then compare everything from the start of the pcap
+    loud = int(np.argmax(np.abs(sent.astype(np.int32)) > 2000))
+    found = _find(got, sent[loud : loud + 160])
+    assert found is not None, "the pcap's speech is not in the message"
+    start = found - loud
+    assert abs(start) <= 1600, f"the message starts {start / 8000:.2f} s away from the pcap"
+    lo = max(0, -start)
+    n = min(len(sent) - lo, len(got) - (start + lo))
+    same = np.count_nonzero(got[start + lo : start + lo + n] == sent[lo : lo + n]) / n
+    assert same > 0.99, f"only {same:.1%} of the samples match the pcap"
+
+
+def _find(haystack: np.ndarray, needle: np.ndarray) -> int | None:
+    for i in range(len(haystack) - len(needle) + 1):
+        if haystack[i] == needle[0] and np.array_equal(haystack[i : i + len(needle)], needle):
+            return i
+    return None
 
 
 def _wav_seconds(path) -> float:
@@ -224,7 +270,7 @@ def test_announcement_then_voicemail_records_after_the_announcement(switch_proc,
     )
     assert res.returncode == 0 and res.successful == 1, res.report() + sw.logs()
     (msg,) = _stored_messages(sw)
-    assert 4.5 < msg.duration < 5.2, msg  # g711a.pcap is 4.72 s
+    assert 6.85 < msg.duration < 7.3, msg  # g711a.pcap is 7.05 s
     assert msg.caller == CALLER and msg.dialled == E164
     m = sw.metrics()
     assert m.get_value("media_sessions_total", service="announce") == 1
