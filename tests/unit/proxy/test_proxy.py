@@ -11,7 +11,7 @@ import pytest
 from provisioning.model import Snapshot
 from routing.call import Call, LiveView
 from routing.decisions import Decision, NoAnswer, NoAnswerAction, Ring, RingStage
-from switch.proxy.dialogs import ActiveCalls
+from switch.proxy.leases import ActiveCalls
 from switch.proxy.proxy import ProxyConfig
 from switch.sip.message import make_response
 from switch.sip.target import Target

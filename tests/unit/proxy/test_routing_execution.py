@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -390,11 +390,16 @@ async def test_nobody_registered_with_voicemail_goes_to_voicemail_cause_480() ->
 
 
 async def test_channel_race_lost_after_routing_gets_the_busy_hand_off() -> None:
-    """Routing saw a free channel; the lease (the authority) says no."""
+    """Routing saw a free channel; the lease (the authority) says no. The proxy asks
+    routing again with the channels shown full and carries out that answer."""
+    asked: list[LiveView] = []
 
     def stale(c: Call, snap: Snapshot, live: LiveView, now: datetime) -> Decision:
-        registered = frozenset(d for d in snap.devices if live.is_registered(d))
-        return policy_decide(c, snap, LiveState(registered=registered), now)
+        asked.append(live)
+        if len(asked) == 1:  # the view from before the other calls took the channels
+            registered = frozenset(d for d in snap.devices if live.is_registered(d))
+            live = LiveState(registered=registered)
+        return policy_decide(c, snap, live, now)
 
     env, wall = make_env(decide=stale)
     await env.register_both()
@@ -405,6 +410,7 @@ async def test_channel_race_lost_after_routing_gets_the_busy_hand_off() -> None:
     user, params = media_params(out)
     assert user == "voicemail" and params["cause"] == "486"
     assert decisions(env, "inbound-ring-lost-channel-race") == 1
+    assert len(asked) == 2 and asked[1].channels_in_use("t1") == 2
 
 
 # --------------------------------------------------------------------------- device calls
@@ -694,3 +700,75 @@ async def test_voicemail_branch_after_a_single_device_is_a_clean_copy() -> None:
     assert vm.request.headers.get_all("Record-Route") != desk.request.headers.get_all(
         "Record-Route"
     )  # no flow token of the desk phone's flow in the voicemail leg
+
+
+# --------------------------------------------------------------------------- lost races
+def stale_first(asked: list[LiveView]) -> Any:
+    """The real policy, but its first answer comes from a view without the leases (taken
+    before the other calls took the channels); later questions see what the proxy shows."""
+
+    def decide(c: Call, snap: Snapshot, live: LiveView, now: datetime) -> Decision:
+        asked.append(live)
+        if len(asked) == 1:
+            registered = frozenset(d for d in snap.devices if live.is_registered(d))
+            live = LiveState(registered=registered)
+        return policy_decide(c, snap, live, now)
+
+    return decide
+
+
+async def test_lost_race_of_a_forwarded_call_is_the_busy_message_without_voicemail() -> None:
+    asked: list[LiveView] = []
+    env, wall = make_env(decide=stale_first(asked))
+    for i in range(2):
+        await env.state.acquire_channel("t1", f"up-{i}", 2, TTL, wall())
+    await call(env, FORWARDED)  # forwarding ON: voicemail does not act
+    user, params = media_params(env.branches()[0])
+    assert user == "busy" and "mailbox" not in params
+    assert decisions(env, "inbound-forwarding") == 1
+    assert decisions(env, "inbound-forwarding-lost-channel-race") == 1
+    assert await in_use(env, wall) == 2
+
+
+async def test_lost_race_of_a_device_call_is_486_with_warning() -> None:
+    asked: list[LiveView] = []
+    env, wall = make_env(decide=stale_first(asked))
+    for i in range(2):
+        await env.state.acquire_channel("t1", f"up-{i}", 2, TTL, wall())
+    req = env.request("INVITE", f"sip:0312345678@{REALM}", from_uri=f"<sip:app1@{REALM}>")
+    txn = await env.send_authenticated(req, "app1", source=APP_FLOW)
+    final = env.final(txn)
+    assert final.status == 486 and "lines of your company are in use" in (
+        final.headers.get("Warning") or ""
+    )
+    assert env.branches() == []
+    assert decisions(env, "outbound-lost-channel-race") == 1
+    assert env.metrics.value("sip_calls_total", {"outcome": "busy"}) == 1
+
+
+async def test_a_policy_that_ignores_full_channels_gets_486_not_a_second_race() -> None:
+    def blind(c: Call, snap: Snapshot, live: LiveView, now: datetime) -> Decision:
+        registered = frozenset(d for d in snap.devices if live.is_registered(d))
+        return policy_decide(c, snap, LiveState(registered=registered), now)
+
+    env, wall = make_env(decide=blind)
+    await env.register_both()
+    for i in range(2):
+        await env.state.acquire_channel("t1", f"up-{i}", 2, TTL, wall())
+    txn = await call(env, CONTRACT)
+    assert env.final(txn).status == 486 and env.branches() == []
+    assert decisions(env, "inbound-ring-lost-channel-race") == 1
+
+
+async def test_routing_time_is_the_injected_wall_clock_in_utc() -> None:
+    seen: list[datetime] = []
+
+    def clocked(c: Call, snap: Snapshot, live: LiveView, now: datetime) -> Decision:
+        seen.append(now)
+        return policy_decide(c, snap, live, now)
+
+    env, wall = make_env(decide=clocked)
+    wall.t = 1_900_000_123.5
+    await call(env, CONTRACT)
+    assert seen == [datetime.fromtimestamp(1_900_000_123.5, UTC)]
+    assert seen[0].tzinfo is UTC
