@@ -87,6 +87,10 @@ final failure (CANCEL included) and when a BYE passes, refreshed by every other 
 request, TTL `channel_ttl` (2 h) or, with Session-Expires negotiated (RFC 4028), the session
 interval + `session_margin` (32 s); a lease nobody refreshes expires by itself.
 
+Failures: a request the proxy cannot forward (a malformed header, a next hop that does not
+resolve) gets the error's status hint; an unreachable state backend (StateUnavailable) 503
+with Retry-After. A new call is counted "failed" and a lease it took is given back.
+
 Responses (§16.7) go through forking.Fork: provisional (not 100) and every 2xx forwarded at
 once, 6xx cancels the other branches, otherwise the best final when all branches are done
 (503 -> 500, 401/407 challenges merged), 487 after a CANCEL. CANCELs sent because another
@@ -193,9 +197,10 @@ class Proxy:
             ctx.fail(exc.status_hint)
         except StateUnavailable as exc:
             # Registrations and leases are unreachable (Redis down): a temporary failure,
-            # never a stuck transaction (state/base.py, Failures).
+            # never a stuck transaction (state/base.py, Failures); Retry-After as the glue
+            # answers for any TU (switch.tu.Unavailable, RFC 3261 §21.5.4).
             log.warning("state backend unavailable: %s", exc)
-            ctx.fail(exc.status_hint)
+            ctx.fail(exc.status_hint, [("Retry-After", str(exc.retry_after))])
 
     async def on_ack(self, request: Request, source: Target) -> None:
         """ACK for a 2xx: forwarded statelessly along the route set (§16.11: stateless

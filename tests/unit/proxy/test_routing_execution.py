@@ -772,3 +772,24 @@ async def test_routing_time_is_the_injected_wall_clock_in_utc() -> None:
     await call(env, CONTRACT)
     assert seen == [datetime.fromtimestamp(1_900_000_123.5, UTC)]
     assert seen[0].tzinfo is UTC
+
+
+@pytest.mark.parametrize("operation", ["bindings", "channels_in_use", "acquire_channel"])
+async def test_unreachable_state_backend_503_carries_retry_after(operation: str) -> None:
+    """Like the registrar's (and the glue's for any TU): a temporary failure the phone may
+    retry after Retry-After seconds (RFC 3261 §21.5.4), and no channel is left taken."""
+    from switch.state.base import StateUnavailable
+
+    env, wall = make_env()
+    await env.register_both()
+
+    async def down(*args: Any) -> Any:
+        raise StateUnavailable("redis is down")
+
+    setattr(env.state, operation, down)
+    txn = await call(env, CONTRACT)
+    final = env.final(txn)
+    assert final.status == 503
+    assert final.headers.get("Retry-After") == str(StateUnavailable.retry_after)
+    assert env.branches() == []
+    assert env.metrics.value("sip_calls_total", {"outcome": "failed"}) == 1
