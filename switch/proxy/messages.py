@@ -25,6 +25,7 @@ from switch.sip.message import (
 )
 
 __all__ = [
+    "ALLOW",
     "Refusal",
     "aggregate_challenges",
     "called_party",
@@ -32,6 +33,7 @@ __all__ = [
     "check_request",
     "decrement_max_forwards",
     "device_identity",
+    "local_answer",
     "loop_hash",
     "prefix_display",
     "reply_to",
@@ -39,6 +41,9 @@ __all__ = [
 
 # (status, reason, headers) of a reply the proxy sends instead of forwarding
 Refusal = tuple[int, str | None, list[tuple[str, str]]]
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, PRACK, REFER, NOTIFY, SUBSCRIBE"
+_KNOWN_METHODS = frozenset(m.strip() for m in ALLOW.split(",")) | {"REGISTER", "PUBLISH"}
 
 
 # --------------------------------------------------------------------------- §16.3 checks
@@ -60,6 +65,17 @@ def check_request(
     if required:
         return 420, None, [("Unsupported", ", ".join(required))]
     return None
+
+
+def local_answer(method: str) -> Refusal:
+    """The answer to a request addressed to the switch itself (no user part): OPTIONS is
+    answered 200 with what we allow (no Supported header: the proxy itself implements no
+    option tags), any other method we know 405, an unknown one 501."""
+    if method == "OPTIONS":
+        return 200, None, [("Allow", ALLOW), ("Accept", "application/sdp")]
+    if method in _KNOWN_METHODS:
+        return 405, None, [("Allow", "OPTIONS")]
+    return 501, None, []
 
 
 def decrement_max_forwards(req: Request) -> None:

@@ -34,10 +34,22 @@ Processing of a request (§16.3-16.6), in order:
    flows of both dialog ends that are registered devices, so that in-dialog requests reach a
    device behind NAT on its registration flow.
 4. Requests to the switch itself (our host, no user part, no Route left) are answered here.
-5. In-dialog requests (To tag) are not challenged; they go to the flow named by our
-   Route's flow token, else the next hop (first Route, else Request-URI). From anyone but
-   the carrier they must carry a valid token of the same Call-ID (403 otherwise): without
-   it a device could reach the trunk with a forged To tag and no credentials.
+5. In-dialog requests (To tag) are not challenged (§22: credentials are per request and
+   endpoints do not resend them in a dialog). With Record-Route on (the default) we are in
+   the route set of every dialog we proxy, so the route set decides (routeset.Routed):
+   a. No Route of ours: not a dialog we are in (a UA that ignored our Record-Route, or a
+      request meant for another hop). 404 Not Here, never relayed, whoever sends it, the
+      trusted carrier included - as Kamailio's reference configuration does when
+      loose_route() fails. Relaying it would make us a relay for anything with a To tag
+      (and a request aimed back at us came back as 482 Loop Detected). An ACK is dropped
+      and counted (sip_messages_dropped_total{reason="ack_not_here"}).
+   b. Our Route with a valid flow token of this Call-ID: to the flow it names, else the
+      next hop (first Route, else Request-URI).
+   c. Our Route without a valid token: relayed to the next hop for the carrier (a dialog
+      with no device end: carrier to media service, a forwarded call); 403 for anyone else
+      (a device could otherwise reach the trunk with a replayed or forged Route and no
+      credentials; an ACK is dropped, reason "ack_not_in_dialog").
+   With Record-Route off, in-dialog requests follow their Route/Request-URI unchecked.
 6. Out-of-dialog requests: a carrier gateway is trusted; anyone else must authenticate with
    Proxy-Authorization (407, counted in sip_auth_failures_total when credentials fail).
    The P-Asserted-Identity of a device is removed (RFC 3325 trust boundary). Routing is
@@ -122,9 +134,16 @@ from .context import RequestContext
 from .execute import CallInputs, Decide, DecisionExecutor
 from .forking import Stage
 from .leases import ActiveCalls, session_interval
-from .messages import check_request, decrement_max_forwards, loop_hash
+from .messages import (
+    ALLOW,
+    Refusal,
+    check_request,
+    decrement_max_forwards,
+    local_answer,
+    loop_hash,
+)
 from .outgoing import Outgoing
-from .routeset import next_hop_uri, preprocess_routes
+from .routeset import Routed, next_hop_uri, preprocess_routes
 from .targets import BranchPlan, FlowTokens, ResolveError, Resolver, via_target
 from .trunk import call_for, gateway_for
 
@@ -136,9 +155,6 @@ if TYPE_CHECKING:
     from switch.tu import Sender
 
 __all__ = ["ALLOW", "BranchPlan", "Proxy", "ProxyConfig"]
-
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, PRACK, REFER, NOTIFY, SUBSCRIBE"
-_KNOWN_METHODS = frozenset(m.strip() for m in ALLOW.split(",")) | {"REGISTER", "PUBLISH"}
 
 
 class Proxy:
@@ -217,8 +233,10 @@ class Proxy:
             routed = preprocess_routes(fwd, source, self._is_ours, self.flows)
             if self._is_local_target(fwd):
                 return  # an ACK for a 2xx we sent ourselves: nothing to do
-            if not self._dialog_allowed(routed.token, source):
-                self.metrics.messages_dropped_total.labels(reason="ack_not_in_dialog").inc()
+            refusal = self._dialog_refusal(routed, source)
+            if refusal is not None:  # no reply to an ACK: dropped and counted
+                reason = "ack_not_here" if refusal[0] == 404 else "ack_not_in_dialog"
+                self.metrics.messages_dropped_total.labels(reason=reason).inc()
                 return
             decrement_max_forwards(fwd)
             target = routed.flow or await self.resolver.target(next_hop_uri(fwd))
@@ -290,22 +308,25 @@ class Proxy:
             return
         decrement_max_forwards(fwd)
         if request.to_tag is not None:
-            if not self._dialog_allowed(routed.token, ctx.source):
-                self.out.reply(ctx.txn, 403, None, [("Warning", '399 - "not a dialog of ours"')])
+            refusal = self._dialog_refusal(routed, ctx.source)
+            if refusal is not None:
+                self.out.reply(ctx.txn, *refusal)
                 return
             await self._in_dialog(ctx, fwd, routed.flow)
         else:
             await self._out_of_dialog(ctx, fwd)
 
-    def _dialog_allowed(self, token: bool, source: Target) -> bool:
-        """In-dialog requests are not challenged (§22: credentials are per request, and
-        endpoints do not resend them in a dialog), so a request with a To tag must prove it
-        belongs to a dialog we record-routed: our Route with a valid flow token (bound to the
-        Call-ID). Every dialog with a device end carries one. The carrier is trusted. Without
-        this, a device could reach the trunk with a forged To tag and no credentials."""
-        if token or not self.config.record_route:
-            return True
-        return gateway_for(self.snapshot(), source.host, source.port) is not None
+    def _dialog_refusal(self, routed: Routed, source: Target) -> Refusal | None:
+        """The in-dialog rule of step 5 (module docstring): None when the request may follow
+        its route set, else the reply: 404 Not Here without a Route of ours, 403 with our
+        Route but no valid flow token from anyone but the carrier."""
+        if not self.config.record_route:
+            return None
+        if not routed.ours:
+            return 404, "Not Here", []
+        if routed.token or gateway_for(self.snapshot(), source.host, source.port) is not None:
+            return None
+        return 403, None, [("Warning", '399 - "not a dialog of ours"')]
 
     def _is_ours(self, uri: SipURI) -> bool:
         """A URI we placed in a Record-Route (our address; no user part or a flow token)."""
@@ -325,13 +346,7 @@ class Proxy:
         return uri.host == self.snapshot().realm or uri.host in self.config.domains
 
     def _answer_locally(self, txn: ServerTransaction, req: Request) -> None:
-        if req.method == "OPTIONS":
-            # No Supported header: the proxy itself implements no option tags.
-            self.out.reply(txn, 200, None, [("Allow", ALLOW), ("Accept", "application/sdp")])
-        elif req.method in _KNOWN_METHODS:
-            self.out.reply(txn, 405, None, [("Allow", "OPTIONS")])
-        else:
-            self.out.reply(txn, 501)
+        self.out.reply(txn, *local_answer(req.method))
 
     async def _in_dialog(self, ctx: RequestContext, fwd: Request, flow: Target | None) -> None:
         """A request inside a dialog follows the route set (loose routing, §16.12)."""

@@ -299,5 +299,10 @@ class Env:
         assert finals, f"no final response; sent: {[r.status for r in self.sent_to(txn)]}"
         return finals[-1]
 
+    def caller_route(self, ctxn: ClientTransaction) -> list[tuple[str, str]]:
+        """The Route of the caller's in-dialog requests once `ctxn`'s INVITE is answered:
+        its Record-Route values in reverse order (RFC 3261 §12.1.2)."""
+        return [("Route", v) for v in reversed(ctxn.request.headers.get_all("Record-Route"))]
+
     def branches(self, method: str = "INVITE") -> list[ClientTransaction]:
         return [c for c in self.sender.requests if c.request.method == method]

@@ -232,7 +232,10 @@ async def test_no_answer_cancels_devices_and_diverts_to_voicemail() -> None:
     env.respond(vm, 200, to_tag="vm")
     assert env.final(txn).status == 200
     assert await in_use(env, wall) == 1  # the call goes on, in the voicemail
-    await env.send(env.request("BYE", "sip:media@127.0.0.1:5090", to_tag="vm", cseq=2))
+    bye = env.request(
+        "BYE", "sip:media@127.0.0.1:5090", to_tag="vm", cseq=2, extra=env.caller_route(vm)
+    )
+    await env.send(bye)
     assert await in_use(env, wall) == 0
 
 
@@ -315,7 +318,8 @@ async def test_forward_goes_to_gateway_as_the_tenant_number(registered: bool) ->
     assert decisions(env, "inbound-forwarding") == 1
     env.respond(out, 200)
     assert env.final(txn).status == 200
-    await env.send(env.request("BYE", f"sip:x@{GW_IP}", to_tag="callee", cseq=2))
+    route = env.caller_route(out)
+    await env.send(env.request("BYE", f"sip:x@{GW_IP}", to_tag="callee", cseq=2, extra=route))
     assert await in_use(env, wall) == 0
 
 
@@ -495,7 +499,7 @@ async def test_lease_ttl_follows_session_expires_of_the_2xx_and_of_refreshes() -
     wall.t += 100
     reinvite = env.request(
         "INVITE", "sip:callee@192.168.1.20:5060", to_tag="callee", cseq=3,
-        extra=[("Session-Expires", "600;refresher=uac")],
+        extra=[("Session-Expires", "600;refresher=uac"), *env.caller_route(env.branches()[0])],
     )  # fmt: skip
     await env.send(reinvite)
     lease = env.proxy.calls.lease("call-1")
@@ -518,7 +522,13 @@ async def test_in_dialog_traffic_keeps_the_lease_alive() -> None:
     for cseq in (3, 4, 5):
         wall.t += TTL - 1
         await env.send(
-            env.request("INFO", "sip:callee@192.168.1.20:5060", to_tag="callee", cseq=cseq)
+            env.request(
+                "INFO",
+                "sip:callee@192.168.1.20:5060",
+                to_tag="callee",
+                cseq=cseq,
+                extra=env.caller_route(env.branches()[0]),
+            )
         )
         assert await in_use(env, wall) == 1
 
@@ -549,7 +559,13 @@ async def test_bye_to_a_vanished_callee_still_releases_at_once() -> None:
     env, wall = make_env()
     await answered(env)
     bye_txn = await env.send(
-        env.request("BYE", "sip:callee@192.168.1.20:5060", to_tag="callee", cseq=2)
+        env.request(
+            "BYE",
+            "sip:callee@192.168.1.20:5060",
+            to_tag="callee",
+            cseq=2,
+            extra=env.caller_route(env.branches()[0]),
+        )
     )
     assert await in_use(env, wall) == 0
     env.proxy.on_timeout(env.branches("BYE")[0])
@@ -780,7 +796,7 @@ async def test_unreachable_state_backend_503_carries_retry_after(operation: str)
     retry after Retry-After seconds (RFC 3261 §21.5.4), and no channel is left taken."""
     from switch.state.base import StateUnavailable
 
-    env, wall = make_env()
+    env, _ = make_env()
     await env.register_both()
 
     async def down(*args: Any) -> Any:
