@@ -136,11 +136,16 @@ def _roundtrip(msg: Any) -> Any:
 
 class Env:
     def __init__(
-        self, *, timer_c: float = 185.0, decide: Any = None, config: ProxyConfig | None = None
+        self,
+        *,
+        timer_c: float = 185.0,
+        decide: Any = None,
+        config: ProxyConfig | None = None,
+        state: MemoryState | None = None,
     ) -> None:
         self.sched = FakeScheduler()
         self.sender = FakeSender(self.sched)
-        self.state = MemoryState()
+        self.state = state or MemoryState()
         self.metrics = Metrics()
         self.snap = snapshot()
         self.auth = DigestAuthenticator(realm=REALM, secret=b"s" * 32)

@@ -11,7 +11,6 @@ import pytest
 from provisioning.model import Snapshot
 from routing.call import Call, LiveView
 from routing.decisions import Decision, NoAnswer, NoAnswerAction, Ring, RingStage
-from switch.proxy.leases import ActiveCalls
 from switch.proxy.proxy import ProxyConfig
 from switch.sip.message import make_response
 from switch.sip.target import Target
@@ -670,10 +669,8 @@ class _SlowState(MemoryState):
 
 
 async def test_cancel_while_routing_answers_487_and_forks_nothing() -> None:
-    env = Env()
     slow = _SlowState()
-    env.state = env.proxy.state = slow
-    env.proxy.calls = ActiveCalls(env.metrics, slow, lambda: WALL)
+    env = Env(state=slow)
     await env.register_both()
     req = env.request("INVITE", NUMBER_URI)
     txn = ServerTransaction(("k", "slow"), req, GW_SRC, req.top_via)
