@@ -1,6 +1,9 @@
 """Pure call-routing policy: (call, snapshot, live state, time) -> Decision. No I/O.
 
-See `routing.policy` for the rules and their precedence."""
+The proxy asks twice per call, with one classification of the dialled string (`Call`):
+`needs(call, snapshot)` says which live state to load (routing.needs), then
+`decide(call, snapshot, live, now)` returns the Decision. See `routing.policy` for the rules
+and their precedence."""
 
 from .call import Call, Direction, LiveState, LiveView
 from .decisions import (
@@ -18,6 +21,7 @@ from .decisions import (
     RingStage,
     Voicemail,
 )
+from .needs import Needs, needs
 from .policy import decide
 
 __all__ = [
@@ -31,6 +35,7 @@ __all__ = [
     "Internal",
     "LiveState",
     "LiveView",
+    "Needs",
     "NoAnswer",
     "NoAnswerAction",
     "Outbound",
@@ -39,4 +44,5 @@ __all__ = [
     "RingStage",
     "Voicemail",
     "decide",
+    "needs",
 ]

@@ -6,7 +6,7 @@ from provisioning.model import Device, DeviceKind, NumberKind, Snapshot, Tenant
 
 from .call import Call, LiveView
 from .decisions import Decision, DestinationKind, Internal, Outbound, Reject
-from .dialled import DialKind, Dialled, classify, destination_kind
+from .dialled import DialKind, Dialled, destination_kind
 
 EMERGENCY_WARNING = (
     "emergency calls (110/118/119) are not available on this service; "
@@ -41,7 +41,7 @@ _REFUSALS: dict[DialKind, tuple[int, str, str, str]] = {
 
 
 def decide_from_device(call: Call, snapshot: Snapshot, live: LiveView) -> Decision:
-    dialled = classify(call.dialled)
+    dialled = call.classified
     if dialled.kind is DialKind.EMERGENCY:
         # Before anything else: whoever calls, whatever the tenant's state, never to the trunk.
         return Reject(

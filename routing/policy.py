@@ -1,5 +1,8 @@
 """The call-routing policy: `decide(call, snapshot, live, now) -> Decision`. Pure: no I/O, no
 clock (time is an argument), no randomness; the same inputs always give the same decision.
+It reads the dialled string as classified when the Call was built (`Call.classified`), and of
+the live state only what `routing.needs` names for the call (tests/unit/routing/test_needs.py
+checks it), so the proxy loads exactly that.
 
 Inbound (a carrier gateway delivers a call to a dialled number), first match wins:
 

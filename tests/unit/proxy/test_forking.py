@@ -274,3 +274,33 @@ def test_answer_stops_ring_timeout() -> None:
     fork.start(ring_timeout=30.0)
     fork.on_final(br(fork, "a"), 200, "200")
     assert sched.pending() == []
+
+
+# --------------------------------------------------------------------------- the phase table
+def test_phase_table_ignores_and_counts_what_it_does_not_allow() -> None:
+    from switch.proxy.forkphases import IGNORED, TRANSITIONS, Input, Phase, transition
+
+    for phase in Phase:
+        for event in Input:
+            before = IGNORED[phase, event]
+            entry = transition(phase, event)
+            if (phase, event) in TRANSITIONS:
+                assert entry == TRANSITIONS[phase, event] and IGNORED[phase, event] == before
+            else:
+                assert entry is None and IGNORED[phase, event] == before + 1
+    # A finished fork accepts no 6xx (its branches have all ended); nothing leaves FINISHED.
+    assert (Phase.FINISHED, Input.GLOBAL_FAILURE) not in TRANSITIONS
+    assert all(
+        nxt is Phase.FINISHED for (ph, _), (_, nxt) in TRANSITIONS.items() if ph is Phase.FINISHED
+    )
+
+
+def test_a_fork_with_a_diversion_diverts_once_then_runs_plainly() -> None:
+    from switch.proxy.forkphases import Input, Phase, transition
+
+    assert transition(Phase.DIVERTIBLE, Input.RING_TIMEOUT) == (
+        transition(Phase.DIVERTIBLE, Input.BRANCHES_DONE)
+    )
+    action, nxt = transition(Phase.DIVERTIBLE, Input.RING_TIMEOUT) or (None, None)
+    assert nxt is Phase.RUNNING
+    assert transition(Phase.RUNNING, Input.RING_TIMEOUT) != (action, nxt)
