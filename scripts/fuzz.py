@@ -400,14 +400,15 @@ def send_streams(
             s.bind((SOURCES[opened % len(SOURCES)], 0))
             opened += 1
             chunks = mutator.stream()
+            made = False
             try:
                 s.settimeout(2.0)
                 s.connect(target)
-                connected += 1
+                connected, made = connected + 1, True
                 for chunk in chunks:
                     s.sendall(chunk)
             except OSError:
-                cut += connected == opened - done  # connected, then cut while sending
+                cut += made  # connected, then closed by the switch while we were sending
                 s.close()
                 done += 1
                 continue
