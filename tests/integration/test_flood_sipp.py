@@ -27,7 +27,7 @@ CONTRACT = "0355500100"
 DESK = DeviceSpec("desk1", "desk1-secret-x")
 PHONES = [DeviceSpec(f"p{i:02d}", f"p{i:02d}-secret") for i in range(1, 11)]
 FLOOD_LIMIT, FLOOD_WINDOW, FLOOD_BLOCK = 600, 2.0, 10.0  # the defaults
-FLOOD_RATE, FLOOD_MESSAGES = 5000, 20_000
+FLOOD_RATE, FLOOD_MESSAGES = 12_000, 30_000
 LEGIT_CALLS = 10
 
 
