@@ -289,6 +289,13 @@ class TransportManager:
 
     # StreamOwner
     def connection_made(self, conn: Connection) -> bool:
+        try:
+            return self._admit_connection(conn)
+        except Exception:
+            self._fault(f"{conn.name}-accept")
+            return False
+
+    def _admit_connection(self, conn: Connection) -> bool:
         assert conn.peer is not None
         host = conn.peer.host
         if not conn.outbound and self._guard.is_exempt(host):
@@ -407,9 +414,6 @@ class TransportManager:
         """(blocks started, messages dropped, sources blocked now) for /metrics."""
         g = self._guard
         return g.blocks, g.dropped, g.blocked_sources()
-
-    def flood_guard(self) -> FloodGuard:
-        return self._guard
 
     def _new_connection(self, name: str, outbound: bool = False) -> Connection:
         size = self.settings.max_message_bytes
