@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import gc
 import hmac
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -139,6 +140,7 @@ class SwitchApp:
 
     def apply_snapshot(self, new: Snapshot) -> None:
         old, self._snapshot = self._snapshot, new
+        self._exempt_peers()
         if old is None:
             return
         for device_id in dropped_devices(old, new):
@@ -188,6 +190,7 @@ class SwitchApp:
         self.metrics.watch_registrations(lambda: self._registrations)
         await self._start_transports()
         await self._start_media()
+        self._exempt_peers()
         self.proxy = self.proxy_factory(self)
         self.core.users.default = self.proxy
         self.core.users.add("REGISTER", self.registrar)
@@ -198,10 +201,7 @@ class SwitchApp:
 
     async def _start_transports(self) -> None:
         cfg = self.config
-        settings = TransportSettings(
-            max_message_bytes=cfg.max_message_bytes, max_connections=cfg.max_connections,
-            idle_timeout=cfg.idle_timeout, udp_buffer_bytes=cfg.udp_buffer_bytes,
-        )  # fmt: skip
+        settings = TransportSettings.from_config(cfg)
         self.transports = TransportManager(self.core, self.metrics, settings)
         tls_ctx = None
         if cfg.tls is not None:
@@ -213,6 +213,22 @@ class SwitchApp:
         self.sip_addresses = dict(self.transports.bound)
         rcv, snd = self.transports.udp_buffers
         log.info("UDP buffers granted: SO_RCVBUF=%d SO_SNDBUF=%d", rcv, snd)
+
+    def _exempt_peers(self) -> None:
+        """The flood guard never blocks the carrier gateways (their allowed sources) nor the
+        media services (a media process sends a BYE per call): trusted peers whose rate is
+        the service's own load, not an attack."""
+        if not hasattr(self, "transports") or self._snapshot is None:
+            return
+        peers = [s for gw in self._snapshot.gateways for s in gw.allowed_sources]
+        if self.media is not None and self.media.address is not None:
+            peers.append(self.media.address[0])
+        for uri in _media_uris(self.config):
+            peers.append(uri)
+        try:
+            self.transports.set_exempt(peers)
+        except ValueError as exc:  # a host name among them: the configured ones still apply
+            log.warning("flood exemptions not applied: %s", exc)
 
     async def _start_media(self) -> None:
         """The embedded media service (announcements, busy message, voicemail), unless the
@@ -310,6 +326,26 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
         metrics=app.metrics,
         config=ProxyConfig.from_sections(extra.get("proxy", {}), media),
     )
+
+
+def _media_uris(config: Config) -> list[str]:
+    """The address hosts of the configured external media services (`[media] uri`); names
+    are left out (the flood guard takes addresses)."""
+    from switch.proxy.diversion import MediaService
+
+    uri = config.extra.get("media", {}).get("uri")
+    if not uri:
+        return []
+    hosts = [u.host.strip("[]") for u in MediaService.parse(uri).uris]
+    return [h for h in hosts if _is_address(h)]
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _tune_gc() -> None:

@@ -8,16 +8,25 @@ switch.transport.flood (per-source flood limits).
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, fields
+from typing import Any
 
 from .admission import StreamLimits
 from .flood import FloodSettings
 
-if TYPE_CHECKING:
-    from switch.config import Config
-
 __all__ = ["TransportSettings", "server_tls_context"]
+
+# TransportSettings field -> the attribute of the configuration object that holds it
+_FROM_CONFIG = {
+    "max_message_bytes": "max_message_bytes", "max_connections": "max_connections",
+    "idle_timeout": "idle_timeout", "udp_buffer_bytes": "udp_buffer_bytes",
+    "max_connections_per_source": "max_connections_per_source",
+    "max_untrusted_per_source": "max_untrusted_per_source",
+    "first_message_timeout": "first_message_timeout",
+    "untrusted_idle_timeout": "untrusted_idle_timeout",
+    "flood_limit": "flood_limit", "flood_window": "flood_window",
+    "flood_block": "flood_block", "flood_exempt": "flood_exempt",
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,17 +52,11 @@ class TransportSettings:
         self.flood  # noqa: B018
 
     @classmethod
-    def from_config(cls, cfg: Config) -> TransportSettings:
-        return cls(
-            max_message_bytes=cfg.max_message_bytes, max_connections=cfg.max_connections,
-            idle_timeout=cfg.idle_timeout, udp_buffer_bytes=cfg.udp_buffer_bytes,
-            max_connections_per_source=cfg.max_connections_per_source,
-            max_untrusted_per_source=cfg.max_untrusted_per_source,
-            first_message_timeout=cfg.first_message_timeout,
-            untrusted_idle_timeout=cfg.untrusted_idle_timeout,
-            flood_limit=cfg.flood_limit, flood_window=cfg.flood_window,
-            flood_block=cfg.flood_block, flood_exempt=cfg.flood_exempt,
-        )  # fmt: skip
+    def from_config(cls, cfg: Any) -> TransportSettings:
+        """From switch.config's Config (or any object with the same attribute names: the
+        transport does not import the configuration layer above it)."""
+        assert set(_FROM_CONFIG) <= {f.name for f in fields(cls)}
+        return cls(**{name: getattr(cfg, attr) for name, attr in _FROM_CONFIG.items()})
 
     @property
     def limits(self) -> StreamLimits:
