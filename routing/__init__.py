@@ -20,9 +20,11 @@ from .decisions import (
     Ring,
     RingStage,
     Voicemail,
+    VoicemailMenu,
 )
 from .needs import Needs, needs
 from .policy import decide
+from .settings import RoutingSettings
 
 __all__ = [
     "Announce",
@@ -42,7 +44,9 @@ __all__ = [
     "Reject",
     "Ring",
     "RingStage",
+    "RoutingSettings",
     "Voicemail",
+    "VoicemailMenu",
     "decide",
     "needs",
 ]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import hmac
 import ipaddress
@@ -311,7 +312,9 @@ SWITCH_APP_KEY = web.AppKey("switch_app", SwitchApp)
 
 def make_proxy(app: SwitchApp) -> TransactionUser:
     """The real proxy (switch/proxy/proxy.py) with the routing policy (routing.policy) and
-    the `[proxy]` / `[media]` sections of the configuration."""
+    the `[proxy]` / `[media]` / `[routing]` sections of the configuration."""
+    from routing.policy import decide
+    from routing.settings import RoutingSettings
     from switch.proxy.proxy import Proxy, ProxyConfig
 
     extra = app.config.extra
@@ -325,6 +328,9 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
         authenticator=app.authenticator,
         metrics=app.metrics,
         config=ProxyConfig.from_sections(extra.get("proxy", {}), media),
+        decide=functools.partial(
+            decide, settings=RoutingSettings.from_section(extra.get("routing", {}))
+        ),
     )
 
 

@@ -301,15 +301,17 @@ def _check_proxy_sections(extra: Mapping[str, Any]) -> None:
     `uri`/`secret` of [media]) and by the media service (media.ua.config.MediaConfig: the
     rest of [media]); check them at load time so that a typo stops `softswitch serve` with a
     message, not a traceback."""
-    if "proxy" not in extra and "media" not in extra:
+    if not {"proxy", "media", "routing"} & set(extra):
         return
     from media.ua.config import PROXY_KEYS, MediaConfig
+    from routing.settings import RoutingSettings
     from switch.proxy.proxy import ProxyConfig
 
     proxy, media = extra.get("proxy", {}), extra.get("media", {})
     if not isinstance(proxy, Mapping) or not isinstance(media, Mapping):
         raise ConfigError("[proxy] and [media] must be tables")
     try:
+        RoutingSettings.from_section(extra.get("routing", {}))
         MediaConfig.from_section(media)
         ProxyConfig.from_sections(proxy, {k: v for k, v in media.items() if k in PROXY_KEYS})
     except ValueError as exc:

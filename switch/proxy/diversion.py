@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from provisioning.model import national_form
-from routing.decisions import Announce, Busy, Forward, Voicemail
+from routing.decisions import Announce, Busy, Forward, Voicemail, VoicemailMenu
 from switch.handoff import (
     BUSY_PROMPT,
     CAUSE_BUSY,
@@ -47,6 +47,7 @@ __all__ = [
     "announce_handoff",
     "busy_handoff",
     "forward_headers",
+    "menu_handoff",
     "voicemail_handoff",
 ]
 
@@ -128,6 +129,14 @@ def voicemail_handoff(
         caller=caller or None,
         cause=cause,
     )
+
+
+def menu_handoff(d: VoicemailMenu) -> HandOff:
+    """The voicemail menu of a device (the access code): its tenant, itself, its mailboxes."""
+    return HandOff(
+        service=Service.VOICEMAIL_MENU, tenant=d.tenant_id, device=d.device_id,
+        mailboxes=d.mailboxes,
+    )  # fmt: skip
 
 
 def voicemail_decision_handoff(d: Voicemail, caller: str | None) -> HandOff:

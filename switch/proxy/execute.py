@@ -38,6 +38,7 @@ from routing.decisions import (
     Reject,
     Ring,
     Voicemail,
+    VoicemailMenu,
 )
 from switch.handoff import CAUSE_NO_ANSWER, HandOff
 from switch.sip.message import Request, SipURI, parse_uri
@@ -46,6 +47,7 @@ from .diversion import (
     announce_handoff,
     busy_handoff,
     forward_headers,
+    menu_handoff,
     voicemail_decision_handoff,
     voicemail_handoff,
 )
@@ -151,7 +153,7 @@ class DecisionExecutor:
                 self._internal(ctx, fwd, decision, inputs)
             case Outbound() | Forward():
                 await self._to_gateway(ctx, fwd, decision, inputs.snapshot)
-            case Announce() | Busy() | Voicemail():
+            case Announce() | Busy() | Voicemail() | VoicemailMenu():
                 await self._to_media(ctx, fwd, decision, inputs)
             case _:
                 assert_never(decision)
@@ -210,7 +212,7 @@ class DecisionExecutor:
         self,
         ctx: RequestContext,
         fwd: Request,
-        decision: Announce | Busy | Voicemail,
+        decision: Announce | Busy | Voicemail | VoicemailMenu,
         inputs: CallInputs,
     ) -> None:
         """Hand the call to the media service (handoff.py). Without one configured (or for a
@@ -221,7 +223,8 @@ class DecisionExecutor:
             ctx.reject(486 if isinstance(decision, Busy) else 480)
             return
         uri = media.uri_for(_handoff(decision, inputs.call.caller_number))
-        called_party(fwd.headers, decision.number, inputs.snapshot.realm)
+        if not isinstance(decision, VoicemailMenu):
+            called_party(fwd.headers, decision.number, inputs.snapshot.realm)
         target = await self._resolver.target(media.uri)
         self._one_branch(ctx, fwd, BranchPlan(uri=uri, target=target, flow=target))  # see _ring
 
@@ -316,7 +319,7 @@ class DecisionExecutor:
             log.warning("call %s: %s (%s)", call_id, decision.rule, decision.anomalies)
 
 
-def _handoff(decision: Announce | Busy | Voicemail, caller: str | None) -> HandOff:
+def _handoff(decision: Announce | Busy | Voicemail | VoicemailMenu, caller: str | None) -> HandOff:
     match decision:
         case Announce():
             return announce_handoff(decision, caller)
@@ -324,6 +327,8 @@ def _handoff(decision: Announce | Busy | Voicemail, caller: str | None) -> HandO
             return busy_handoff(decision, caller)
         case Voicemail():
             return voicemail_decision_handoff(decision, caller)
+        case VoicemailMenu():
+            return menu_handoff(decision)
         case _:
             assert_never(decision)
 
