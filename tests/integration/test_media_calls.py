@@ -22,7 +22,7 @@ from media.g711 import Codec, decode
 from media.prompts import default_library
 from tests.peers import need
 
-from .audio import best_match, pcap_rtp_payloads, read_wav, resample, rms, tone_wav
+from .audio import best_match, goertzel, pcap_rtp_payloads, read_wav, resample, rms, tone_wav
 from .baresip_helpers import Baresip
 from .e2e_helpers import Api, operator_token
 from .harness import CARRIER_IP, REALM, DeviceSpec, tail
@@ -381,3 +381,92 @@ def test_a_forged_hand_off_straight_to_the_media_port_is_refused(switch_proc):
             assert statuses and statuses[-1] == 403, statuses
     metrics = sw.metrics()
     assert metrics.get_value("media_sessions_total", service="voicemail") == 0
+
+
+def _deposit(sw, *, pcm: bytes, caller: str = "0311112222") -> str:
+    """A message put into the switch's store through the media side's own entry point."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from provisioning.records import NewMessage
+    from provisioning.services.voicemail import VoicemailRepo
+    from provisioning.store import open_store
+
+    async def save() -> str:
+        store = await open_store(f"sqlite:///{sw.proc.data_dir / 'softswitch.db'}")
+        try:
+            msg = NewMessage(
+                tenant_id="t1", mailbox=E164, caller=caller, dialled=E164,
+                received_at=datetime.now(UTC), pcm=pcm,
+            )  # fmt: skip
+            saved = await VoicemailRepo(store).save(msg, 15)
+            assert saved is not None
+            return saved
+        finally:
+            await store.close()
+
+    return asyncio.run(save())
+
+
+def _tone_pcm(freq: float, seconds: float) -> bytes:
+    t = np.arange(int(seconds * 8000)) / 8000
+    return (0.4 * 32767 * np.sin(2 * np.pi * freq * t)).astype("<i2").tobytes()
+
+
+def _registered(sw, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while sw.metrics().get_value("sip_registrations_total", code="200") < count:
+        assert time.monotonic() < deadline, sw.logs()
+        time.sleep(0.2)
+
+
+def test_a_desk_phone_listens_to_its_voicemail_with_rfc4733_digits(switch_proc, phones, tmp_path):
+    """baresip registered as the number's desk phone dials 1417, presses 1 (RFC 4733), hears
+    the message (a 1 kHz tone deposited before), and ends with #: the message is now heard."""
+    sw = switch_proc(media_seed(voicemail=True, after_hours=False))
+    message_id = _deposit(sw, pcm=_tone_pcm(1000, 2.0))
+    mic = tone_wav(tmp_path / "desk-mic.wav", 300, 40, level=0.01)  # baresip ends at its EOF
+    desk = phones(
+        DeviceSpec("dev0", "dev-password-0"), sw.sip_port, auto_answer=False, record=True,
+        source_wav=mic,
+    )  # fmt: skip
+    desk.connect()
+    _registered(sw, 1)
+    desk.command("dial", f"sip:1417@127.0.0.1:{sw.sip_port}")
+    desk.wait_event("CALL_ESTABLISHED", 10)
+    time.sleep(1.0)
+    desk.command("sndcode", "1")  # listen
+    lib = default_library()
+    # the header (about 10 s of "1件目のメッセージです。受信日時は…") then the 2 s message
+    time.sleep(16.0)
+    desk.command("sndcode", "#")
+    desk.wait_event("CALL_CLOSED", 20)
+    heard = heard_audio(desk)
+    window = 8000 // 5  # 200 ms
+    tone_windows = [
+        i for i in range(0, len(heard) - window, window)
+        if goertzel(heard[i : i + window], 8000, 1000) > 0.3  # a pure tone gives 0.5
+    ]  # fmt: skip
+    assert len(tone_windows) >= 6, "the 2 s message (1 kHz) was not heard"
+    api = Api(f"http://127.0.0.1:{sw.http_port}/v1", operator_token(data_dir=sw.proc.data_dir))
+    got = api.get(f"/tenants/t1/numbers/{NUMBER}/voicemail/messages/{message_id}")
+    assert got.status == 200 and got.body["heard"] is True, got
+    m = sw.metrics()
+    assert m.get_value("routing_decisions_total", rule="voicemail-menu") == 1
+    assert m.get_value("media_dtmf_total", digit="1") >= 1
+    assert lib.seconds("vm-main-menu") > 0
+
+
+def test_a_phone_sending_sip_info_digits_deletes_a_message(switch_proc, sipp):
+    sw = switch_proc(media_seed(voicemail=True, after_hours=False))
+    _deposit(sw, pcm=_tone_pcm(440, 1.5))
+    res = sipp(
+        "media/uac_menu_info.xml", remote=sw.udp, service="1417",
+        auth=("dev0", "dev-password-0"), keys={"caller": "dev0"}, extra=["-d", "4000"],
+        timeout_s=60,
+    ).run()  # fmt: skip
+    assert res.returncode == 0 and res.successful == 1, res.report() + sw.logs()
+    assert _stored_messages(sw) == []
+    m = sw.metrics()
+    assert m.get_value("voicemail_messages_total", event="deleted") == 1
+    assert m.get_value("media_dtmf_total", digit="7") == 1
