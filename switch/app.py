@@ -50,11 +50,13 @@ from media.ua.agent import MediaSettings
 from media.ua.app import MediaApp, MediaListen
 from media.ua.config import PROXY_KEYS, MediaConfig
 from media.ua.services import ServiceDeps
+from media.voicemail import VoicemailStore
 from provisioning.live import dropped_devices
 from provisioning.model import Snapshot
 from provisioning.seed import load_seed
 from switch.config import Config, resolve_secret
 from switch.metrics import CONTENT_TYPE, Metrics
+from switch.mwi import MwiNotifier
 from switch.proxy.registrar import Registrar, RegistrarPolicy
 from switch.sip.digest import DigestAuthenticator
 from switch.sip.transaction import TransactionLayer
@@ -124,6 +126,7 @@ class SwitchApp:
         self.proxy_factory = proxy_factory or make_proxy
         self.media_deps = media
         self.media: MediaApp | None = None  # the embedded media service, when it runs here
+        self.mwi: MwiNotifier | None = None  # message-waiting indication, with voicemail
         self._snapshot: Snapshot | None = None
         self._registrations = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -195,6 +198,7 @@ class SwitchApp:
         self.proxy = self.proxy_factory(self)
         self.core.users.default = self.proxy
         self.core.users.add("REGISTER", self.registrar)
+        self._start_mwi()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         _tune_gc()
         if cfg.http is not None:
@@ -214,6 +218,23 @@ class SwitchApp:
         self.sip_addresses = dict(self.transports.bound)
         rcv, snd = self.transports.udp_buffers
         log.info("UDP buffers granted: SO_RCVBUF=%d SO_SNDBUF=%d", rcv, snd)
+
+    def _start_mwi(self) -> None:
+        """Message-waiting indication (switch/mwi.py) for the voicemail the media service
+        keeps: SUBSCRIBE message-summary goes to it, and the registrar tells it when a device
+        registers (unsolicited NOTIFY)."""
+        if self.media_deps is None:
+            return
+        section = MediaConfig.from_section(dict(self.config.extra.get("media", {})))
+        mwi = MwiNotifier(
+            sender=self.core, snapshot=lambda: self.snapshot, state=self.state,
+            authenticator=self.authenticator, counts=_MailboxCounts(self.media_deps.voicemail),
+            registry=self.metrics.registry, unsolicited=section.mwi_unsolicited,
+        )  # fmt: skip
+        mwi.sender = self.core.sender_for(mwi)
+        self.core.users.add("SUBSCRIBE", mwi, event="message-summary")
+        self.registrar.on_registered = mwi.registered
+        self.mwi = mwi
 
     def _exempt_peers(self) -> None:
         """The flood guard never blocks the carrier gateways (their allowed sources) nor the
@@ -275,6 +296,8 @@ class SwitchApp:
             try:
                 await self.state.expire(time.time())
                 self._registrations = await self.state.count()
+                if self.mwi is not None:
+                    await self.mwi.sweep()
             except Exception:
                 log.exception("housekeeping failed")
             with contextlib.suppress(TimeoutError):
@@ -332,6 +355,18 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
             decide, settings=RoutingSettings.from_section(extra.get("routing", {}))
         ),
     )
+
+
+class _MailboxCounts:
+    """MWI's counts over the voicemail store the media service uses."""
+
+    def __init__(self, store: VoicemailStore) -> None:
+        self._store = store
+
+    async def counts(self, tenant_id: str, mailboxes: tuple[str, ...]) -> tuple[int, int]:
+        messages = await self._store.messages(tenant_id, mailboxes)
+        new = sum(1 for m in messages if not m.heard)
+        return new, len(messages) - new
 
 
 def _media_uris(config: Config) -> list[str]:

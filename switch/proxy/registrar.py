@@ -112,6 +112,7 @@ class Registrar:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         sender: Sender | None = None,
+        on_registered: Callable[[Device, list[Binding]], None] | None = None,
     ) -> None:
         self.state = state
         self.snapshot = snapshot
@@ -120,6 +121,9 @@ class Registrar:
         self.metrics = metrics
         self.clock = clock
         self.sender = sender
+        # called after a REGISTER that added or refreshed contacts (e.g. MWI's unsolicited
+        # NOTIFY); it must not raise (failures are logged)
+        self.on_registered = on_registered
 
     # ------------------------------------------------------------------ TU glue
     async def on_request(
@@ -187,7 +191,13 @@ class Registrar:
             return self._ok(request, [], now)
         if contacts:
             await self._update(request, source, device, contacts, current, now)
-        return self._ok(request, await self.state.bindings(device.id, now), now)
+        bindings = await self.state.bindings(device.id, now)
+        if contacts and self.on_registered is not None and bindings:
+            try:
+                self.on_registered(device, bindings)
+            except Exception:
+                log.exception("registration hook failed")
+        return self._ok(request, bindings, now)
 
     # ------------------------------------------------------------------ step 3-4
     def _authenticate(self, request: Request, now: float) -> Device:
