@@ -470,3 +470,65 @@ def test_a_phone_sending_sip_info_digits_deletes_a_message(switch_proc, sipp):
     m = sw.metrics()
     assert m.get_value("voicemail_messages_total", event="deleted") == 1
     assert m.get_value("media_dtmf_total", digit="7") == 1
+
+
+# --------------------------------------------------------------------------- MWI
+def _leave_voicemail(sipp, sw) -> None:
+    lib = default_library()
+    wait = lib.seconds("voicemail-greeting") + lib.seconds("beep") + 0.4
+    res = _sipp_caller(sipp, sw, "uac_voicemail", wait)
+    assert res.returncode == 0 and res.successful == 1, res.report() + sw.logs()
+
+
+def test_unsolicited_mwi_reaches_a_registered_sipp_phone(switch_proc, sipp):
+    """A phone that never subscribes is told on registering (0/0) and when a message is left
+    (1/0), by NOTIFYs on its registration flow: SIPp registers from a port, then a SIPp UAS
+    on that port takes the NOTIFYs."""
+    from .harness import free_port
+
+    sw = switch_proc(media_seed(voicemail=True, after_hours=False))
+    port = free_port()
+    reg = sipp(
+        "register", remote=sw.udp, local_port=port, credentials=[("dev0", "dev-password-0")],
+        keys={"expires": "300"}, timeout_s=10,
+    ).run()  # fmt: skip
+    assert reg.returncode == 0 and reg.successful == 1, reg.report()
+    # the NOTIFY sent on registering is retransmitted until answered: the UAS takes it;
+    # the voicemail call rings the phone first, which refuses it (486: voicemail at once)
+    phone = sipp("media/uas_mwi.xml", local_port=port, calls=3, timeout_s=60).start()
+    deadline = time.monotonic() + 10
+    while sw.metrics().get_value("mwi_notifications_total", kind="unsolicited") < 1:
+        assert time.monotonic() < deadline, sw.logs()
+        time.sleep(0.2)
+    _leave_voicemail(sipp, sw)
+    res = phone.wait(grace=20)
+    assert res.returncode == 0 and res.successful == 3, res.report() + sw.logs()
+    log = res.messages()
+    assert "Voice-Message: 0/0" in log and "Messages-Waiting: yes" in log, log
+    assert "Voice-Message: 1/0" in log, log
+    assert sw.metrics().get_value("mwi_notifications_total", kind="unsolicited") >= 2
+
+
+def test_a_subscribed_baresip_hears_message_waiting(switch_proc, phones, sipp, tmp_path):
+    """baresip's mwi module SUBSCRIBEs to message-summary: the switch answers, NOTIFYs the
+    current state at once, and again when a message is left."""
+    sw = switch_proc(media_seed(voicemail=True, after_hours=False))
+    mic = tone_wav(tmp_path / "mic.wav", 300, 40, level=0.01)
+    desk = phones(
+        DeviceSpec("dev0", "dev-password-0"), sw.sip_port, auto_answer=False,
+        source_wav=mic, extra_modules=["mwi.so"],
+    )  # fmt: skip
+    desk.connect()
+    deadline = time.monotonic() + 10
+    while sw.metrics().get_value("mwi_subscriptions_active") < 1:
+        assert time.monotonic() < deadline, sw.logs() + tail(desk.log, 4000)
+        time.sleep(0.2)
+    _leave_voicemail(sipp, sw)
+    deadline = time.monotonic() + 10
+    while "Voice-Message: 1/0" not in desk.log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "no NOTIFY with 1/0\n" + tail(desk.log, 6000)
+        time.sleep(0.2)
+    trace = desk.log.read_text(errors="replace")
+    assert "Voice-Message: 0/0" in trace  # the immediate NOTIFY after the SUBSCRIBE
+    assert "Messages-Waiting: yes" in trace
+    assert sw.metrics().get_value("mwi_notifications_total", kind="subscribed") >= 2
