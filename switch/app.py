@@ -243,10 +243,10 @@ class SwitchApp:
         if not hasattr(self, "transports") or self._snapshot is None:
             return
         peers = [s for gw in self._snapshot.gateways for s in gw.allowed_sources]
+        peers += _media_uris(self.config)
         if self.media is not None and self.media.address is not None:
-            peers.append(self.media.address[0])
-        for uri in _media_uris(self.config):
-            peers.append(uri)
+            # the embedded media service: its one flow only (phones may share its address)
+            self.transports.set_exempt_flows([self.media.address])
         try:
             self.transports.set_exempt(peers)
         except ValueError as exc:  # a host name among them: the configured ones still apply
