@@ -176,6 +176,8 @@ class _Decoder:
             key = _key(raw, at)
             if key in items:
                 raise BencodeError(f"dictionary key {key!r} given twice (offset {at})")
+            if self._byte(at) == 0x65:
+                raise BencodeError(f"dictionary key {key!r} without a value (offset {at})")
             items[key], at = self.value(at, depth + 1)
         return items, at + 1
 

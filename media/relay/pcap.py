@@ -33,7 +33,7 @@ is cut at the termination time — the same wall-clock alignment and duration ru
 
 `convert_spool()` converts every finished call and removes its pcap and metadata (or moves
 them to `failed/`); a pcap whose call never finished (rtpengine crashed) is converted after
-`orphan_after` seconds without change from its `/tmp` metadata, ending at its last packet.
+`orphan_after` seconds without change from its `/tmp` metadata, ending with its last packet.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ LINK_RAW = 101
 LINK_ETHERNET = 1
 _MAX_RECORD = 262_144
 TICK = 0.5
+_FRAME = 0.02
 
 
 class PcapError(MediaError):
@@ -291,7 +292,7 @@ def _replay(
             if last >= next_tick:
                 recorder.tick(last)
                 next_tick = last + TICK
-    return end if end is not None else last
+    return end if end is not None else last + _FRAME  # the last packet's audio included
 
 
 def _codecs(meta: RtpengineMeta) -> dict[int, Codec]:
