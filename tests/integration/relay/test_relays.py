@@ -19,8 +19,9 @@ import pytest
 from media.relay.client import NgClient
 from media.relay.errors import NgRefused, NgTimeout, NgUnreachable
 from media.sdp import rtp_destination
+from media.wav import write_wav
 
-from .harness import RelayProcess, ToneParty, dominant
+from .harness import RelayProcess, ToneParty, dominant, tone_pcm
 
 pytestmark = pytest.mark.integration
 Party = Callable[[float], ToneParty]
@@ -191,3 +192,23 @@ async def test_unreachable_relay_fails_fast(party: Party) -> None:
                 assert time.monotonic() - t0 < 1.5
     finally:
         silent.close()
+
+
+async def test_play_media_reaches_the_named_party(relay: RelayProcess, party: Party) -> None:
+    """The recording notice: a file played to the caller (from-tag) before the callee talks.
+    rtpengine mixes it into the forwarded stream, the embedded relay replaces that stream;
+    with the callee silent both give the caller the file alone."""
+    prompt = relay.workdir / "notice.wav"
+    write_wav(prompt, tone_pcm(600.0, 1.0))
+    caller, callee = party(440.0), party(1000.0)
+    async with NgClient(relay.ng) as client:
+        to_relay_a, _ = await establish(client, "notice", caller, callee)
+        duration = await client.play_media(call_id="notice", from_tag="ft-a", file=str(prompt))
+        assert duration == 1000
+        await caller.talk(to_relay_a, 1.2)  # the caller talks; the callee listens
+        await asyncio.sleep(0.1)
+        callee.drain()
+        await client.delete(call_id="notice")
+    heard = bytes(caller.heard)
+    assert len(heard) >= 2 * 8000 * 0.8 and dominant(heard, (600.0, 1000.0, 440.0)) == 600.0
+    assert dominant(bytes(callee.heard)) == 440.0  # the file went to the caller only
