@@ -13,7 +13,9 @@ Theory of operation
   silence; it is counted in `unsupported` (RFC 4733 events and comfort noise are expected and
   not counted). RTCP arriving on the RTP port (rtcp-mux) is skipped.
 - Interleaving: a channel's output is kept in `pending` from the committed position on. A
-  stereo frame can be written once both channels reached it. A channel that says nothing
+  stereo frame can be written once both channels reached it (numpy interleaves, ten times
+  faster than `media.wav.interleave`'s audioop path, which showed in the relay's profile).
+  A channel that says nothing
   (one side muted, on hold, or never sending) would stall the other, so when one channel runs
   more than `lead` seconds ahead, the lagging one is written as silence up to there; its audio
   that later turns up for an instant already written is dropped and counted (`overtaken`).
@@ -26,15 +28,17 @@ Theory of operation
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import numpy as np
 
 from ..errors import RtpError
 from ..g711 import Codec, decode
 from ..jitter import Audio, Chunk, RecordingBuffer
 from ..rtp import is_rtcp, parse_rtp
-from ..wav import interleave
 
 __all__ = [
     "CALLEE",
@@ -50,6 +54,7 @@ RATE = 8000
 CALLER = 0  # left
 CALLEE = 1  # right
 STATIC_CODECS: Mapping[int, Codec] = {0: Codec.PCMU, 8: Codec.PCMA}  # RFC 3551 §6
+_HEADER = struct.Struct("!BBHII")
 _SILENT_TYPES = frozenset({13})  # comfort noise (RFC 3389): expected, not "unsupported"
 
 
@@ -84,6 +89,23 @@ def codecs_from_sdp(rtpmaps: Mapping[int, str]) -> dict[int, Codec]:
         if law in ("PCMU", "PCMA"):
             out[pt] = Codec[law]
     return out
+
+
+def _split(data: bytes) -> tuple[int, int, int, int, bytes] | None:
+    """(payload type, sequence, timestamp, SSRC, payload), or None if not RTP.
+
+    The common packet — version 2, no padding, no extension, no CSRC (RFC 3550 §5.1) — is
+    read with one struct call: this runs for every recorded packet, and `parse_rtp` (which
+    builds a validated RtpPacket) costs several times more. Anything else goes through it.
+    """
+    if len(data) >= 12 and data[0] == 0x80:
+        _, second, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
+        return second & 0x7F, sequence, timestamp, ssrc, data[12:]
+    try:
+        pkt = parse_rtp(data)
+    except RtpError:
+        return None
+    return pkt.payload_type, pkt.sequence, pkt.timestamp, pkt.ssrc, pkt.payload
 
 
 def _pcm_samples(pcm: bytes) -> int:
@@ -136,20 +158,16 @@ class StereoRecorder:
         if self.finished or is_rtcp(data):
             return
         ch = self.channels[channel]
-        try:
-            pkt = parse_rtp(data)
-        except RtpError:
+        header = _split(data)
+        if header is None:
             ch.stats.malformed += 1
             return
+        payload_type, sequence, timestamp, ssrc, payload = header
         ch.stats.packets += 1
         ch.stats.octets += len(data)
-        pcm = self._decode(ch, pkt.payload_type, pkt.payload)
+        pcm = self._decode(ch, payload_type, payload)
         chunks = ch.buffer.push(
-            ssrc=pkt.ssrc,
-            sequence=pkt.sequence,
-            timestamp=pkt.timestamp,
-            payload=pcm,
-            arrival=arrival,
+            ssrc=ssrc, sequence=sequence, timestamp=timestamp, payload=pcm, arrival=arrival
         )
         self._take(ch, chunks)
 
@@ -207,13 +225,14 @@ class StereoRecorder:
         """Write stereo frames up to sample `target`; a short channel is padded with silence."""
         if target <= self.committed:
             return
-        size = 2 * (target - self.committed)
-        parts = []
-        for ch in self.channels:
-            mono = bytes(ch.pending[:size]).ljust(size, b"\x00")
-            del ch.pending[:size]
-            parts.append(mono)
-        self.writer.write(interleave(parts[0], parts[1]))
+        frames = target - self.committed
+        stereo = np.zeros(2 * frames, dtype="<i2")
+        for index, ch in enumerate(self.channels):
+            mono = np.frombuffer(ch.pending, dtype="<i2", count=min(frames, len(ch.pending) // 2))
+            stereo[index : 2 * len(mono) : 2] = mono  # a short channel stays silent (zeros)
+            del mono
+            del ch.pending[: 2 * frames]
+        self.writer.write(stereo.tobytes())
         self.committed = target
         if limit is not None:
             for ch in self.channels:
