@@ -334,20 +334,27 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--media-dir", default=None, help="directory `play media` files are in")
     parser.add_argument("--idle-timeout", type=float, default=60.0)
     parser.add_argument("--max-age", type=float, default=4 * 3600.0)
+    parser.add_argument("--sync-every", type=float, default=5.0, help="WAV header patch period")
     parser.add_argument("--no-uvloop", action="store_true")
     return parser.parse_args(argv)
 
 
 async def _serve(args: argparse.Namespace) -> None:
     host, _, port = args.ng.rpartition(":")
+    sink = DirectorySink(args.recordings) if args.recordings else None
+    if sink is not None:
+        for path in sink.recover():  # .part files of a previous run that crashed
+            log.warning("recovered the partial recording %s", path)
     relay = EmbeddedRelay(
         ng_host=host.strip("[]"),
         ng_port=int(port),
         media_address=args.media_address,
         ports=PortRange.parse(args.ports),
-        recordings=args.recordings,
+        recordings=sink,
         media_root=args.media_dir,
-        config=RelayConfig(idle_timeout=args.idle_timeout, max_age=args.max_age),
+        config=RelayConfig(
+            idle_timeout=args.idle_timeout, max_age=args.max_age, sync_every=args.sync_every
+        ),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

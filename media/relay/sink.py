@@ -16,13 +16,18 @@ directory sees a recording only once it is complete, and its sidecar only after 
 is not a safe file name (RFC 3261 allows `/` and `%` in it): characters outside
 `[A-Za-z0-9._@+-]` are percent-encoded, and a name already taken (the same Call-ID seen
 again) gets `-2`, `-3`, … .
+
+After a crash, `recover()` turns the `.part` files left behind into WAVs (header sizes
+patched to what reached the disk) with a sidecar marked `recovered`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 import time
+import urllib.parse
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -118,6 +123,28 @@ class DirectorySink:
         self._wav(writer).abort()
         self._paths.pop(id(writer), None)
 
+    def recover(self) -> list[Path]:
+        """After a crash: every `<name>.wav.part` left under the root becomes `<name>.wav`
+        with its header sizes patched to the audio actually on disk (WavWriter patches them
+        only at sync/close), and a sidecar saying `recovered`. Run it at start-up, before
+        the relay takes calls (a `.part` of a call in progress must not be touched)."""
+        done = []
+        for part in sorted(self.root.rglob("*.wav.part")):
+            wav = part.with_name(part.name.removesuffix(".part"))
+            seconds = _patch_header(part)
+            part.replace(wav)
+            stat = wav.stat()
+            meta = {
+                "call_id": urllib.parse.unquote(wav.stem),
+                "recovered": True,
+                "duration": seconds,
+                "ended": stat.st_mtime,
+                "channels": ["caller", "callee"],
+            }
+            wav.with_suffix(".json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+            done.append(wav)
+        return done
+
     def path_of(self, writer: PcmWriter) -> Path | None:
         return self._paths.get(id(writer))
 
@@ -126,6 +153,19 @@ class DirectorySink:
         if not isinstance(writer, WavWriter):
             raise TypeError("DirectorySink.close() got a writer it did not open")
         return writer
+
+
+def _patch_header(path: Path) -> float:
+    """Set the RIFF and data sizes of a canonical 44-octet-header stereo WAV to its length."""
+    size = path.stat().st_size
+    data = max(0, size - 44) // 4 * 4
+    with path.open("r+b") as handle:
+        handle.truncate(44 + data)
+        handle.seek(4)
+        handle.write(struct.pack("<I", 36 + data))
+        handle.seek(40)
+        handle.write(struct.pack("<I", data))
+    return data / 4 / 8000
 
 
 def _free_path(folder: Path, stem: str) -> Path:

@@ -243,6 +243,7 @@ class EmbeddedProcess(RelayProcess):
             f"--ng=127.0.0.1:{self.ng_port}",
             f"--ports={self.ports[0]}-{self.ports[1]}",
             f"--recordings={self.out}",
+            "--sync-every=1",
         ]
 
 

@@ -18,10 +18,12 @@ import pytest
 
 from media.relay.client import NgClient
 from media.relay.errors import NgRefused, NgTimeout, NgUnreachable
+from media.relay.pcap import convert_spool
+from media.relay.sink import DirectorySink
 from media.sdp import rtp_destination
 from media.wav import write_wav
 
-from .harness import RelayProcess, ToneParty, dominant, tone_pcm
+from .harness import RelayProcess, RtpengineProcess, ToneParty, dominant, tone_pcm
 
 pytestmark = pytest.mark.integration
 Party = Callable[[float], ToneParty]
@@ -212,3 +214,32 @@ async def test_play_media_reaches_the_named_party(relay: RelayProcess, party: Pa
     heard = bytes(caller.heard)
     assert len(heard) >= 2 * 8000 * 0.8 and dominant(heard, (600.0, 1000.0, 440.0)) == 600.0
     assert dominant(bytes(callee.heard)) == 440.0  # the file went to the caller only
+
+
+async def test_a_relay_crash_leaves_a_playable_recording(
+    relay: RelayProcess, party: Party, tmp_path: Path
+) -> None:
+    """kill -9 mid-call. rtpengine: its pcap is converted from the /tmp metadata (the orphan
+    path of convert_spool). Embedded: the restarted relay recovers the `.part` WAV (synced
+    every second in this harness). Either way most of the call survives."""
+    cid = f"crash-{uuid.uuid4().hex[:8]}"
+    caller, callee = party(440.0), party(1000.0)
+    async with NgClient(relay.ng) as client:
+        started = time.time()
+        to_relay_a, to_relay_b = await establish(client, cid, caller, callee)
+        await asyncio.gather(caller.talk(to_relay_a, 3.0), callee.talk(to_relay_b, 3.0))
+        relay.kill()
+        lasted = time.time() - started
+    if isinstance(relay, RtpengineProcess):
+        result = convert_spool(
+            relay.spool, DirectorySink(relay.out), orphan_after=0.0, now=time.time() + 1
+        )
+        assert result.orphans == 1 and result.converted == 1
+    else:
+        assert list(relay.out.rglob("*.wav.part"))
+        relay.start()  # recovers at start-up
+    [(wav, meta)] = relay.recordings()
+    left, right, seconds = channels(wav)
+    assert lasted - 1.6 < seconds <= lasted + 0.1, (seconds, lasted)
+    assert dominant(left) == 440.0 and dominant(right) == 1000.0
+    assert meta.get("recovered") is True or meta["relay"] == "rtpengine"

@@ -159,18 +159,18 @@ def test_broken_pcap_goes_to_failed(tmp_path: Path) -> None:
     assert not any((tmp_path / "out").rglob("*.part"))
 
 
-def test_orphan_of_a_crashed_rtpengine_is_converted_from_its_tmp_metadata(tmp_path: Path) -> None:
+def test_orphan_of_a_crashed_rtpengine_is_converted_from_its_spool_tmp_metadata(
+    tmp_path: Path,
+) -> None:
     root, pcap = spool(tmp_path, end=None)
-    tmp = tmp_path / "tmp"
+    tmp = root / "tmp"  # where rtpengine keeps the metadata of calls in progress
     tmp.mkdir()
     finished = root / "metadata" / "rtpengine-meta-c1%40x-ecfb1d223d6312f5.txt"
     (tmp / "rtpengine-meta-c1%40x-ecfb1d223d6312f5.tmp").write_text(finished.read_text())
     finished.unlink()
     out = tmp_path / "out"
-    assert convert_spool(root, DirectorySink(out), tmp_dir=tmp).orphans == 0  # too recent
-    result = convert_spool(
-        root, DirectorySink(out), tmp_dir=tmp, orphan_after=0.0, now=pcap.stat().st_mtime + 1
-    )
+    assert convert_spool(root, DirectorySink(out)).orphans == 0  # too recent
+    result = convert_spool(root, DirectorySink(out), orphan_after=0.0, now=pcap.stat().st_mtime + 1)
     assert result.orphans == 1 and result.converted == 1
     wav = next(out.rglob("*.wav"))
     assert wav.name == "c1@x.wav"  # from the file name: no metadata string in a crashed call

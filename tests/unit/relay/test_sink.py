@@ -73,3 +73,32 @@ def test_synced_part_file_is_a_playable_wav(tmp_path: Path) -> None:
     with wave.open(str(part)) as w:
         assert w.getnframes() == 8000
     writer.abort()
+
+
+def test_recover_turns_a_crashed_part_file_into_a_wav(tmp_path: Path) -> None:
+    sink = DirectorySink(tmp_path)
+    writer = sink.open("a/b", meta("a/b"))
+    assert isinstance(writer, WavWriter)
+    writer.write(bytes(4 * 8000))
+    writer.sync()
+    writer.write(bytes(4 * 4000))  # written after the last sync
+    raw = writer._file
+    assert raw is not None
+    raw.write(b"\x00\x00")  # and a torn frame: the process died in the middle of a write
+    raw.flush()
+    try:
+        recovered = DirectorySink(tmp_path).recover()
+    finally:
+        raw.close()
+    assert [p.name for p in recovered] == ["a%2Fb.wav"]
+    with wave.open(str(recovered[0])) as w:
+        assert w.getnframes() == 12000  # everything on disk, not only what was synced
+    sidecar = json.loads(recovered[0].with_suffix(".json").read_text())
+    assert sidecar == {
+        "call_id": "a/b",
+        "recovered": True,
+        "duration": 1.5,
+        "ended": sidecar["ended"],
+        "channels": ["caller", "callee"],
+    }
+    assert not list(tmp_path.rglob("*.part"))
