@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import resource
 import select
@@ -45,9 +46,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from media.g711 import Codec, encode
 from media.relay.client import NgClient
 from media.relay.pcap import convert_spool
 from media.relay.sink import DirectorySink
@@ -106,6 +109,15 @@ class _Receiver:
         return 0.0
 
 
+def _tone_frames(freq: float) -> list[bytes]:
+    """One second of a µ-law tone as 50 payload tails (after the 12-octet stamp)."""
+    pcm = struct.pack(
+        "<8000h", *(round(8000 * math.sin(2 * math.pi * freq * n / 8000)) for n in range(8000))
+    )
+    law = encode(Codec.PCMU, pcm)
+    return [law[160 * k + _STAMP.size : 160 * (k + 1)] for k in range(50)]
+
+
 def generator_main(streams: int, seconds: float) -> None:
     """Child process: bind `streams` sockets, print their ports, read where to send, send a
     20 ms stream from each, receive, print the counts."""
@@ -133,7 +145,7 @@ def _run_streams(
     rx = _Receiver()
     periods = round(seconds / 0.02)
     ssrcs = [0x1000 + i for i in range(len(socks))]
-    filler = b"\xff" * (160 - _STAMP.size)
+    tones = (_tone_frames(440.0), _tone_frames(1000.0))  # caller sockets even, callee odd
     sent = gen_late = 0
     while time.time() < start:
         time.sleep(min(0.05, start - time.time()))
@@ -146,7 +158,8 @@ def _run_streams(
         for i in range(slot, len(socks), SLOTS):
             head = _TS.pack(0x80, 0, period & 0xFFFF, period * 160, ssrcs[i])
             try:
-                socks[i].sendto(head + _STAMP.pack(time.time(), i) + filler, dests[i])
+                body = tones[i % 2][period % 50]
+                socks[i].sendto(head + _STAMP.pack(time.time(), i) + body, dests[i])
             except OSError:
                 continue
             sent += 1
@@ -202,6 +215,7 @@ class Step:
     setup_s: float = 0.0
     failed_setups: int = 0
     convert_cpu_per_call_min: float | None = None
+    helper_cpu: float = 0.0
 
     @property
     def lost(self) -> int:
@@ -333,7 +347,11 @@ def run_step(
     tag: str,
     *,
     record: bool = True,
+    after_setup: Callable[[NgClient], Awaitable[None]] | None = None,
+    helper_pid: int | None = None,
 ) -> Step:
+    """One step (module docstring). `after_setup` runs once the calls are up (the live-fork
+    subscriptions); `helper_pid` is a process whose CPU counts with the relay's (its recorder)."""
     step = Step(relay=relay.kind, calls=calls, seconds=seconds, record=record)
     gens = Generators(generators, calls, seconds)
     try:
@@ -342,13 +360,17 @@ def run_step(
         dests, step.failed_setups = asyncio.run(
             _with_client(client, _setup, calls, gens.ports, tag, record)
         )
+        if after_setup is not None:
+            asyncio.run(_with_client(NgClient(relay.ng, intervals=(0.5, 1.0, 2.0)), after_setup))
         step.setup_s = time.monotonic() - t0
         start = time.time() + 1.0
         gens.go(dests, start)
         time.sleep(max(0.0, start - time.time()))
         cpu0, total0 = proc_cpu_seconds(relay.pid), _total_cpu()
+        helper0 = proc_cpu_seconds(helper_pid) if helper_pid else 0.0
         time.sleep(seconds)
         cpu1, total1 = proc_cpu_seconds(relay.pid), _total_cpu()
+        step.helper_cpu = (proc_cpu_seconds(helper_pid) - helper0) if helper_pid else 0.0
         results = gens.results(timeout=seconds + 30)
     finally:
         gens.kill()
@@ -362,7 +384,7 @@ def run_step(
         step.p99_ms = max(step.p99_ms, 1000 * r["p99"])
         step.max_ms = max(step.max_ms, 1000 * r["max"])
     step.relay_cpu = cpu1 - cpu0
-    step.other_cpu = max(0.0, (total1 - total0) - step.relay_cpu - step.gen_cpu)
+    step.other_cpu = max(0.0, (total1 - total0) - step.relay_cpu - step.gen_cpu - step.helper_cpu)
     return step
 
 
@@ -451,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.recording:
         from tests.bench.relay_recording import compare
 
-        return compare(levels[0], args.seconds)
+        return compare(levels[0], args.seconds, args.generators)
     return run(levels, args.seconds, args.generators, args.out)
 
 
@@ -472,10 +494,8 @@ def run(levels: list[int], seconds: float, generators: int, out: str | None) -> 
                 step = run_step(relays[kind], calls, seconds, generators, f"{kind}{n}")
                 clean_recordings(relays[kind], step)
                 steps.append(step)
-                print(
-                    f"  {kind:10} {calls:4} calls: loss {step.loss_pct:.2f}%  cpu {step.relay_cpu:.2f} s",
-                    flush=True,
-                )
+                loss, cpu = step.loss_pct, step.relay_cpu
+                print(f"  {kind:10} {calls:4} calls: loss {loss:.2f}%  cpu {cpu:.2f} s", flush=True)
     finally:
         for relay in relays.values():
             relay.stop()
