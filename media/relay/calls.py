@@ -8,8 +8,10 @@ Structure (what rtpengine calls monologues, kept to what a forking proxy needs):
   pair, so the devices of a parallel fork each get their own relay ports (Kamailio's
   `via-branch=auto-next`). An offer without via-branch uses the branch named "".
 - `answer` names the answering leg by to-tag (and via-branch): that branch becomes the
-  selected one. Before any answer, A's media goes to every branch (early media both ways);
-  from the first answer on, only to and from the selected branch.
+  selected one (the latest answer wins: a 183 with SDP from one device, then the 200 of
+  another). Before any answer, A's media goes to every branch (early media both ways);
+  from then on only to and from the selected branch. Deleting the selected branch falls
+  back to another answered one.
 - Re-offers inside the dialog (hold, codec change) come from A or from a tagged B leg; the
   SDP's owner is the leg named by from-tag in an offer and by to-tag in an answer, and the
   reply SDP is rewritten with the ports of the OTHER leg — the one that will receive it.
@@ -101,9 +103,10 @@ class Call:
         return branch
 
     def select(self, branch: Branch) -> None:
+        """The latest answer wins (as in rtpengine): a 183 from one device and then a 200
+        from another moves the media to the one that answered last."""
         branch.answered = True
-        if self.selected is None or self.selected.key not in self.branches:
-            self.selected = branch
+        self.selected = branch
         self.rewire()
 
     def remove_branch(self, branch: Branch) -> None:

@@ -11,7 +11,10 @@ didn't match" as a warning, or an error with the `fatal` flag).
 SDP rewriting is what rtpengine does by default for plain RTP/AVP: the audio stream's
 connection address and port (and an a=rtcp line) point at the relay's port pair facing the
 party that receives the SDP; everything else is left as the party wrote it
-(`media.sdp.rewrite_audio_address`).
+(`media.sdp.rewrite_audio_address`), except ICE attributes, which are removed (rtpengine's
+`ICE: remove`): media must not find a way around the relay. Not supported: SRTP (SDES or
+DTLS; the relay would forward what it cannot record), non-audio streams (left untouched,
+not relayed).
 
 Expiry (no leak if the proxy never says `delete`): a call with no signalling and no packet
 for `idle_timeout` seconds (`hold_timeout` while a leg's SDP is on hold/one-way, when silence
@@ -210,7 +213,7 @@ class RelayCore:
         body = rewrite_audio_address(
             req.sdp, address=target.ports.address, port=target.ports.rtp_port
         )
-        return {"result": "ok", "sdp": body}
+        return {"result": "ok", "sdp": _without_ice(body)}
 
     def _new_call(self, req: Offer, now: float, wall: float) -> Call:
         a = Leg(side=Side.A, tag=req.from_tag, created=wall, index=1)
@@ -429,6 +432,18 @@ def _party(body: bytes) -> PartySdp:
         return parse_party_sdp(body)
     except SdpError as exc:
         raise NgRequestError(f"Incomplete SDP specification: {exc.message}") from exc
+
+
+_ICE = (b"a=candidate", b"a=ice-", b"a=remote-candidates", b"a=end-of-candidates")
+
+
+def _without_ice(body: bytes) -> bytes:
+    """Drop ICE (RFC 8839) attributes: the relay is not an ICE agent, and a peer that saw the
+    other party's candidates could send media around the relay — and around the recording.
+    rtpengine's `ICE: remove` does the same."""
+    lines = body.splitlines(keepends=True)
+    kept = [line for line in lines if not line.startswith(_ICE)]
+    return body if len(kept) == len(lines) else b"".join(kept)
 
 
 def _not_found(fatal: bool) -> Reply:

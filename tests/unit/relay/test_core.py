@@ -82,6 +82,18 @@ def test_offer_and_answer_point_each_party_at_the_ports_facing_the_other() -> No
     assert parse_sdp(to_callee).media[0].formats == ("0", "8", "101")
 
 
+def test_ice_attributes_are_removed_so_media_cannot_bypass_the_relay() -> None:
+    core, _, _ = make()
+    ice = (
+        "a=ice-ufrag:Ab1\r\na=ice-pwd:secret\r\n"
+        "a=candidate:1 1 UDP 2130706431 10.0.0.1 4000 typ host\r\n"
+    )
+    body = party_sdp("10.0.0.1", 4000, extra=ice + "a=end-of-candidates\r\na=sendrecv\r\n")
+    reply = core.handle(Offer(call_id="c", from_tag="ft", sdp=body), 0, 0)
+    out = sdp_of(reply)
+    assert b"ice-" not in out and b"candidate" not in out and out.endswith(b"a=sendrecv\r\n")
+
+
 def test_retransmitted_offer_for_the_same_branch_allocates_nothing_new() -> None:
     core, pool, _ = make()
     first = offer(core)
@@ -99,6 +111,20 @@ def test_each_branch_gets_its_own_ports_and_media_goes_to_all_until_the_answer()
     answer(core, branch="br2", sdp=B2_SDP, to_tag="tt2")
     assert call.a.peers == (branch2,) and branch1.peers == () and branch2.peers == (call.a,)
     assert branch2.tag == "tt2" and branch1.tag is None
+
+
+def test_the_latest_answer_wins_and_deleting_it_falls_back() -> None:
+    core, _, _ = make()
+    offer(core, branch="br1")
+    offer(core, branch="br2")
+    answer(core, branch="br1", to_tag="t1")  # a 183 with early media from device 1
+    call = core.calls["c"]
+    first, second = call.branches["br1"], call.branches["br2"]
+    assert call.selected is first and call.a.peers == (first.leg,)
+    answer(core, branch="br2", sdp=B2_SDP, to_tag="t2")  # device 2 answers the call
+    assert call.selected is second and call.a.peers == (second.leg,)
+    core.handle(Delete(call_id="c", from_tag="ft", via_branch="br2"), 1, 1001)
+    assert call.selected is first  # device 2 went away: back to the other answered branch
 
 
 def test_delete_by_via_branch_removes_one_branch_and_without_it_the_call() -> None:
