@@ -137,7 +137,7 @@ class Call:
         recording = self.recording
         if recording is not None and leg.peers:
             recording.recorder.packet(self._channel(leg), data, now)
-        return leg.peers
+        return () if leg.blocked else leg.peers
 
     def rtcp_in(self, leg: Leg, data: bytes, source: Addr, now: float) -> tuple[Leg, ...]:
         if not leg.accept_rtcp(source, len(data), now):

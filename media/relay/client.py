@@ -28,6 +28,7 @@ from .bencode import BValue
 from .errors import NgProtocolError, NgUnreachable
 from .ng import (
     Answer,
+    BlockMedia,
     Delete,
     ListCalls,
     Offer,
@@ -41,6 +42,7 @@ from .ng import (
     StopRecording,
     SubscribeAnswer,
     SubscribeRequest,
+    UnblockMedia,
     reply_int,
     reply_list,
 )
@@ -271,6 +273,13 @@ class NgClient:
 
     async def stop_media(self, *, call_id: str, from_tag: str) -> None:
         await self.request(StopMedia(call_id=call_id, from_tag=from_tag))
+
+    async def block_media(self, *, call_id: str, from_tag: str) -> None:
+        """Stop forwarding what `from_tag` sends (e.g. the callee while a notice plays)."""
+        await self.request(BlockMedia(call_id=call_id, from_tag=from_tag))
+
+    async def unblock_media(self, *, call_id: str, from_tag: str) -> None:
+        await self.request(UnblockMedia(call_id=call_id, from_tag=from_tag))
 
     async def subscribe_request(
         self, *, call_id: str, from_tags: Sequence[str] = (), to_tag: str | None = None

@@ -4,7 +4,8 @@ monotonic for timers and media, `wall` UNIX time for what is reported).
 
 Commands (the subset of rtpengine's ng protocol a forking, recording proxy uses):
 `ping`, `offer`, `answer`, `delete`, `query`, `list`, `start recording`, `stop recording`,
-`play media`, `stop media` (the last two through a `PlayerHost` the glue provides). Replies
+`block media`, `unblock media`, `play media`, `stop media` (the last two through a
+`PlayerHost` the glue provides). Replies
 are worded like rtpengine's where it has words ("Unknown call-id", "Call-ID not found or tags
 didn't match" as a warning, or an error with the `fatal` flag).
 
@@ -38,6 +39,7 @@ from .errors import NgRequestError
 from .legs import Leg, PartySdp, Side, parse_party_sdp
 from .ng import (
     Answer,
+    BlockMedia,
     Delete,
     ListCalls,
     Offer,
@@ -50,6 +52,7 @@ from .ng import (
     StopRecording,
     SubscribeAnswer,
     SubscribeRequest,
+    UnblockMedia,
     Unsubscribe,
 )
 from .query import call_stats
@@ -157,6 +160,8 @@ class RelayCore:
                 return self._play(request)
             case StopMedia():
                 return self._stop_media(request)
+            case BlockMedia() | UnblockMedia():
+                return self._block(request)
             case SubscribeRequest() | SubscribeAnswer() | Unsubscribe():
                 raise NgRequestError("Unsupported command")
             case _ as unreachable:
@@ -397,6 +402,16 @@ class RelayCore:
             raise NgRequestError("Unknown from-tag")
         if self.player is None or not self.player.stop_playing(leg):
             raise NgRequestError("Not currently playing media")
+        return {"result": "ok"}
+
+    def _block(self, req: BlockMedia) -> Reply:
+        """`block media` / `unblock media` for one participant: what it sends is still
+        counted and recorded, but not forwarded (with `play media`, the notice is heard
+        alone on rtpengine too, so the proxy sends the same commands to either relay)."""
+        leg = self._call(req.call_id).leg_by_tag(req.from_tag)
+        if leg is None:
+            raise NgRequestError("Unknown from-tag")
+        leg.blocked = not isinstance(req, UnblockMedia)
         return {"result": "ok"}
 
     # ------------------------------------------------------------------ time

@@ -125,6 +125,7 @@ class Leg:
     """One party's side: its ports, where to send to it, what it sent (module docstring)."""
 
     __slots__ = (
+        "blocked",
         "created",
         "index",
         "label",
@@ -152,6 +153,7 @@ class Leg:
         self.rtp = StreamStats()
         self.rtcp = StreamStats()
         self.peers: tuple[Leg, ...] = ()  # where this party's media goes (set by the call)
+        self.blocked = False  # `block media`: what this party sends is not forwarded
 
     def rtp_destination(self) -> Addr | None:
         """Where media for this party goes: the latched source, else its SDP; None on hold."""

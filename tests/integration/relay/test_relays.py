@@ -196,24 +196,39 @@ async def test_unreachable_relay_fails_fast(party: Party) -> None:
         silent.close()
 
 
-async def test_play_media_reaches_the_named_party(relay: RelayProcess, party: Party) -> None:
-    """The recording notice: a file played to the caller (from-tag) before the callee talks.
-    rtpengine mixes it into the forwarded stream, the embedded relay replaces that stream;
-    with the callee silent both give the caller the file alone."""
+async def test_recording_notice_plays_to_the_caller_alone(
+    relay: RelayProcess, party: Party
+) -> None:
+    """The recording notice as the proxy will send it to either relay: `block media` on the
+    callee, `play media` to the caller (from-tag), `unblock media` after the reply's
+    `duration`. The caller hears the notice and only then the callee; the callee hears the
+    caller throughout; the recording keeps what both parties said."""
     prompt = relay.workdir / "notice.wav"
     write_wav(prompt, tone_pcm(600.0, 1.0))
     caller, callee = party(440.0), party(1000.0)
     async with NgClient(relay.ng) as client:
-        to_relay_a, _ = await establish(client, "notice", caller, callee)
+        to_relay_a, to_relay_b = await establish(client, "notice", caller, callee)
+        await client.block_media(call_id="notice", from_tag="tt-b")
         duration = await client.play_media(call_id="notice", from_tag="ft-a", file=str(prompt))
         assert duration == 1000
-        await caller.talk(to_relay_a, 1.2)  # the caller talks; the callee listens
+
+        async def unblock_later() -> None:
+            await asyncio.sleep(duration / 1000)
+            await client.unblock_media(call_id="notice", from_tag="tt-b")
+
+        await asyncio.gather(
+            caller.talk(to_relay_a, 2.0), callee.talk(to_relay_b, 2.0), unblock_later()
+        )
         await asyncio.sleep(0.1)
-        callee.drain()
+        caller.drain()
         await client.delete(call_id="notice")
-    heard = bytes(caller.heard)
-    assert len(heard) >= 2 * 8000 * 0.8 and dominant(heard, (600.0, 1000.0, 440.0)) == 600.0
-    assert dominant(bytes(callee.heard)) == 440.0  # the file went to the caller only
+    heard = np.frombuffer(bytes(caller.heard), dtype="<i2")
+    assert dominant(heard[: 8000 * 9 // 10].tobytes(), (600.0, 1000.0)) == 600.0
+    assert dominant(heard[8000 * 12 // 10 :].tobytes(), (600.0, 1000.0)) == 1000.0
+    assert dominant(bytes(callee.heard)) == 440.0  # the notice went to the caller only
+    [(wav, _)] = relay.recordings()
+    left, right, _ = channels(wav)
+    assert dominant(left) == 440.0 and dominant(right) == 1000.0
 
 
 async def test_a_relay_crash_leaves_a_playable_recording(

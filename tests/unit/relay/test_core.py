@@ -12,6 +12,7 @@ from media.relay.core import RelayConfig, RelayCore
 from media.relay.errors import NgRequestError
 from media.relay.ng import (
     Answer,
+    BlockMedia,
     Delete,
     ListCalls,
     Offer,
@@ -20,6 +21,7 @@ from media.relay.ng import (
     StartRecording,
     StopRecording,
     SubscribeRequest,
+    UnblockMedia,
 )
 from media.sdp import parse_sdp, rtp_destination
 
@@ -292,6 +294,23 @@ def test_packets_are_latched_forwarded_and_foreign_sources_dropped() -> None:
         "10.0.0.1",
         4001,
     )
+
+
+def test_blocked_party_is_recorded_but_not_forwarded() -> None:
+    core, _, _ = make()
+    offer(core, record=True)
+    answer(core)
+    call = core.calls["c"]
+    b = call.leg_by_tag("tt")
+    assert b is not None
+    core.handle(BlockMedia(call_id="c", from_tag="tt"), 1.0, 1001.0)
+    assert call.rtp_in(b, rtp(1, 0, b"y" * 160), ("10.0.0.2", 5000), 1.0) == ()
+    assert call.rtp_in(call.a, rtp(1, 0, b"y" * 160), ("10.0.0.1", 4000), 1.0) == (b,)
+    core.handle(UnblockMedia(call_id="c", from_tag="tt"), 1.5, 1001.5)
+    assert call.rtp_in(b, rtp(2, 160, b"y" * 160), ("10.0.0.2", 5000), 1.5) == (call.a,)
+    assert call.recording is not None and call.recording.recorder.stats(1).packets == 2
+    with pytest.raises(NgRequestError, match="Unknown from-tag"):
+        core.handle(BlockMedia(call_id="c", from_tag="nobody"), 2.0, 1002.0)
 
 
 def test_a_losing_branch_is_cut_off_after_the_answer() -> None:

@@ -8,6 +8,7 @@ from media.relay.bencode import decode
 from media.relay.errors import NgProtocolError, NgRefused, NgRequestError
 from media.relay.ng import (
     Answer,
+    BlockMedia,
     Delete,
     ListCalls,
     Offer,
@@ -19,6 +20,7 @@ from media.relay.ng import (
     StopRecording,
     SubscribeAnswer,
     SubscribeRequest,
+    UnblockMedia,
     Unsubscribe,
     check_reply,
     decode_message,
@@ -90,6 +92,8 @@ REQUESTS = [
     StopRecording(call_id="c"),
     PlayMedia(call_id="c", from_tag="a", file="/p.wav", repeat_times=2),
     StopMedia(call_id="c", from_tag="a"),
+    BlockMedia(call_id="c", from_tag="b"),
+    UnblockMedia(call_id="c", from_tag="b"),
 ]
 
 
