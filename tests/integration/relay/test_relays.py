@@ -161,6 +161,30 @@ async def test_one_branch_deleted_the_other_keeps_working(
     assert dominant(left) == 440.0 and dominant(right) == 1000.0
 
 
+async def test_late_offer_keeps_the_caller_on_the_left(relay: RelayProcess, party: Party) -> None:
+    """INVITE without SDP: the 200 carries the callee's offer, the ACK the caller's answer.
+    ng's from-tag names the offerer, so the offer has from-tag = the callee's tag; the
+    labels tell both relays (and the pcap converter) who is who."""
+    cid = f"late-{uuid.uuid4().hex[:8]}"
+    caller, callee = party(440.0), party(1000.0)
+    async with NgClient(relay.ng) as client:
+        to_caller = await client.offer(
+            call_id=cid, from_tag="tt-b", sdp=callee.sdp(2), label="callee", record=True
+        )
+        to_callee = await client.answer(
+            call_id=cid, from_tag="tt-b", to_tag="ft-a", sdp=caller.sdp(), label="caller"
+        )
+        await asyncio.gather(caller.talk(dest(to_caller), 2.0), callee.talk(dest(to_callee), 2.0))
+        await asyncio.sleep(0.1)
+        caller.drain()
+        callee.drain()
+        await client.delete(call_id=cid)
+    assert dominant(bytes(caller.heard)) == 1000.0 and dominant(bytes(callee.heard)) == 440.0
+    [(wav, _)] = relay.recordings()
+    left, right, _ = channels(wav)
+    assert dominant(left) == 440.0 and dominant(right) == 1000.0
+
+
 async def test_relay_restart_fails_fast_then_recovers(relay: RelayProcess, party: Party) -> None:
     caller, callee = party(440.0), party(1000.0)
     async with NgClient(relay.ng) as client:
