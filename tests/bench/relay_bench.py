@@ -449,8 +449,13 @@ def _summary(steps: list[Step]) -> None:
     for calls in sorted({s.calls for s in steps}):
         pair = {s.relay: s for s in steps if s.calls == calls}
         if {"embedded", "rtpengine"} <= set(pair) and pair["rtpengine"].relay_cpu > 0:
-            ratio = pair["embedded"].relay_cpu / pair["rtpengine"].relay_cpu
-            print(f"{calls} calls: embedded / rtpengine CPU = {ratio:.1f}x")
+            e, r = pair["embedded"], pair["rtpengine"]
+            # per packet relayed: a relay that dropped packets did less work, not better
+            ratio = (e.relay_cpu / max(e.received, 1)) / (r.relay_cpu / max(r.received, 1))
+            note = "" if e.loss_pct <= 0.1 else "  (embedded overloaded: lost packets)"
+            print(
+                f"{calls} calls: embedded / rtpengine CPU per relayed packet = {ratio:.1f}x{note}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
