@@ -446,6 +446,12 @@ def _summary(steps: list[Step]) -> None:
     print(
         f"\nembedded relay: highest concurrency with <= 0.1% loss: {max(held) if held else 'none'}"
     )
+    timely = [
+        s.calls
+        for s in steps
+        if s.relay == "embedded" and s.loss_pct <= 0.1 and s.late <= 0.01 * s.sent
+    ]
+    print(f"  ... and <= 1% of packets later than 20 ms: {max(timely) if timely else 'none'}")
     for calls in sorted({s.calls for s in steps}):
         pair = {s.relay: s for s in steps if s.calls == calls}
         if {"embedded", "rtpengine"} <= set(pair) and pair["rtpengine"].relay_cpu > 0:
