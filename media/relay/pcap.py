@@ -73,6 +73,7 @@ __all__ = [
     "PcapPacket",
     "RtpengineMeta",
     "SdpBlock",
+    "SpoolResult",
     "convert_recording",
     "convert_spool",
     "parse_metadata",
