@@ -27,6 +27,7 @@ history).
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from provisioning.model import national_form
@@ -70,6 +71,13 @@ class MediaService:
     @property
     def uri(self) -> SipURI:
         return self.uris[0]
+
+    def order(self, call_id: str) -> list[int]:
+        """The media URIs to try for a call: its share first (a stable hash of the Call-ID
+        spreads calls evenly), then the others in turn, as fail-over."""
+        n = len(self.uris)
+        first = zlib.crc32(call_id.encode()) % n
+        return [(first + i) % n for i in range(n)]
 
     def uri_for(self, handoff: HandOff, index: int = 0) -> str:
         """The Request-URI of a hand-off to the `index`-th media URI: the service in the

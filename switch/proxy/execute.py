@@ -65,7 +65,17 @@ if TYPE_CHECKING:
     from .config import ProxyConfig
     from .context import RequestContext
 
-__all__ = ["CallInputs", "Decide", "DecisionExecutor", "decisions_counter"]
+__all__ = [
+    "MEDIA_RESPONSE_TIMEOUT",
+    "CallInputs",
+    "Decide",
+    "DecisionExecutor",
+    "decisions_counter",
+]
+
+# Seconds a media service has to answer a hand-off at all (its transaction layer sends 100
+# Trying at once) before the next one is tried.
+MEDIA_RESPONSE_TIMEOUT = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +196,12 @@ class DecisionExecutor:
         divert = None
         media = self._config.media
         if na.action is NoAnswerAction.VOICEMAIL and na.mailbox and media is not None:
+            index = media.order(fwd.call_id)[0]  # the call's share of the media services
             uri = media.uri_for(voicemail_handoff(
                 decision.tenant_id, decision.number, na.mailbox,
                 inputs.call.caller_number, CAUSE_NO_ANSWER,
-            ))  # fmt: skip
-            media_target = await self._resolver.target(media.uri)
+            ), index)  # fmt: skip
+            media_target = await self._resolver.target(media.uris[index])
             # the media end's flow goes into our Record-Route token: the media service's own
             # in-dialog requests (its BYE) prove with it that the dialog is ours
             divert = BranchPlan(uri=uri, target=media_target, flow=media_target)
@@ -222,11 +233,20 @@ class DecisionExecutor:
         if media is None or fwd.method != "INVITE":
             ctx.reject(486 if isinstance(decision, Busy) else 480)
             return
-        uri = media.uri_for(_handoff(decision, inputs.call.caller_number))
+        handoff = _handoff(decision, inputs.call.caller_number)
         if not isinstance(decision, VoicemailMenu):
             called_party(fwd.headers, decision.number, inputs.snapshot.realm)
-        target = await self._resolver.target(media.uri)
-        self._one_branch(ctx, fwd, BranchPlan(uri=uri, target=target, flow=target))  # see _ring
+        # Several media services: the call's share first (by Call-ID), the others as fail-over
+        # stages that start only when every earlier one failed - a media process that does
+        # not answer at all (not even 100 Trying) within MEDIA_RESPONSE_TIMEOUT counts as
+        # failed, so a dead one costs a caller that second, not silence.
+        stages = []
+        for n, index in enumerate(media.order(fwd.call_id)):
+            target = await self._resolver.target(media.uris[index])
+            plan = BranchPlan(uri=media.uri_for(handoff, index), target=target, flow=target)
+            stage = Stage(payloads=(plan,), failover=n > 0, response_timeout=MEDIA_RESPONSE_TIMEOUT)
+            stages.append(stage)
+        ctx.start(fwd, stages, self._config.timer_c)
 
     async def _to_gateway(
         self, ctx: RequestContext, fwd: Request, decision: Outbound | Forward, snap: Snapshot
