@@ -56,6 +56,7 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "switch.node": PACKAGES,
     "switch.cli": PACKAGES,
     "switch.cli_provisioning": PACKAGES,
+    "switch.cli_media": PACKAGES,
     "switch.config": PACKAGES,
     "switch.prompt_source": PACKAGES,
     "switch.cdr_writer": PACKAGES,
