@@ -532,3 +532,81 @@ def test_a_subscribed_baresip_hears_message_waiting(switch_proc, phones, sipp, t
     assert "Voice-Message: 0/0" in trace  # the immediate NOTIFY after the SUBSCRIBE
     assert "Messages-Waiting: yes" in trace
     assert sw.metrics().get_value("mwi_notifications_total", kind="subscribed") >= 2
+
+
+# --------------------------------------------------------------------------- media apart
+class MediaProcess:
+    """`softswitch media` on its own, on the switch's store, with the switch's secret."""
+
+    def __init__(self, workdir, sw, secret: str, port: int) -> None:
+        import subprocess
+
+        from .harness import REPO
+
+        self.port = port
+        workdir.mkdir(parents=True, exist_ok=True)
+        cfg = workdir / "media.toml"
+        cfg.write_text(f'[media]\nsecret = "{secret}"\nrtp_ports = "31000-31999"\n')
+        self.log = workdir / "media.log"
+        python = str(REPO / ".venv" / "bin" / "python")
+        db = f"sqlite:///{sw.proc.data_dir / 'softswitch.db'}"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [python, "-m", "switch", "media", "--config", str(cfg), "--listen",
+                 f"127.0.0.1:{port}", "--http", "off", "--data", str(workdir / "data"),
+                 "--database", db],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while "Media listening" not in self.log.read_text(errors="replace"):
+            assert self.proc.poll() is None and time.monotonic() < deadline, tail(self.log)
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        from .harness import stop_process
+
+        stop_process(self.proc)
+
+
+def test_calls_fail_over_from_a_dead_media_service_to_a_live_one(switch_proc, sipp, tmp_path):
+    """Two media services configured, one of them dead (a socket that takes the hand-offs
+    and never answers): the proxy gives a silent one up after 1 s and the other plays the
+    announcement; every call is served."""
+    import socket
+
+    from .harness import free_port
+
+    secret = "shared-media-secret"
+    dead, live = free_port(), free_port()
+    config = (
+        f'[media]\nuri = ["sip:media@127.0.0.1:{dead}", "sip:media@127.0.0.1:{live}"]\n'
+        f'secret = "{secret}"\n'
+    )
+    sw = switch_proc(
+        media_seed(voicemail=False, after_hours=True, announcement="template-1"),
+        config_toml=config,
+    )
+    media = MediaProcess(tmp_path / "media", sw, secret, live)
+    black_hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    black_hole.bind(("127.0.0.1", dead))
+    black_hole.settimeout(0.1)
+    try:
+        res = sipp(
+            "media/uac_listen.xml", remote=sw.udp, local_ip=CARRIER_IP, service=NUMBER,
+            keys={"caller": CALLER}, calls=12, rate=3, timeout_s=60,
+        ).run()  # fmt: skip
+        swallowed = 0
+        while True:
+            try:
+                data = black_hole.recv(65535)
+            except TimeoutError:
+                break
+            swallowed += data.startswith(b"INVITE ")
+    finally:
+        black_hole.close()
+        media.stop()
+    assert res.returncode == 0 and res.successful == 12, res.report() + sw.logs()
+    # each call's share is a hash of its Call-ID: with 12 calls, the chance that none starts
+    # on the dead service is 1 in 4096
+    assert swallowed >= 1, "no hand-off went to the dead media service: nothing failed over"
