@@ -5,6 +5,7 @@ from __future__ import annotations
 from provisioning.model import Device, DeviceKind, NumberKind, Snapshot, Tenant
 
 from .call import Call, LiveView
+from .caps import DEFAULT_LIMITS, OutboundLimits, cap_refusal
 from .decisions import Decision, DestinationKind, Internal, Outbound, Reject
 from .dialled import DialKind, Dialled, destination_kind
 
@@ -40,7 +41,9 @@ _REFUSALS: dict[DialKind, tuple[int, str, str, str]] = {
 }
 
 
-def decide_from_device(call: Call, snapshot: Snapshot, live: LiveView) -> Decision:
+def decide_from_device(
+    call: Call, snapshot: Snapshot, live: LiveView, limits: OutboundLimits = DEFAULT_LIMITS
+) -> Decision:
     dialled = call.classified
     if dialled.kind is DialKind.EMERGENCY:
         # Before anything else: whoever calls, whatever the tenant's state, never to the trunk.
@@ -68,7 +71,7 @@ def decide_from_device(call: Call, snapshot: Snapshot, live: LiveView) -> Decisi
     if refusal is not None:
         status, reason, warning, rule = refusal
         return Reject(status=status, reason=reason, warning=warning, rule=rule, tenant_id=tenant.id)
-    return _outbound(device, tenant, snapshot, live, dialled)
+    return _outbound(device, tenant, snapshot, live, dialled, limits)
 
 
 def _internal(
@@ -140,7 +143,12 @@ def _reject_internal(device: Device, status: int, reason: str, warning: str, rul
 
 
 def _outbound(
-    device: Device, tenant: Tenant, snapshot: Snapshot, live: LiveView, dialled: Dialled
+    device: Device,
+    tenant: Tenant,
+    snapshot: Snapshot,
+    live: LiveView,
+    dialled: Dialled,
+    limits: OutboundLimits,
 ) -> Decision:
     anomalies: list[str] = []
     presented = _presented_number(device, snapshot, anomalies)
@@ -168,6 +176,9 @@ def _outbound(
         destination, kind = dialled.digits, DestinationKind.DIRECTORY
     else:
         destination, kind = dialled.e164, destination_kind(dialled.e164)
+    capped = cap_refusal(limits, live.outbound_usage(device.id), kind, tenant.id)
+    if capped is not None:  # toll-fraud caps (routing.caps)
+        return capped
     number = snapshot.numbers[presented]
     record = number.options.recording
     return Outbound(

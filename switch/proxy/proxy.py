@@ -51,7 +51,8 @@ Processing of a request (§16.3-16.6), in order:
       credentials; an ACK is dropped, reason "ack_not_in_dialog").
    With Record-Route off, in-dialog requests follow their Route/Request-URI unchecked.
 6. Out-of-dialog requests: a carrier gateway is trusted; anyone else must authenticate with
-   Proxy-Authorization (407, counted in sip_auth_failures_total when credentials fail).
+   Proxy-Authorization (407, counted in sip_auth_failures_total when credentials fail; 403
+   unverified from a source banned for password guessing, bans.py).
    The P-Asserted-Identity of a device is removed (RFC 3325 trust boundary). Routing is
    asked twice with one `Call` (the dialled string classified once): `routing.needs` says
    which live state to load - the registrations of the IDs concerned and, for an INVITE, the
@@ -128,7 +129,8 @@ from switch.sip.target import Target
 from switch.sip.transaction import ClientTransaction, ServerTransaction
 from switch.state.base import StateUnavailable
 
-from .auth import Authenticated, authenticate, remove_our_credentials
+from .auth import Authenticated, Refused, check, remove_our_credentials
+from .bans import AuthGuard
 from .config import ProxyConfig
 from .context import RequestContext
 from .execute import CallInputs, Decide, DecisionExecutor
@@ -173,8 +175,10 @@ class Proxy:
         resolver: Resolver | None = None,
         wall_clock: Callable[[], float] = time.time,
         flow_tokens: FlowTokens | None = None,
+        guard: AuthGuard | None = None,
     ) -> None:
         self.sender = sender
+        self.guard = guard
         self.snapshot = snapshot
         self.state = state
         self.auth = authenticator
@@ -365,7 +369,7 @@ class Proxy:
         gw = gateway_for(snap, ctx.source.host, ctx.source.port)
         device: Device | None = None
         if gw is None:
-            device = self._authenticate(ctx, fwd, snap)
+            device = await self._authenticate(ctx, fwd, snap)
             if device is None:
                 return
             fwd.headers.remove("P-Asserted-Identity")  # RFC 3325: not trusted from devices
@@ -396,12 +400,22 @@ class Proxy:
             call=call, snapshot=snap, live=live, now=now, bindings=bindings, device=device
         )
 
-    def _authenticate(self, ctx: RequestContext, req: Request, snap: Snapshot) -> Device | None:
-        """Proxy-Authorization (RFC 3261 §22.3, auth.py). None when a 407 was sent."""
+    async def _authenticate(
+        self, ctx: RequestContext, req: Request, snap: Snapshot
+    ) -> Device | None:
+        """Proxy-Authorization (RFC 3261 §22.3, auth.py). None when a 407 (or the guard's
+        403) was sent."""
         values = req.headers.get_fields("Proxy-Authorization")
-        outcome = authenticate(values, req.method, snap, self.auth, self.wall_clock())
+        outcome = await check(
+            values, req.method, snap, self.auth, self.wall_clock(),
+            guard=self.guard, host=ctx.source.host,
+        )  # fmt: skip
         if isinstance(outcome, Authenticated):
             return outcome.device
+        if isinstance(outcome, Refused):
+            warning = f'399 {snap.realm} "too many failed authentications; try again later"'
+            self.out.reply(ctx.txn, 403, None, [("Warning", warning)])
+            return None
         for reason in outcome.failures:
             self.metrics.auth_failures_total.labels(reason=reason).inc()
         self.out.reply(ctx.txn, 407, None, [("Proxy-Authenticate", c) for c in outcome.values])

@@ -37,6 +37,11 @@ class NeedOnly:
             self.outside.append(f"registered:{device_id}")
         return self.full.is_registered(device_id)
 
+    def outbound_usage(self, device_id: str) -> OutboundUsage:
+        if device_id != self.need.usage_of:
+            self.outside.append(f"usage:{device_id}")
+        return self.full.outbound_usage(device_id)
+
 
 @settings(max_examples=300, deadline=None)
 @given(scenarios())
@@ -80,8 +85,9 @@ def test_device_calls() -> None:
 
     assert need("user-C") == Needs(tenant_id=TENANT, device_ids=("C",))  # a colleague
     assert need("0312345679") == Needs(tenant_id=TENANT, device_ids=("A", "B", "C"))
-    assert need("0355550000") == Needs(tenant_id=TENANT, channels=True)  # the carrier
-    assert need("104") == Needs(tenant_id=TENANT, channels=True)
+    # the carrier: the channels, and the caller's usage for the toll-fraud caps
+    assert need("0355550000") == Needs(tenant_id=TENANT, channels=True, usage_of="A")
+    assert need("104") == Needs(tenant_id=TENANT, channels=True, usage_of="A")
     assert need("184110") == Needs()  # emergency: refused before anything is read
     assert need("0355550000", device="ghost") == Needs()
     assert snap.devices["A"].kind is DeviceKind.DESK and ADDITIONAL.endswith("79")
