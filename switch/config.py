@@ -165,6 +165,8 @@ class Config:
             )
         if min(self.first_message_timeout, self.untrusted_idle_timeout) <= 0:
             raise ConfigError("security: connection timeouts must be > 0")
+        if self.untrusted_idle_timeout >= self.idle_timeout:
+            raise ConfigError("security.untrusted_idle_timeout must be below sip.idle_timeout")
         self._check_guard()
 
     def _check_guard(self) -> None:
@@ -189,6 +191,7 @@ class Config:
     def guard_settings(self) -> GuardSettings:
         """The authentication guard's settings (switch/proxy/bans.py)."""
         from switch.proxy.bans import BanAction, GuardSettings
+        from switch.transport.flood import parse_exempt
 
         return GuardSettings(
             source_max_failures=self.auth_max_failures,
@@ -197,7 +200,7 @@ class Config:
             ban_time=self.auth_ban_time,
             known_source_ttl=self.auth_known_source_ttl,
             action=BanAction(self.auth_ban_action),
-            exempt=self.flood_exempt,
+            exempt=tuple(parse_exempt(e) for e in self.flood_exempt),
         )
 
     def outbound_limits(self) -> OutboundLimits:
@@ -211,8 +214,6 @@ class Config:
             expensive_per_id_per_day=self.max_expensive_per_id_per_day,
             expensive_classes=self.expensive_classes,
         )
-        if self.untrusted_idle_timeout >= self.idle_timeout:
-            raise ConfigError("security.untrusted_idle_timeout must be below sip.idle_timeout")
 
     @property
     def effective_database_url(self) -> str:

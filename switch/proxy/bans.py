@@ -70,6 +70,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 
 class BanKind(enum.StrEnum):
     SOURCE = "source"  # an IP address
@@ -91,15 +93,13 @@ class GuardSettings:
     ban_time: float = 600.0
     known_source_ttl: float = 7 * 86400.0
     action: BanAction = BanAction.REJECT
-    exempt: tuple[str, ...] = ()  # addresses or networks never banned
+    exempt: tuple[Network, ...] = ()  # never banned (`[security] exempt`, parsed)
 
     def __post_init__(self) -> None:
         if self.source_max_failures < 0 or self.id_max_failures < 0:
             raise ValueError("auth max failures must be >= 0 (0: off)")
         if not (self.window > 0 and self.ban_time > 0 and self.known_source_ttl > 0):
             raise ValueError("auth window, ban time and known-source TTL must be > 0")
-        for entry in self.exempt:
-            ipaddress.ip_network(entry, strict=False)  # ValueError for a non-address
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,7 +120,7 @@ class AuthGuard:
         self.settings = settings
         self.metrics = metrics
         self._bans: dict[tuple[str, str], float] = {}  # (kind, key) -> until: this node's view
-        self._exempt = [ipaddress.ip_network(e, strict=False) for e in settings.exempt]
+        self._exempt = settings.exempt
 
     # ------------------------------------------------------------------ per request
     async def admit(

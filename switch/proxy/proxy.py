@@ -112,6 +112,7 @@ branch answered carry `Reason: SIP;cause=200`. Timer C is `ProxyConfig.timer_c`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -121,6 +122,8 @@ from typing import TYPE_CHECKING
 
 from provisioning.model import Device, Snapshot
 from routing.call import LiveState
+from routing.caps import DEFAULT_LIMITS, OutboundLimits, OutboundUsage
+from routing.decisions import Outbound
 from routing.needs import needs
 from routing.policy import decide as policy_decide
 from switch.sip.digest import DigestAuthenticator
@@ -148,6 +151,7 @@ from .outgoing import Outgoing
 from .routeset import Routed, next_hop_uri, preprocess_routes
 from .targets import BranchPlan, FlowTokens, ResolveError, Resolver, via_target
 from .trunk import call_for, gateway_for
+from .usage import OutboundBook
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +180,7 @@ class Proxy:
         wall_clock: Callable[[], float] = time.time,
         flow_tokens: FlowTokens | None = None,
         guard: AuthGuard | None = None,
+        limits: OutboundLimits = DEFAULT_LIMITS,
     ) -> None:
         self.sender = sender
         self.guard = guard
@@ -184,7 +189,7 @@ class Proxy:
         self.auth = authenticator
         self.metrics = metrics
         self.config = config = config or ProxyConfig()
-        self.decide: Decide = decide or policy_decide
+        self.decide: Decide = decide or functools.partial(policy_decide, limits=limits)
         self.resolver = resolver or Resolver(sender.now)
         self.wall_clock = wall_clock
         self.flows = flow_tokens or FlowTokens()
@@ -193,9 +198,10 @@ class Proxy:
             default_ttl=config.channel_ttl, session_margin=config.session_margin,
         )  # fmt: skip
         self.out = Outgoing(sender, self.flows, metrics, record_route=config.record_route)
+        self.book = OutboundBook(state, self.calls, limits, metrics)
         self.executor = DecisionExecutor(
             scheduler=sender, resolver=self.resolver, config=config, calls=self.calls,
-            metrics=metrics, decide=self.decide,
+            metrics=metrics, decide=self.decide, started=self._outbound_started,
         )  # fmt: skip
 
     # ================================================================ TransactionUser
@@ -378,7 +384,12 @@ class Proxy:
         ctx.initial_invite = fwd.method == "INVITE"
         inputs = await self._inputs(fwd, snap, device, gw.id if gw else None)
         decision = self.decide(inputs.call, snap, inputs.live, inputs.now)
+        if ctx.initial_invite:
+            self.book.observe(decision)
         await self.executor.execute(ctx, fwd, inputs, decision)
+
+    async def _outbound_started(self, decision: Outbound, call_id: str, inputs: CallInputs) -> None:
+        await self.book.started(decision, call_id, inputs.snapshot, self.wall_clock())
 
     async def _inputs(
         self, fwd: Request, snap: Snapshot, device: Device | None, gateway_id: str | None
@@ -393,8 +404,11 @@ class Proxy:
         channels = {}
         if need.channels and need.tenant_id is not None and fwd.method == "INVITE":
             channels[need.tenant_id] = await self.state.channels_in_use(need.tenant_id, wall)
+        usage: dict[str, OutboundUsage] = {}
+        if need.usage_of and need.tenant_id is not None and fwd.method == "INVITE":
+            usage[need.usage_of] = await self.book.usage(snap, need.tenant_id, need.usage_of, wall)
         registered = frozenset(d for d, bs in bindings.items() if bs)
-        live = LiveState(registered=registered, channels=channels)
+        live = LiveState(registered=registered, channels=channels, usage=usage)
         now = datetime.fromtimestamp(wall, UTC)
         return CallInputs(
             call=call, snapshot=snap, live=live, now=now, bindings=bindings, device=device

@@ -218,9 +218,7 @@ class StateBackend(Protocol):
         one, or one expired and not yet swept)."""
         ...
 
-    async def remember_source(
-        self, device_id: str, host: str, until: float, now: float
-    ) -> None:
+    async def remember_source(self, device_id: str, host: str, until: float, now: float) -> None:
         """The ID authenticated a REGISTER from `host`: remember it until `until`."""
         ...
 

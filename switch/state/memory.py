@@ -222,9 +222,7 @@ class MemoryState:
         self._failures.pop((kind, key), None)
         return self._bans.pop((kind, key), None) is not None
 
-    async def remember_source(
-        self, device_id: str, host: str, until: float, now: float
-    ) -> None:
+    async def remember_source(self, device_id: str, host: str, until: float, now: float) -> None:
         self._sources.setdefault(device_id, {})[host] = until
 
     async def known_source(self, device_id: str, host: str, now: float) -> bool:

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[3]
 PROXY_LAYERS: dict[str, set[str]] = {
     "proxy": {
         "auth", "bans", "config", "context", "execute", "forking", "leases", "messages",
-        "outgoing", "routeset", "targets", "trunk",
+        "outgoing", "routeset", "targets", "trunk", "usage",
     },
     "registrar": {"auth", "bans"},
     "execute": {"diversion", "forking", "messages", "targets", "trunk"},
@@ -23,7 +23,7 @@ PROXY_LAYERS: dict[str, set[str]] = {
     "forking": {"branches", "forkphases"},
     "routeset": {"targets"},
     "branches": set(), "forkphases": set(), "messages": set(), "auth": {"bans"}, "trunk": set(),
-    "bans": set(),
+    "bans": set(), "usage": set(),
     "leases": set(), "targets": set(), "diversion": set(),
 }  # fmt: skip
 

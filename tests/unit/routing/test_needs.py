@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 
 from provisioning.model import DeviceKind, Snapshot, TenantStatus
-from routing import Call, LiveState, Needs, decide, needs
+from routing import Call, LiveState, Needs, OutboundUsage, decide, needs
 from routing.dialled import DialKind
 from routing.testing import ADDITIONAL, CONTRACT, TENANT, office
 
