@@ -126,7 +126,8 @@ def measure_attack(
         credentials=[(COLLEAGUE.id, COLLEAGUE.password)], keys={"expires": "300"},
         timeout_s=duration + 20, name="colleague",
     ).start()  # fmt: skip
-    crack = Svcrack(workdir, sw, dictionary(workdir / "words.txt", words, VICTIM.password), ATTACKER_IP)
+    words_file = dictionary(workdir / "words.txt", words, VICTIM.password)
+    crack = Svcrack(workdir, sw, words_file, ATTACKER_IP)
     start = time.monotonic()
     crack.start()
     banned_at = cracked_at = None
@@ -255,4 +256,4 @@ def test_guessing_spread_over_addresses_puts_the_id_under_guard(
     # Another ID of the tenant is not concerned.
     assert register_once(sw, COLLEAGUE, "127.0.0.30") == 200
     status, body = Admin(sw).call("GET", "/admin/bans")
-    assert [(b["kind"], b["key"]) for b in body["bans"]] == [("id", VICTIM.id)]
+    assert status == 200 and [(b["kind"], b["key"]) for b in body["bans"]] == [("id", VICTIM.id)]
