@@ -99,7 +99,8 @@ class Svcrack:
         return self.log.read_text(errors="replace")
 
     def found_password(self) -> bool:
-        return f"The password for {VICTIM.id} is {VICTIM.password}" in self.output()
+        """svcrack's result table names the password it found."""
+        return f"| {VICTIM.password} " in self.output() or VICTIM.password in self.output()
 
 
 @dataclass
