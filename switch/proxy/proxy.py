@@ -385,7 +385,7 @@ class Proxy:
         inputs = await self._inputs(fwd, snap, device, gw.id if gw else None)
         decision = self.decide(inputs.call, snap, inputs.live, inputs.now)
         if ctx.initial_invite:
-            self.book.observe(decision)
+            self.book.observe(decision, device.id if device is not None else None)
         await self.executor.execute(ctx, fwd, inputs, decision)
 
     async def _outbound_started(self, decision: Outbound, call_id: str, inputs: CallInputs) -> None:

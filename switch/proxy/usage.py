@@ -11,6 +11,7 @@ Where the numbers live (the state seam, shared by nodes):
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from .leases import ActiveCalls
 
 __all__ = ["OutboundBook"]
+
+log = logging.getLogger(__name__)
 
 _KEEP_DAYS = 2 * 86400.0  # daily counters outlive their day (time zones, late readers)
 
@@ -79,7 +82,9 @@ class OutboundBook:
         await self._state.add_daily(day, keys, wall + _KEEP_DAYS)
         await self._calls.also_count(call_id, device_lease_key(decision.device_id))
 
-    def observe(self, decision: Decision) -> None:
-        """Count a cap refusal in `sip_outbound_capped_total{cap}`."""
+    def observe(self, decision: Decision, device_id: str | None) -> None:
+        """Count a cap refusal in `sip_outbound_capped_total{cap}`, and log it with the ID
+        (the alert SoftswitchOutboundCapHit sends operators here)."""
         if decision.rule in CAP_RULES:
             self._capped.labels(decision.rule).inc()
+            log.warning("outbound cap %s: a call from ID %s refused", decision.rule, device_id)
