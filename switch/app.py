@@ -182,7 +182,10 @@ class SwitchApp:
         self.layer = TransactionLayer(Timers(t1=cfg.t1, t2=cfg.t2, t4=cfg.t4))
         self.core = SipEndpoint(self.layer, self.metrics, advertised_host=cfg.advertised_host)
         self.guard = AuthGuard(self.state, cfg.guard_settings(), self.metrics)
-        await self.guard.sync(time.time())
+        try:  # the bans other nodes made; an unreachable backend is the housekeeping's turn
+            await self.guard.sync(time.time())
+        except StateUnavailable as exc:
+            log.warning("auth bans not loaded at start: %s", exc)
         self.registrar = Registrar(
             state=self.state, snapshot=lambda: self.snapshot, authenticator=self.authenticator,
             policy=RegistrarPolicy(
