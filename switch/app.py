@@ -240,7 +240,7 @@ class SwitchApp:
         mwi = MwiNotifier(
             sender=self.core, snapshot=lambda: self.snapshot, state=self.state,
             authenticator=self.authenticator, counts=_MailboxCounts(self.media_deps.voicemail),
-            registry=self.metrics.registry, unsolicited=section.mwi_unsolicited,
+            registry=self.metrics.registry, unsolicited=section.mwi_unsolicited, guard=self.guard,
         )  # fmt: skip
         mwi.sender = self.core.sender_for(mwi)
         self.core.users.add("SUBSCRIBE", mwi, event="message-summary")

@@ -42,7 +42,8 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from provisioning.model import Device, Snapshot
-from switch.proxy.auth import Authenticated, authenticate
+from switch.proxy.auth import Authenticated, Refused, check
+from switch.proxy.bans import AuthGuard
 from switch.sip.digest import DigestAuthenticator
 from switch.sip.message import Headers, Request, Response, SipURI, make_response
 from switch.sip.target import Target, new_branch
@@ -112,6 +113,7 @@ class MwiNotifier:
         authenticator: DigestAuthenticator,
         counts: MailboxCounts,
         registry: CollectorRegistry,
+        guard: AuthGuard | None = None,
         unsolicited: bool = True,
         max_expires: int = DEFAULT_EXPIRES,
         clock: Callable[[], float] = time.time,
@@ -121,6 +123,7 @@ class MwiNotifier:
         self.state = state
         self.auth = authenticator
         self.counts = counts
+        self.guard = guard  # password-guessing bans apply to SUBSCRIBE as to REGISTER
         self.unsolicited = unsolicited
         self.max_expires = max_expires
         self.clock = clock
@@ -164,7 +167,7 @@ class MwiNotifier:
 
     # ================================================================ subscriptions
     async def _subscribe(self, txn: ServerTransaction, request: Request, source: Target) -> None:
-        device = self._device(txn, request)
+        device = await self._device(txn, request, source)
         if device is None:
             return
         expires = self._expires(txn, request)
@@ -211,10 +214,18 @@ class MwiNotifier:
         sub.expires_at = self.clock() + expires
         await self._notify(sub, device)
 
-    def _device(self, txn: ServerTransaction, request: Request) -> Device | None:
+    async def _device(
+        self, txn: ServerTransaction, request: Request, source: Target
+    ) -> Device | None:
         snap = self.snapshot()
         values = request.headers.get_all("Authorization")
-        outcome = authenticate(values, request.method, snap, self.auth, self.clock())
+        outcome = await check(
+            values, request.method, snap, self.auth, self.clock(),
+            guard=self.guard, host=source.host,
+        )  # fmt: skip
+        if isinstance(outcome, Refused):
+            self._reply(txn, 403)
+            return None
         if not isinstance(outcome, Authenticated):
             self._reply(txn, 401, [("WWW-Authenticate", v) for v in outcome.values])
             return None
