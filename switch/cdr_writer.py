@@ -56,12 +56,13 @@ import asyncio
 import collections
 import contextlib
 import logging
+import socket
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -71,10 +72,11 @@ from billing.cdr_rating import FALLBACK_TIMEZONE, rate_record
 from billing.fair_use import FairUseWatch
 from provisioning.errors import StoreUnavailable
 from provisioning.records import CallDirection, CallRecord
+from provisioning.services.cdrs import DEFAULT_RETENTION_DAYS
 from switch.cdr_metrics import CdrMetrics
 from switch.cdr_spool import Spool
 
-__all__ = ["CdrSink", "CdrWriter", "WriterSettings"]
+__all__ = ["CdrConfig", "CdrSink", "CdrWriter", "WriterSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,34 @@ class WriterSettings:
             raise ValueError("intervals must be > 0")
         if self.retry_max < self.retry_initial:
             raise ValueError("retry_max >= retry_initial")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CdrConfig:
+    """The `[cdr]` section: `batch_size`, `batch_interval` (s), `max_queue`, `retry_max` (s),
+    `retention_days`, `node` (the CDRs' node name; default the host name), `pg_unnest`
+    (PostgreSQL: the array form of the batch insert, see provisioning/store/queries/cdrs.py)."""
+
+    writer: WriterSettings = field(default_factory=WriterSettings)
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    node: str = field(default_factory=socket.gethostname)
+    pg_unnest: bool = True
+
+    def __post_init__(self) -> None:
+        if self.retention_days < 1 or not self.node:
+            raise ValueError("cdr.retention_days >= 1 and a node name are required")
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> CdrConfig:
+        writer_keys = {"batch_size", "batch_interval", "max_queue", "retry_max"}
+        unknown = sorted(set(section) - writer_keys - {"retention_days", "node", "pg_unnest"})
+        if unknown:
+            raise ValueError(
+                f"unknown configuration keys: {', '.join(f'cdr.{k}' for k in unknown)}"
+            )
+        writer = WriterSettings(**{k: v for k, v in section.items() if k in writer_keys})
+        rest = {k: v for k, v in section.items() if k not in writer_keys}
+        return cls(writer=writer, **rest)
 
 
 class CdrWriter:

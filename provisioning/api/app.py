@@ -22,11 +22,13 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from provisioning.services import Services
+from provisioning.services.cdrs import CallHistoryService
 
 from .core import Ctx, Operation, Reply, bind
 from .middleware import ApiMetrics, auth_middleware, errors_middleware
 from .openapi import build_document
 from .resources import ALL_OPERATIONS
+from .resources.calls import API_CALLS
 from .schema import AnyObject
 
 __all__ = [
@@ -66,16 +68,23 @@ def operations() -> list[Operation]:
 
 
 def create_api_app(
-    services: Services, *, registry: CollectorRegistry | None = None, prefix: str = API_PREFIX
+    services: Services,
+    *,
+    registry: CollectorRegistry | None = None,
+    prefix: str = API_PREFIX,
+    calls: CallHistoryService | None = None,
 ) -> web.Application:
     """The API sub-application over `services`; `registry` is the app's Prometheus registry
     (a private one when None). `prefix` is where the caller mounts it; it is only used to
-    write the paths of the OpenAPI document."""
+    write the paths of the OpenAPI document. `calls`: the call history and statements
+    (with the statement builder the composition root injects); by default the history
+    over the same store, without statements."""
     metrics = ApiMetrics(registry)
     app = web.Application(
         middlewares=[errors_middleware(metrics), auth_middleware(services.tokens.authenticate)]
     )
     app[API_SERVICES] = services
+    app[API_CALLS] = calls or CallHistoryService(services.store)
     app[API_METRICS] = metrics
     ops = operations()
     app[API_DOCUMENT] = build_document(ops, prefix)
@@ -85,8 +94,12 @@ def create_api_app(
 
 
 def mount_api(
-    parent: web.Application, services: Services, *, registry: CollectorRegistry | None = None
+    parent: web.Application,
+    services: Services,
+    *,
+    registry: CollectorRegistry | None = None,
+    calls: CallHistoryService | None = None,
 ) -> web.Application:
-    api = create_api_app(services, registry=registry, prefix=API_PREFIX)
+    api = create_api_app(services, registry=registry, prefix=API_PREFIX, calls=calls)
     parent.add_subapp(API_PREFIX, api)
     return api

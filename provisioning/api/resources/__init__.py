@@ -5,7 +5,18 @@ Each module's handlers call their own service (`ctx.services.<resource>`, see
 from __future__ import annotations
 
 from ..core import Operation
-from . import devices, gateways, number_settings, numbers, phonebook, prompts, tenants, tokens
+from . import (
+    calls,
+    devices,
+    gateways,
+    number_settings,
+    numbers,
+    phonebook,
+    prompts,
+    statements,
+    tenants,
+    tokens,
+)
 
 ALL_OPERATIONS: list[Operation] = [
     *tenants.OPERATIONS,
@@ -16,6 +27,8 @@ ALL_OPERATIONS: list[Operation] = [
     *phonebook.OPERATIONS,
     *gateways.OPERATIONS,
     *tokens.OPERATIONS,
+    *calls.OPERATIONS,
+    *statements.OPERATIONS,
 ]
 
 __all__ = ["ALL_OPERATIONS"]
