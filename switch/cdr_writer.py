@@ -245,6 +245,8 @@ class CdrWriter:
                 log.exception("CDR batch delivery failed; spooling it")
                 await self._to_spool(batch, "outage")
             self._in_flight = []
+            if not self._outage and self.spool.records:  # overflow spooled meanwhile
+                await self._retry()
 
     async def _next_batch(self) -> list[CallRecord]:
         """Up to batch_size records: the first one, then whatever arrives within
