@@ -51,12 +51,15 @@ CASES = [
     (cdr(CallDirection.OUTBOUND, 60, callee="+81570123456", has_plan=True, **APP),
      "outbound", "navi-dial", 400, 0),
     # desk phone to a landline: ¥8/3 min; to a mobile: ¥17.5/min (3 min = ¥52.5)
-    (cdr(CallDirection.OUTBOUND, 181, callee="+81311112222", **DESK), "outbound", "landline", 160, 0),
-    (cdr(CallDirection.OUTBOUND, 180, callee="+819011112222", **DESK), "outbound", "mobile", 525, 0),
+    (cdr(CallDirection.OUTBOUND, 181, callee="+81311112222", **DESK),
+     "outbound", "landline", 160, 0),
+    (cdr(CallDirection.OUTBOUND, 180, callee="+819011112222", **DESK),
+     "outbound", "mobile", 525, 0),
     # 104: per answered call
     (cdr(CallDirection.OUTBOUND, 30, callee="104", **DESK), "outbound", "directory", 2650, 0),
     # refused: 110, unanswered, free; an empty dialled string is "barred"
-    (cdr(CallDirection.OUTBOUND, 0, callee="110", dialled="110", **APP), "outbound", "emergency", 0, 0),
+    (cdr(CallDirection.OUTBOUND, 0, callee="110", dialled="110", **APP),
+     "outbound", "emergency", 0, 0),
     (cdr(CallDirection.OUTBOUND, 0, callee=None, dialled="", **APP), "outbound", "barred", 0, 0),
     # forwarded leg to a mobile: ¥17.5/min, never the plan
     (cdr(CallDirection.FORWARDED, 61, forwarded_to="+819011113333", number="+81312345678",
@@ -69,7 +72,8 @@ CASES = [
     (cdr(CallDirection.INBOUND, 60, number="+81120123456", caller="+81311112222",
          caller_category="payphone"), "toll-free-inbound", "toll-free", 300, 0),
     # an unknown number called: no tenant number, free
-    (cdr(CallDirection.INBOUND, 0, number=None, dialled="", tenant_id=None), "inbound", "inbound", 0, 0),
+    (cdr(CallDirection.INBOUND, 0, number=None, dialled="", tenant_id=None),
+     "inbound", "inbound", 0, 0),
     # internal: free
     (cdr(CallDirection.INTERNAL, 100, callee="user-a", **APP), "internal", "internal", 0, 0),
 ]  # fmt: skip

@@ -11,6 +11,8 @@ import pytest
 from billing import build_statement, default_tariffs
 from billing.cdr_rating import rate_record, statement_row
 from billing.fair_use import FairUseWatch
+from billing.money import Rounding
+from billing.month import billing_month_from_label
 from billing.statement_doc import CdrStatements
 from provisioning.api.resources.statements import STATEMENT
 from provisioning.model import DeviceKind
@@ -67,9 +69,6 @@ def test_totals_are_build_statements_and_the_document_matches_the_api_schema() -
     doc = sheet_of(records)
     month = BUILDER.month("2024-05", "Asia/Tokyo", NOW)
     assert month is not None
-    from billing.month import billing_month_from_label
-    from billing.money import Rounding
-
     rows = [r for r in map(statement_row, records) if r is not None]
     expected = build_statement(
         tenant_id="t1", month=billing_month_from_label("2024-05", "Asia/Tokyo"), rows=rows,
