@@ -73,6 +73,7 @@ from billing.fair_use import FairUseWatch
 from provisioning.errors import StoreUnavailable
 from provisioning.records import CallDirection, CallRecord
 from provisioning.services.cdrs import DEFAULT_RETENTION_DAYS
+from provisioning.store.queries.cdrs import INSERT_FORMS
 from switch.cdr_metrics import CdrMetrics
 from switch.cdr_spool import Spool
 
@@ -111,22 +112,25 @@ class WriterSettings:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CdrConfig:
     """The `[cdr]` section: `batch_size`, `batch_interval` (s), `max_queue`, `retry_max` (s),
-    `retention_days`, `node` (the CDRs' node name; default the host name), `pg_unnest`
-    (PostgreSQL: the array form of the batch insert, see provisioning/store/queries/cdrs.py)."""
+    `retention_days`, `node` (the CDRs' node name; default the host name), `pg_insert`
+    (how batches go into PostgreSQL: "copy", "unnest" or "values", see
+    provisioning/store/queries/cdrs.py)."""
 
     writer: WriterSettings = field(default_factory=WriterSettings)
     retention_days: int = DEFAULT_RETENTION_DAYS
     node: str = field(default_factory=socket.gethostname)
-    pg_unnest: bool = True
+    pg_insert: str = "copy"
 
     def __post_init__(self) -> None:
         if self.retention_days < 1 or not self.node:
             raise ValueError("cdr.retention_days >= 1 and a node name are required")
+        if self.pg_insert not in INSERT_FORMS:
+            raise ValueError(f"cdr.pg_insert: one of {', '.join(INSERT_FORMS)}")
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> CdrConfig:
         writer_keys = {"batch_size", "batch_interval", "max_queue", "retry_max"}
-        unknown = sorted(set(section) - writer_keys - {"retention_days", "node", "pg_unnest"})
+        unknown = sorted(set(section) - writer_keys - {"retention_days", "node", "pg_insert"})
         if unknown:
             raise ValueError(
                 f"unknown configuration keys: {', '.join(f'cdr.{k}' for k in unknown)}"

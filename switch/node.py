@@ -86,7 +86,7 @@ class Node:
         self.cdr_config = CdrConfig.from_section(config.extra.get("cdr", {}))
         tariffs = default_tariffs()
         self.cdr_writer = CdrWriter(
-            CallRecordRepo(store, unnest=self.cdr_config.pg_unnest),
+            CallRecordRepo(store, pg_form=self.cdr_config.pg_insert),
             spool_path=config.data_dir / "cdr-spool.jsonl",
             tariffs=tariffs,
             timezone=self._timezone,

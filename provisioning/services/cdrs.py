@@ -82,11 +82,13 @@ def invalid_filter(name: str, reason: str) -> InvalidInput:
 class CallRecordRepo:
     """Where the CDR writer stores batches (see the module docstring)."""
 
-    def __init__(self, store: Store, *, unnest: bool = False) -> None:
+    def __init__(self, store: Store, *, pg_form: str = "copy") -> None:
+        """`pg_form`: how batches go into PostgreSQL ("values", "unnest", "copy"; see
+        store/queries/cdrs.py); SQLite always uses multi-row VALUES."""
+        if pg_form not in q.INSERT_FORMS:
+            raise ValueError(f"unknown insert form {pg_form!r}")
         self.store = store
-        # The PostgreSQL array form of the batch insert (queries/cdrs.py); plain multi-row
-        # VALUES otherwise.
-        self.unnest = unnest and store.dialect == "postgresql"
+        self.form = pg_form if store.dialect == "postgresql" else "values"
 
     async def insert(self, records: Sequence[CallRecord], *, now: datetime) -> int:
         """Store a batch in one transaction; returns how many were new (the others were
@@ -94,7 +96,7 @@ class CallRecordRepo:
         if not records:
             return 0
         async with self.store.data() as tx:
-            return await q.insert(tx, records, now, unnest=self.unnest)
+            return await q.insert(tx, records, now, form=self.form)
 
     async def expire(self, now: datetime, retention_days: int, *, batch: int = 5_000) -> int:
         """Delete every CDR that started more than `retention_days` before `now`, in

@@ -79,7 +79,7 @@ async def test_postgres_cut_during_calls_loses_and_doubles_nothing(
     store = await open_store(pg_url(database, port=proxy.port))
     registry = CollectorRegistry()
     writer = CdrWriter(
-        CallRecordRepo(store, unnest=True),
+        CallRecordRepo(store, pg_form="copy"),
         spool_path=tmp_path / "cdr-spool.jsonl",
         tariffs=default_tariffs(),
         timezone=lambda _tenant: "Asia/Tokyo",
@@ -145,7 +145,7 @@ from tests.integration.test_cdr_outage import record
 
 async def main(url, spool, rate):
     store = await open_store(url)
-    writer = CdrWriter(CallRecordRepo(store, unnest=True), spool_path=Path(spool),
+    writer = CdrWriter(CallRecordRepo(store), spool_path=Path(spool),
                        tariffs=default_tariffs(), timezone=lambda t: "Asia/Tokyo",
                        settings=WriterSettings())
     await writer.start()

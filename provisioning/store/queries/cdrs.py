@@ -1,12 +1,17 @@
 """Call detail records: `records.CallRecord` rows in `cdrs`, and the IDs concerned in
 `cdr_devices` (migration 0003). Written through `Store.data()` (no routing version bump).
 
-Writes are batched and idempotent: one multi-row `INSERT … ON CONFLICT (cdr_id) DO NOTHING
-RETURNING cdr_id` per chunk of rows (both backends; the chunk keeps the statement under the
-32,766-parameter limit of SQLite and PostgreSQL), then the ID rows of the CDRs that were new.
-On PostgreSQL `insert(…, unnest=True)` sends each column as one array parameter instead
-(`INSERT … SELECT * FROM unnest($1::text[], …)`): one statement whatever the batch size, no
-per-row placeholders to parse; tests/bench/cdr_bench.py measures both.
+Writes are batched and idempotent, in one of three forms (`insert(…, form=…)`), each
+skipping a cdr_id already stored and returning the ids that were new:
+- "values" (both backends): one multi-row `INSERT … ON CONFLICT (cdr_id) DO NOTHING
+  RETURNING cdr_id` per chunk of rows (the chunk keeps the statement under the 32,766-
+  parameter limit of SQLite and PostgreSQL);
+- "unnest" (PostgreSQL): each column as one array parameter, `INSERT … SELECT * FROM
+  unnest($1::text[], …) ON CONFLICT …`: one statement whatever the batch size;
+- "copy" (PostgreSQL): binary COPY into a per-connection temporary table (emptied at
+  commit), then `INSERT INTO cdrs SELECT * FROM cdrs_in ON CONFLICT …`.
+Then the ID rows (cdr_devices) of the CDRs that were new, as multi-row VALUES. The figures
+behind the default ("copy" on PostgreSQL) are in tests/bench/cdr_bench.py's docstring.
 
 Reads are keyset pages, newest first for the history ((started_at, cdr_id) descending),
 oldest first for a statement's month.
@@ -25,6 +30,8 @@ from .sql import Where, marks, ts, ts_text
 
 __all__ = [
     "COLUMNS",
+    "INSERT_FORMS",
+    "PG_ONLY_FORMS",
     "delete_older_than",
     "insert",
     "list_calls",
@@ -182,17 +189,21 @@ def record_of(row: Row) -> CallRecord:
 
 
 # --------------------------------------------------------------------------- writes
+INSERT_FORMS = ("values", "unnest", "copy")
+PG_ONLY_FORMS = ("unnest", "copy")
+
+
 async def insert(
-    tx: Tx, records: Sequence[CallRecord], written_at: datetime, *, unnest: bool = False
+    tx: Tx, records: Sequence[CallRecord], written_at: datetime, *, form: str = "values"
 ) -> int:
     """Store `records`; a CDR already stored (same cdr_id) is skipped. Returns how many were
-    new. `unnest=True` is the PostgreSQL-only array form (see the module docstring)."""
+    new. `form`: see the module docstring ("unnest" and "copy" on PostgreSQL only)."""
     stamp = ts_text(written_at)
-    step = len(records) if unnest else _CHUNK
+    step = _CHUNK if form == "values" else len(records)
     new: set[str] = set()
     for i in range(0, len(records), max(step, 1)):
         chunk = [values_of(r, stamp) for r in records[i : i + step]]
-        new |= await (_insert_unnest(tx, chunk) if unnest else _insert_values(tx, chunk))
+        new |= await _INSERTS[form](tx, chunk)
     roles = [
         (r.cdr_id, r.tenant_id, device, role.value, ts_text(r.started_at))
         for r in records
@@ -225,6 +236,26 @@ async def _insert_unnest(tx: Tx, rows: list[tuple[Any, ...]]) -> set[str]:
         *columns,
     )
     return {r["cdr_id"] for r in found}
+
+
+_TEMP = "cdrs_in"
+
+
+async def _insert_copy(tx: Tx, rows: list[tuple[Any, ...]]) -> set[str]:
+    copy = getattr(tx, "copy_records", None)
+    if copy is None:
+        raise ValueError("the copy form needs a PostgreSQL transaction")
+    # Once per pooled connection (IF NOT EXISTS); ON COMMIT DELETE ROWS empties it each time.
+    await tx.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_TEMP} (LIKE cdrs) ON COMMIT DELETE ROWS")
+    await copy(_TEMP, rows, COLUMNS)
+    found = await tx.fetch(
+        f"INSERT INTO cdrs ({_COLS}) SELECT {_COLS} FROM {_TEMP}"
+        " ON CONFLICT (cdr_id) DO NOTHING RETURNING cdr_id"
+    )
+    return {r["cdr_id"] for r in found}
+
+
+_INSERTS = {"values": _insert_values, "unnest": _insert_unnest, "copy": _insert_copy}
 
 
 async def _insert_roles(tx: Tx, rows: list[tuple[Any, ...]]) -> None:

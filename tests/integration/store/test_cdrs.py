@@ -67,9 +67,9 @@ async def count(store: Store) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- writes
-@pytest.mark.parametrize("unnest", [False, True], ids=["values", "unnest"])
-async def test_batched_inserts_are_idempotent(cdr_store: Store, unnest: bool) -> None:
-    repo = CallRecordRepo(cdr_store, unnest=unnest)
+@pytest.mark.parametrize("form", ["values", "unnest", "copy"])
+async def test_batched_inserts_are_idempotent(cdr_store: Store, form: str) -> None:
+    repo = CallRecordRepo(cdr_store, pg_form=form)  # SQLite: always VALUES
     batch = [make(i, rang=("t1-desk",)) for i in range(1000)]  # more than one VALUES chunk
     assert await repo.insert(batch, now=NOW) == 1000
     assert await count(cdr_store) == (1000, 2000)
