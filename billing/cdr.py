@@ -30,10 +30,13 @@ Events and where the proxy calls them (switch/proxy/proxy.py and execute.py)
    ended Call-IDs give None (a BYE retransmission, an in-dialog request of a call this node
    did not set up).
 7. `expired(now, call_ids=…)` → [CallRecord] — with the Call-IDs whose channel lease expired
-   (`ActiveCalls.sweep`), and periodically with none: the tracker also ends calls nobody
-   ended itself (unanswered for longer than `setup_ttl`, answered and silent for longer
-   than `idle_ttl`). An expired call ends at its last sign of life, never later: billable
-   time that cannot be shown is not charged.
+   (`ActiveCalls.sweep`, which must then return them), and periodically with none: the
+   tracker also ends calls nobody ended itself (unanswered for longer than `setup_ttl`,
+   answered and silent for longer than `idle_ttl`). An expired call ends at its last sign
+   of life, never later: billable time that cannot be shown is not charged.
+8. `drain()` → [CallRecord] — the node stops (switch/node.py does it after the switch
+   stopped, before the writer drains): every open call, ended at its last sign of life,
+   reason "shutdown".
 
 Outcome (`outcome_of`): refused (a Reject decision) > the media service's outcome
 (announcement, busy message, voicemail: the call reached it, whatever the caller did next)
@@ -367,16 +370,22 @@ class CallRecords:
         ended at their last sign of life with reason "expired"."""
         done = [c for c in dict.fromkeys(call_ids) if c in self._open]
         done += [c for c, e in self._open.items() if c not in done and self._stale(e, now)]
-        return [self._expire(c) for c in done]
+        return [self._end_at_last_sign(c, "expired") for c in done]
+
+    def drain(self, reason: str = "shutdown") -> list[CallRecord]:
+        """Every open call, ended at its last sign of life with `reason`: the node stops and
+        nothing will tell this tracker how they end (better an early end than no CDR)."""
+        done = list(self._open)
+        return [self._end_at_last_sign(c, reason) for c in done]
 
     def _stale(self, entry: _Open, now: datetime) -> bool:
         ttl = self.setup_ttl if entry.answered is None else self.idle_ttl
         return now - entry.last_seen > ttl
 
-    def _expire(self, call_id: str) -> CallRecord:
+    def _end_at_last_sign(self, call_id: str, reason: str) -> CallRecord:
         entry = self._open.pop(call_id)
         status = 200 if entry.answered is not None else None
-        return self._record(call_id, entry, entry.last_seen, status, "expired")
+        return self._record(call_id, entry, entry.last_seen, status, reason)
 
     def _evict(self, now: datetime) -> None:
         call_id = next(iter(self._open))

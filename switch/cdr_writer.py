@@ -58,7 +58,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -234,13 +234,13 @@ class CdrWriter:
     # ------------------------------------------------------------------ the task
     async def _run(self) -> None:
         if self._outage:
-            await self._retry()
+            await self._guarded(self._retry())
         while True:
             batch = await self._next_batch()
             if not batch:
                 if self._stopping:
                     return
-                await self._retry_if_due()
+                await self._guarded(self._retry_if_due())
                 continue
             self._in_flight = batch
             try:
@@ -250,7 +250,16 @@ class CdrWriter:
                 await self._to_spool(batch, "outage")
             self._in_flight = []
             if not self._outage and self.spool.records:  # overflow spooled meanwhile
-                await self._retry()
+                await self._guarded(self._retry())
+
+    async def _guarded(self, step: Awaitable[None]) -> None:
+        """A replay that fails for anything but the database (a bug, a full disk) is logged
+        and retried later; the task itself must never end."""
+        try:
+            await step
+        except Exception:
+            log.exception("CDR spool replay failed; retrying later")
+            self._enter_outage()
 
     async def _next_batch(self) -> list[CallRecord]:
         """Up to batch_size records: the first one, then whatever arrives within
@@ -281,12 +290,22 @@ class CdrWriter:
     def _rated(self, record: CallRecord) -> CallRecord:
         if record.rating is not None or record.billing_month is not None:
             return record  # rated already (a spooled record, or a resubmission)
-        zone = self.timezone(record.tenant_id) if record.tenant_id else FALLBACK_TIMEZONE
+        zone = self._zone(record.tenant_id)
         rated = rate_record(record, self.tariffs, zone)
         if rated.rating_error is not None:
             self.metrics.rating_failures.labels(error_id=rated.rating_error).inc()
         self._watch_fair_use(rated, zone)
         return rated
+
+    def _zone(self, tenant_id: str | None) -> str:
+        if tenant_id is None:
+            return FALLBACK_TIMEZONE
+        try:
+            return self.timezone(tenant_id)
+        except Exception:  # a lookup must never cost a CDR: Tokyo's month is the fallback
+            log.exception("time zone of tenant %s unknown; rating in %s", tenant_id,
+                          FALLBACK_TIMEZONE)  # fmt: skip
+            return FALLBACK_TIMEZONE
 
     def _watch_fair_use(self, record: CallRecord, zone: str) -> None:
         device = record.caller_device

@@ -89,7 +89,7 @@ class Node:
             CallRecordRepo(store, pg_form=self.cdr_config.pg_insert),
             spool_path=config.data_dir / "cdr-spool.jsonl",
             tariffs=tariffs,
-            timezone=self._timezone,
+            timezone=self._cdr_timezone,
             registry=self.app.metrics.registry,
             settings=self.cdr_config.writer,
             wall_clock=self.wall_clock,
@@ -112,6 +112,14 @@ class Node:
     def _mount(self, web_app: web.Application, switch: SwitchApp) -> None:
         """The REST API under /v1, counted in the switch's Prometheus registry."""
         mount_api(web_app, self.services, registry=switch.metrics.registry, calls=self.calls)
+
+    def _cdr_timezone(self, tenant_id: str) -> str:
+        """The tenant's zone for rating; the writer may rate (a spool replayed at start-up)
+        before the first snapshot has arrived."""
+        try:
+            return self._timezone(tenant_id)
+        except (AssertionError, AttributeError):  # SwitchApp.snapshot: "no snapshot yet"
+            return "Asia/Tokyo"
 
     def _timezone(self, tenant_id: str) -> str:
         tenant = self.app.snapshot.tenants.get(tenant_id)
@@ -163,5 +171,7 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.app.stop()
+        for record in self.cdrs.drain():  # calls still up: nothing will end them here now
+            self.cdr_writer.submit(record)
         await self.cdr_writer.stop()  # after the calls: drains the queue (database or spool)
         await self.store.close()

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from ..errors import InvalidInput, NotFound, ProvisioningError
 from ..records import CallQuery, CallRecord, DeviceRole, MonthSpan
+from ..rules import PAGE_DEFAULT
 from ..store.base import Store
 from ..store.queries import cdrs as q
 from ..store.queries import devices, tenants
@@ -45,6 +46,7 @@ __all__ = [
     "StatementBuilder",
     "StatementSheet",
     "StatementsUnavailable",
+    "invalid_filter",
 ]
 
 DEFAULT_RETENTION_DAYS = 400
@@ -153,7 +155,12 @@ class CallHistoryService:
 
     # ------------------------------------------------------------------ history
     async def list_calls(
-        self, principal: Principal, query: CallQuery, *, cursor: str | None, limit: int = 50
+        self,
+        principal: Principal,
+        query: CallQuery,
+        *,
+        cursor: str | None,
+        limit: int = PAGE_DEFAULT,
     ) -> Page[HistoryItem]:
         """One page of CDRs matching `query`, newest first. A tenant principal must name its
         own tenant; the operator may name none (every tenant)."""
@@ -187,7 +194,12 @@ class CallHistoryService:
             before = _key_of(items[-1][0])
 
     async def device_calls(
-        self, principal: Principal, query: CallQuery, *, cursor: str | None, limit: int = 50
+        self,
+        principal: Principal,
+        query: CallQuery,
+        *,
+        cursor: str | None,
+        limit: int = PAGE_DEFAULT,
     ) -> Page[HistoryItem]:
         """One ID's history (the device-facing view): `query.device` must be an ID of
         `query.tenant_id` (not-found otherwise)."""
@@ -226,7 +238,7 @@ class CallHistoryService:
         return sheet.document()
 
     async def all_statements(
-        self, principal: Principal, label: str, *, cursor: str | None, limit: int = 50
+        self, principal: Principal, label: str, *, cursor: str | None, limit: int = PAGE_DEFAULT
     ) -> Page[dict[str, Any]]:
         """Operator: every tenant's statement summary for `label`, a page of tenants (those
         with CDRs in that month) at a time."""

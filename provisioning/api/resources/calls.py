@@ -35,10 +35,9 @@ from typing import Any
 
 from aiohttp import web
 
-from provisioning.errors import InvalidInput
 from provisioning.model import normalize_number
 from provisioning.records import CallDirection, CallOutcome, CallQuery, CallRecord, DeviceRole
-from provisioning.services.cdrs import CallHistoryService, HistoryItem
+from provisioning.services.cdrs import CallHistoryService, HistoryItem, invalid_filter
 
 from ..common import (
     DEVICE_ID,
@@ -47,6 +46,7 @@ from ..common import (
     TENANT_ID,
     TIMESTAMP,
     ident,
+    page_args,
     page_of,
 )
 from ..core import JSON, Ctx, Operation, Reply
@@ -231,27 +231,23 @@ def _instant(name: str, text: str | None) -> datetime | None:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise _bad(name, "not an RFC 3339 date-time") from None
+        raise invalid_filter(name, "not an RFC 3339 date-time") from None
     if value.utcoffset() is None:
-        raise _bad(name, "needs a UTC offset (Z or +09:00)")
+        raise invalid_filter(name, "needs a UTC offset (Z or +09:00)")
     return value
-
-
-def _bad(name: str, reason: str) -> InvalidInput:
-    return InvalidInput("invalid-filter", f"filter {name}: {reason}", {"filter": name})
 
 
 def _query(ctx: Ctx, tenant_id: str | None) -> CallQuery:
     q = ctx.query
     since, until = _instant("since", q.get("since")), _instant("until", q.get("until"))
     if since is not None and until is not None and since >= until:
-        raise _bad("until", "must be after since")
+        raise invalid_filter("until", "must be after since")
     number = q.get("number")
     if number is not None:
         try:
             number = normalize_number(number)
         except ValueError:
-            raise _bad("number", "not a Japanese number") from None
+            raise invalid_filter("number", "not a Japanese number") from None
     direction, outcome = q.get("direction"), q.get("outcome")
     return CallQuery(
         tenant_id=tenant_id, since=since, until=until, number=number, party=q.get("party"),
@@ -268,9 +264,7 @@ async def _history(ctx: Ctx, tenant_id: str | None) -> Reply | web.StreamRespons
     query = _query(ctx, tenant_id)
     if ctx.query.get("format") == "csv":
         return await _stream_csv(ctx, query)
-    page = await _service(ctx).list_calls(
-        ctx.principal, query, cursor=ctx.query.get("cursor"), limit=ctx.query.get("limit", 50)
-    )
+    page = await _service(ctx).list_calls(ctx.principal, query, **page_args(ctx.query))
     items = [render_call(r, role) for r, role in page.items]
     return Reply(200, {"items": items, "next_cursor": page.next_cursor})
 
@@ -289,9 +283,7 @@ async def list_device_calls(ctx: Ctx) -> Reply:
     query = CallQuery(
         tenant_id=p["tenant_id"], device=p["device_id"], since=times.since, until=times.until
     )
-    page = await _service(ctx).device_calls(
-        ctx.principal, query, cursor=q.get("cursor"), limit=q.get("limit", 50)
-    )
+    page = await _service(ctx).device_calls(ctx.principal, query, **page_args(q))
     items = [render_device_call(r, role or DeviceRole.SHOWN) for r, role in page.items]
     return Reply(200, {"items": items, "next_cursor": page.next_cursor})
 

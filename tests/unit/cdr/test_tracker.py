@@ -352,6 +352,23 @@ def test_the_tracker_expires_calls_nobody_ended() -> None:
     assert (talk.call_id, talk.billable_seconds) == ("talk", 0)  # no sign of life after answer
 
 
+def test_drain_ends_every_open_call_at_its_last_sign_of_life() -> None:
+    snap = office()
+    t = tracker()
+    described = describe(*inbound(snap), None, snap)
+    t.started("talk", described, now=at(0))
+    t.answered("talk", now=at(2), device_id="A", kind=DeviceKind.DESK)
+    t.touched("talk", now=at(50))
+    t.started("ring", described, now=at(10))
+    records = {r.call_id: r for r in t.drain()}
+    assert len(t) == 0 and set(records) == {"talk", "ring"}
+    talk, ring = records["talk"], records["ring"]
+    assert (talk.outcome, talk.billable_seconds, talk.end_reason) == (
+        CallOutcome.ANSWERED, 48, "shutdown",
+    )  # fmt: skip
+    assert (ring.outcome, ring.ended_at, ring.sip_status) == (CallOutcome.FAILED, at(10), None)
+
+
 def test_memory_is_bounded_and_evictions_are_handed_over() -> None:
     evicted: list[CallRecord] = []
     t = CallRecords(node="n", limit=3, on_evicted=evicted.append)

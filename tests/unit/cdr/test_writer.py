@@ -378,6 +378,24 @@ async def test_call_metrics_and_fair_use(tmp_path: Path) -> None:
     await w.stop()
 
 
+async def test_a_failing_time_zone_lookup_costs_no_cdr(tmp_path: Path) -> None:
+    sink = FakeSink()
+    w = CdrWriter(
+        sink,
+        spool_path=tmp_path / "cdr-spool.jsonl",
+        tariffs=default_tariffs(),
+        timezone=lambda tenant: {}[tenant],  # e.g. no snapshot yet at start-up
+        registry=CollectorRegistry(),
+        settings=WriterSettings(batch_interval=0.01),
+    )
+    await w.start()
+    late = START.replace(day=25, hour=15, minute=30)  # the 26th in Tokyo
+    w.submit(record(1, started_at=late, answered_at=late, ended_at=late + timedelta(seconds=61)))
+    await until(lambda: len(sink.rows) == 1)
+    assert sink.rows[record(1).cdr_id].billing_month == "2024-06"  # rated in Tokyo's month
+    await w.stop()
+
+
 def test_the_cdr_section() -> None:
     c = CdrConfig.from_section({"batch_size": 100, "retention_days": 30, "node": "sw-1"})
     assert (c.writer.batch_size, c.writer.batch_interval, c.retention_days, c.node) == (
@@ -390,3 +408,7 @@ def test_the_cdr_section() -> None:
         CdrConfig.from_section({"batch_size": 0})
     with pytest.raises(ValueError):
         CdrConfig.from_section({"retention_days": 0})
+    with pytest.raises(ValueError, match="pg_insert"):
+        CdrConfig.from_section({"pg_insert": "bulk"})
+    assert CdrConfig.from_section({"pg_insert": "unnest"}).pg_insert == "unnest"
+    assert CdrConfig().pg_insert == "copy"
