@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint typecheck venv test-deps clean torture
+.PHONY: run test bench lint typecheck venv test-deps clean torture fuzz
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"' \
@@ -44,6 +44,11 @@ lint: $(STAMP)
 
 torture: $(STAMP)
 	@scripts/torture.sh
+
+## Fuzz a running switch: 10^5 mutated/random UDP datagrams and 10^3 mutated TCP streams,
+## then check it is alive, logged no traceback and still answers (not part of `make test`).
+fuzz: $(STAMP)
+	$(VPY) scripts/fuzz.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

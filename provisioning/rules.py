@@ -59,12 +59,17 @@ MAX_ADDITIONAL_NUMBERS = 2
 MAX_APP_RING_DELAY = 30.0  # seconds apps wait while desk phones/ATAs ring
 MAX_RING_TIME_RANGE = (5.0, 300.0)  # seconds before giving up
 MAX_PROMPTS = 10  # uploaded announcements per tenant
-MAX_PROMPT_BYTES = 5 * 1024 * 1024  # per prompt; the audio is kept in the database
+# An uploaded prompt file as received (a minute of 48 kHz 16-bit mono WAV is 5.8 MB; the seeds'
+# only upload limit is 10 MB, for FAX); when uploads are converted, the stored 8 kHz 16-bit mono
+# WAV is at most MAX_PROMPT_SECONDS long (under 1 MB).
+MAX_PROMPT_BYTES = 10 * 1024 * 1024
+MAX_PROMPT_SECONDS = 60.0
 MAX_PHONEBOOK_ENTRIES = 1000  # web phonebook entries per tenant
 VOICEMAIL_MAX_SECONDS = 30.0  # one message (the recording stops there, with a tone)
 VOICEMAIL_MIN_SECONDS = 1.0  # shorter messages are not kept
 VOICEMAIL_MAILBOX_LIMIT = 15  # messages kept per mailbox; the 16th caller hears "full"
 VOICEMAIL_RETENTION_DAYS = 7  # each message is deleted this long after it was received
+VOICEMAIL_DELETE_MAX = 100  # message ids in one delete-many request
 # Field lengths (characters).
 TENANT_NAME_MAX = 200
 USERNAME_MAX = 64  # SIP digest username

@@ -1,6 +1,9 @@
 """Pure call-routing policy: (call, snapshot, live state, time) -> Decision. No I/O.
 
-See `routing.policy` for the rules and their precedence."""
+The proxy asks twice per call, with one classification of the dialled string (`Call`):
+`needs(call, snapshot)` says which live state to load (routing.needs), then
+`decide(call, snapshot, live, now)` returns the Decision. See `routing.policy` for the rules
+and their precedence."""
 
 from .call import Call, Direction, LiveState, LiveView
 from .decisions import (
@@ -17,8 +20,11 @@ from .decisions import (
     Ring,
     RingStage,
     Voicemail,
+    VoicemailMenu,
 )
+from .needs import Needs, needs
 from .policy import decide
+from .settings import RoutingSettings
 
 __all__ = [
     "Announce",
@@ -31,12 +37,16 @@ __all__ = [
     "Internal",
     "LiveState",
     "LiveView",
+    "Needs",
     "NoAnswer",
     "NoAnswerAction",
     "Outbound",
     "Reject",
     "Ring",
     "RingStage",
+    "RoutingSettings",
     "Voicemail",
+    "VoicemailMenu",
     "decide",
+    "needs",
 ]

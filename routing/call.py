@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
+from .dialled import Dialled, classify, classify_called
+
 
 class Direction(enum.StrEnum):
     INBOUND = "inbound"  # from a trusted carrier gateway, to one of the service's numbers
@@ -24,7 +26,9 @@ class Call:
     """One new INVITE.
 
     `dialled` is the Request-URI user part as received ("0312345678", "+81312345678", "110",
-    "tel:+1…", another device's username …); routing classifies it. `caller_number` and
+    "tel:+1…", another device's username …). `classified` is its classification
+    (routing.dialled: `classify_called` for a carrier's call, `classify` for a device's),
+    computed once, here, and read by `routing.needs` and `routing.decide`. `caller_number` and
     `caller_display` are the caller's identity as received (P-Asserted-Identity or From), kept
     for the ring, the CDR and the app's call history; they are never trusted for routing.
     `fax` is the proxy's hint that the offer is a FAX (an image/t38 media line): a FAX still
@@ -39,8 +43,12 @@ class Call:
     device_id: str | None = None  # the calling ID when direction is FROM_DEVICE
     gateway_id: str | None = None  # the carrier gateway when direction is INBOUND
     fax: bool = False
+    classified: Dialled = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        inbound = self.direction is Direction.INBOUND
+        reading = classify_called if inbound else classify
+        object.__setattr__(self, "classified", reading(self.dialled))  # frozen: set once here
         if not self.call_id:
             raise ValueError("call_id must not be empty")
         if self.direction is Direction.FROM_DEVICE and not self.device_id:

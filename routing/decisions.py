@@ -10,12 +10,18 @@ outcome silently: the decision is still the documented fallback.
 `takes_channel` says whether the proxy must take a channel lease (the tenant's simultaneous-call
 allowance, = its number of IDs) before carrying the decision out. Routing has already checked
 that one is free when it says True; the proxy's lease is the authority under a race.
+
+`Decision` is the closed union of the eight decisions. Whoever carries decisions out matches on
+it and ends with `typing.assert_never`, so a decision added here and forgotten there fails the
+type check, not a call. `BaseDecision` only holds the fields and checks every decision shares;
+nothing outside this module should name it.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TypeAlias
 
 
 def _require(ok: bool, message: str) -> None:
@@ -24,8 +30,9 @@ def _require(ok: bool, message: str) -> None:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Decision:
-    """Base of every decision. `rule` is the metric/CDR label of the rule that fired."""
+class BaseDecision:
+    """The fields and checks of every decision. `rule` is the metric/CDR label of the rule
+    that fired."""
 
     rule: str
     anomalies: tuple[str, ...] = ()
@@ -37,18 +44,18 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _TenantDecision(Decision):
+class _TenantDecision(BaseDecision):
     tenant_id: str
     number: str  # the tenant number (E.164) the call is about
 
     def __post_init__(self) -> None:
-        Decision.__post_init__(self)
+        BaseDecision.__post_init__(self)
         _require(bool(self.tenant_id), "tenant_id must not be empty")
         _require(self.number.startswith("+"), f"number must be E.164: {self.number!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Reject(Decision):
+class Reject(BaseDecision):
     """Answer the INVITE with a final error response. `warning` is the text of a
     `Warning: 399 <host> "<text>"` header (RFC 3261 §20.43) for the device's screen; None
     when the reason must not leak to the far end (calls from the carrier)."""
@@ -59,7 +66,7 @@ class Reject(Decision):
     tenant_id: str | None = None
 
     def __post_init__(self) -> None:
-        Decision.__post_init__(self)
+        BaseDecision.__post_init__(self)
         _require(400 <= self.status <= 699, f"a rejection is a 4xx-6xx status: {self.status}")
         _require(bool(self.reason), "reason must not be empty")
         _require(not self.takes_channel, "a rejection takes no channel")
@@ -220,7 +227,7 @@ class DestinationKind(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Outbound(Decision):
+class Outbound(BaseDecision):
     """Send the call to the carrier gateway. `destination` is E.164, or a short code ("104").
     The carrier sees `presented_number` (P-Asserted-Identity); `withhold_identity` asks for
     `Privacy: id` (the caller dialled the 184 prefix)."""
@@ -236,7 +243,7 @@ class Outbound(Decision):
     takes_channel: bool = True
 
     def __post_init__(self) -> None:
-        Decision.__post_init__(self)
+        BaseDecision.__post_init__(self)
         _require(bool(self.tenant_id) and bool(self.device_id), "tenant and device required")
         _require(self.presented_number.startswith("+81"), "presented number must be +81…")
         short = self.destination_kind is DestinationKind.DIRECTORY
@@ -246,7 +253,7 @@ class Outbound(Decision):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Internal(Decision):
+class Internal(BaseDecision):
     """A call between the tenant's own devices: free, no channel, no carrier, not recorded
     (recording is an option of a number and no number is involved). `via_number` is set when
     the device dialled one of the tenant's own numbers; its ring group rings internally,
@@ -258,8 +265,32 @@ class Internal(Decision):
     via_number: str | None = None
 
     def __post_init__(self) -> None:
-        Decision.__post_init__(self)
+        BaseDecision.__post_init__(self)
         _require(bool(self.device_ids), "an internal call rings at least one device")
         _require(self.device_id not in self.device_ids, "a device does not ring itself")
         _require(len(set(self.device_ids)) == len(self.device_ids), "duplicate device")
         _require(not self.takes_channel, "internal calls take no channel")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoicemailMenu(BaseDecision):
+    """A device dialled the voicemail access code: the media service's menu over the messages
+    of every number whose ring group includes the device and that has voicemail (`mailboxes`,
+    E.164). No channel: the media service is ours and nothing leaves the service."""
+
+    tenant_id: str
+    device_id: str
+    mailboxes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        BaseDecision.__post_init__(self)
+        _require(bool(self.tenant_id) and bool(self.device_id), "tenant and device required")
+        _require(bool(self.mailboxes), "a voicemail menu needs at least one mailbox")
+        _require(all(m.startswith("+") for m in self.mailboxes), "mailboxes must be E.164")
+        _require(not self.takes_channel, "the voicemail menu takes no channel")
+
+
+# The closed set of decisions (see the module docstring).
+Decision: TypeAlias = (
+    Reject | Ring | Forward | Announce | Busy | Voicemail | Outbound | Internal | VoicemailMenu
+)

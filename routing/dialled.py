@@ -1,4 +1,13 @@
-"""Classify what a device dialled (the Request-URI user part).
+"""Classify the dialled string of a call (the Request-URI user part), once per call: `Call`
+does it when it is built (`Call.classified`), and both `routing.needs` and `routing.decide`
+read that. Two readings, by who dials:
+
+`classify_called` - what a carrier delivers: one of the service's numbers, in national or
+E.164 form ("0312345678", "+81312345678", also "81312345678"; separators, a "tel:" scheme and
+";" parameters tolerated). `e164` is set when it is a Japanese number at all; the kind is
+NATIONAL then, INVALID otherwise. No prefixes: 184/186 are dialled by callers, not delivered.
+
+`classify` - what a device dialled:
 
 Japanese dialling, as the service's devices send it:
 - "110", "118", "119": police, coast guard, fire/ambulance. The service cannot place them.
@@ -56,7 +65,17 @@ def clean(text: str) -> str:
     return _SEPARATORS.sub("", text)
 
 
+def classify_called(text: str) -> Dialled:
+    """The called number of an inbound carrier call (see the module docstring)."""
+    try:
+        e164 = normalize_number(text.split(";", 1)[0])
+    except ValueError:
+        return Dialled(kind=DialKind.INVALID, digits=clean(text))
+    return Dialled(kind=DialKind.NATIONAL, digits=clean(text), e164=e164)
+
+
 def classify(text: str) -> Dialled:
+    """What a device dialled (see the module docstring)."""
     digits = clean(text)
     withhold = False
     for prefix, hide in ((WITHHOLD_PREFIX, True), (PRESENT_PREFIX, False)):

@@ -31,6 +31,7 @@ from .decisions import (
     RingStage,
     Voicemail,
 )
+from .dialled import classify_called
 from .schedule import local_slot, slot_action
 
 DEFAULT_MAX_RING_TIME = 60.0
@@ -54,7 +55,7 @@ class _Ctx:
 
 
 def decide_inbound(call: Call, snapshot: Snapshot, live: LiveView, now: datetime) -> Decision:
-    number = lookup_number(call.dialled, snapshot)
+    number = snapshot.numbers.get(call.classified.e164 or "")
     if number is None:
         return Reject(status=404, reason="Not Found", rule="inbound-unknown-number")
     tenant = snapshot.tenants.get(number.tenant_id)
@@ -75,11 +76,8 @@ def decide_inbound(call: Call, snapshot: Snapshot, live: LiveView, now: datetime
 
 
 def lookup_number(dialled: str, snapshot: Snapshot) -> Number | None:
-    try:
-        e164 = normalize_number(dialled.split(";", 1)[0])
-    except ValueError:
-        return None
-    return snapshot.numbers.get(e164)
+    """The service's number a carrier's dialled string names (routing.dialled)."""
+    return snapshot.numbers.get(classify_called(dialled).e164 or "")
 
 
 def forwarding_on(number: Number) -> bool:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from provisioning.model import Device, DeviceKind, NumberKind, Snapshot, Tenant
 
 from .call import Call, LiveView
-from .decisions import Decision, DestinationKind, Internal, Outbound, Reject
-from .dialled import DialKind, Dialled, classify, destination_kind
+from .decisions import Decision, DestinationKind, Internal, Outbound, Reject, VoicemailMenu
+from .dialled import DialKind, Dialled, destination_kind
+from .settings import DEFAULT_SETTINGS, RoutingSettings
 
 EMERGENCY_WARNING = (
     "emergency calls (110/118/119) are not available on this service; "
@@ -40,8 +41,10 @@ _REFUSALS: dict[DialKind, tuple[int, str, str, str]] = {
 }
 
 
-def decide_from_device(call: Call, snapshot: Snapshot, live: LiveView) -> Decision:
-    dialled = classify(call.dialled)
+def decide_from_device(
+    call: Call, snapshot: Snapshot, live: LiveView, settings: RoutingSettings = DEFAULT_SETTINGS
+) -> Decision:
+    dialled = call.classified
     if dialled.kind is DialKind.EMERGENCY:
         # Before anything else: whoever calls, whatever the tenant's state, never to the trunk.
         return Reject(
@@ -61,6 +64,8 @@ def decide_from_device(call: Call, snapshot: Snapshot, live: LiveView) -> Decisi
             rule="outbound-tenant-suspended",
             tenant_id=tenant.id,
         )
+    if call.dialled.strip() == settings.voicemail_access_code:
+        return _voicemail_menu(device, snapshot)
     internal = _internal(call, device, snapshot, live, dialled)
     if internal is not None:
         return internal
@@ -69,6 +74,27 @@ def decide_from_device(call: Call, snapshot: Snapshot, live: LiveView) -> Decisi
         status, reason, warning, rule = refusal
         return Reject(status=status, reason=reason, warning=warning, rule=rule, tenant_id=tenant.id)
     return _outbound(device, tenant, snapshot, live, dialled)
+
+
+def _voicemail_menu(device: Device, snapshot: Snapshot) -> Decision:
+    """The mailboxes the device may listen to: every number of its tenant with voicemail
+    whose ring group includes it (service rule: desk phones can listen to voicemail too)."""
+    mailboxes = tuple(
+        sorted(
+            n.e164
+            for n in snapshot.numbers.values()
+            if n.tenant_id == device.tenant_id and n.options.voicemail and device.id in n.ring_group
+        )
+    )
+    if not mailboxes:
+        return Reject(
+            status=404, reason="Not Found", warning="no voicemail for this ID",
+            rule="voicemail-menu-no-mailbox", tenant_id=device.tenant_id,
+        )  # fmt: skip
+    return VoicemailMenu(
+        rule="voicemail-menu", tenant_id=device.tenant_id, device_id=device.id,
+        mailboxes=mailboxes,
+    )  # fmt: skip
 
 
 def _internal(

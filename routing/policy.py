@@ -1,5 +1,8 @@
 """The call-routing policy: `decide(call, snapshot, live, now) -> Decision`. Pure: no I/O, no
 clock (time is an argument), no randomness; the same inputs always give the same decision.
+It reads the dialled string as classified when the Call was built (`Call.classified`), and of
+the live state only what `routing.needs` names for the call (tests/unit/routing/test_needs.py
+checks it), so the proxy loads exactly that.
 
 Inbound (a carrier gateway delivers a call to a dialled number), first match wins:
 
@@ -37,6 +40,10 @@ From a device (an authenticated ID), first match wins:
    barred destination; 380 Alternative Service (RFC 5031) would invite the phone to retry the
    emergency call elsewhere, which is not ours to promise.
 2. Unknown device -> Reject 403; suspended tenant -> Reject 403 "the service is suspended".
+   The voicemail access code (`RoutingSettings.voicemail_access_code`, default 1417 - the
+   code Japanese users know from the carrier's voicemail centre) -> VoicemailMenu over the
+   mailboxes of every number with voicemail whose ring group includes the device; none ->
+   Reject 404 with a Warning.
 3. The tenant's own ID usernames -> Internal (no channel, free); itself -> 486; not logged in
    -> 480. The tenant's own numbers (national or E.164) -> Internal to that number's ring group,
    minus the caller (no after-hours, no forwarding, no channel).
@@ -60,12 +67,21 @@ from .call import Call, Direction, LiveView
 from .decisions import Decision
 from .inbound import decide_inbound
 from .outbound import decide_from_device
+from .settings import DEFAULT_SETTINGS, RoutingSettings
+
+__all__ = ["RoutingSettings", "decide"]
 
 
-def decide(call: Call, snapshot: Snapshot, live: LiveView, now: datetime) -> Decision:
+def decide(
+    call: Call,
+    snapshot: Snapshot,
+    live: LiveView,
+    now: datetime,
+    settings: RoutingSettings = DEFAULT_SETTINGS,
+) -> Decision:
     """Route one new call. `now` must be timezone-aware (the proxy passes UTC)."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime")
     if call.direction is Direction.INBOUND:
         return decide_inbound(call, snapshot, live, now)
-    return decide_from_device(call, snapshot, live)
+    return decide_from_device(call, snapshot, live, settings)

@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import hmac
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -48,11 +50,13 @@ from media.ua.agent import MediaSettings
 from media.ua.app import MediaApp, MediaListen
 from media.ua.config import PROXY_KEYS, MediaConfig
 from media.ua.services import ServiceDeps
+from media.voicemail import VoicemailStore
 from provisioning.live import dropped_devices
 from provisioning.model import Snapshot
 from provisioning.seed import load_seed
 from switch.config import Config, resolve_secret
 from switch.metrics import CONTENT_TYPE, Metrics
+from switch.mwi import MwiNotifier
 from switch.proxy.registrar import Registrar, RegistrarPolicy
 from switch.sip.digest import DigestAuthenticator
 from switch.sip.transaction import TransactionLayer
@@ -122,6 +126,7 @@ class SwitchApp:
         self.proxy_factory = proxy_factory or make_proxy
         self.media_deps = media
         self.media: MediaApp | None = None  # the embedded media service, when it runs here
+        self.mwi: MwiNotifier | None = None  # message-waiting indication, with voicemail
         self._snapshot: Snapshot | None = None
         self._registrations = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -139,6 +144,7 @@ class SwitchApp:
 
     def apply_snapshot(self, new: Snapshot) -> None:
         old, self._snapshot = self._snapshot, new
+        self._exempt_peers()
         if old is None:
             return
         for device_id in dropped_devices(old, new):
@@ -188,9 +194,11 @@ class SwitchApp:
         self.metrics.watch_registrations(lambda: self._registrations)
         await self._start_transports()
         await self._start_media()
+        self._exempt_peers()
         self.proxy = self.proxy_factory(self)
         self.core.users.default = self.proxy
         self.core.users.add("REGISTER", self.registrar)
+        self._start_mwi()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         _tune_gc()
         if cfg.http is not None:
@@ -198,10 +206,7 @@ class SwitchApp:
 
     async def _start_transports(self) -> None:
         cfg = self.config
-        settings = TransportSettings(
-            max_message_bytes=cfg.max_message_bytes, max_connections=cfg.max_connections,
-            idle_timeout=cfg.idle_timeout, udp_buffer_bytes=cfg.udp_buffer_bytes,
-        )  # fmt: skip
+        settings = TransportSettings.from_config(cfg)
         self.transports = TransportManager(self.core, self.metrics, settings)
         tls_ctx = None
         if cfg.tls is not None:
@@ -213,6 +218,39 @@ class SwitchApp:
         self.sip_addresses = dict(self.transports.bound)
         rcv, snd = self.transports.udp_buffers
         log.info("UDP buffers granted: SO_RCVBUF=%d SO_SNDBUF=%d", rcv, snd)
+
+    def _start_mwi(self) -> None:
+        """Message-waiting indication (switch/mwi.py) for the voicemail the media service
+        keeps: SUBSCRIBE message-summary goes to it, and the registrar tells it when a device
+        registers (unsolicited NOTIFY)."""
+        if self.media_deps is None:
+            return
+        section = MediaConfig.from_section(dict(self.config.extra.get("media", {})))
+        mwi = MwiNotifier(
+            sender=self.core, snapshot=lambda: self.snapshot, state=self.state,
+            authenticator=self.authenticator, counts=_MailboxCounts(self.media_deps.voicemail),
+            registry=self.metrics.registry, unsolicited=section.mwi_unsolicited,
+        )  # fmt: skip
+        mwi.sender = self.core.sender_for(mwi)
+        self.core.users.add("SUBSCRIBE", mwi, event="message-summary")
+        self.registrar.on_registered = mwi.registered
+        self.mwi = mwi
+
+    def _exempt_peers(self) -> None:
+        """The flood guard never blocks the carrier gateways (their allowed sources) nor the
+        media services (a media process sends a BYE per call): trusted peers whose rate is
+        the service's own load, not an attack."""
+        if not hasattr(self, "transports") or self._snapshot is None:
+            return
+        peers = [s for gw in self._snapshot.gateways for s in gw.allowed_sources]
+        peers += _media_uris(self.config)
+        if self.media is not None and self.media.address is not None:
+            # the embedded media service: its one flow only (phones may share its address)
+            self.transports.set_exempt_flows([self.media.address])
+        try:
+            self.transports.set_exempt(peers)
+        except ValueError as exc:  # a host name among them: the configured ones still apply
+            log.warning("flood exemptions not applied: %s", exc)
 
     async def _start_media(self) -> None:
         """The embedded media service (announcements, busy message, voicemail), unless the
@@ -258,6 +296,8 @@ class SwitchApp:
             try:
                 await self.state.expire(time.time())
                 self._registrations = await self.state.count()
+                if self.mwi is not None:
+                    await self.mwi.sweep()
             except Exception:
                 log.exception("housekeeping failed")
             with contextlib.suppress(TimeoutError):
@@ -295,7 +335,9 @@ SWITCH_APP_KEY = web.AppKey("switch_app", SwitchApp)
 
 def make_proxy(app: SwitchApp) -> TransactionUser:
     """The real proxy (switch/proxy/proxy.py) with the routing policy (routing.policy) and
-    the `[proxy]` / `[media]` sections of the configuration."""
+    the `[proxy]` / `[media]` / `[routing]` sections of the configuration."""
+    from routing.policy import decide
+    from routing.settings import RoutingSettings
     from switch.proxy.proxy import Proxy, ProxyConfig
 
     extra = app.config.extra
@@ -309,7 +351,42 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
         authenticator=app.authenticator,
         metrics=app.metrics,
         config=ProxyConfig.from_sections(extra.get("proxy", {}), media),
+        decide=functools.partial(
+            decide, settings=RoutingSettings.from_section(extra.get("routing", {}))
+        ),
     )
+
+
+class _MailboxCounts:
+    """MWI's counts over the voicemail store the media service uses."""
+
+    def __init__(self, store: VoicemailStore) -> None:
+        self._store = store
+
+    async def counts(self, tenant_id: str, mailboxes: tuple[str, ...]) -> tuple[int, int]:
+        messages = await self._store.messages(tenant_id, mailboxes)
+        new = sum(1 for m in messages if not m.heard)
+        return new, len(messages) - new
+
+
+def _media_uris(config: Config) -> list[str]:
+    """The address hosts of the configured external media services (`[media] uri`); names
+    are left out (the flood guard takes addresses)."""
+    from switch.proxy.diversion import MediaService
+
+    uri = config.extra.get("media", {}).get("uri")
+    if not uri:
+        return []
+    hosts = [u.host.strip("[]") for u in MediaService.parse(uri).uris]
+    return [h for h in hosts if _is_address(h)]
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _tune_gc() -> None:

@@ -108,6 +108,15 @@ class Config:
     state_url: str = "memory"  # or redis://host:port/db (rediss:// for TLS)
     # [log]
     log_level: str = "INFO"
+    # [security] (README "Floods and connection limits"; switch/transport/flood.py, admission.py)
+    flood_limit: int = 600  # messages per source within flood_window; 0 = no flood limit
+    flood_window: float = 2.0
+    flood_block: float = 10.0  # blocked until under the limit for this long (s)
+    flood_exempt: tuple[str, ...] = ()  # addresses/networks never flood-blocked
+    max_connections_per_source: int = 1_000  # TCP/TLS connections from one address
+    max_untrusted_per_source: int = 100  # of which not yet trusted
+    first_message_timeout: float = 5.0  # a new connection must deliver a message by then
+    untrusted_idle_timeout: float = 30.0  # idle timeout until a connection is trusted
     extra: Mapping[str, Any] = field(default_factory=dict)  # sections owned by other modules
 
     def __post_init__(self) -> None:
@@ -125,9 +134,22 @@ class Config:
             raise ConfigError("sip.tls_listen needs sip.tls_cert and sip.tls_key")
         if self.max_connections < 1 or self.udp_buffer_bytes < 0:
             raise ConfigError("sip.max_connections >= 1 and udp_buffer_bytes >= 0 required")
+        self._check_security()
         check_state_url(self.state_url)
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"log.level: unknown level {self.log_level!r}")
+
+    def _check_security(self) -> None:
+        if self.flood_limit < 0 or not (self.flood_window > 0 and self.flood_block > 0):
+            raise ConfigError("security: flood_limit >= 0, flood_window > 0, flood_block > 0")
+        if not 1 <= self.max_untrusted_per_source <= self.max_connections_per_source:
+            raise ConfigError(
+                "security: 1 <= max_untrusted_per_source <= max_connections_per_source"
+            )
+        if min(self.first_message_timeout, self.untrusted_idle_timeout) <= 0:
+            raise ConfigError("security: connection timeouts must be > 0")
+        if self.untrusted_idle_timeout >= self.idle_timeout:
+            raise ConfigError("security.untrusted_idle_timeout must be below sip.idle_timeout")
 
     @property
     def effective_database_url(self) -> str:
@@ -189,6 +211,21 @@ def _algorithms(v: Any) -> tuple[str, ...]:
     return algs
 
 
+def _exempt(v: Any) -> tuple[str, ...]:
+    """[security] exempt: IP addresses or networks ("192.0.2.10", "198.51.100.0/24")."""
+    from switch.transport.flood import parse_exempt
+
+    if not isinstance(v, list):
+        raise ConfigError(f"a list of addresses or networks expected, got {v!r}")
+    entries = tuple(_str(e) for e in v)
+    for entry in entries:
+        try:
+            parse_exempt(entry)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return entries
+
+
 _KEYS: dict[tuple[str, str], tuple[str, Any]] = {
     ("sip", "listen"): ("sip", _addr),
     ("sip", "tls_listen"): ("tls", _opt_addr),
@@ -216,6 +253,14 @@ _KEYS: dict[tuple[str, str], tuple[str, Any]] = {
     ("data", "database_url"): ("database_url", _opt_str),
     ("state", "url"): ("state_url", _str),
     ("log", "level"): ("log_level", _str),
+    ("security", "flood_limit"): ("flood_limit", _int),
+    ("security", "flood_window"): ("flood_window", _num),
+    ("security", "flood_block"): ("flood_block", _num),
+    ("security", "exempt"): ("flood_exempt", _exempt),
+    ("security", "max_connections_per_source"): ("max_connections_per_source", _int),
+    ("security", "max_untrusted_per_source"): ("max_untrusted_per_source", _int),
+    ("security", "first_message_timeout"): ("first_message_timeout", _num),
+    ("security", "untrusted_idle_timeout"): ("untrusted_idle_timeout", _num),
 }
 _SECTIONS = {s for s, _ in _KEYS}
 # Sections other modules own (read by them from Config.extra); unknown keys there are theirs.
@@ -256,15 +301,17 @@ def _check_proxy_sections(extra: Mapping[str, Any]) -> None:
     `uri`/`secret` of [media]) and by the media service (media.ua.config.MediaConfig: the
     rest of [media]); check them at load time so that a typo stops `softswitch serve` with a
     message, not a traceback."""
-    if "proxy" not in extra and "media" not in extra:
+    if not {"proxy", "media", "routing"} & set(extra):
         return
     from media.ua.config import PROXY_KEYS, MediaConfig
+    from routing.settings import RoutingSettings
     from switch.proxy.proxy import ProxyConfig
 
     proxy, media = extra.get("proxy", {}), extra.get("media", {})
     if not isinstance(proxy, Mapping) or not isinstance(media, Mapping):
         raise ConfigError("[proxy] and [media] must be tables")
     try:
+        RoutingSettings.from_section(extra.get("routing", {}))
         MediaConfig.from_section(media)
         ProxyConfig.from_sections(proxy, {k: v for k, v in media.items() if k in PROXY_KEYS})
     except ValueError as exc:

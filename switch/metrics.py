@@ -6,7 +6,8 @@ several apps in one process. The proxy imports `Metrics` and uses `calls_total` 
 
 Gauges that mirror live state (`sip_transactions_active`, `sip_registrations_active`) are
 filled by callbacks registered by the app (`watch_transactions`, `watch_registrations`) at
-scrape time, so the hot path never touches them.
+scrape time, so the hot path never touches them; so are the flood guard's counters
+(`watch_flood`, registered by the transport manager).
 
 `sip_requests_total` and `sip_responses_total` are counted once per SIP message, so they are
 plain dict counters (`request_counts`, `response_counts`, incremented by the transport
@@ -46,6 +47,30 @@ class _Callbacks(Collector):
         regs = GaugeMetricFamily("sip_registrations_active", "Registered contacts (bindings)")
         regs.add_metric([], self.registrations() if self.registrations is not None else 0)
         yield regs
+
+
+class _FloodStats(Collector):
+    """The flood guard's counters (plain ints on the hot path), read at scrape time."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], tuple[int, int, int]] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        blocks, dropped, blocked = self.source() if self.source is not None else (0, 0, 0)
+        started = CounterMetricFamily(
+            "sip_flood_blocks", "Sources blocked for flooding (blocks started)"
+        )
+        started.add_metric([], float(blocks))
+        yield started
+        gone = CounterMetricFamily(
+            "sip_flood_dropped",
+            "Datagrams, stream messages and connections dropped unparsed: source blocked",
+        )
+        gone.add_metric([], float(dropped))
+        yield gone
+        now = GaugeMetricFamily("sip_flood_blocked_sources", "Sources blocked right now")
+        now.add_metric([], float(blocked))
+        yield now
 
 
 class MessageCounts(Collector):
@@ -125,6 +150,20 @@ class Metrics:
         self.connections_active = Gauge(
             "sip_connections_active", "Open TCP/TLS connections", ["transport"], registry=r
         )
+        self.connections_refused_total = Counter(
+            "sip_connections_refused_total",
+            "Inbound TCP/TLS connections refused, by reason (global_limit, source_limit, "
+            "source_untrusted_limit, flood_blocked)",
+            ["transport", "reason"],
+            registry=r,
+        )
+        self.connections_closed_total = Counter(
+            "sip_connections_closed_total",
+            "TCP/TLS connections closed by the switch, by reason (first_message_timeout, "
+            "untrusted_idle, idle, flood_blocked)",
+            ["transport", "reason"],
+            registry=r,
+        )
         self.registrations_total = Counter(
             "sip_registrations_total",
             "REGISTER outcomes (status code of the final response)",
@@ -133,12 +172,19 @@ class Metrics:
         )
         self._callbacks = _Callbacks()
         r.register(self._callbacks)
+        self._flood = _FloodStats()
+        r.register(self._flood)
 
     def watch_transactions(self, counts: Callable[[], dict[str, int]]) -> None:
         self._callbacks.transactions = counts
 
     def watch_registrations(self, count: Callable[[], int]) -> None:
         self._callbacks.registrations = count
+
+    def watch_flood(self, stats: Callable[[], tuple[int, int, int]]) -> None:
+        """(blocks started, messages dropped, sources blocked now) of the flood guard:
+        `sip_flood_blocks_total`, `sip_flood_dropped_total`, `sip_flood_blocked_sources`."""
+        self._flood.source = stats
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""

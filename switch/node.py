@@ -37,11 +37,13 @@ from aiohttp import web
 from billing import default_tariffs
 from billing.cdr import CallRecords
 from billing.statement_doc import CdrStatements
+from media.convert import convert_upload
+from media.errors import AudioError
 from media.ua.services import ServiceDeps
 from provisioning.api.app import mount_api
 from provisioning.live import seed_if_empty, store_source
 from provisioning.seed import load_seed
-from provisioning.services import Services
+from provisioning.services import Services, audio_refused
 from provisioning.services.cdrs import CallHistoryService, CallRecordRepo
 from provisioning.services.voicemail import VoicemailRepo
 from provisioning.store import open_store
@@ -80,7 +82,13 @@ class Node:
             ),
         )
         self._sweeper: asyncio.Task[None] | None = None
+        # message-waiting indication hears every mailbox change (deposit, heard, deleted)
+        self.voicemail.on_change(self._mailbox_changed)
         self._init_cdrs(config, store)
+
+    def _mailbox_changed(self, tenant_id: str, mailbox: str) -> None:
+        if self.app.mwi is not None:
+            self.app.mwi.mailbox_changed(tenant_id, mailbox)
 
     def _init_cdrs(self, config: Config, store: Store) -> None:
         self.cdr_config = CdrConfig.from_section(config.extra.get("cdr", {}))
@@ -110,8 +118,28 @@ class Node:
         return cls(config, store)
 
     def _mount(self, web_app: web.Application, switch: SwitchApp) -> None:
-        """The REST API under /v1, counted in the switch's Prometheus registry."""
-        mount_api(web_app, self.services, registry=switch.metrics.registry, calls=self.calls)
+        """The REST API under /v1, counted in the switch's Prometheus registry, on the node's
+        voicemail repository (API changes reach its listeners: MWI) and with prompt uploads
+        converted by the media service's converter. Its `AudioError`s become provisioning
+        errors with the same error_id (`provisioning.services.prompts.AUDIO_ERROR_IDS`: 415
+        for a format it cannot read, 422 for a damaged/empty/silent/too long file, 413 too
+        large)."""
+
+        def convert(data: bytes, *, max_bytes: int, max_seconds: float) -> tuple[bytes, float]:
+            try:
+                done = convert_upload(data, max_bytes=max_bytes, max_seconds=max_seconds)
+            except AudioError as exc:
+                raise audio_refused(exc.error_id, exc.message) from exc
+            return done.wav, done.seconds
+
+        mount_api(
+            web_app,
+            self.services,
+            registry=switch.metrics.registry,
+            voicemail=self.voicemail,
+            converter=convert,
+            calls=self.calls,
+        )
 
     def _cdr_timezone(self, tenant_id: str) -> str:
         """The tenant's zone for rating; the writer may rate (a spool replayed at start-up)

@@ -137,6 +137,7 @@ class MediaAgent:
     async def _on_invite(self, txn: ServerTransaction, request: Request, source: Target) -> None:
         allowed = self.settings.allowed_sources
         if allowed is not None and source.host not in allowed:
+            self._count("refused", "403")
             self._reply(txn, 403, [("Warning", '399 media "not from the proxy"')])
             return
         handoff = self._handoff(txn, request)
@@ -144,6 +145,7 @@ class MediaAgent:
             return
         timer = session_request(request)
         if isinstance(timer, int):
+            self._count("refused", "422")
             self._reply(txn, 422, [("Min-SE", str(MIN_SE))])
             return
         rtp = await self._open_rtp(txn)
@@ -167,6 +169,7 @@ class MediaAgent:
             self._count("refused", str(exc.status))
             self._reply(txn, exc.status, [("Warning", f'399 media "{exc}"')])
         except ParseError as exc:
+            self._count("refused", str(exc.status_hint))
             self._reply(txn, exc.status_hint)
         return None
 
@@ -177,6 +180,7 @@ class MediaAgent:
             )
         except OSError as exc:
             log.warning("no RTP port: %s", exc)
+            self._count("refused", "503")
             self._reply(txn, 503, [("Retry-After", "5")])
             return None
 
@@ -193,6 +197,7 @@ class MediaAgent:
             return offer.serialize()
         except (SdpError, ValueError) as exc:
             status = getattr(exc, "status_hint", 488) or 488
+            self._count("refused", str(status))
             self._reply(txn, status, [("Warning", f'304 media "{exc}"')])
             return None
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from .app import (
+    API_CONVERTER,
     API_DOCUMENT,
     API_METRICS,
     API_PREFIX,
     API_SERVICES,
+    API_VOICEMAIL,
     create_api_app,
     mount_api,
     operations,
 )
 
 __all__ = [
+    "API_CONVERTER",
     "API_DOCUMENT",
     "API_METRICS",
     "API_PREFIX",
     "API_SERVICES",
+    "API_VOICEMAIL",
     "create_api_app",
     "mount_api",
     "operations",

@@ -7,8 +7,20 @@ or `app.add_subapp(API_PREFIX, create_api_app(services, registry=...))`. The sub
 its middlewares (JSON errors, metrics, bearer auth), so they never touch the parent's
 `/metrics`. It holds no resources of its own: the caller opens and closes the store the
 services use (no cleanup_ctx needed). Its typed state: `API_SERVICES` (the
-`provisioning.services.Services`), `API_METRICS`, `API_DOCUMENT`; each resource module's
-handlers call their own service (`ctx.services.tenants`, `ctx.services.devices`, …).
+`provisioning.services.Services`), `API_METRICS`, `API_DOCUMENT`, `API_VOICEMAIL` (the
+`VoicemailRepo` of the voicemail routes) and `API_CONVERTER` (only when given); each resource
+module's handlers call their own service (`ctx.services.tenants`, `ctx.mailboxes`, …).
+
+Injected by the composition root (switch/node.py):
+- `voicemail`: the node's `VoicemailRepo`, so that API changes (heard, deleted) reach its
+  change listeners (message-waiting indication). Default: a repository over the services'
+  store (same data, no listeners of its own).
+- `converter`: an `AudioConverter` over the media service's upload conversion; prompt uploads
+  are then stored as 8 kHz 16-bit mono WAV or refused with an `audio-*` error_id. Default:
+  none, uploads are stored as received.
+- `calls` (`API_CALLS`): the call history and statements, with the statement builder
+  (`billing.statement_doc`). Default: the history over the services' store, no statements
+  (their routes answer 503 `statements-unavailable`).
 
 Bodies are read from the request stream with each operation's own limit, whatever the
 parent's `client_max_size`, so the parent needs no change for prompt uploads.
@@ -21,10 +33,11 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from provisioning.services import Services
+from provisioning.services import AudioConverter, Services
 from provisioning.services.cdrs import CallHistoryService
+from provisioning.services.voicemail import VoicemailRepo
 
-from .core import Ctx, Operation, Reply, bind
+from .core import CONVERTER_KEY, VOICEMAIL_KEY, Ctx, Operation, Reply, bind
 from .middleware import ApiMetrics, auth_middleware, errors_middleware
 from .openapi import build_document
 from .resources import ALL_OPERATIONS
@@ -32,10 +45,12 @@ from .resources.calls import API_CALLS
 from .schema import AnyObject
 
 __all__ = [
+    "API_CONVERTER",
     "API_DOCUMENT",
     "API_METRICS",
     "API_PREFIX",
     "API_SERVICES",
+    "API_VOICEMAIL",
     "create_api_app",
     "mount_api",
     "operations",
@@ -45,6 +60,8 @@ API_PREFIX = "/v1"
 API_SERVICES = web.AppKey("api_services", Services)
 API_METRICS = web.AppKey("api_metrics", ApiMetrics)
 API_DOCUMENT = web.AppKey("api_document", dict[str, Any])
+API_VOICEMAIL = VOICEMAIL_KEY
+API_CONVERTER = CONVERTER_KEY
 
 
 async def _openapi(ctx: Ctx) -> Reply:
@@ -72,13 +89,14 @@ def create_api_app(
     *,
     registry: CollectorRegistry | None = None,
     prefix: str = API_PREFIX,
+    voicemail: VoicemailRepo | None = None,
+    converter: AudioConverter | None = None,
     calls: CallHistoryService | None = None,
 ) -> web.Application:
     """The API sub-application over `services`; `registry` is the app's Prometheus registry
     (a private one when None). `prefix` is where the caller mounts it; it is only used to
-    write the paths of the OpenAPI document. `calls`: the call history and statements
-    (with the statement builder the composition root injects); by default the history
-    over the same store, without statements."""
+    write the paths of the OpenAPI document. `voicemail`, `converter`, `calls`: see the
+    module doc."""
     metrics = ApiMetrics(registry)
     app = web.Application(
         middlewares=[errors_middleware(metrics), auth_middleware(services.tokens.authenticate)]
@@ -86,6 +104,9 @@ def create_api_app(
     app[API_SERVICES] = services
     app[API_CALLS] = calls or CallHistoryService(services.store)
     app[API_METRICS] = metrics
+    app[API_VOICEMAIL] = voicemail if voicemail is not None else VoicemailRepo(services.store)
+    if converter is not None:
+        app[API_CONVERTER] = converter
     ops = operations()
     app[API_DOCUMENT] = build_document(ops, prefix)
     for op in ops:
@@ -98,8 +119,13 @@ def mount_api(
     services: Services,
     *,
     registry: CollectorRegistry | None = None,
+    voicemail: VoicemailRepo | None = None,
+    converter: AudioConverter | None = None,
     calls: CallHistoryService | None = None,
 ) -> web.Application:
-    api = create_api_app(services, registry=registry, prefix=API_PREFIX, calls=calls)
+    api = create_api_app(
+        services, registry=registry, prefix=API_PREFIX, voicemail=voicemail,
+        converter=converter, calls=calls,
+    )  # fmt: skip
     parent.add_subapp(API_PREFIX, api)
     return api

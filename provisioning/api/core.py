@@ -24,15 +24,30 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from provisioning.services import Principal, Services
+from provisioning.services import AudioConverter, MailboxService, Principal, Services
+from provisioning.services.voicemail import VoicemailRepo
 
 from . import errors
 from .schema import Boolean, Integer, Schema, SchemaError
 
-__all__ = ["JSON", "Ctx", "Operation", "PathParam", "Reply", "bind"]
+__all__ = [
+    "CONVERTER_KEY",
+    "JSON",
+    "VOICEMAIL_KEY",
+    "Ctx",
+    "Operation",
+    "PathParam",
+    "Reply",
+    "bind",
+]
 
 JSON = "application/json"
 DEFAULT_BODY_LIMIT = 64 * 1024  # JSON bodies; uploads declare their own limit
+
+# What the API app holds besides the services (set by app.create_api_app): the voicemail
+# repository the media service stores into, and the upload converter when one is injected.
+VOICEMAIL_KEY = web.AppKey("api_voicemail", VoicemailRepo)
+CONVERTER_KEY = web.AppKey[AudioConverter]("api_converter")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +88,16 @@ class Ctx:
     def is_operator(self) -> bool:
         return self.caller is not None and self.caller.is_operator
 
+    @property
+    def mailboxes(self) -> MailboxService:
+        """Voicemail messages of the tenant's numbers, over the app's repository."""
+        return MailboxService(self.services.numbers, self.request.app[VOICEMAIL_KEY])
+
+    @property
+    def converter(self) -> AudioConverter | None:
+        """The upload converter, when the composition root gave one."""
+        return self.request.app.get(CONVERTER_KEY)
+
 
 Handler = Callable[[Ctx], Awaitable[Reply | web.StreamResponse]]
 
@@ -96,6 +121,7 @@ class Operation:
     operator_only: bool = False
     public: bool = False  # no token needed (the OpenAPI document)
     response_media: str | tuple[str, ...] = JSON  # a tuple: any of these (raw bodies)
+    errors: tuple[int, ...] = ()  # error statuses beyond the usual ones (openapi.py)
     description: str = ""
 
     @property

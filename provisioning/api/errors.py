@@ -29,6 +29,7 @@ API_ERROR_IDS: dict[str, int] = {
     "method-not-allowed": 405,
     "payload-too-large": 413,
     "unsupported-media-type": 415,
+    "range-not-satisfiable": 416,
     "invalid-payload": 422,
     "internal-error": 500,
     "store-unavailable": 503,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from provisioning.errors import ERROR_IDS
+from provisioning.services import AUDIO_ERROR_IDS
 
 from .common import ERROR
 from .core import JSON, Operation
@@ -25,8 +26,12 @@ _REASONS = {
     404: "No such resource (also for another tenant's resources)",
     409: "A service rule or a uniqueness constraint refuses the change",
     413: "Request body too large (payload-too-large)",
-    415: "Unsupported Content-Type",
-    422: "The body does not match the schema (invalid-payload; details.field names it)",
+    415: "Unsupported Content-Type, or an upload in a format that cannot be read (audio-*)",
+    416: "The byte range starts past the end (range-not-satisfiable)",
+    422: (
+        "The body does not match the schema (invalid-payload; details.field names it), "
+        "or an uploaded file is refused for its content (audio-*)"
+    ),
     503: "The provisioning store is unavailable (store-unavailable); retry later",
 }
 
@@ -41,7 +46,7 @@ def error_statuses(op: Operation) -> list[int]:
         statuses |= {413, 415}
     if op.body is not None:
         statuses.add(422)
-    return sorted(statuses)
+    return sorted(statuses | set(op.errors))
 
 
 def _parameters(op: Operation) -> list[dict[str, Any]]:
@@ -159,5 +164,5 @@ def build_document(ops: Sequence[Operation], prefix: str = "/v1") -> dict[str, A
             },
         },
         "security": [{"bearer": []}],
-        "x-error-ids": dict(sorted({**ERROR_IDS, **API_ERROR_IDS}.items())),
+        "x-error-ids": dict(sorted({**ERROR_IDS, **AUDIO_ERROR_IDS, **API_ERROR_IDS}.items())),
     }

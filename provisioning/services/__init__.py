@@ -8,7 +8,9 @@ One module per resource, matching `provisioning/api/resources/`:
     devices.py          devices (IDs), passwords as HA1             (api/resources/devices.py)
     numbers.py          numbers, ring timings, ring group           (api/resources/numbers.py)
     number_settings.py  options, after-hours, forwarding, …   (api/resources/number_settings.py)
-    prompts.py          uploaded announcements                      (api/resources/prompts.py)
+    prompts.py          uploaded announcements, converted at upload (api/resources/prompts.py)
+    voicemail.py        voicemail messages: the media service's repository, retention
+    mailboxes.py        a tenant number's messages over that repository (api/resources/voicemail.py)
     phonebook.py        the web phonebook and its CSV import        (api/resources/phonebook.py)
     gateways.py         carrier gateways                            (api/resources/gateways.py)
     seeding.py          writing a seed file into a store            (CLI, `serve --seed`)
@@ -45,6 +47,7 @@ from ..store.base import Store
 from .base import UNSET, Page, Principal, Unset
 from .devices import DeviceCreate, DeviceService, DeviceUpdate
 from .gateways import GatewayInput, GatewayService, GatewayUpdate
+from .mailboxes import DeletedMessages, MailboxService
 from .number_settings import (
     AfterHoursUpdate,
     ForwardingUpdate,
@@ -53,16 +56,26 @@ from .number_settings import (
 )
 from .numbers import NumberCreate, NumberService, NumberUpdate
 from .phonebook import PhonebookEntryInput, PhonebookImportResult, PhonebookService
-from .prompts import PromptService
+from .prompts import (
+    AUDIO_ERROR_IDS,
+    STORED_CONTENT_TYPE,
+    AudioConverter,
+    PromptService,
+    audio_refused,
+)
 from .realm import RealmService
 from .seeding import SeedImportResult, SeedService, import_seed, seed_if_empty
 from .tenants import TenantCreate, TenantService, TenantUpdate
 from .tokens import CreatedToken, TokenService
 
 __all__ = [
+    "AUDIO_ERROR_IDS",
+    "STORED_CONTENT_TYPE",
     "UNSET",
     "AfterHoursUpdate",
+    "AudioConverter",
     "CreatedToken",
+    "DeletedMessages",
     "DeviceCreate",
     "DeviceInfo",
     "DeviceService",
@@ -71,6 +84,7 @@ __all__ = [
     "GatewayInput",
     "GatewayService",
     "GatewayUpdate",
+    "MailboxService",
     "NumberCreate",
     "NumberService",
     "NumberSettingsService",
@@ -94,6 +108,7 @@ __all__ = [
     "TokenInfo",
     "TokenService",
     "Unset",
+    "audio_refused",
     "import_seed",
     "seed_if_empty",
 ]

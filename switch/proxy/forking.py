@@ -38,17 +38,43 @@ starts one new branch with that payload (the voicemail hand-off). The fork keeps
 that branch's provisionals and 2xx reach the caller like any other; the finals of the
 superseded branches (their 487s) no longer count when the answer is chosen. It diverts once;
 a caller's CANCEL or a 6xx before it means no diversion.
+
+Phases. Which of these things may happen when is one table, `forkphases.TRANSITIONS`
+((phase, input) -> (action, next phase)); the Fork feeds it its inputs (a 2xx, a 6xx, the
+caller's CANCEL, the ring timeout, "every branch has ended") and carries out the actions. An
+input the table does not allow is ignored and counted (forkphases.IGNORED), never raised.
+The pieces (Stage, Branch, ForkHooks, choose_best) are in branches.py.
+
+Fail-over (`Stage.failover`, `Stage.response_timeout`). A branch whose stage has a response
+timeout and that has had no response at all (not even 100 Trying) that long after it started
+is treated as 408 - a dead next hop is given up in about a second instead of Timer C's three
+minutes (Kamailio's fr_timer). A fail-over stage starts only when every earlier branch failed
+for the next hop's own reasons (408, 5xx), at once; after a real answer (a 486 after a busy
+message, a 403) it never starts. The proxy spreads media hand-offs over several media
+services this way: one stage per service, the call's share first.
 """
 
 from __future__ import annotations
 
-import enum
 import functools
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Sequence
+from typing import Generic
+
+from .branches import (
+    DEFAULT_TIMER_C,
+    Branch,
+    BranchState,
+    ForkHooks,
+    Handle,
+    P,
+    R,
+    Stage,
+    choose_best,
+)
+from .forkphases import Action, Input, Phase, transition
 
 __all__ = [
+    "DEFAULT_TIMER_C",
     "Branch",
     "BranchState",
     "Fork",
@@ -57,137 +83,7 @@ __all__ = [
     "choose_best",
 ]
 
-P = TypeVar("P")  # branch payload (the proxy's per-branch data)
-R = TypeVar("R")  # response object (opaque to the engine)
-R_contra = TypeVar("R_contra", contravariant=True)
-
-DEFAULT_TIMER_C = 185.0  # seconds; RFC 3261 §16.6 step 11: "greater than 3 minutes"
-
-
-class Handle(Protocol):
-    def cancel(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Stage(Generic[P]):
-    """Branches started together, `delay` seconds after the fork starts."""
-
-    payloads: tuple[P, ...]
-    delay: float = 0.0
-    only_if_earlier_ringing: bool = False
-
-    def __post_init__(self) -> None:
-        if self.delay < 0:
-            raise ValueError("a stage delay cannot be negative")
-
-
-class BranchState(enum.Enum):
-    PENDING = "pending"  # its stage has not started
-    TRYING = "trying"  # started, no provisional above 100 yet
-    RINGING = "ringing"  # a provisional (101-199) arrived
-    DONE = "done"  # final response (or timeout, or never to start)
-
-
-class Branch(Generic[P]):
-    """One branch. `payload` is the proxy's; `data` is a free slot (e.g. its client txn)."""
-
-    __slots__ = (
-        "cancel_pending",
-        "cancelled",
-        "data",
-        "final_status",
-        "index",
-        "payload",
-        "stage",
-        "state",
-        "superseded",
-        "timer_c",
-    )
-
-    def __init__(self, index: int, stage: int, payload: P) -> None:
-        self.index = index
-        self.stage = stage
-        self.payload = payload
-        self.state = BranchState.PENDING
-        self.final_status: int | None = None
-        self.cancelled = False  # CANCEL sent
-        self.cancel_pending = False  # CANCEL wanted, waiting for a provisional (§9.1)
-        self.timer_c: Handle | None = None
-        self.data: Any = None
-        self.superseded = False  # replaced by a diversion: its final does not count
-
-    @property
-    def alive(self) -> bool:
-        return self.state in (BranchState.TRYING, BranchState.RINGING)
-
-    def __repr__(self) -> str:
-        return f"<Branch {self.index} stage={self.stage} {self.state.name}>"
-
-
-class ForkHooks(Protocol[P, R_contra]):
-    """What the engine asks of the proxy."""
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Handle: ...
-
-    def start_branch(self, branch: Branch[P]) -> None:
-        """Send the request on this branch. May call `Fork.on_final` synchronously (e.g. the
-        next hop cannot be resolved)."""
-        ...
-
-    def cancel_branch(self, branch: Branch[P]) -> None:
-        """Send a CANCEL on a branch that received a provisional."""
-        ...
-
-    def forward(self, branch: Branch[P], response: R_contra) -> None:
-        """Forward a provisional (101-199) or a 2xx upstream."""
-        ...
-
-    def finish(
-        self, status: int, chosen: R_contra | None, finals: Sequence[tuple[int, R_contra | None]]
-    ) -> None:
-        """Send the final non-2xx answer. `chosen` is the response to forward (None when the
-        status is synthesised: 408, 480, 487 …); `finals` are every branch's (status,
-        response) for 401/407 aggregation."""
-        ...
-
-
-# Preference inside a response class (lower is better). Within 4xx the caller learns most
-# from a challenge, then from "busy", and least from a timeout or our own 487.
-_RANK = {
-    401: 0,
-    407: 0,
-    415: 1,
-    420: 1,
-    484: 1,
-    486: 2,
-    600: 2,
-    603: 2,
-    480: 3,
-    404: 4,
-    408: 8,
-    487: 9,
-}
-
-
-def choose_best(statuses: Sequence[int]) -> int:
-    """Index of the best final non-2xx status (§16.7 step 6): any 6xx wins; otherwise the
-    lowest class; inside a class by `_RANK` (unknown codes rank 5), then first received."""
-    if not statuses:
-        raise ValueError("no final response to choose from")
-
-    def key(i: int) -> tuple[int, int, int]:
-        s = statuses[i]
-        cls = 0 if s >= 600 else s // 100
-        return (cls, _RANK.get(s, 5), i)
-
-    return min(range(len(statuses)), key=key)
-
-
-class _Phase(enum.Enum):
-    RUNNING = "running"
-    ANSWERED = "answered"  # a 2xx was forwarded; further 2xx still are
-    DECIDED = "decided"  # 6xx / cancelled / ring timeout: waiting for branches to end
-    FINISHED = "finished"  # the final answer was sent
+_RUNNING = frozenset({Phase.RUNNING, Phase.DIVERTIBLE})
 
 
 class Fork(Generic[P, R]):
@@ -232,9 +128,9 @@ class Fork(Generic[P, R]):
         self._stage_timers: list[Handle | None] = [None] * len(self.stages)
         self._finals: list[tuple[int, R | None]] = []
         self._final_branch: list[int] = []  # branch index of each entry of _finals
-        self._phase = _Phase.RUNNING
+        self._phase = Phase.RUNNING
         self._answered = False
-        self._decided_status: int | None = None  # 6xx index marker / 487 / timeout status
+        self._decided_status: int | None = None  # 6xx / 487 / timeout status
         self._timeout_handle: Handle | None = None
         self._divert_to: P | None = None
         self.cancelled = False
@@ -243,7 +139,7 @@ class Fork(Generic[P, R]):
     # ------------------------------------------------------------------ public API
     @property
     def finished(self) -> bool:
-        return self._phase is _Phase.FINISHED
+        return self._phase is Phase.FINISHED
 
     @property
     def answered(self) -> bool:
@@ -260,31 +156,36 @@ class Fork(Generic[P, R]):
         without a 2xx, CANCEL everything and answer `timeout_status`, or divert to
         `divert_to` when given (see Diversion in the module docstring)."""
         self._divert_to = divert_to
+        if divert_to is not None:
+            self._phase = Phase.DIVERTIBLE
         if ring_timeout is not None:
             self._timeout_handle = self._hooks.call_later(
                 ring_timeout, lambda: self._on_ring_timeout(timeout_status)
             )
         for si, st in enumerate(self.stages):
-            if st.delay <= 0:
+            if st.delay <= 0 or st.failover:  # a fail-over stage waits for failures only
                 continue
             self._stage_timers[si] = self._hooks.call_later(
                 st.delay, functools.partial(self._start_stage, si)
             )
         for si, st in enumerate(self.stages):
-            if st.delay <= 0:
+            if st.delay <= 0 and not st.failover:
                 self._start_stage(si)
         self._advance()
 
     def on_provisional(self, branch: Branch[P], status: int, response: R) -> None:
         """A 1xx on a branch. 100 is never forwarded (§16.7 step 5) but still counts as
         'trying'; 101-199 marks the branch ringing, re-arms Timer C and is forwarded."""
+        if branch.response_timeout is not None and branch.state is not BranchState.DONE:
+            branch.response_timeout = None  # it answers: Timer C from now on
+            self._arm_timer_c(branch)
         if branch.state is BranchState.DONE or status == 100:
             return
         branch.state = BranchState.RINGING
         self._arm_timer_c(branch)
         if branch.cancel_pending:
             self._send_cancel(branch)
-        if self._phase is _Phase.RUNNING and not branch.superseded:
+        if self._phase in _RUNNING and not branch.superseded:
             # never a 1xx after the 2xx, once decided, or from a branch a diversion replaced
             self._hooks.forward(branch, response)
 
@@ -299,22 +200,44 @@ class Fork(Generic[P, R]):
         branch.final_status = status
         self._finals.append((status, response))
         self._final_branch.append(branch.index)
-        if status >= 600 and self._phase is _Phase.RUNNING:
-            self._decide(status)
+        if status >= 600:
+            self._input(Input.GLOBAL_FAILURE, status)
         self._advance()
 
     def cancel(self) -> None:
         """The caller CANCELled (§16.10): CANCEL every pending branch, start no more; the
         answer is 487 unless a branch has answered 2xx."""
-        if self._phase is not _Phase.RUNNING:
-            return
-        self.cancelled = True
-        self._decide(487)
-        self._advance()
+        if self._input(Input.CANCEL, 487):
+            self._advance()
+
+    # ------------------------------------------------------------------ the phase table
+    def _input(self, event: Input, status: int | None = None) -> bool:
+        """Feed the phase table (forkphases.py); carry out its action. False when nothing
+        was done (Action.NONE, or an input the table ignores)."""
+        entry = transition(self._phase, event)
+        if entry is None:
+            return False
+        action, self._phase = entry
+        match action:
+            case Action.NONE:
+                return False
+            case Action.ANSWER:
+                self._stop_timers()
+                self._cancel_all()
+            case Action.DECIDE | Action.CANCEL:
+                self.cancelled = self.cancelled or action is Action.CANCEL
+                assert status is not None
+                self._decide(status)
+            case Action.DIVERT:
+                assert self._divert_to is not None
+                self._divert(self._divert_to)
+            case Action.FINISH:
+                self._finish()
+        return True
 
     # ------------------------------------------------------------------ internals
     def _start_stage(self, si: int) -> None:
-        if self._stage_started[si] or self._phase is not _Phase.RUNNING:
+        if self._stage_started[si] or self._phase not in _RUNNING:
             return
         self._stage_started[si] = True
         timer = self._stage_timers[si]
@@ -326,44 +249,61 @@ class Fork(Generic[P, R]):
         batch = [b for b in self.branches if b.stage == si and b.state is BranchState.PENDING]
         for b in batch:
             b.state = BranchState.TRYING
+            b.response_timeout = self.stages[si].response_timeout
         for b in batch:
             if b.state is not BranchState.TRYING:
                 continue
             if self.invite:
                 self._arm_timer_c(b)
             self._hooks.start_branch(b)
-        if self._phase is _Phase.RUNNING:
+        if self._phase in _RUNNING:
             self._advance()
 
     def _earlier_alive(self, si: int) -> bool:
         return any(b.alive for b in self.branches if b.stage < si)
 
+    def _earlier_answered(self, si: int) -> bool:
+        """An earlier branch ended with a final answer of its own (not 408, not 5xx)."""
+        return any(
+            b.final_status is not None and b.final_status != 408 and not 500 <= b.final_status < 600
+            for b in self.branches
+            if b.stage < si
+        )
+
+    def _mark_never_started(self, si: int) -> None:
+        timer = self._stage_timers[si]
+        if timer is not None:
+            timer.cancel()
+            self._stage_timers[si] = None
+        for b in self.branches:
+            if b.stage == si and b.state is BranchState.PENDING:
+                b.state = BranchState.DONE
+
     def _advance(self) -> None:
-        """Start conditional stages whose earlier branches all failed; finish when done."""
-        if self._phase is _Phase.RUNNING:
+        """Start conditional stages whose earlier branches all failed; when every branch
+        has ended and no stage is left, tell the phase table."""
+        running = self._phase in _RUNNING
+        if running:
             for si, st in enumerate(self.stages):
-                if self._stage_started[si] or not st.only_if_earlier_ringing:
+                if self._stage_started[si] or not (st.only_if_earlier_ringing or st.failover):
+                    continue
+                if st.failover and all(self._stage_started[:si]) and self._earlier_answered(si):
+                    self._stage_started[si] = True  # a real answer came: no fail-over
+                    self._mark_never_started(si)
                     continue
                 if all(self._stage_started[:si]) and not self._earlier_alive(si):
                     self._start_stage(si)
                     return  # _start_stage re-enters _advance
-        if self._phase is _Phase.FINISHED:
+        if self._phase is Phase.FINISHED or any(b.alive for b in self.branches):
             return
-        if any(b.alive for b in self.branches):
-            return
-        if self._phase is _Phase.RUNNING and not all(self._stage_started):
+        if running and not all(self._stage_started):
             return  # a timed stage is still to come
-        self._finish()
+        self._input(Input.BRANCHES_DONE)
 
     def _finish(self) -> None:
-        answered = self._answered
-        if not answered and self._phase is _Phase.RUNNING and self._should_divert():
-            assert self._divert_to is not None
-            self._divert(self._divert_to)
-            return
-        self._phase = _Phase.FINISHED
+        """Action.FINISH: the final answer (none after a 2xx)."""
         self._stop_timers()
-        if answered:
+        if self._answered:
             return
         if self._decided_status is not None and self._decided_status < 600:
             self._hooks.finish(self._decided_status, None, self._finals)
@@ -375,10 +315,6 @@ class Fork(Generic[P, R]):
         i = choose_best([s for s, _ in finals])
         status, resp = finals[i]
         self._hooks.finish(status, resp, finals)
-
-    def _should_divert(self) -> bool:
-        """Every branch failed (4xx/5xx) before the ring timeout: divert at once."""
-        return self._divert_to is not None and not self.diverted
 
     def _counted_finals(self) -> list[tuple[int, R | None]]:
         if not self.diverted:
@@ -392,14 +328,11 @@ class Fork(Generic[P, R]):
         self._answered = True
         if response is not None:
             self._hooks.forward(branch, response)
-        if self._phase in (_Phase.RUNNING, _Phase.DECIDED):
-            self._phase = _Phase.ANSWERED
-            self._stop_timers()
-            self._cancel_all()
+        self._input(Input.ANSWER)
         self._advance()
 
     def _decide(self, status: int) -> None:
-        self._phase = _Phase.DECIDED
+        """Action.DECIDE: start no more stages, CANCEL every live branch."""
         self._decided_status = status
         self._stop_stage_timers()
         for b in self.branches:
@@ -409,16 +342,11 @@ class Fork(Generic[P, R]):
 
     def _on_ring_timeout(self, status: int) -> None:
         self._timeout_handle = None
-        if self._phase is not _Phase.RUNNING:
-            return
-        if self._divert_to is not None and not self.diverted:
-            self._divert(self._divert_to)
-            return
-        self._decide(status)
-        self._advance()
+        if self._input(Input.RING_TIMEOUT, status):
+            self._advance()
 
     def _divert(self, payload: P) -> None:
-        """Replace every branch by one new branch (see Diversion)."""
+        """Action.DIVERT: replace every branch by one new branch (see Diversion)."""
         self.diverted = True
         self._stop_stage_timers()
         if self._timeout_handle is not None:
@@ -459,7 +387,8 @@ class Fork(Generic[P, R]):
     def _arm_timer_c(self, b: Branch[P]) -> None:
         if b.timer_c is not None:
             b.timer_c.cancel()
-        b.timer_c = self._hooks.call_later(self.timer_c, lambda: self._on_timer_c(b))
+        delay = b.response_timeout if b.response_timeout is not None else self.timer_c
+        b.timer_c = self._hooks.call_later(delay, lambda: self._on_timer_c(b))
 
     def _on_timer_c(self, b: Branch[P]) -> None:
         b.timer_c = None

@@ -4,7 +4,7 @@ not a REGISTER.
 Wiring (switch/app.py)::
 
     proxy = Proxy(
-        sender=sender,                  # switch.proxy.interfaces.Sender
+        sender=sender,                  # switch.tu.Sender
         snapshot=lambda: current_snapshot,  # the live provisioning Snapshot, read per call
         state=state_backend,            # switch.state.base.StateBackend (bindings)
         authenticator=authenticator,    # DigestAuthenticator for the snapshot's realm
@@ -12,11 +12,17 @@ Wiring (switch/app.py)::
         config=ProxyConfig(),           # optional; see ProxyConfig
     )
 
-Optional keywords: `decide` (the routing policy; default `routing.policy.decide`;
-`trunk.simple_decide` has the same signature and ignores the service rules), `resolver`
-(targets.Resolver), `wall_clock` (epoch seconds for the state backend and digest nonces;
-default time.time), `flow_tokens` (targets.FlowTokens; give every node the same secret when
-several nodes share dialogs).
+Optional keywords: `decide` (the routing policy; default `routing.policy.decide`),
+`resolver` (targets.Resolver), `wall_clock` (epoch seconds, default time.time: the one wall
+clock of the proxy - the state backend's deadlines, digest nonces, and routing's `now`, a
+UTC datetime made from it), `flow_tokens` (targets.FlowTokens; give every node the same
+secret when several nodes share dialogs).
+
+Modules: this one is the TransactionUser (the processing order below); context.py the
+per-request context (RequestContext: the fork's hooks, replies, outcome counts); execute.py
+carries decisions out (DecisionExecutor); outgoing.py builds what leaves (Record-Route, Via);
+routeset.py reads the route set; messages.py holds the message checks and edits; auth.py the
+digest check shared with the registrar; trunk.py the carrier side; forking.py the fork.
 
 Processing of a request (§16.3-16.6), in order:
 1. CANCEL is hop-by-hop: 200 to the CANCEL, the INVITE's branches are cancelled (§16.10),
@@ -28,17 +34,30 @@ Processing of a request (§16.3-16.6), in order:
    flows of both dialog ends that are registered devices, so that in-dialog requests reach a
    device behind NAT on its registration flow.
 4. Requests to the switch itself (our host, no user part, no Route left) are answered here.
-5. In-dialog requests (To tag) are not challenged; they go to the flow named by our
-   Route's flow token, else the next hop (first Route, else Request-URI). From anyone but
-   the carrier they must carry a valid token of the same Call-ID (403 otherwise): without
-   it a device could reach the trunk with a forged To tag and no credentials.
+5. In-dialog requests (To tag) are not challenged (§22: credentials are per request and
+   endpoints do not resend them in a dialog). With Record-Route on (the default) we are in
+   the route set of every dialog we proxy, so the route set decides (routeset.Routed):
+   a. No Route of ours: not a dialog we are in (a UA that ignored our Record-Route, or a
+      request meant for another hop). 404 Not Here, never relayed, whoever sends it, the
+      trusted carrier included - as Kamailio's reference configuration does when
+      loose_route() fails. Relaying it would make us a relay for anything with a To tag
+      (and a request aimed back at us came back as 482 Loop Detected). An ACK is dropped
+      and counted (sip_messages_dropped_total{reason="ack_not_here"}).
+   b. Our Route with a valid flow token of this Call-ID: to the flow it names, else the
+      next hop (first Route, else Request-URI).
+   c. Our Route without a valid token: relayed to the next hop for the carrier (a dialog
+      with no device end: carrier to media service, a forwarded call); 403 for anyone else
+      (a device could otherwise reach the trunk with a replayed or forged Route and no
+      credentials; an ACK is dropped, reason "ack_not_in_dialog").
+   With Record-Route off, in-dialog requests follow their Route/Request-URI unchecked.
 6. Out-of-dialog requests: a carrier gateway is trusted; anyone else must authenticate with
    Proxy-Authorization (407, counted in sip_auth_failures_total when credentials fail).
-   The P-Asserted-Identity of a device is removed (RFC 3325 trust boundary). The routing
-   policy gets a `Call` and a `LiveView` built from memory only (the provisioning snapshot,
-   the registrations of the IDs concerned and the tenant's leases from the state backend;
-   never a database query) and returns a Decision (routing.decisions), counted in
-   `routing_decisions_total{rule}` (new calls only). `_execute` carries it out:
+   The P-Asserted-Identity of a device is removed (RFC 3325 trust boundary). Routing is
+   asked twice with one `Call` (the dialled string classified once): `routing.needs` says
+   which live state to load - the registrations of the IDs concerned and, for an INVITE, the
+   tenant's leases, from the state backend (never a database query) - and `decide` returns
+   a Decision (routing.decisions), counted in `routing_decisions_total{rule}` (new calls
+   only). The DecisionExecutor (execute.py) carries it out:
 
 Decisions
 ---------
@@ -70,14 +89,19 @@ Decisions
   Busy with voicemail goes to the mailbox; without, the fixed busy message. These take no
   channel (the media service is ours). With no media service configured the proxy never
   answers in its place: Busy gets 486, Announce/Voicemail 480.
-- Lost channel race (routing saw a free channel, the atomic lease says no): an inbound Ring
-  or Forward gets the Busy treatment above (rule "<rule>-lost-channel-race"); a device's
-  call 486 with a Warning.
+- Lost channel race (routing saw a free channel, the atomic lease says no): routing is asked
+  again with the tenant's channels shown full and its answer is carried out, counted under
+  the rule "<rule>-lost-channel-race": an inbound call gets the Busy treatment above, a
+  device's call 486 with a Warning.
 
 Channel leases (leases.py): taken atomically before forking/forwarding, released on any
 final failure (CANCEL included) and when a BYE passes, refreshed by every other in-dialog
 request, TTL `channel_ttl` (2 h) or, with Session-Expires negotiated (RFC 4028), the session
 interval + `session_margin` (32 s); a lease nobody refreshes expires by itself.
+
+Failures: a request the proxy cannot forward (a malformed header, a next hop that does not
+resolve) gets the error's status hint; an unreachable state backend (StateUnavailable) 503
+with Retry-After. A new call is counted "failed" and a lease it took is given back.
 
 Responses (§16.7) go through forking.Fork: provisional (not 100) and every 2xx forwarded at
 once, 6xx cancels the other branches, otherwise the best final when all branches are done
@@ -87,53 +111,41 @@ branch answered carry `Reason: SIP;cause=200`. Timer C is `ProxyConfig.timer_c`.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
-import secrets
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from provisioning.model import Device, Snapshot
-from routing.call import Call, LiveState, LiveView
-from routing.decisions import (
-    Decision,
-)
+from routing.call import LiveState
+from routing.needs import needs
 from routing.policy import decide as policy_decide
 from switch.sip.digest import DigestAuthenticator
-from switch.sip.message import (
-    ParseError,
-    Request,
-    Response,
-    SipURI,
-    make_response,
-)
-from switch.sip.target import Target, new_branch
+from switch.sip.message import ParseError, Request, Response, SipURI
+from switch.sip.target import Target
 from switch.sip.transaction import ClientTransaction, ServerTransaction
 from switch.state.base import StateUnavailable
 
-from .dialogs import (
-    ActiveCalls,
-    aggregate_challenges,
-    cancel_for,
+from .auth import Authenticated, authenticate, remove_our_credentials
+from .config import ProxyConfig
+from .context import RequestContext
+from .execute import CallInputs, Decide, DecisionExecutor
+from .forking import Stage
+from .leases import ActiveCalls, session_interval
+from .messages import (
+    ALLOW,
+    Refusal,
+    check_request,
     decrement_max_forwards,
+    local_answer,
     loop_hash,
-    outcome_label,
-    preprocess_routes,
 )
-from .diversion import MediaService
-from .execute import Executor, decisions_counter
-from .forking import DEFAULT_TIMER_C, Branch, Fork, Stage
-from .leases import DEFAULT_CHANNEL_TTL, SESSION_MARGIN, session_interval
+from .outgoing import Outgoing
+from .routeset import Routed, next_hop_uri, preprocess_routes
 from .targets import BranchPlan, FlowTokens, ResolveError, Resolver, via_target
-from .trunk import (
-    call_for,
-    candidates,
-    gateway_for,
-)
+from .trunk import call_for, gateway_for
 
 log = logging.getLogger(__name__)
 
@@ -144,176 +156,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ALLOW", "BranchPlan", "Proxy", "ProxyConfig"]
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, PRACK, REFER, NOTIFY, SUBSCRIBE"
-_KNOWN_METHODS = frozenset(m.strip() for m in ALLOW.split(",")) | {"REGISTER", "PUBLISH"}
-_DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
-Decide = Callable[[Call, Snapshot, LiveView, datetime], Decision]
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProxyConfig:
-    """Tunables. `timer_c` must exceed 180 s (§16.6 step 11). `domains`: host names that
-    mean "this service" besides the snapshot's realm and our listening addresses."""
-
-    timer_c: float = DEFAULT_TIMER_C
-    domains: tuple[str, ...] = ()
-    record_route: bool = True
-    max_dialogs: int = 200_000  # answered calls tracked for sip_calls_active / leases
-    # Channel lease TTL without session timers; refreshed by every in-dialog request
-    # (leases.py). With Session-Expires: the interval + session_margin.
-    channel_ttl: float = DEFAULT_CHANNEL_TTL
-    session_margin: float = SESSION_MARGIN
-    lease_sweep: float = 30.0  # how often expired leases leave the proxy's bookkeeping
-    media: MediaService | None = None  # [media] uri: announcements, busy message, voicemail
-    forward_stray_responses: bool = False  # RFC 3261 §16.7 stateless relay of unmatched ones
-
-    def __post_init__(self) -> None:
-        if self.timer_c <= 180:
-            raise ValueError("Timer C must be greater than 3 minutes (RFC 3261 §16.6)")
-        if self.channel_ttl <= 0 or self.session_margin < 0 or self.lease_sweep <= 0:
-            raise ValueError("channel_ttl and lease_sweep > 0, session_margin >= 0 required")
-
-    @classmethod
-    def from_sections(cls, proxy: Mapping[str, Any], media: Mapping[str, Any]) -> ProxyConfig:
-        """The `[proxy]` and `[media]` sections of the configuration file (passed through by
-        switch.config as Config.extra). Unknown keys are errors, like everywhere else."""
-        known = {
-            "timer_c", "channel_ttl", "session_margin", "lease_sweep", "record_route",
-            "forward_stray_responses",
-        }  # fmt: skip
-        unknown = sorted(set(proxy) - known)
-        unknown += sorted(f"media.{k}" for k in set(media) - {"uri", "secret"})
-        if unknown:
-            raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
-        changes: dict[str, Any] = {}
-        for key in ("timer_c", "channel_ttl", "session_margin", "lease_sweep"):
-            if key in proxy:
-                value = proxy[key]
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise ValueError(f"proxy.{key}: a number of seconds expected")
-                changes[key] = float(value)
-        for key in ("record_route", "forward_stray_responses"):
-            if key in proxy:
-                if not isinstance(proxy[key], bool):
-                    raise ValueError(f"proxy.{key}: true or false expected")
-                changes[key] = proxy[key]
-        uri = media.get("uri", "")
-        if not isinstance(uri, str | list) or not all(isinstance(u, str) for u in uri):
-            raise ValueError("media.uri: a sip: URI or a list of them expected")
-        secret = media.get("secret", "")
-        if not isinstance(secret, str):
-            raise ValueError("media.secret: a string expected")
-        if uri:
-            changes["media"] = MediaService.parse(uri, secret.encode())
-        return cls(**changes)
-
-
-class _Call:
-    """The response context of one proxied request: its server transaction, the request
-    template every branch copies, and the fork. Implements forking.ForkHooks."""
-
-    __slots__ = (
-        "caller_flow",
-        "cancelled",
-        "counted",
-        "fork",
-        "initial_invite",
-        "loop",
-        "may_divert",
-        "proxy",
-        "source",
-        "template",
-        "txn",
-    )
-
-    def __init__(self, proxy: Proxy, txn: ServerTransaction, source: Target) -> None:
-        self.proxy = proxy
-        self.txn = txn
-        self.source = source
-        self.template: Request | None = None
-        self.fork: Fork[BranchPlan, Response] | None = None
-        self.cancelled = False
-        self.counted = False
-        self.initial_invite = False
-        self.caller_flow: Target | None = None  # the caller's flow when it is a device
-        self.loop = ""  # the received request's loop hash, suffix of our Via branches
-        self.may_divert = False  # the fork may add a voicemail branch (forking: Diversion)
-
-    # ---------------------------------------------------------------- ForkHooks
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
-        return self.proxy.sender.call_later(delay, functools.partial(self._fired, callback))
-
-    def _fired(self, callback: Callable[[], None]) -> None:
-        """A fork timer (Timer C, ring timeout, a stage) may finish the fork."""
-        callback()
-        self.release()
-
-    def release(self) -> None:
-        """Once the fork has finished (the final answer went out, or a 2xx and every branch
-        ended), nothing needs the fork, the template or the links between this context and
-        its transactions any more: drop them, so that reference counting frees the call's
-        objects at once instead of the cyclic GC (the transactions linger for up to 32 s
-        and would otherwise keep all of it reachable, and scanned, that long)."""
-        fork = self.fork
-        if fork is None or not fork.finished:
-            return
-        for branch in fork.branches:
-            ctxn = branch.data
-            if ctxn is not None:
-                ctxn.user_data = None
-                branch.data = None
-        self.fork = None
-        self.template = None
-        if self.txn.user_data is self:
-            self.txn.user_data = None
-
-    def start_branch(self, branch: Branch[BranchPlan]) -> None:
-        assert self.template is not None and self.fork is not None
-        # One copy per branch; a single-branch fork sends the template itself (not when a
-        # diversion may add a branch later: it needs the template as received).
-        single = len(self.fork.branches) == 1 and not self.may_divert
-        req = self.template if single else self.template.copy()
-        plan = branch.payload
-        req.uri = plan.uri
-        self.proxy._add_record_route(req, self, plan)
-        self.proxy._push_via(req, plan.target, new_branch() + "." + self.loop)
-        branch.data = self.proxy.sender.send_request(req, plan.target, (self, branch))
-
-    def cancel_branch(self, branch: Branch[BranchPlan]) -> None:
-        ctxn: ClientTransaction | None = branch.data
-        if ctxn is None:
-            return
-        cancel = cancel_for(ctxn.request)
-        if self.fork is not None and self.fork.answered:
-            # RFC 3326: tell the other phones the call was answered elsewhere (they show
-            # no "missed call").
-            cancel.headers.add("Reason", 'SIP;cause=200;text="Call completed elsewhere"')
-        self.proxy.sender.send_request(cancel, ctxn.target, None)
-
-    def forward(self, branch: Branch[BranchPlan], response: Response) -> None:
-        self.proxy.sender.send_response(self.txn, response)
-        if 200 <= response.status < 300:
-            if self.initial_invite:
-                self.proxy._answered(self, response)
-            else:  # a refresh (re-INVITE/UPDATE) may renegotiate the session interval
-                self.proxy.calls.session(response.call_id, session_interval(response.headers))
-
-    def finish(
-        self, status: int, chosen: Response | None, finals: Any
-    ) -> None:  # finals: Sequence[tuple[int, Response | None]]
-        if chosen is None or status == 503:
-            # §16.7 step 6: a chosen 503 becomes 500 (the caller must not retry elsewhere
-            # because one of our branches is overloaded).
-            reply = self.proxy._response(self.txn.request, 500 if status == 503 else status)
-        else:
-            reply = chosen
-            if status in (401, 407):
-                aggregate_challenges(reply, finals)
-        self.proxy.sender.send_response(self.txn, reply)
-        self.proxy._count_outcome(self, status)
-
-
-class Proxy(Executor):
+class Proxy:
     """The proxy TU. See the module docstring for the wiring and the processing order."""
 
     def __init__(
@@ -335,25 +179,20 @@ class Proxy(Executor):
         self.state = state
         self.auth = authenticator
         self.metrics = metrics
-        self.config = config or ProxyConfig()
+        self.config = config = config or ProxyConfig()
         self.decide: Decide = decide or policy_decide
         self.resolver = resolver or Resolver(sender.now)
         self.wall_clock = wall_clock
         self.flows = flow_tokens or FlowTokens()
-        self._rr_cache: dict[str, str] = {}  # transport -> "host:port;params" of our RR URI
         self.calls = ActiveCalls(
-            metrics,
-            state,
-            wall_clock,
-            self.config.max_dialogs,
-            default_ttl=self.config.channel_ttl,
-            session_margin=self.config.session_margin,
-        )
-        self.decisions_total = decisions_counter(metrics)
-        # Labelled counter children per (counter, label value): .labels() takes a lock and
-        # builds a key on every call. Values are bounded (routing rules, call outcomes).
-        self._children: dict[tuple[int, str], Any] = {}
-        self._sweeping = False
+            metrics, state, wall_clock, config.max_dialogs,
+            default_ttl=config.channel_ttl, session_margin=config.session_margin,
+        )  # fmt: skip
+        self.out = Outgoing(sender, self.flows, metrics, record_route=config.record_route)
+        self.executor = DecisionExecutor(
+            scheduler=sender, resolver=self.resolver, config=config, calls=self.calls,
+            metrics=metrics, decide=self.decide,
+        )  # fmt: skip
 
     # ================================================================ TransactionUser
     async def on_request(
@@ -366,24 +205,18 @@ class Proxy(Executor):
         if request.method == "CANCEL":
             self._on_cancel(txn, cancelled)
             return
-        ctx = _Call(self, txn, source)
+        ctx = RequestContext(self.out, self.calls, txn, source)
         txn.user_data = ctx
         try:
             await self._process(ctx, request)
         except (ParseError, ResolveError) as exc:
-            self._fail(ctx, exc.status_hint)
+            ctx.fail(exc.status_hint)
         except StateUnavailable as exc:
             # Registrations and leases are unreachable (Redis down): a temporary failure,
-            # never a stuck transaction (state/base.py, Failures).
+            # never a stuck transaction (state/base.py, Failures); Retry-After as the glue
+            # answers for any TU (switch.tu.Unavailable, RFC 3261 §21.5.4).
             log.warning("state backend unavailable: %s", exc)
-            self._fail(ctx, exc.status_hint)
-
-    def _fail(self, ctx: _Call, status: int) -> None:
-        """An error before any branch answered: reply `status` and, for a new call, count
-        it and give back a channel lease already taken (e.g. the next hop did not resolve)."""
-        last = ctx.txn.last_response
-        if (last is None or last.status < 200) and (ctx.fork is None or not ctx.fork.finished):
-            self._reject(ctx, status, None, [])
+            ctx.fail(exc.status_hint, [("Retry-After", str(exc.retry_after))])
 
     async def on_ack(self, request: Request, source: Target) -> None:
         """ACK for a 2xx: forwarded statelessly along the route set (§16.11: stateless
@@ -391,7 +224,7 @@ class Proxy(Executor):
         carry the same branch)."""
         try:
             lh = loop_hash(request)
-            if self._check(request, lh) is not None:
+            if check_request(request, lh, self.sender.is_local) is not None:
                 return
             received_branch = request.top_via.branch
             # No transaction keeps an ACK (the layer hands it over and forgets it): edit the
@@ -400,48 +233,29 @@ class Proxy(Executor):
             routed = preprocess_routes(fwd, source, self._is_ours, self.flows)
             if self._is_local_target(fwd):
                 return  # an ACK for a 2xx we sent ourselves: nothing to do
-            if not self._dialog_allowed(routed.token, source):
-                self.metrics.messages_dropped_total.labels(reason="ack_not_in_dialog").inc()
+            refusal = self._dialog_refusal(routed, source)
+            if refusal is not None:  # no reply to an ACK: dropped and counted
+                reason = "ack_not_here" if refusal[0] == 404 else "ack_not_in_dialog"
+                self.metrics.messages_dropped_total.labels(reason=reason).inc()
                 return
             decrement_max_forwards(fwd)
-            target = routed.flow or await self._next_hop(fwd)
-            branch = (
-                "z9hG4bK"
-                + hashlib.blake2b(
-                    received_branch.encode() if received_branch else b"", digest_size=8
-                ).hexdigest()
-            )
-            self._push_via(fwd, target, branch + "." + lh)
+            target = routed.flow or await self.resolver.target(next_hop_uri(fwd))
+            seed = received_branch.encode() if received_branch else b""
+            branch = "z9hG4bK" + hashlib.blake2b(seed, digest_size=8).hexdigest()
+            self.out.push_via(fwd, target, branch + "." + lh)
             self.sender.send_stateless(fwd, target)
         except (ParseError, ResolveError):
             self.metrics.messages_dropped_total.labels(reason="ack_unroutable").inc()
 
     def on_response(self, txn: ClientTransaction, response: Response, source: Target) -> None:
         ud = txn.user_data
-        if not isinstance(ud, tuple):
-            return  # the response to one of our CANCELs
-        ctx, branch = ud
-        if ctx.fork is None:
-            return
-        h = response.headers
-        h.pop_first_value("Via")  # ours (§16.7 step 3)
-        if "Via" not in h:
-            # A peer that built its response from the wrong request (e.g. a 487 copying
-            # the CANCEL's single Via) left none of the caller's: restore them, so the
-            # branch still counts and what we forward is well-formed.
-            for value in ctx.txn.request.headers.get_all("Via"):
-                h.add("Via", value)
-        if response.status < 200:
-            ctx.fork.on_provisional(branch, response.status, response)
-        else:
-            ctx.fork.on_final(branch, response.status, response)
-            ctx.release()
+        if isinstance(ud, tuple):  # (context, branch); None: the response to our CANCEL
+            ud[0].on_response(ud[1], response)
 
     def on_timeout(self, txn: ClientTransaction) -> None:
         ud = txn.user_data
-        if isinstance(ud, tuple) and ud[0].fork is not None:
-            ud[0].fork.on_final(ud[1], 408, None)
-            ud[0].release()
+        if isinstance(ud, tuple):
+            ud[0].on_timeout(ud[1])
 
     def on_stray_response(
         self, response: Response, source: Target, txn: ClientTransaction | None
@@ -469,28 +283,23 @@ class Proxy(Executor):
     def _on_cancel(self, txn: ServerTransaction, invite: ServerTransaction | None) -> None:
         """§16.10: answer the CANCEL, then cancel the INVITE's branches."""
         if invite is None:
-            self._reply(txn, 481)
+            self.out.reply(txn, 481)
             return
-        self._reply(txn, 200)
+        self.out.reply(txn, 200)
         ctx = invite.user_data
-        if not isinstance(ctx, _Call):
-            if invite.last_response is None or invite.last_response.status < 200:
-                self._reply(invite, 487)
-            return
-        if ctx.fork is None:
-            ctx.cancelled = True  # still authenticating/routing: _start answers 487
-        else:
-            ctx.fork.cancel()
-            ctx.release()
+        if isinstance(ctx, RequestContext):
+            ctx.cancel()
+        elif invite.last_response is None or invite.last_response.status < 200:
+            self.out.reply(invite, 487)
 
-    async def _process(self, ctx: _Call, request: Request) -> None:
+    async def _process(self, ctx: RequestContext, request: Request) -> None:
         ctx.loop = loop_hash(request)
-        error = self._check(request, ctx.loop)
-        if error is not None:
-            if error[0] == 483 and request.method == "OPTIONS" and self._is_local_target(request):
+        refusal = check_request(request, ctx.loop, self.sender.is_local)
+        if refusal is not None:
+            if refusal[0] == 483 and request.method == "OPTIONS" and self._is_local_target(request):
                 self._answer_locally(ctx.txn, request)
             else:
-                self._reply(ctx.txn, *error)
+                self.out.reply(ctx.txn, *refusal)
             return
         fwd = request.copy()
         routed = preprocess_routes(fwd, ctx.source, self._is_ours, self.flows)
@@ -499,40 +308,25 @@ class Proxy(Executor):
             return
         decrement_max_forwards(fwd)
         if request.to_tag is not None:
-            if not self._dialog_allowed(routed.token, ctx.source):
-                self._reply(ctx.txn, 403, None, [("Warning", '399 - "not a dialog of ours"')])
+            refusal = self._dialog_refusal(routed, ctx.source)
+            if refusal is not None:
+                self.out.reply(ctx.txn, *refusal)
                 return
             await self._in_dialog(ctx, fwd, routed.flow)
         else:
             await self._out_of_dialog(ctx, fwd)
 
-    def _check(
-        self, request: Request, loop: str
-    ) -> tuple[int, str | None, list[tuple[str, str]]] | None:
-        """§16.3 steps 3-5. Returns (status, reason, headers) of the error reply, or None.
-        `loop` is the request's loop hash (dialogs.loop_hash)."""
-        mf = request.headers.get("Max-Forwards")
-        if mf is not None and mf.strip() == "0":
-            return 483, None, []
-        lh = "." + loop
-        for via in request.headers.vias():
-            b = via.branch
-            if b and b.endswith(lh) and self.sender.is_local(via.host, via.port):
-                return 482, None, []
-        required = request.headers.get_all("Proxy-Require")
-        if required:
-            return 420, None, [("Unsupported", ", ".join(required))]
-        return None
-
-    def _dialog_allowed(self, token: bool, source: Target) -> bool:
-        """In-dialog requests are not challenged (§22: credentials are per request, and
-        endpoints do not resend them in a dialog), so a request with a To tag must prove it
-        belongs to a dialog we record-routed: our Route with a valid flow token (bound to the
-        Call-ID). Every dialog with a device end carries one. The carrier is trusted. Without
-        this, a device could reach the trunk with a forged To tag and no credentials."""
-        if token or not self.config.record_route:
-            return True
-        return gateway_for(self.snapshot(), source.host, source.port) is not None
+    def _dialog_refusal(self, routed: Routed, source: Target) -> Refusal | None:
+        """The in-dialog rule of step 5 (module docstring): None when the request may follow
+        its route set, else the reply: 404 Not Here without a Route of ours, 403 with our
+        Route but no valid flow token from anyone but the carrier."""
+        if not self.config.record_route:
+            return None
+        if not routed.ours:
+            return 404, "Not Here", []
+        if routed.token or gateway_for(self.snapshot(), source.host, source.port) is not None:
+            return None
+        return 403, None, [("Warning", '399 - "not a dialog of ours"')]
 
     def _is_ours(self, uri: SipURI) -> bool:
         """A URI we placed in a Record-Route (our address; no user part or a flow token)."""
@@ -547,25 +341,16 @@ class Proxy(Executor):
         uri = req.parsed_uri
         if not isinstance(uri, SipURI) or uri.user is not None:
             return False
-        return self._is_our_host(uri)
-
-    def _is_our_host(self, uri: SipURI) -> bool:
         if self.sender.is_local(uri.host, uri.port):
             return True
         return uri.host == self.snapshot().realm or uri.host in self.config.domains
 
     def _answer_locally(self, txn: ServerTransaction, req: Request) -> None:
-        if req.method == "OPTIONS":
-            # No Supported header: the proxy itself implements no option tags.
-            self._reply(txn, 200, None, [("Allow", ALLOW), ("Accept", "application/sdp")])
-        elif req.method in _KNOWN_METHODS:
-            self._reply(txn, 405, None, [("Allow", "OPTIONS")])
-        else:
-            self._reply(txn, 501)
+        self.out.reply(txn, *local_answer(req.method))
 
-    async def _in_dialog(self, ctx: _Call, fwd: Request, flow: Target | None) -> None:
+    async def _in_dialog(self, ctx: RequestContext, fwd: Request, flow: Target | None) -> None:
         """A request inside a dialog follows the route set (loose routing, §16.12)."""
-        target = flow or await self._next_hop(fwd)
+        target = flow or await self.resolver.target(next_hop_uri(fwd))
         if fwd.method == "BYE":
             self.calls.ended(fwd.call_id)
         else:
@@ -573,193 +358,51 @@ class Proxy(Executor):
             # refresh carries the interval it asks for.
             self.calls.touch(fwd.call_id, session_interval(fwd.headers))
         plan = BranchPlan(uri=fwd.uri, target=target)
-        self._start(ctx, fwd, [Stage(payloads=(plan,))], None)
+        ctx.start(fwd, [Stage(payloads=(plan,))], self.config.timer_c)
 
-    async def _out_of_dialog(self, ctx: _Call, fwd: Request) -> None:
+    async def _out_of_dialog(self, ctx: RequestContext, fwd: Request) -> None:
         snap = self.snapshot()
         gw = gateway_for(snap, ctx.source.host, ctx.source.port)
         device: Device | None = None
         if gw is None:
-            device = self._authenticate(ctx.txn, fwd, snap)
+            device = self._authenticate(ctx, fwd, snap)
             if device is None:
                 return
             fwd.headers.remove("P-Asserted-Identity")  # RFC 3325: not trusted from devices
-            self._consume_credentials(fwd)
+            remove_our_credentials(fwd.headers, self.auth.realm)
             ctx.caller_flow = ctx.source
-        call = call_for(fwd, device, gw.id if gw else None)
-        tenant_id, wanted = candidates(call, snap, device)
-        bindings = await self._bindings(wanted)
-        channels = {}
-        if tenant_id is not None and fwd.method == "INVITE":
-            channels[tenant_id] = await self.state.channels_in_use(tenant_id, self.wall_clock())
-        live = LiveState(
-            registered=frozenset(d for d, bs in bindings.items() if bs), channels=channels
-        )
-        decision = self.decide(call, snap, live, datetime.now(UTC))
         ctx.initial_invite = fwd.method == "INVITE"
-        if ctx.initial_invite:
-            self._inc(self.decisions_total, decision.rule)
-            if decision.anomalies:
-                log.warning("call %s: %s (%s)", fwd.call_id, decision.rule, decision.anomalies)
-        await self._execute(ctx, fwd, decision, bindings, snap, device, call)
+        inputs = await self._inputs(fwd, snap, device, gw.id if gw else None)
+        decision = self.decide(inputs.call, snap, inputs.live, inputs.now)
+        await self.executor.execute(ctx, fwd, inputs, decision)
 
-    async def _bindings(self, device_ids: tuple[str, ...]) -> dict[str, list[Binding]]:
-        now = self.wall_clock()
-        return {d: await self.state.bindings(d, now) for d in device_ids}
-
-    def _start(
-        self,
-        ctx: _Call,
-        fwd: Request,
-        stages: list[Stage[BranchPlan]],
-        no_answer: tuple[float, int] | None,
-        divert: BranchPlan | None = None,
-    ) -> None:
-        if ctx.cancelled:
-            self._reject(ctx, 487, None, [])
-            return
-        ctx.template = fwd
-        ctx.may_divert = divert is not None
-        ctx.fork = Fork(stages, ctx, invite=fwd.method == "INVITE", timer_c=self.config.timer_c)
-        if no_answer is None:
-            ctx.fork.start()
-        else:
-            ctx.fork.start(ring_timeout=no_answer[0], timeout_status=no_answer[1], divert_to=divert)
-        ctx.release()
-
-    def _reject(
-        self, ctx: _Call, status: int, reason: str | None, headers: list[tuple[str, str]]
-    ) -> None:
-        self._reply(ctx.txn, status, reason, headers)
-        if ctx.txn.request.method == "INVITE" and ctx.txn.request.to_tag is None:
-            ctx.initial_invite = True
-            self._count_outcome(ctx, status)
-
-    # ================================================================ authentication
-    def _consume_credentials(self, req: Request) -> None:
-        """§22.3: our realm's Proxy-Authorization is consumed here; others' pass on."""
-        ours = f'realm="{self.auth.realm}"'
-        values = req.headers.get_fields("Proxy-Authorization")
-        if values:
-            req.headers.remove("Proxy-Authorization")
-            for v in values:
-                if ours not in v:
-                    req.headers.add("Proxy-Authorization", v)
-
-    def _authenticate(self, txn: ServerTransaction, req: Request, snap: Snapshot) -> Device | None:
-        """Proxy-Authorization (RFC 3261 §22.3). None when a 407 was sent."""
-        now = self.wall_clock()
-        stale = False
-
-        def lookup(username: str, algorithm: str) -> str | None:
-            d = snap.devices_by_username.get(username)
-            if d is None:
-                return None
-            return d.ha1_sha256 if algorithm.upper().startswith("SHA-256") else d.ha1_md5
-
-        for value in req.headers.get_fields("Proxy-Authorization"):
-            result = self.auth.verify(value, req.method, lookup, now)
-            if result.ok and result.username is not None:
-                device = snap.devices_by_username.get(result.username)
-                if device is not None:
-                    return device
-            if result.reason == "realm":
-                continue  # credentials for another proxy on the path
-            stale = stale or result.stale
-            if not result.stale:
-                self.metrics.auth_failures_total.labels(reason=result.reason or "unknown").inc()
-        challenges = [("Proxy-Authenticate", c) for c in self.auth.challenge(now, stale=stale)]
-        self._reply(txn, 407, None, challenges)
-        return None
-
-    # ================================================================ message building
-    def _add_record_route(self, req: Request, ctx: _Call, plan: BranchPlan) -> None:
-        """§16.6 step 4, RFC 5658 double Record-Route when the transports differ. The user
-        part carries a flow token when either end is a registered device's flow."""
-        if not self.config.record_route or req.method not in _DIALOG_CREATING:
-            return
-        if req.to_tag is not None:
-            return
-        token = None
-        if ctx.caller_flow is not None or plan.flow is not None:
-            token = self.flows.encode(ctx.caller_flow, plan.flow, req.call_id)
-        inbound = ctx.source.transport
-        outbound = plan.target.transport
-        if inbound != outbound:
-            req.headers.prepend("Record-Route", self._rr_value(inbound, token))
-        req.headers.prepend("Record-Route", self._rr_value(outbound, token))
-
-    def _rr_value(self, transport: str, token: str | None) -> str:
-        rest = self._rr_cache.get(transport)
-        if rest is None:
-            uri = self.sender.local_uri(transport)
-            if "lr" not in uri.params:
-                uri = uri.with_(params={**uri.params, "lr": None})
-            rest = self._rr_cache[transport] = str(uri.with_(user=None)).removeprefix("sip:")
-        # Flow tokens are base64url: legal URI user characters, no escaping needed.
-        return f"<sip:{token}@{rest}>" if token is not None else f"<sip:{rest}>"
-
-    def _push_via(self, req: Request, target: Target, branch: str) -> None:
-        host, port = self.sender.local_via(target.transport)
-        req.headers.prepend_own_via(target.transport, host, port, branch)
-
-    async def _next_hop(self, req: Request) -> Target:
-        """§16.6 step 6-7: the first Route, else the Request-URI. A first Route without
-        `lr` is a strict router: it becomes the Request-URI and the old one goes last."""
-        routes = req.headers.name_addrs("Route")
-        if routes:
-            uri = routes[0].uri
-            if isinstance(uri, SipURI) and "lr" not in uri.params:
-                values = req.headers.get_all("Route")
-                req.headers.remove("Route")
-                for r in values[1:]:
-                    req.headers.add("Route", r)
-                req.headers.add("Route", f"<{req.uri}>")
-                req.uri = str(uri)
-        else:
-            uri = req.parsed_uri
-        if not isinstance(uri, SipURI):
-            raise ResolveError("no SIP next hop", 416)
-        return await self.resolver.target(uri)
-
-    def _response(self, request: Request, status: int, reason: str | None = None) -> Response:
-        tag = secrets.token_hex(4) if status > 100 else None
-        return make_response(request, status, reason, to_tag=tag)
-
-    def _reply(
-        self,
-        txn: ServerTransaction,
-        status: int,
-        reason: str | None = None,
-        headers: list[tuple[str, str]] | None = None,
-    ) -> None:
-        resp = self._response(txn.request, status, reason)
-        for name, value in headers or ():
-            resp.headers.add(name, value)
-        self.sender.send_response(txn, resp)
-
-    # ================================================================ metrics
-    def _inc(self, counter: Any, label: str) -> None:
-        """counter.labels(label).inc() for a counter with one label, child cached."""
-        key = (id(counter), label)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = counter.labels(label)
-        child.inc()
-
-    def _answered(self, ctx: _Call, response: Response) -> None:
-        if not ctx.counted:
-            ctx.counted = True
-            self._inc(self.metrics.calls_total, "answered")
-        self.calls.answered(response.call_id, session_interval(response.headers))
-
-    def _count_outcome(self, ctx: _Call, status: int) -> None:
-        """The initial INVITE failed with `status`: count it, give its channel back."""
-        if ctx.counted or not ctx.initial_invite:
-            return
-        ctx.counted = True
-        self._inc(
-            self.metrics.calls_total,
-            outcome_label(status, ctx.fork is not None and ctx.fork.cancelled),
+    async def _inputs(
+        self, fwd: Request, snap: Snapshot, device: Device | None, gateway_id: str | None
+    ) -> CallInputs:
+        """The routing input: the Call, and the live state routing says it needs."""
+        call = call_for(fwd, device, gateway_id)
+        need = needs(call, snap)
+        wall = self.wall_clock()
+        bindings: dict[str, list[Binding]] = {}
+        for device_id in need.device_ids:
+            bindings[device_id] = await self.state.bindings(device_id, wall)
+        channels = {}
+        if need.channels and need.tenant_id is not None and fwd.method == "INVITE":
+            channels[need.tenant_id] = await self.state.channels_in_use(need.tenant_id, wall)
+        registered = frozenset(d for d, bs in bindings.items() if bs)
+        live = LiveState(registered=registered, channels=channels)
+        now = datetime.fromtimestamp(wall, UTC)
+        return CallInputs(
+            call=call, snapshot=snap, live=live, now=now, bindings=bindings, device=device
         )
-        self.calls.failed(ctx.txn.request.call_id)
+
+    def _authenticate(self, ctx: RequestContext, req: Request, snap: Snapshot) -> Device | None:
+        """Proxy-Authorization (RFC 3261 §22.3, auth.py). None when a 407 was sent."""
+        values = req.headers.get_fields("Proxy-Authorization")
+        outcome = authenticate(values, req.method, snap, self.auth, self.wall_clock())
+        if isinstance(outcome, Authenticated):
+            return outcome.device
+        for reason in outcome.failures:
+            self.metrics.auth_failures_total.labels(reason=reason).inc()
+        self.out.reply(ctx.txn, 407, None, [("Proxy-Authenticate", c) for c in outcome.values])
+        return None

@@ -10,10 +10,11 @@ Steps, in the order of §10.3 (numbers are the RFC's):
  1. Request-URI domain: not checked. Every device of every tenant registers here; the realm
     is service-wide, and ATAs often put our IP address in the Request-URI.
  2. Require: we support no extension that changes REGISTER processing -> 420 + Unsupported.
- 3. Digest authentication (RFC 7616). No credentials for our realm -> 401 with a fresh
-    challenge. Unknown usernames get exactly the same 401 as wrong passwords (the digest
-    module checks them against a dummy HA1), so IDs cannot be enumerated. A correct answer
-    to an expired nonce -> 401 with stale=true.
+ 3. Digest authentication (RFC 7616; auth.py, the check the proxy uses too). No
+    credentials for our realm -> 401 with a fresh challenge. Unknown usernames get exactly
+    the same 401 as wrong passwords (the digest module checks them against a dummy HA1), so
+    IDs cannot be enumerated. A correct answer to an expired nonce -> 401 with stale=true
+    (not counted as a failure: the phone retries at once).
  4. Authorisation: the user part of the To URI (the AoR) must be the authenticated username,
     else 403. A suspended tenant -> 403.
  5-6. Contacts: `*` must be alone and come with Expires: 0 (else 400). Expiry per contact:
@@ -61,12 +62,14 @@ from dataclasses import dataclass
 
 from provisioning.model import Device, Snapshot
 from switch.metrics import Metrics
-from switch.sip.digest import DigestAuthenticator, parse_digest_credentials
+from switch.sip.digest import DigestAuthenticator
 from switch.sip.message import NameAddr, ParseError, Request, Response, SipURI, make_response
 from switch.sip.target import Target
 from switch.sip.transaction import ClientTransaction, ServerTransaction
 from switch.state.base import Binding, StateBackend
 from switch.tu import Sender
+
+from .auth import Authenticated, authenticate
 
 __all__ = ["Registrar", "RegistrarPolicy", "device_identity"]
 
@@ -109,6 +112,7 @@ class Registrar:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         sender: Sender | None = None,
+        on_registered: Callable[[Device, list[Binding]], None] | None = None,
     ) -> None:
         self.state = state
         self.snapshot = snapshot
@@ -117,6 +121,9 @@ class Registrar:
         self.metrics = metrics
         self.clock = clock
         self.sender = sender
+        # called after a REGISTER that added or refreshed contacts (e.g. MWI's unsolicited
+        # NOTIFY); it must not raise (failures are logged)
+        self.on_registered = on_registered
 
     # ------------------------------------------------------------------ TU glue
     async def on_request(
@@ -184,31 +191,24 @@ class Registrar:
             return self._ok(request, [], now)
         if contacts:
             await self._update(request, source, device, contacts, current, now)
-        return self._ok(request, await self.state.bindings(device.id, now), now)
+        bindings = await self.state.bindings(device.id, now)
+        if contacts and self.on_registered is not None and bindings:
+            try:
+                self.on_registered(device, bindings)
+            except Exception:
+                log.exception("registration hook failed")
+        return self._ok(request, bindings, now)
 
     # ------------------------------------------------------------------ step 3-4
     def _authenticate(self, request: Request, now: float) -> Device:
-        snap = self.snapshot()
-        credentials = self._credentials(request)
-        if credentials is None:
-            raise _Reject(401, self._challenge(now))
-        result = self.auth.verify(credentials, request.method, _ha1_lookup(snap), now)
-        if result.ok and result.username is not None:
-            device = snap.devices_by_username.get(result.username)
-            if device is not None:
-                return device
-        self._count_failure(result.reason or "unknown")
-        raise _Reject(401, self._challenge(now, stale=result.stale))
-
-    def _credentials(self, request: Request) -> str | None:
-        for value in request.headers.get_all("Authorization"):
-            params = parse_digest_credentials(value)
-            if params is None or params.get("realm") == self.auth.realm:
-                return value  # ours (or malformed: verify() says so and we re-challenge)
-        return None
-
-    def _challenge(self, now: float, stale: bool = False) -> list[tuple[str, str]]:
-        return [("WWW-Authenticate", v) for v in self.auth.challenge(now, stale=stale)]
+        """Authorization for our realm (auth.py: the check the proxy uses too)."""
+        values = request.headers.get_all("Authorization")
+        outcome = authenticate(values, request.method, self.snapshot(), self.auth, now)
+        if isinstance(outcome, Authenticated):
+            return outcome.device
+        for reason in outcome.failures:
+            self._count_failure(reason)
+        raise _Reject(401, [("WWW-Authenticate", v) for v in outcome.values])
 
     def _authorise(self, request: Request, device: Device) -> None:
         to = request.headers.name_addr("To")
@@ -354,16 +354,6 @@ def device_identity(contacts: list[_Contact]) -> str:
         if c.instance is not None:
             return "instance:" + c.instance.strip().strip('"').lower()
     return "contact:" + contacts[0].host.lower()
-
-
-def _ha1_lookup(snap: Snapshot) -> Callable[[str, str], str | None]:
-    def lookup(username: str, algorithm: str) -> str | None:
-        device = snap.devices_by_username.get(username)
-        if device is None:
-            return None
-        return device.ha1_sha256 if algorithm.upper() == "SHA-256" else device.ha1_md5
-
-    return lookup
 
 
 def _contact_value(b: Binding, now: float) -> str:

@@ -24,7 +24,7 @@ import hmac
 import ipaddress
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -239,7 +239,7 @@ class BranchPlan:
 
 
 def plans_for(
-    device_ids: tuple[str, ...], bindings: dict[str, list[Binding]]
+    device_ids: tuple[str, ...], bindings: Mapping[str, list[Binding]]
 ) -> tuple[BranchPlan, ...]:
     """One branch per live binding: the Request-URI is the registered Contact, the target
     is the flow the REGISTER came on (reachable behind NAT)."""

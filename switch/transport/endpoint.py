@@ -15,6 +15,13 @@ Containment: nothing raised while handling one message or one timer escapes (the
 would close the UDP socket, or the timer would stay unarmed): it is counted in
 `sip_internal_errors_total{where}` and logged once a minute per place.
 
+Trusted connections: a TCP/TLS connection that carried a request the switch accepted gets
+the long keep-alive idle timeout (switch.transport.admission). The endpoint sees every
+response it sends, so it marks the connection itself: a 2xx to REGISTER (the registrar only
+sends one after digest authentication) or a 101-299 to INVITE (the call was authenticated
+or came from a carrier, and is being put through). `mark_trusted(source)` is the same call
+for a TU that accepts a connection by other means.
+
 Hot path: TU coroutines are stepped synchronously (`run_eager`); only a coroutine that
 actually suspends (a network state backend) becomes an asyncio task. With the memory state
 nothing suspends, so a REGISTER costs no task at all.
@@ -193,14 +200,20 @@ class SipEndpoint:
 
     def _transmit(self, message: Request | Response, target: Target) -> None:
         assert self.transports is not None
-        if (
-            isinstance(message, Response)
-            and target.conn_id is not None
-            and self.transports.connection_for(target) is None
-        ):
-            # §18.2.2: the connection is gone; open one to received/sent-by instead.
-            target = response_fallback(message.top_via, target.transport)
+        if isinstance(message, Response) and target.conn_id is not None:
+            if self.transports.connection_for(target) is None:
+                # §18.2.2: the connection is gone; open one to received/sent-by instead.
+                target = response_fallback(message.top_via, target.transport)
+            elif _accepts(message):
+                self.transports.mark_trusted(target)
         self.transports.send(message, target)
+
+    def mark_trusted(self, source: Target) -> bool:
+        """The connection `source` (a request's source Target) carried a request the
+        switch accepted: it keeps the long keep-alive idle timeout from now on (see
+        TransportManager.mark_trusted). False for UDP or a connection that is gone."""
+        assert self.transports is not None
+        return self.transports.mark_trusted(source)
 
     # ------------------------------------------------------------------ the one timer
     def _rearm(self) -> None:
@@ -309,6 +322,16 @@ def _logged(callback: Callable[[], None]) -> None:
         callback()
     except Exception:
         _timer_faults.record("TU timer callback")
+
+
+def _accepts(response: Response) -> bool:
+    """Does sending this response mean the switch accepted the request: a 2xx to REGISTER,
+    or a 101-299 to INVITE (not 100 Trying, which is sent before authentication)?"""
+    status = response.status
+    if not 101 <= status < 300:
+        return False
+    method = response.cseq.method
+    return method == "INVITE" or (method == "REGISTER" and status >= 200)
 
 
 def _unspecified(host: str) -> bool:

@@ -9,7 +9,25 @@ a task and the message queued behind it. Failures come back as `Receiver.on_send
 Connection reuse: every stream connection has a `conn_id`. A Target with a conn_id goes on
 that connection (a device behind NAT is reached on the flow it registered from); without
 one, any open connection to (transport, host, port) is reused, else one is opened.
-Connections idle for `idle_timeout` are closed; at most `max_connections` are open.
+
+Hardening (what one host can take from everyone else):
+- Floods: every datagram, stream message and inbound connection is first counted per source
+  address by a `FloodGuard` (switch.transport.flood); a source over `flood_limit` messages
+  per `flood_window` is blocked and what it sends is dropped before parsing, counted in
+  `sip_flood_dropped_total`, logged once per block. `set_exempt()` sets the run-time exempt
+  addresses (the carrier gateways) on top of the configured ones.
+- Connections: per-source limits, a first-message timeout and a short idle timeout until the
+  connection is trusted, then the long keep-alive `idle_timeout` (switch.transport.admission).
+  Refusals and closes are counted by reason (`sip_connections_refused_total`,
+  `sip_connections_closed_total`).
+
+The seam towards the transaction users: `mark_trusted(source)` — the Target a request came
+from (its `conn_id` names the connection) carried a request the switch accepted (a REGISTER
+answered 2xx, a call put through), so the connection gets the long keep-alive timeout. The
+SipEndpoint calls it itself when it sends a 2xx to REGISTER or a 101-299 to INVITE on a
+connection; a TU may call it (through SipEndpoint.mark_trusted) when it accepts a connection
+by other means. It is a no-op for UDP, an unknown or closed connection, or one already
+trusted.
 """
 
 from __future__ import annotations
@@ -21,9 +39,8 @@ import itertools
 import logging
 import socket
 import ssl
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import Protocol, assert_never
 
 from switch.eager import FaultLog
 from switch.metrics import Metrics
@@ -31,7 +48,10 @@ from switch.sip.message import ParseError, Request, Response
 from switch.sip.parser import is_keepalive, parse_message, partial_of
 from switch.sip.target import Target
 
+from .admission import CloseReason, Refusal, SourceBook, close_reason
+from .flood import Blocked, FloodEvent, FloodGuard, Unblocked
 from .rules import error_response, fix_request_via
+from .settings import TransportSettings, server_tls_context
 from .stream import Connection
 
 __all__ = ["Receiver", "TransportManager", "TransportSettings", "server_tls_context"]
@@ -46,28 +66,13 @@ KNOWN_METHODS = frozenset(
 )  # fmt: skip
 _BIND_ATTEMPTS = 20  # ephemeral port: UDP port free but TCP taken -> try another (bounded)
 _CONNECT_TIMEOUT = 10.0
+_BACKLOG = 1024  # listen backlog: a burst of connects (an office rebooting) is not lost
 
 
 class Receiver(Protocol):
     def on_message(self, message: Request | Response, source: Target) -> None: ...
 
     def on_send_error(self, target: Target) -> None: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TransportSettings:
-    max_message_bytes: int = 65_535
-    max_connections: int = 10_000
-    idle_timeout: float = 3900.0
-    udp_buffer_bytes: int = 4 * 1024 * 1024
-    client_tls: ssl.SSLContext | None = None  # for outbound TLS (default: verify peers)
-
-
-def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    return ctx
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -102,6 +107,15 @@ class TransportManager:
         self._resp_counts = metrics.messages.responses
         self._udp_sources: dict[tuple[str, int], Target] = {}
         self._faults = FaultLog(log)
+        self._limits = settings.limits
+        self._book = SourceBook(self._limits)
+        self._untrusted: dict[int, Connection] = {}  # swept often; the rest every 30 s
+        self._untrusted_sweep: asyncio.TimerHandle | None = None
+        self._guard = FloodGuard(settings.flood, self._on_flood_event, self._loop.time())
+        self._admit = self._guard.admit if settings.flood_limit else _admit_all
+        self._exempt_flows: frozenset[tuple[str, int]] = frozenset()
+        self._flood_tick: asyncio.TimerHandle | None = None
+        metrics.watch_flood(self._flood_stats)
 
     # ------------------------------------------------------------------ start / stop
     async def start(
@@ -110,13 +124,19 @@ class TransportManager:
         await self._bind_udp_tcp(*sip)
         if tls is not None:
             assert tls_ctx is not None
+            # The handshake happens before the connection is ours to count: bound it by
+            # the first-message timeout (asyncio's default is 60 s).
             server = await self._loop.create_server(
                 lambda: self._new_connection("tls"), tls[0], tls[1], ssl=tls_ctx,
-                reuse_address=True,
+                reuse_address=True, backlog=_BACKLOG,
+                ssl_handshake_timeout=self._limits.first_message_timeout,
             )  # fmt: skip
             self._servers.append(server)
             self.bound["tls"] = server.sockets[0].getsockname()[:2]
         self._arm_sweep()
+        self._arm_untrusted_sweep()
+        if self.settings.flood_limit:
+            self._arm_flood_tick()
 
     async def _bind_udp_tcp(self, host: str, port: int) -> None:
         for _ in range(_BIND_ATTEMPTS):
@@ -124,7 +144,11 @@ class TransportManager:
             udp_port = sock.getsockname()[1]
             try:
                 server = await self._loop.create_server(
-                    lambda: self._new_connection("tcp"), host, udp_port, reuse_address=True
+                    lambda: self._new_connection("tcp"),
+                    host,
+                    udp_port,
+                    reuse_address=True,
+                    backlog=_BACKLOG,
                 )
             except OSError as exc:
                 sock.close()
@@ -163,8 +187,9 @@ class TransportManager:
         return sock
 
     async def close(self) -> None:
-        if self._sweep is not None:
-            self._sweep.cancel()
+        for timer in (self._sweep, self._untrusted_sweep, self._flood_tick):
+            if timer is not None:
+                timer.cancel()
         for server in self._servers:
             server.close()
         conns = list(self._conns.values())
@@ -185,8 +210,10 @@ class TransportManager:
     def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         # The receive boundary: whatever one datagram causes stays with that datagram (an
         # exception escaping datagram_received would make the loop close the UDP socket).
+        # The flood guard comes first: a blocked source costs one dict update, no parsing.
         try:
-            self._datagram(data, addr)
+            if addr in self._exempt_flows or self._admit(addr[0]):
+                self._datagram(data, addr)
         except Exception:
             self._fault("udp-receive")
 
@@ -263,16 +290,40 @@ class TransportManager:
 
     # StreamOwner
     def connection_made(self, conn: Connection) -> bool:
-        if len(self._conns) >= self.settings.max_connections:
-            self.metrics.messages_dropped_total.labels("connection_limit").inc()
-            log.warning("connection limit reached, refusing %s", conn.peer)
+        try:
+            return self._admit_connection(conn)
+        except Exception:
+            self._fault(f"{conn.name}-accept")
             return False
+
+    def _admit_connection(self, conn: Connection) -> bool:
         assert conn.peer is not None
+        host = conn.peer.host
+        if not conn.outbound and self._guard.is_exempt(host):
+            conn.state.trusted = True  # a carrier gateway: no per-source limits, no timeouts
+        refusal = None if conn.outbound or self._admit(host) else Refusal.FLOOD_BLOCKED
+        refusal = refusal or self._book.refusal(
+            host, trusted=conn.state.trusted, open_now=len(self._conns)
+        )
+        if refusal is not None:
+            self._refuse(conn, refusal)
+            return False
         self._conns[conn.conn_id] = conn
-        key = (conn.name, conn.peer.host, conn.peer.port)
+        key = (conn.name, host, conn.peer.port)
         self._by_addr.setdefault(key, {})[conn.conn_id] = conn
+        self._book.opened(host, trusted=conn.state.trusted)
+        if not conn.state.trusted:
+            self._untrusted[conn.conn_id] = conn
         self.metrics.connections_active.labels(conn.name).inc()
         return True
+
+    def _refuse(self, conn: Connection, refusal: Refusal) -> None:
+        self.metrics.connections_refused_total.labels(conn.name, refusal.value).inc()
+        if refusal is Refusal.GLOBAL_LIMIT:
+            self.metrics.messages_dropped_total.labels("connection_limit").inc()
+            log.warning("connection limit reached, refusing %s", conn.peer)
+        else:
+            log.debug("refusing %s: %s", conn.peer, refusal.value)
 
     def connection_lost(self, conn: Connection) -> None:
         if self._conns.pop(conn.conn_id, None) is None:
@@ -284,12 +335,15 @@ class TransportManager:
             same.pop(conn.conn_id, None)
             if not same:
                 del self._by_addr[key]
+        self._untrusted.pop(conn.conn_id, None)
+        self._book.closed(conn.peer.host, trusted=conn.state.trusted)
         self.metrics.connections_active.labels(conn.name).dec()
 
     def stream_message(self, message: Request | Response, conn: Connection) -> None:
         assert conn.peer is not None
         try:
-            self._deliver(message, conn.peer)
+            if self._admit(conn.peer.host):
+                self._deliver(message, conn.peer)
         except Exception:
             self._fault(f"{conn.name}-receive")
 
@@ -297,8 +351,81 @@ class TransportManager:
         assert conn.peer is not None
         self._parse_error(error, conn.peer, conn, False)
 
-    def _new_connection(self, name: str) -> Connection:
-        return Connection(self, name, next(self._ids), self.settings.max_message_bytes)
+    # ------------------------------------------------------------------ trust (the TU seam)
+    def mark_trusted(self, source: Target) -> bool:
+        """The connection `source` came on carried a request the switch accepted: it gets
+        the long keep-alive idle timeout from now on. True if `source` names an open
+        connection (trusted now or before); False for UDP or a connection that is gone."""
+        conn = self._conns.get(source.conn_id) if source.conn_id is not None else None
+        if conn is None:
+            return False
+        if not conn.state.trusted:
+            assert conn.peer is not None
+            conn.state.trusted = True
+            self._untrusted.pop(conn.conn_id, None)
+            self._book.trusted(conn.peer.host)
+        return True
+
+    def is_trusted(self, source: Target) -> bool:
+        conn = self._conns.get(source.conn_id) if source.conn_id is not None else None
+        return conn is not None and conn.state.trusted
+
+    def set_exempt_flows(self, flows: Iterable[tuple[str, int]]) -> None:
+        """UDP peers (address, port) never counted by the flood guard: our own media service
+        sends a BYE per call from one port, at the service's own rate. An exact flow, not
+        the address: phones on the same host (loopback in tests, a shared address) stay
+        limited. Replaces the previous set."""
+        self._exempt_flows = frozenset(flows)
+
+    def set_exempt(self, sources: Iterable[str]) -> None:
+        """The run-time exempt addresses (e.g. every carrier gateway's allowed_sources), on
+        top of `[security] exempt`: never flood-blocked, their connections trusted from the
+        start. Replaces the previous run-time set. Entries: addresses, networks, or
+        "address:port" (the port is ignored). ValueError for anything else."""
+        self._guard.set_exempt(sources)
+
+    # ------------------------------------------------------------------ floods
+    def _on_flood_event(self, event: FloodEvent) -> None:
+        match event:
+            case Blocked(source=source):
+                log.warning(
+                    "SIP flood from %s: more than %d messages within %g s; dropping all it "
+                    "sends until it stays under that for %g s",
+                    source, event.limit, event.window, event.block,
+                )  # fmt: skip
+                self._close_untrusted_from(source)
+            case Unblocked(source=source):
+                log.warning(
+                    "SIP flood from %s is over: served again after %.1f s blocked, "
+                    "%d messages dropped",
+                    source, event.seconds, event.dropped,
+                )  # fmt: skip
+            case _:
+                assert_never(event)
+
+    def _close_untrusted_from(self, source: str) -> None:
+        doomed = [c for c in self._untrusted.values() if c.peer and c.peer.host == source]
+        for conn in doomed:
+            self._close(conn, CloseReason.FLOOD_BLOCKED)
+
+    def _arm_flood_tick(self) -> None:
+        self._flood_tick = self._loop.call_later(self._guard.tick_interval, self._on_flood_tick)
+
+    def _on_flood_tick(self) -> None:
+        try:
+            self._guard.tick(self._loop.time())
+        except Exception:
+            self._fault("flood-tick")
+        self._arm_flood_tick()
+
+    def _flood_stats(self) -> tuple[int, int, int]:
+        """(blocks started, messages dropped, sources blocked now) for /metrics."""
+        g = self._guard
+        return g.blocks, g.dropped, g.blocked_sources()
+
+    def _new_connection(self, name: str, outbound: bool = False) -> Connection:
+        size = self.settings.max_message_bytes
+        return Connection(self, name, next(self._ids), size, outbound=outbound)
 
     # ------------------------------------------------------------------ sending
     def send(self, message: Request | Response, target: Target) -> None:
@@ -364,7 +491,7 @@ class TransportManager:
                 raise OSError(errno.EMFILE, "connection limit reached")
             _, proto = await asyncio.wait_for(
                 self._loop.create_connection(
-                    lambda: self._new_connection(name), host, port, ssl=ctx
+                    lambda: self._new_connection(name, outbound=True), host, port, ssl=ctx
                 ),
                 _CONNECT_TIMEOUT,
             )
@@ -378,19 +505,49 @@ class TransportManager:
             self.receiver.on_send_error(target)
 
     # ------------------------------------------------------------------ idle connections
+    # Two sweeps: untrusted connections (few, short timeouts) every `sweep_interval` (<= 1
+    # s), every connection at a quarter of the long idle timeout (<= 30 s).
     def _arm_sweep(self) -> None:
         interval = max(1.0, min(30.0, self.settings.idle_timeout / 4))
         self._sweep = self._loop.call_later(interval, self._sweep_idle)
 
     def _sweep_idle(self) -> None:
-        deadline = self._loop.time() - self.settings.idle_timeout
-        for conn in [c for c in self._conns.values() if c.last_activity < deadline]:
-            log.debug("closing idle connection %s", conn.peer)
-            conn.close()
+        try:
+            self._sweep_some([c for c in self._conns.values() if c.state.trusted])
+        except Exception:
+            self._fault("idle-sweep")
         self._arm_sweep()
+
+    def _arm_untrusted_sweep(self) -> None:
+        interval = self._limits.sweep_interval
+        self._untrusted_sweep = self._loop.call_later(interval, self._sweep_untrusted)
+
+    def _sweep_untrusted(self) -> None:
+        try:
+            self._sweep_some(list(self._untrusted.values()))
+        except Exception:
+            self._fault("idle-sweep")
+        self._arm_untrusted_sweep()
+
+    def _sweep_some(self, conns: list[Connection]) -> None:
+        now = self._loop.time()
+        for conn in conns:
+            reason = close_reason(self._limits, conn.state, now)
+            if reason is not None and conn.open:
+                self._close(conn, reason)
+
+    def _close(self, conn: Connection, reason: CloseReason) -> None:
+        self._untrusted.pop(conn.conn_id, None)  # closed once, counted once
+        self.metrics.connections_closed_total.labels(conn.name, reason.value).inc()
+        log.debug("closing connection %s: %s", conn.peer, reason.value)
+        conn.close()
 
     def connection_count(self) -> int:
         return len(self._conns)
+
+
+def _admit_all(source: str) -> bool:
+    return True
 
 
 def _is_response(exc: ParseError, looks_like_response: bool) -> bool:

@@ -1,7 +1,10 @@
 """TCP/TLS connections: one asyncio.Protocol per connection, framing with StreamFramer.
 
 A connection knows nothing about transactions; it hands framed messages and errors to its
-owner (`StreamOwner`, the TransportManager), which also keeps the connection registry.
+owner (`StreamOwner`, the TransportManager), which also keeps the connection registry and
+decides when a connection has been idle too long (switch.transport.admission: `state`
+records when it opened, its last octet and its last complete message, and whether it is
+trusted).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Protocol, cast
 from switch.sip.message import ParseError, Request, Response
 from switch.sip.parser import KeepAlive, StreamFramer
 from switch.sip.target import Target
+
+from .admission import StreamState
 
 __all__ = ["Connection", "StreamOwner"]
 
@@ -42,16 +47,25 @@ class Connection(asyncio.Protocol):
     """One TCP or TLS connection (inbound or outbound)."""
 
     def __init__(
-        self, owner: StreamOwner, transport_name: str, conn_id: int, max_size: int
+        self,
+        owner: StreamOwner,
+        transport_name: str,
+        conn_id: int,
+        max_size: int,
+        *,
+        outbound: bool = False,
     ) -> None:
         self.owner = owner
         self.name = transport_name  # "tcp" | "tls"
         self.conn_id = conn_id
+        self.outbound = outbound  # opened by the switch (trusted from the start)
         self.framer = StreamFramer(max_size=max_size)
         self.transport: asyncio.Transport | None = None
         self.peer: Target | None = None
-        self.last_activity = 0.0
-        self.closed = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        now = self._loop.time()
+        self.state = StreamState(opened=now, last_activity=now, trusted=outbound)
+        self.closed = self._loop.create_future()
         self.registered = False
 
     # ------------------------------------------------------------------ asyncio.Protocol
@@ -61,13 +75,13 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = Target(self.name, peer[0], peer[1], self.conn_id)
-        self.last_activity = asyncio.get_running_loop().time()
+        self.state.opened = self.state.last_activity = self._loop.time()
         self.registered = self.owner.connection_made(self)
         if not self.registered:
             self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = asyncio.get_running_loop().time()
+        now = self.state.last_activity = self._loop.time()
         self.framer.feed(data)
         for _ in range(_MAX_FRAMES_PER_READ):
             try:
@@ -82,6 +96,7 @@ class Connection(asyncio.Protocol):
                 if item.ping:  # RFC 5626 §3.5.1: answer a CRLFCRLF ping with a CRLF pong
                     self.write(_PONG)
                 continue
+            self.state.last_message = now
             self.owner.stream_message(item, self)
         log.warning("connection %s: frame limit per read reached", self.peer)
 
@@ -101,7 +116,7 @@ class Connection(asyncio.Protocol):
             return False
         assert self.transport is not None
         self.transport.write(data)
-        self.last_activity = asyncio.get_running_loop().time()
+        self.state.last_activity = self._loop.time()
         return True
 
     def close(self) -> None:

@@ -75,3 +75,26 @@ def tone_wav(path: Path, freq: float, seconds: float, rate: int = 8000, level: f
         w.setframerate(rate)
         w.writeframes(pcm.tobytes())
     return path
+
+
+def pcap_rtp_payloads(path: Path) -> list[bytes]:
+    """The RTP payloads of a classic libpcap file of Ethernet/IPv4/UDP/RTP packets (what
+    sip-tester ships in /usr/share/sip-tester), in file order."""
+    import struct
+
+    data = path.read_bytes()
+    magic, _, _, _, _, _, link = struct.unpack("<IHHiIII", data[:24])
+    assert magic == 0xA1B2C3D4 and link == 1, "little-endian Ethernet pcap expected"
+    out, off = [], 24
+    while off + 16 <= len(data):
+        incl = struct.unpack("<IIII", data[off : off + 16])[2]
+        frame = data[off + 16 : off + 16 + incl]
+        off += 16 + incl
+        ip = frame[14:]
+        if frame[12:14] != b"\x08\x00" or ip[9] != 17:
+            continue
+        udp = ip[(ip[0] & 0x0F) * 4 :]
+        rtp = udp[8:]
+        header = 12 + 4 * (rtp[0] & 0x0F)
+        out.append(rtp[header:])
+    return out

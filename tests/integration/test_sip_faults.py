@@ -16,7 +16,9 @@ from .sipclient import SipClient
 pytestmark = pytest.mark.integration
 
 
-def _carrier_request(c: SipClient, method: str, ruri: str, *, to_tag: str | None) -> bytes:
+def _carrier_request(
+    c: SipClient, method: str, ruri: str, *, to_tag: str | None, route: str | None = None
+) -> bytes:
     host = f"{c.remote[0]}:{c.remote[1]}"
     to = f"To: <sip:0355500100@{host}>" + (f";tag={to_tag}" if to_tag else "")
     lines = [
@@ -27,6 +29,7 @@ def _carrier_request(c: SipClient, method: str, ruri: str, *, to_tag: str | None
         f"Call-ID: fault-{secrets.token_hex(6)}",
         f"CSeq: 1 {method}",
         "Max-Forwards: 70",
+        *([f"Route: {route}"] if route else []),
         "Content-Length: 0",
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -48,8 +51,11 @@ def test_unsendable_destination_does_not_freeze_transaction_timers(switch_proc):
     with SipClient("udp", sw.udp, local_ip=CARRIER_IP) as c:
         # An in-dialog BYE from the trusted carrier towards an address the UDP socket cannot
         # send to (an IPv6 literal on an IPv4 socket): the send fails; its client transaction
-        # must time out like any other send failure, and the timers must keep running.
-        c.send(_carrier_request(c, "BYE", "sip:x@[2001:db8::10]", to_tag="far"))
+        # must time out like any other send failure, and the timers must keep running. The
+        # BYE carries our Record-Route as its Route, as in a dialog the switch proxied (one
+        # without would be answered 404 Not Here and never sent).
+        route = f"<sip:{sw.ip}:{sw.sip_port};lr>"
+        c.send(_carrier_request(c, "BYE", "sip:x@[2001:db8::10]", to_tag="far", route=route))
         assert _responses(c, 1.2, "BYE") == [408]  # past Timer E's first firing (T1 = 0.5 s)
         # A call to an unknown number: 404, which the switch must retransmit (Timer G) while
         # no ACK comes. Retransmissions prove the single loop timer is still armed.

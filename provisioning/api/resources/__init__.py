@@ -16,6 +16,7 @@ from . import (
     statements,
     tenants,
     tokens,
+    voicemail,
 )
 
 ALL_OPERATIONS: list[Operation] = [
@@ -23,6 +24,7 @@ ALL_OPERATIONS: list[Operation] = [
     *devices.OPERATIONS,
     *numbers.OPERATIONS,
     *number_settings.OPERATIONS,
+    *voicemail.OPERATIONS,
     *prompts.OPERATIONS,
     *phonebook.OPERATIONS,
     *gateways.OPERATIONS,

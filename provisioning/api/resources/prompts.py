@@ -1,7 +1,14 @@
-"""Prompts: the tenant's uploaded announcement audio (at most `rules.MAX_PROMPTS`, each at
-most `rules.MAX_PROMPT_BYTES`). Upload the raw audio as the request body with its media type and the
-prompt's name in the query: `POST /v1/tenants/{id}/prompts?name=Closed` with
-`Content-Type: audio/wav`. Use it in a schedule as `announcement = "prompt:<id>"`.
+"""Prompts: the tenant's uploaded announcement audio (at most `rules.MAX_PROMPTS`, each upload
+at most `rules.MAX_PROMPT_BYTES`). Upload the raw audio as the request body with its media type
+and the prompt's name in the query: `POST /v1/tenants/{id}/prompts?name=Closed` with
+`Content-Type: audio/mpeg` (or any of `AUDIO_TYPES`). Use it in a schedule as
+`announcement = "prompt:<id>"`.
+
+With the converter the switch injects (app.py), the file's format is recognised from its
+content, whatever the Content-Type says: WAV of any rate/width/channels, FLAC, Ogg, MP3,
+M4A/AAC are stored as 8 kHz 16-bit mono WAV (`content_type` "audio/wav", `size` the stored
+size); anything else is refused with an `audio-*` error_id (415 unreadable format, 422 damaged,
+empty, silent or longer than `rules.MAX_PROMPT_SECONDS`) and nothing is stored.
 """
 
 from __future__ import annotations
@@ -13,22 +20,34 @@ from aiohttp import web
 from provisioning import rules
 from provisioning.records import PromptInfo
 
+from ..audio import Binary
 from ..common import PROMPT_ID, TENANT_ID, TIMESTAMP, iso
 from ..core import Ctx, Operation, Reply
-from ..schema import Array, Integer, Object, Ref, Schema, String
+from ..schema import Array, Integer, Object, Ref, String
 
-AUDIO_TYPES = ("audio/wav", "audio/x-wav", "audio/basic", "audio/mpeg")
-
-
-class Binary(Schema):
-    """Raw bytes (documented only: the body is passed to the service as it is)."""
-
-    def validate(self, value: Any, path: str = "") -> Any:
-        return value
-
-    def json_schema(self) -> dict[str, Any]:
-        return {"type": "string", "format": "binary", "maxLength": rules.MAX_PROMPT_BYTES}
-
+# What people upload: WAV (several names in the wild), MP3, M4A/AAC from phones, FLAC, Ogg,
+# and files a browser does not know the type of. The converter sniffs the content anyway.
+AUDIO_TYPES = (
+    "audio/wav",
+    "audio/x-wav",
+    "audio/wave",
+    "audio/vnd.wave",
+    "audio/basic",
+    "audio/mpeg",
+    "audio/mp3",
+    "audio/mp4",
+    "audio/x-m4a",
+    "audio/m4a",
+    "audio/aac",
+    "audio/x-aac",
+    "audio/flac",
+    "audio/x-flac",
+    "audio/ogg",
+    "audio/opus",
+    "application/ogg",
+    "application/octet-stream",
+)
+__all__ = ["AUDIO_TYPES", "OPERATIONS", "PROMPT", "Binary", "render_prompt"]
 
 PROMPT = Ref(
     "Prompt",
@@ -72,6 +91,7 @@ async def create_prompt(ctx: Ctx) -> Reply:
         name=ctx.query["name"],
         audio=ctx.body,
         content_type=ctx.request.content_type,
+        convert=ctx.converter,
     )
     return Reply(201, render_prompt(info), {"Location": f"prompts/{info.id}"})
 
@@ -120,13 +140,20 @@ OPERATIONS = [
         handler=create_prompt,
         operation_id="uploadPrompt",
         summary="Upload an announcement (raw audio body, name in the query)",
+        description=(
+            "WAV, MP3, M4A/AAC, FLAC or Ogg, recognised from the content and stored as 8 kHz "
+            "16-bit mono WAV; refused files answer 415 audio-unsupported-format / "
+            "audio-codec-unavailable or 422 audio-corrupt / audio-empty / audio-silent / "
+            "audio-too-long, and nothing is stored."
+        ),
         tag="prompts",
         path_params=_T,
         query={"name": String(min_length=1, max_length=rules.PROMPT_NAME_MAX)},
         query_required=("name",),
-        raw_body={t: Binary() for t in AUDIO_TYPES},
+        raw_body={t: Binary(rules.MAX_PROMPT_BYTES) for t in AUDIO_TYPES},
         body_limit=rules.MAX_PROMPT_BYTES,
         responses={201: PROMPT},
+        errors=(422,),
     ),
     Operation(
         method="GET",
@@ -146,7 +173,7 @@ OPERATIONS = [
         summary="Download a prompt's audio",
         tag="prompts",
         path_params=_P,
-        responses={200: Binary()},
+        responses={200: Binary(rules.MAX_PROMPT_BYTES)},
         response_media=AUDIO_TYPES,
     ),
     Operation(

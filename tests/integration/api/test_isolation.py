@@ -9,14 +9,22 @@ Routes that name no tenant are listed explicitly with what a tenant token gets t
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from provisioning.api import API_VOICEMAIL
+from provisioning.records import NewMessage
+
 from .conftest import Api, nq
 
-# Plausible valid bodies, so that a request is refused for who sends it, not for its shape.
+# Plausible valid bodies, so that a request is refused for who sends it, not for its shape
+# (a callable gets the path parameters naming the victim's resources).
+_VM = "/v1/tenants/{tenant_id}/numbers/{number}/voicemail/messages"
 BODIES: dict[tuple[str, str], Any] = {
+    ("PATCH", _VM + "/{message_id}"): {"heard": True},
+    ("POST", _VM + "/delete"): lambda p: {"ids": [p["message_id"]]},
     ("PATCH", "/v1/tenants/{tenant_id}"): {"name": "stolen"},
     ("PUT", "/v1/tenants/{tenant_id}/holidays"): {"holidays": ["2030-01-01"]},
     ("POST", "/v1/tenants/{tenant_id}/devices"): {
@@ -99,6 +107,18 @@ async def populate_victim(api: Api) -> dict[str, str]:
     gw = await api.post("/v1/gateways", {"id": "gw", "name": "gw", "host": "127.0.0.9"})
     token = await api.post("/v1/tokens", {"scope": "tenant", "tenant_id": "a"})
     assert {prompt.status, entry.status, gw.status, token.status} == {201}
+    message_id = await api.app[API_VOICEMAIL].save(
+        NewMessage(
+            tenant_id="a",
+            mailbox=number,
+            caller="09011112222",
+            dialled=number,
+            received_at=datetime.now(UTC),
+            pcm=b"\x01\x00" * 8000,
+        ),
+        limit=15,
+    )
+    assert message_id is not None
     return {
         "tenant_id": "a",
         "device_id": "a-d1",
@@ -108,6 +128,7 @@ async def populate_victim(api: Api) -> dict[str, str]:
         "day": "2030-01-01",
         "gateway_id": "gw",
         "token_id": token.body["id"],
+        "message_id": message_id,
         "month": "2030-01",
     }
 
@@ -120,6 +141,10 @@ async def everything_of(api: Api, tenant: str) -> dict[str, Any]:
     out["tokens"] = (await api.get(f"/v1/tokens?tenant_id={tenant}")).body
     out["gateways"] = (await api.get("/v1/gateways")).body
     out["realm"] = (await api.get("/v1/realm")).body
+    for n in out["numbers"]["items"]:
+        if n["options"]["voicemail"]:
+            box = f"/v1/tenants/{tenant}/numbers/{nq(n['number'])}/voicemail/messages"
+            out[box] = (await api.get(box)).body
     return out
 
 
@@ -133,7 +158,10 @@ async def send(api: Api, method: str, template: str, params: dict[str, str], tok
     if (method, template) in RAW_BODIES:
         media, raw = RAW_BODIES[(method, template)]
         return await api.call(method, path, data=raw, token=token, headers={"Content-Type": media})
-    return await api.call(method, path, BODIES.get((method, template)), token=token)
+    body = BODIES.get((method, template))
+    if callable(body):
+        body = body(params)
+    return await api.call(method, path, body, token=token)
 
 
 async def test_every_route_hides_another_tenants_data(api: Api) -> None:

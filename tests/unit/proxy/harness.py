@@ -136,11 +136,16 @@ def _roundtrip(msg: Any) -> Any:
 
 class Env:
     def __init__(
-        self, *, timer_c: float = 185.0, decide: Any = None, config: ProxyConfig | None = None
+        self,
+        *,
+        timer_c: float = 185.0,
+        decide: Any = None,
+        config: ProxyConfig | None = None,
+        state: MemoryState | None = None,
     ) -> None:
         self.sched = FakeScheduler()
         self.sender = FakeSender(self.sched)
-        self.state = MemoryState()
+        self.state = state or MemoryState()
         self.metrics = Metrics()
         self.snap = snapshot()
         self.auth = DigestAuthenticator(realm=REALM, secret=b"s" * 32)
@@ -298,6 +303,11 @@ class Env:
         finals = [r for r in self.sent_to(txn) if r.status >= 200]
         assert finals, f"no final response; sent: {[r.status for r in self.sent_to(txn)]}"
         return finals[-1]
+
+    def caller_route(self, ctxn: ClientTransaction) -> list[tuple[str, str]]:
+        """The Route of the caller's in-dialog requests once `ctxn`'s INVITE is answered:
+        its Record-Route values in reverse order (RFC 3261 §12.1.2)."""
+        return [("Route", v) for v in reversed(ctxn.request.headers.get_all("Record-Route"))]
 
     def branches(self, method: str = "INVITE") -> list[ClientTransaction]:
         return [c for c in self.sender.requests if c.request.method == method]

@@ -274,3 +274,79 @@ def test_answer_stops_ring_timeout() -> None:
     fork.start(ring_timeout=30.0)
     fork.on_final(br(fork, "a"), 200, "200")
     assert sched.pending() == []
+
+
+# --------------------------------------------------------------------------- the phase table
+def test_phase_table_ignores_and_counts_what_it_does_not_allow() -> None:
+    from switch.proxy.forkphases import IGNORED, TRANSITIONS, Input, Phase, transition
+
+    for phase in Phase:
+        for event in Input:
+            before = IGNORED[phase, event]
+            entry = transition(phase, event)
+            if (phase, event) in TRANSITIONS:
+                assert entry == TRANSITIONS[phase, event] and IGNORED[phase, event] == before
+            else:
+                assert entry is None and IGNORED[phase, event] == before + 1
+    # A finished fork accepts no 6xx (its branches have all ended); nothing leaves FINISHED.
+    assert (Phase.FINISHED, Input.GLOBAL_FAILURE) not in TRANSITIONS
+    assert all(
+        nxt is Phase.FINISHED for (ph, _), (_, nxt) in TRANSITIONS.items() if ph is Phase.FINISHED
+    )
+
+
+def test_a_fork_with_a_diversion_diverts_once_then_runs_plainly() -> None:
+    from switch.proxy.forkphases import Input, Phase, transition
+
+    assert transition(Phase.DIVERTIBLE, Input.RING_TIMEOUT) == (
+        transition(Phase.DIVERTIBLE, Input.BRANCHES_DONE)
+    )
+    action, nxt = transition(Phase.DIVERTIBLE, Input.RING_TIMEOUT) or (None, None)
+    assert nxt is Phase.RUNNING
+    assert transition(Phase.RUNNING, Input.RING_TIMEOUT) != (action, nxt)
+
+
+# --------------------------------------------------------------------------- fail-over
+def _failover() -> tuple[Fork[str, str], Recorder, FakeScheduler]:
+    fork, rec, sched = make(
+        Stage(payloads=("m1",), response_timeout=1.0),
+        Stage(payloads=("m2",), failover=True, response_timeout=1.0),
+    )
+    fork.start()
+    return fork, rec, sched
+
+
+def test_a_silent_next_hop_fails_over_after_the_response_timeout() -> None:
+    fork, rec, sched = _failover()
+    assert rec.started == ["m1"]
+    sched.advance(0.99)
+    assert rec.started == ["m1"]
+    sched.advance(0.02)  # no response at all within 1 s: treated as 408, the next one starts
+    assert rec.started == ["m1", "m2"]
+    assert br(fork, "m1").final_status == 408 and rec.cancels == []  # no CANCEL without 1xx
+    fork.on_final(br(fork, "m2"), 200, "200m2")
+    assert rec.forwarded == [("m2", "200m2")] and rec.finals == []
+
+
+def test_a_100_trying_turns_the_response_timeout_into_timer_c() -> None:
+    fork, rec, sched = _failover()
+    fork.on_provisional(br(fork, "m1"), 100, "100")
+    sched.advance(10.0)  # alive (it answered 100), e.g. playing early media later
+    assert rec.started == ["m1"] and br(fork, "m1").state is BranchState.TRYING
+    fork.on_provisional(br(fork, "m1"), 183, "183")
+    sched.advance(60.0)
+    assert rec.started == ["m1"] and rec.cancels == []
+    fork.on_final(br(fork, "m1"), 486, "486")
+    assert rec.finals == [(486, "486")] and rec.started == ["m1"]  # a real answer: no fail-over
+
+
+def test_every_next_hop_silent_ends_in_408() -> None:
+    _, rec, sched = _failover()
+    sched.advance(2.5)
+    assert rec.started == ["m1", "m2"]
+    assert rec.finals == [(408, None)]
+
+
+def test_response_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        Stage(payloads=("x",), response_timeout=0)

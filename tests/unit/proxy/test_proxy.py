@@ -11,7 +11,6 @@ import pytest
 from provisioning.model import Snapshot
 from routing.call import Call, LiveView
 from routing.decisions import Decision, NoAnswer, NoAnswerAction, Ring, RingStage
-from switch.proxy.dialogs import ActiveCalls
 from switch.proxy.proxy import ProxyConfig
 from switch.sip.message import make_response
 from switch.sip.target import Target
@@ -99,7 +98,8 @@ async def test_proxy_require_is_420_with_unsupported() -> None:
 
 
 async def test_loop_is_482() -> None:
-    env = Env()
+    # Without Record-Route the proxy relays in-dialog requests by their Request-URI.
+    env = Env(config=ProxyConfig(record_route=False))
     req = env.request("BYE", "sip:bob@192.0.2.99", to_tag="t")
     await env.send(req)
     forwarded = env.branches("BYE")[0].request
@@ -111,7 +111,7 @@ async def test_loop_is_482() -> None:
 
 
 async def test_spiral_with_new_request_uri_is_not_a_loop() -> None:
-    env = Env()
+    env = Env(config=ProxyConfig(record_route=False))
     await env.send(env.request("BYE", "sip:bob@192.0.2.99", to_tag="t"))
     forwarded = env.branches("BYE")[0].request
     forwarded.uri = "sip:carol@192.0.2.98"
@@ -192,10 +192,11 @@ async def test_in_dialog_request_from_device_needs_our_flow_token() -> None:
     desk = env.branches()[0]
     env.respond(desk, 200)
     rr = desk.request.headers.get_all("Record-Route")
-    # A forged in-dialog INVITE to the trunk with no credentials: refused.
+    # A forged in-dialog INVITE to the trunk with no credentials (and no Route of ours:
+    # not a dialog we are in): refused, 404 Not Here.
     forged = env.request("INVITE", f"sip:0312345678@{GW_IP}", to_tag="x", call_id="fraud")
     txn = await env.send(forged, DESK_FLOW)
-    assert env.final(txn).status == 403
+    assert env.final(txn).status == 404
     # A real token replayed in another dialog: refused too.
     replay = env.request(
         "INVITE", f"sip:0312345678@{GW_IP}", to_tag="x", call_id="fraud", extra=[("Route", rr[0])]
@@ -203,6 +204,46 @@ async def test_in_dialog_request_from_device_needs_our_flow_token() -> None:
     txn = await env.send(replay, DESK_FLOW)
     assert env.final(txn).status == 403
     assert len(env.branches()) == 2  # only the original fork
+
+
+@pytest.mark.parametrize("source", [GW_SRC, DESK_FLOW, CALLER_SRC])
+@pytest.mark.parametrize("uri", ["sip:bob@192.0.2.99", f"sip:bob@{US}"])
+async def test_in_dialog_request_without_our_route_is_404_not_here(
+    source: Target, uri: str
+) -> None:
+    """A UA that ignored our Record-Route (Kamailio's WITHINDLG: loose_route() fails ->
+    404 "Not here"): never relayed, whoever sends it, the trusted carrier included. To our
+    own address it used to come back to us as a 482 Loop Detected."""
+    env = Env()
+    await env.register_both()
+    txn = await env.send(env.request("BYE", uri, to_tag="t"), source)
+    final = env.final(txn)
+    assert (final.status, final.reason) == (404, "Not Here")
+    assert env.sender.requests == [] and len(env.sent_to(txn)) == 1
+
+
+async def test_ack_without_our_route_is_dropped_and_counted() -> None:
+    env = Env()
+    ack = env.request("ACK", "sip:callee@192.168.1.20:5060", to_tag="callee")
+    await env.proxy.on_ack(ack, GW_SRC)
+    assert env.sender.stateless == [] and env.sender.responses == []
+    assert env.metrics.value("sip_messages_dropped_total", {"reason": "ack_not_here"}) == 1
+
+
+async def test_our_route_without_a_token_is_relayed_for_the_carrier_only() -> None:
+    """A dialog with no device end (the carrier and the media service, a forwarded call)
+    carries our Route without a flow token: the carrier's requests are relayed, anyone
+    else's are refused (a device could otherwise reach the trunk with a forged To tag)."""
+    env = Env()
+    plain_rr = f"<sip:{US};lr>"
+    extra = [("Route", plain_rr)]
+    await env.send(env.request("BYE", "sip:bob@192.0.2.99", to_tag="t", extra=extra), GW_SRC)
+    assert [c.target.host for c in env.branches("BYE")] == ["192.0.2.99"]
+    txn = await env.send(
+        env.request("BYE", f"sip:0312345678@{GW_IP}", to_tag="t", call_id="c2", extra=extra),
+        DESK_FLOW,
+    )
+    assert env.final(txn).status == 403 and len(env.branches("BYE")) == 1
 
 
 async def test_carrier_bye_reaches_device_that_called_out() -> None:
@@ -561,7 +602,8 @@ async def test_bye_ends_the_active_call() -> None:
     await inbound(env)
     env.respond(env.branches()[0], 200)
     assert env.metrics.value("sip_calls_active") == 1
-    bye = env.request("BYE", "sip:callee@192.168.1.20:5060", to_tag="callee", cseq=2)
+    route = env.caller_route(env.branches()[0])
+    bye = env.request("BYE", "sip:callee@192.168.1.20:5060", to_tag="callee", cseq=2, extra=route)
     await env.send(bye)
     assert env.metrics.value("sip_calls_active") == 0
 
@@ -591,7 +633,10 @@ async def test_bye_releases_the_channel() -> None:
     await inbound(env)
     env.respond(env.branches()[0], 200)
     assert await env.state.channels_in_use("t1", WALL) == 1
-    await env.send(env.request("BYE", "sip:callee@192.168.1.20:5060", to_tag="callee", cseq=2))
+    route = env.caller_route(env.branches()[0])
+    await env.send(
+        env.request("BYE", "sip:callee@192.168.1.20:5060", to_tag="callee", cseq=2, extra=route)
+    )
     await asyncio.sleep(0)
     assert await env.state.channels_in_use("t1", WALL) == 0
 
@@ -624,10 +669,8 @@ class _SlowState(MemoryState):
 
 
 async def test_cancel_while_routing_answers_487_and_forks_nothing() -> None:
-    env = Env()
     slow = _SlowState()
-    env.state = env.proxy.state = slow
-    env.proxy.calls = ActiveCalls(env.metrics, slow, lambda: WALL)
+    env = Env(state=slow)
     await env.register_both()
     req = env.request("INVITE", NUMBER_URI)
     txn = ServerTransaction(("k", "slow"), req, GW_SRC, req.top_via)

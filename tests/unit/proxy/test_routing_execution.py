@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -232,7 +232,10 @@ async def test_no_answer_cancels_devices_and_diverts_to_voicemail() -> None:
     env.respond(vm, 200, to_tag="vm")
     assert env.final(txn).status == 200
     assert await in_use(env, wall) == 1  # the call goes on, in the voicemail
-    await env.send(env.request("BYE", "sip:media@127.0.0.1:5090", to_tag="vm", cseq=2))
+    bye = env.request(
+        "BYE", "sip:media@127.0.0.1:5090", to_tag="vm", cseq=2, extra=env.caller_route(vm)
+    )
+    await env.send(bye)
     assert await in_use(env, wall) == 0
 
 
@@ -315,7 +318,8 @@ async def test_forward_goes_to_gateway_as_the_tenant_number(registered: bool) ->
     assert decisions(env, "inbound-forwarding") == 1
     env.respond(out, 200)
     assert env.final(txn).status == 200
-    await env.send(env.request("BYE", f"sip:x@{GW_IP}", to_tag="callee", cseq=2))
+    route = env.caller_route(out)
+    await env.send(env.request("BYE", f"sip:x@{GW_IP}", to_tag="callee", cseq=2, extra=route))
     assert await in_use(env, wall) == 0
 
 
@@ -390,11 +394,16 @@ async def test_nobody_registered_with_voicemail_goes_to_voicemail_cause_480() ->
 
 
 async def test_channel_race_lost_after_routing_gets_the_busy_hand_off() -> None:
-    """Routing saw a free channel; the lease (the authority) says no."""
+    """Routing saw a free channel; the lease (the authority) says no. The proxy asks
+    routing again with the channels shown full and carries out that answer."""
+    asked: list[LiveView] = []
 
     def stale(c: Call, snap: Snapshot, live: LiveView, now: datetime) -> Decision:
-        registered = frozenset(d for d in snap.devices if live.is_registered(d))
-        return policy_decide(c, snap, LiveState(registered=registered), now)
+        asked.append(live)
+        if len(asked) == 1:  # the view from before the other calls took the channels
+            registered = frozenset(d for d in snap.devices if live.is_registered(d))
+            live = LiveState(registered=registered)
+        return policy_decide(c, snap, live, now)
 
     env, wall = make_env(decide=stale)
     await env.register_both()
@@ -405,6 +414,7 @@ async def test_channel_race_lost_after_routing_gets_the_busy_hand_off() -> None:
     user, params = media_params(out)
     assert user == "voicemail" and params["cause"] == "486"
     assert decisions(env, "inbound-ring-lost-channel-race") == 1
+    assert len(asked) == 2 and asked[1].channels_in_use("t1") == 2
 
 
 # --------------------------------------------------------------------------- device calls
@@ -489,7 +499,7 @@ async def test_lease_ttl_follows_session_expires_of_the_2xx_and_of_refreshes() -
     wall.t += 100
     reinvite = env.request(
         "INVITE", "sip:callee@192.168.1.20:5060", to_tag="callee", cseq=3,
-        extra=[("Session-Expires", "600;refresher=uac")],
+        extra=[("Session-Expires", "600;refresher=uac"), *env.caller_route(env.branches()[0])],
     )  # fmt: skip
     await env.send(reinvite)
     lease = env.proxy.calls.lease("call-1")
@@ -512,7 +522,13 @@ async def test_in_dialog_traffic_keeps_the_lease_alive() -> None:
     for cseq in (3, 4, 5):
         wall.t += TTL - 1
         await env.send(
-            env.request("INFO", "sip:callee@192.168.1.20:5060", to_tag="callee", cseq=cseq)
+            env.request(
+                "INFO",
+                "sip:callee@192.168.1.20:5060",
+                to_tag="callee",
+                cseq=cseq,
+                extra=env.caller_route(env.branches()[0]),
+            )
         )
         assert await in_use(env, wall) == 1
 
@@ -543,7 +559,13 @@ async def test_bye_to_a_vanished_callee_still_releases_at_once() -> None:
     env, wall = make_env()
     await answered(env)
     bye_txn = await env.send(
-        env.request("BYE", "sip:callee@192.168.1.20:5060", to_tag="callee", cseq=2)
+        env.request(
+            "BYE",
+            "sip:callee@192.168.1.20:5060",
+            to_tag="callee",
+            cseq=2,
+            extra=env.caller_route(env.branches()[0]),
+        )
     )
     assert await in_use(env, wall) == 0
     env.proxy.on_timeout(env.branches("BYE")[0])
@@ -694,3 +716,96 @@ async def test_voicemail_branch_after_a_single_device_is_a_clean_copy() -> None:
     assert vm.request.headers.get_all("Record-Route") != desk.request.headers.get_all(
         "Record-Route"
     )  # no flow token of the desk phone's flow in the voicemail leg
+
+
+# --------------------------------------------------------------------------- lost races
+def stale_first(asked: list[LiveView]) -> Any:
+    """The real policy, but its first answer comes from a view without the leases (taken
+    before the other calls took the channels); later questions see what the proxy shows."""
+
+    def decide(c: Call, snap: Snapshot, live: LiveView, now: datetime) -> Decision:
+        asked.append(live)
+        if len(asked) == 1:
+            registered = frozenset(d for d in snap.devices if live.is_registered(d))
+            live = LiveState(registered=registered)
+        return policy_decide(c, snap, live, now)
+
+    return decide
+
+
+async def test_lost_race_of_a_forwarded_call_is_the_busy_message_without_voicemail() -> None:
+    asked: list[LiveView] = []
+    env, wall = make_env(decide=stale_first(asked))
+    for i in range(2):
+        await env.state.acquire_channel("t1", f"up-{i}", 2, TTL, wall())
+    await call(env, FORWARDED)  # forwarding ON: voicemail does not act
+    user, params = media_params(env.branches()[0])
+    assert user == "busy" and "mailbox" not in params
+    assert decisions(env, "inbound-forwarding") == 1
+    assert decisions(env, "inbound-forwarding-lost-channel-race") == 1
+    assert await in_use(env, wall) == 2
+
+
+async def test_lost_race_of_a_device_call_is_486_with_warning() -> None:
+    asked: list[LiveView] = []
+    env, wall = make_env(decide=stale_first(asked))
+    for i in range(2):
+        await env.state.acquire_channel("t1", f"up-{i}", 2, TTL, wall())
+    req = env.request("INVITE", f"sip:0312345678@{REALM}", from_uri=f"<sip:app1@{REALM}>")
+    txn = await env.send_authenticated(req, "app1", source=APP_FLOW)
+    final = env.final(txn)
+    assert final.status == 486 and "lines of your company are in use" in (
+        final.headers.get("Warning") or ""
+    )
+    assert env.branches() == []
+    assert decisions(env, "outbound-lost-channel-race") == 1
+    assert env.metrics.value("sip_calls_total", {"outcome": "busy"}) == 1
+
+
+async def test_a_policy_that_ignores_full_channels_gets_486_not_a_second_race() -> None:
+    def blind(c: Call, snap: Snapshot, live: LiveView, now: datetime) -> Decision:
+        registered = frozenset(d for d in snap.devices if live.is_registered(d))
+        return policy_decide(c, snap, LiveState(registered=registered), now)
+
+    env, wall = make_env(decide=blind)
+    await env.register_both()
+    for i in range(2):
+        await env.state.acquire_channel("t1", f"up-{i}", 2, TTL, wall())
+    txn = await call(env, CONTRACT)
+    assert env.final(txn).status == 486 and env.branches() == []
+    assert decisions(env, "inbound-ring-lost-channel-race") == 1
+
+
+async def test_routing_time_is_the_injected_wall_clock_in_utc() -> None:
+    seen: list[datetime] = []
+
+    def clocked(c: Call, snap: Snapshot, live: LiveView, now: datetime) -> Decision:
+        seen.append(now)
+        return policy_decide(c, snap, live, now)
+
+    env, wall = make_env(decide=clocked)
+    wall.t = 1_900_000_123.5
+    await call(env, CONTRACT)
+    assert seen == [datetime.fromtimestamp(1_900_000_123.5, UTC)]
+    assert seen[0].tzinfo is UTC
+
+
+@pytest.mark.parametrize("operation", ["bindings", "channels_in_use", "acquire_channel"])
+async def test_unreachable_state_backend_503_carries_retry_after(operation: str) -> None:
+    """Like the registrar's (and the glue's for any TU): a temporary failure the phone may
+    retry after Retry-After seconds (RFC 3261 §21.5.4), and no channel is left taken."""
+    from switch.state.base import StateUnavailable
+
+    env, _ = make_env()
+    await env.register_both()
+
+    async def down(*args: Any) -> Any:
+        raise StateUnavailable("redis is down")
+
+    setattr(env.state, operation, down)
+    txn = await call(env, CONTRACT)
+    final = env.final(txn)
+    assert final.status == 503
+    assert final.headers.get("Retry-After") == str(StateUnavailable.retry_after)
+    assert env.branches() == []
+    assert env.metrics.value("sip_calls_total", {"outcome": "failed"}) == 1

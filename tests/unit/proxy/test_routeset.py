@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from switch.proxy.dialogs import loop_hash, preprocess_routes
+from switch.proxy.messages import loop_hash
+from switch.proxy.routeset import preprocess_routes
 from switch.proxy.targets import FlowTokens
 from switch.sip.message import Headers, ParseError, Request, SipURI
 from switch.sip.target import Target
