@@ -5,30 +5,34 @@ owns one `CallRecords`; each call's events update its entry and `ended`/`expired
 finished `provisioning.records.CallRecord`, which the proxy hands to the CDR writer
 (`switch.cdr_writer.CdrWriter.submit`). Rating happens later, in the writer.
 
-Events and where the proxy calls them (switch/proxy/proxy.py and execute.py)
-------------------------------------------------------------------------------
-1. `started(call_id, describe(decision, call, device, snapshot), now=…)` — for an initial
-   INVITE only (`ctx.initial_invite`), right after `decide` returned, before `_execute`:
-   every decision, Reject included (its outcome becomes `refused` with the decision's rule).
+Events and where the proxy calls them (switch/proxy/: proxy.py, execute.py, context.py)
+-----------------------------------------------------------------------------------------
+1. `started(call_id, describe(decision, inputs.call, inputs.device, inputs.snapshot,
+   caller_category=…), now=inputs.now)` — for an initial INVITE only (`ctx.initial_invite`),
+   in `Proxy._out_of_dialog` right after `decide` returned, before `executor.execute`: every
+   decision, Reject included (its outcome becomes `refused` with the decision's rule).
    Called again for the same Call-ID (the lost channel race turns a Ring/Forward into a
-   Busy in `_channels_lost`), it replaces the description and keeps the CDR id and start.
-2. `rang(call_id, device_id, kind)` — when the fork starts a branch to a device's binding
-   (`_Call.start_branch` for a plan that names a device: Ring stages, Internal). Repeats are
-   harmless.
+   Busy in the executor), it replaces the description and keeps the CDR id and start.
+   `caller_category`: the `cpc` parameter of the carrier's caller identity, when present.
+2. `rang(call_id, plan.device_id, kind)` — when a branch starts towards a device's binding
+   (`RequestContext.start_branch` / `Outgoing.send_branch` for a `BranchPlan` whose
+   `device_id` is set: Ring stages, Internal). Repeats are harmless.
 3. `handed_to_media(call_id, media_outcome(decision))` — when a branch to the media service
-   starts: `_to_media` (Announce, Busy, Voicemail decisions) and the no-answer diversion to
-   voicemail (`media_outcome` of a Ring is VOICEMAIL).
+   starts: `Executor._to_media` (Announce, Busy, Voicemail, VoicemailMenu) and the Ring's
+   no-answer diversion to voicemail when the fork starts that branch (`media_outcome` of a
+   Ring is VOICEMAIL).
 4. `answered(call_id, now=…, device_id=…, kind=…)` — the first 2xx to the initial INVITE
-   (`Proxy._answered`): the branch's device when the branch went to a device, None when the
-   far end answered (the carrier for outbound and forwarded calls, the media service).
-5. `touched(call_id, now=…)` — every other in-dialog request of the call (where the proxy
-   calls `ActiveCalls.touch`): the last sign of life, used as the end of a call that expires.
+   (`RequestContext.forward`, where `calls.answered` is called): the branch's
+   `payload.device_id` when it went to a device, None when the far end answered (the carrier
+   for outbound and forwarded calls, the media service).
+5. `touched(call_id, now=…)` — every other in-dialog request of the call (`Proxy._in_dialog`,
+   where `calls.touch` is called): the last sign of life, the end of a call that expires.
 6. `ended(call_id, now=…, status=…, reason=…)` → CallRecord — (a) the final non-2xx sent for
-   the initial INVITE (`_count_outcome`: status = that final status, reason "cancel" when the
-   caller cancelled, i.e. `outcome_label(...) == "cancelled"`); (b) a BYE passing through
-   (`_in_dialog`, where `calls.ended` is called): status 200, reason "bye". Unknown or already
-   ended Call-IDs give None (a BYE retransmission, an in-dialog request of a call this node
-   did not set up).
+   the initial INVITE (`RequestContext._count_failure(status)`, where `calls.failed` is
+   called: reason "cancel" when `fork.cancelled`); (b) a BYE passing through
+   (`Proxy._in_dialog`, where `calls.ended` is called): status 200, reason "bye". Unknown
+   or already ended Call-IDs give None (a BYE retransmission, an in-dialog request of a call
+   this node did not set up).
 7. `expired(now, call_ids=…)` → [CallRecord] — with the Call-IDs whose channel lease expired
    (`ActiveCalls.sweep`, which must then return them), and periodically with none: the
    tracker also ends calls nobody ended itself (unanswered for longer than `setup_ttl`,
@@ -37,6 +41,7 @@ Events and where the proxy calls them (switch/proxy/proxy.py and execute.py)
 8. `drain()` → [CallRecord] — the node stops (switch/node.py does it after the switch
    stopped, before the writer drains): every open call, ended at its last sign of life,
    reason "shutdown".
+Every record returned goes to `CdrWriter.submit` (never blocks).
 
 Outcome (`outcome_of`): refused (a Reject decision) > the media service's outcome
 (announcement, busy message, voicemail: the call reached it, whatever the caller did next)
@@ -53,6 +58,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import assert_never
 
 from provisioning.model import Device, DeviceKind, Snapshot, normalize_number
 from provisioning.records import CallDirection, CallOutcome, CallRecord
@@ -68,6 +74,7 @@ from routing.decisions import (
     Reject,
     Ring,
     Voicemail,
+    VoicemailMenu,
 )
 
 __all__ = [
@@ -135,17 +142,13 @@ def describe(
         case Outbound():
             return _outbound(base, decision, snapshot)
         case Internal():
-            return replace(
-                base,
-                direction=CallDirection.INTERNAL,
-                number=decision.via_number,
-                presented_number=None,
-                has_plan=False,
-            )
+            return _internal(base, decision.via_number)
+        case VoicemailMenu():  # an ID listening to its mailboxes: internal, free
+            return _internal(base, None)
         case Reject():
             return replace(base, refused=True, tenant_id=base.tenant_id or decision.tenant_id)
-        case _:  # a decision type added later: recorded by its rule, never dropped
-            return base
+        case _:
+            assert_never(decision)
 
 
 def _base(
@@ -179,6 +182,16 @@ def _base(
         callee=call.dialled or None,
         rule=decision.rule,
         caller_category=caller_category if call.direction is CallSide.INBOUND else None,
+    )
+
+
+def _internal(base: CallStart, number: str | None) -> CallStart:
+    return replace(
+        base,
+        direction=CallDirection.INTERNAL,
+        number=number,
+        presented_number=None,
+        has_plan=False,
     )
 
 
@@ -224,14 +237,19 @@ def media_outcome(decision: Decision) -> CallOutcome:
     """The outcome of handing `decision`'s call to the media service: the announcement,
     voicemail (a Voicemail decision, a Busy or Announce with voicemail … the announcement
     plays first, so that is what the call met), the fixed busy message; a Ring's no-answer
-    diversion is voicemail."""
+    diversion is voicemail; the voicemail menu too. A decision that hands nothing to the media
+    service is a ValueError."""
     match decision:
         case Announce():
             return CallOutcome.ANNOUNCEMENT
         case Busy():
             return CallOutcome.VOICEMAIL if decision.then_voicemail else CallOutcome.BUSY_MESSAGE
-        case _:
+        case Voicemail() | VoicemailMenu() | Ring():
             return CallOutcome.VOICEMAIL
+        case Reject() | Forward() | Outbound() | Internal():
+            raise ValueError(f"{type(decision).__name__} hands nothing to the media service")
+        case _:
+            assert_never(decision)
 
 
 # --------------------------------------------------------------------------- outcome

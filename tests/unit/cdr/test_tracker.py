@@ -20,7 +20,17 @@ from billing.cdr import (
 from provisioning.model import DeviceKind, Forwarding, NumberOptions, Snapshot
 from provisioning.records import CallDirection, CallOutcome, CallRecord, DeviceRole
 from routing import Call, Decision, LiveState, decide
-from routing.decisions import Announce, Busy, Forward, Internal, Outbound, Reject, Ring, Voicemail
+from routing.decisions import (
+    Announce,
+    Busy,
+    Forward,
+    Internal,
+    Outbound,
+    Reject,
+    Ring,
+    Voicemail,
+    VoicemailMenu,
+)
 from routing.testing import ADDITIONAL, CONTRACT, TOLL_FREE, business_hours, office
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)  # Friday 10:00 in Tokyo
@@ -292,6 +302,29 @@ def test_internal_call_between_ids() -> None:
     )  # fmt: skip
     assert r.answered_device_kind is DeviceKind.DESK  # learnt from the ring
     assert r.device_roles() == {"C": DeviceRole.CALLER, "A": DeviceRole.ANSWERED}
+
+
+def test_voicemail_menu_is_an_internal_call_to_the_media_service() -> None:
+    snap = office(contract={"options": NumberOptions(voicemail=True)})
+    decision, call = from_device(snap, "A", "1417")
+    assert isinstance(decision, VoicemailMenu)
+    t = tracker()
+    start(t, snap, decision, call)
+    t.handed_to_media("c1", media_outcome(decision))
+    t.answered("c1", now=at(1))
+    r = finish(t, 200, 41, "bye")
+    assert (r.direction, r.outcome, r.caller_device, r.number, r.billable_seconds) == (
+        CallDirection.INTERNAL, CallOutcome.VOICEMAIL, "A", None, 40,
+    )  # fmt: skip
+    assert r.rule == "voicemail-menu"
+
+
+def test_only_media_decisions_have_a_media_outcome() -> None:
+    snap = office()
+    decision, _ = from_device(snap, "C", "09011114444")
+    assert isinstance(decision, Outbound)
+    with pytest.raises(ValueError):
+        media_outcome(decision)
 
 
 def test_lost_channel_race_redescribes_the_call_and_keeps_its_id() -> None:
