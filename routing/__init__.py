@@ -6,6 +6,7 @@ The proxy asks twice per call, with one classification of the dialled string (`C
 and their precedence."""
 
 from .call import Call, Direction, LiveState, LiveView
+from .caps import OutboundLimits, OutboundUsage
 from .decisions import (
     Announce,
     Busy,
@@ -41,6 +42,8 @@ __all__ = [
     "NoAnswer",
     "NoAnswerAction",
     "Outbound",
+    "OutboundLimits",
+    "OutboundUsage",
     "Reject",
     "Ring",
     "RingStage",

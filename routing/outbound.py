@@ -5,6 +5,7 @@ from __future__ import annotations
 from provisioning.model import Device, DeviceKind, NumberKind, Snapshot, Tenant
 
 from .call import Call, LiveView
+from .caps import DEFAULT_LIMITS, OutboundLimits, cap_refusal
 from .decisions import Decision, DestinationKind, Internal, Outbound, Reject, VoicemailMenu
 from .dialled import DialKind, Dialled, destination_kind
 from .settings import DEFAULT_SETTINGS, RoutingSettings
@@ -42,7 +43,11 @@ _REFUSALS: dict[DialKind, tuple[int, str, str, str]] = {
 
 
 def decide_from_device(
-    call: Call, snapshot: Snapshot, live: LiveView, settings: RoutingSettings = DEFAULT_SETTINGS
+    call: Call,
+    snapshot: Snapshot,
+    live: LiveView,
+    settings: RoutingSettings = DEFAULT_SETTINGS,
+    limits: OutboundLimits = DEFAULT_LIMITS,
 ) -> Decision:
     dialled = call.classified
     if dialled.kind is DialKind.EMERGENCY:
@@ -73,7 +78,7 @@ def decide_from_device(
     if refusal is not None:
         status, reason, warning, rule = refusal
         return Reject(status=status, reason=reason, warning=warning, rule=rule, tenant_id=tenant.id)
-    return _outbound(device, tenant, snapshot, live, dialled)
+    return _outbound(device, tenant, snapshot, live, dialled, limits)
 
 
 def _voicemail_menu(device: Device, snapshot: Snapshot) -> Decision:
@@ -166,7 +171,12 @@ def _reject_internal(device: Device, status: int, reason: str, warning: str, rul
 
 
 def _outbound(
-    device: Device, tenant: Tenant, snapshot: Snapshot, live: LiveView, dialled: Dialled
+    device: Device,
+    tenant: Tenant,
+    snapshot: Snapshot,
+    live: LiveView,
+    dialled: Dialled,
+    limits: OutboundLimits,
 ) -> Decision:
     anomalies: list[str] = []
     presented = _presented_number(device, snapshot, anomalies)
@@ -194,6 +204,9 @@ def _outbound(
         destination, kind = dialled.digits, DestinationKind.DIRECTORY
     else:
         destination, kind = dialled.e164, destination_kind(dialled.e164)
+    capped = cap_refusal(limits, live.outbound_usage(device.id), kind, tenant.id)
+    if capped is not None:  # toll-fraud caps (routing.caps)
+        return capped
     number = snapshot.numbers[presented]
     record = number.options.recording
     return Outbound(

@@ -54,7 +54,9 @@ From a device (an authenticated ID), first match wins:
    that is missing or toll-free: toll-free numbers are incoming only). It takes a channel; with
    every channel in use -> Reject 486 Busy Here with a Warning (not 503: a 503 makes a phone
    fail over or retry). "184" withholds the caller's number for the call; it is recorded when
-   the presented number has the recording option.
+   the presented number has the recording option. Before it goes out, the toll-fraud caps
+   (routing.caps: the ID's calls at once, per day, its expensive classes per day, the
+   tenant's per day; `limits`) -> Reject 403 with a Warning naming the cap.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from datetime import datetime
 from provisioning.model import Snapshot
 
 from .call import Call, Direction, LiveView
+from .caps import DEFAULT_LIMITS, OutboundLimits
 from .decisions import Decision
 from .inbound import decide_inbound
 from .outbound import decide_from_device
@@ -77,11 +80,15 @@ def decide(
     snapshot: Snapshot,
     live: LiveView,
     now: datetime,
+    *,
     settings: RoutingSettings = DEFAULT_SETTINGS,
+    limits: OutboundLimits = DEFAULT_LIMITS,
 ) -> Decision:
-    """Route one new call. `now` must be timezone-aware (the proxy passes UTC)."""
+    """Route one new call. `now` must be timezone-aware (the proxy passes UTC). `settings`:
+    the switch-wide routing settings ([routing]); `limits`: the toll-fraud caps of calls from
+    devices (the app binds the configured ones)."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime")
     if call.direction is Direction.INBOUND:
         return decide_inbound(call, snapshot, live, now)
-    return decide_from_device(call, snapshot, live, settings)
+    return decide_from_device(call, snapshot, live, settings, limits)

@@ -36,6 +36,14 @@ if ((need_rtpengine)); then
     rtpengine-daemon >/dev/null || { echo "error: cannot install rtpengine-daemon" >&2; exit 1; }
 fi
 
+# SIPVicious (svcrack) for tests/integration/test_attack_bruteforce.py: a Python tool, so it
+# goes into the project's venv (make creates it first), not the system.
+VENV_PY="$(dirname "$0")/../.venv/bin/python"
+if [[ -x "$VENV_PY" ]] && ! [[ -x "$(dirname "$0")/../.venv/bin/sipvicious_svcrack" ]]; then
+  echo "installing sipvicious into .venv"
+  "$VENV_PY" -m pip install -q sipvicious || { echo "error: cannot install sipvicious" >&2; exit 1; }
+fi
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_port() {

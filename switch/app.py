@@ -23,9 +23,12 @@ A backend the app built is closed by `stop()`; one passed in belongs to the call
 
 HTTP
 ----
-One aiohttp application on `--http`: `GET /metrics`, `GET /healthz`, and
+One aiohttp application on `--http`: `GET /metrics`, `GET /healthz`,
 `POST /admin/devices/{id}/release` (Authorization: Bearer <admin token>; used by
-`softswitch device release`). Other modules mount theirs with `http_hooks`: callables
+`softswitch device release`), and the authentication guard's bans (switch/proxy/bans.py;
+same token): `GET /admin/bans` lists the live bans of every node (from the shared state),
+`DELETE /admin/bans/{kind}/{key}` lifts one (kind "source" or "id"; 404 when there is none).
+Other modules mount theirs with `http_hooks`: callables
 `hook(web_app, switch_app)` run before the HTTP server starts, e.g.
 `lambda web_app, sw: web_app.add_subapp("/v1", make_api(...))`.
 """
@@ -57,11 +60,12 @@ from provisioning.seed import load_seed
 from switch.config import Config, resolve_secret
 from switch.metrics import CONTENT_TYPE, Metrics
 from switch.mwi import MwiNotifier
+from switch.proxy.bans import AuthGuard, BanFilter, BanKind
 from switch.proxy.registrar import Registrar, RegistrarPolicy
 from switch.sip.digest import DigestAuthenticator
 from switch.sip.transaction import TransactionLayer
 from switch.sip.transitions import Timers
-from switch.state.base import StateBackend
+from switch.state.base import StateBackend, StateUnavailable
 from switch.state.memory import MemoryState
 from switch.state.redis import RedisState
 from switch.transport.endpoint import SipEndpoint
@@ -181,6 +185,11 @@ class SwitchApp:
         )
         self.layer = TransactionLayer(Timers(t1=cfg.t1, t2=cfg.t2, t4=cfg.t4))
         self.core = SipEndpoint(self.layer, self.metrics, advertised_host=cfg.advertised_host)
+        self.guard = AuthGuard(self.state, cfg.guard_settings(), self.metrics)
+        try:  # the bans other nodes made; an unreachable backend is the housekeeping's turn
+            await self.guard.sync(time.time())
+        except StateUnavailable as exc:
+            log.warning("auth bans not loaded at start: %s", exc)
         self.registrar = Registrar(
             state=self.state, snapshot=lambda: self.snapshot, authenticator=self.authenticator,
             policy=RegistrarPolicy(
@@ -188,7 +197,7 @@ class SwitchApp:
                 default_expires=cfg.default_expires,
                 warn_agent=cfg.advertised_host or cfg.sip.host,
             ),
-            metrics=self.metrics, sender=self.core,
+            metrics=self.metrics, sender=self.core, guard=self.guard,
         )  # fmt: skip
         self.metrics.watch_transactions(self.layer.counts)
         self.metrics.watch_registrations(lambda: self._registrations)
@@ -207,7 +216,9 @@ class SwitchApp:
     async def _start_transports(self) -> None:
         cfg = self.config
         settings = TransportSettings.from_config(cfg)
-        self.transports = TransportManager(self.core, self.metrics, settings)
+        # the guard's drop mode filters banned sources before the transaction layer
+        receiver = BanFilter(self.core, self.guard, self.metrics, time.time)
+        self.transports = TransportManager(receiver, self.metrics, settings)
         tls_ctx = None
         if cfg.tls is not None:
             assert cfg.tls_cert is not None and cfg.tls_key is not None
@@ -291,13 +302,16 @@ class SwitchApp:
         self.http_address = (str(host), int(port))
 
     async def _housekeeping(self) -> None:
-        """Expire bindings and refresh the registrations gauge, until stop()."""
+        """Expire bindings, refresh the registrations gauge and the guard's view of the
+        bans (made or lifted by other nodes), until stop()."""
         while not self._stopping.is_set():
             try:
-                await self.state.expire(time.time())
+                now = time.time()
+                await self.state.expire(now)
                 self._registrations = await self.state.count()
                 if self.mwi is not None:
                     await self.mwi.sweep()
+                await self.guard.sync(now)
             except Exception:
                 log.exception("housekeeping failed")
             with contextlib.suppress(TimeoutError):
@@ -352,8 +366,12 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
         metrics=app.metrics,
         config=ProxyConfig.from_sections(extra.get("proxy", {}), media),
         decide=functools.partial(
-            decide, settings=RoutingSettings.from_section(extra.get("routing", {}))
+            decide,
+            settings=RoutingSettings.from_section(extra.get("routing", {})),
+            limits=app.config.outbound_limits(),
         ),
+        guard=app.guard,
+        limits=app.config.outbound_limits(),
     )
 
 
@@ -431,6 +449,8 @@ def build_http_app(switch: SwitchApp) -> web.Application:
     web_app.router.add_get("/metrics", _metrics)
     web_app.router.add_get("/healthz", _healthz)
     web_app.router.add_post("/admin/devices/{device_id}/release", _release)
+    web_app.router.add_get("/admin/bans", _list_bans)
+    web_app.router.add_delete("/admin/bans/{kind}/{key}", _lift_ban)
     return web_app
 
 
@@ -446,12 +466,63 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "snapshot_version": snap.version})
 
 
-async def _release(request: web.Request) -> web.Response:
+def _unauthorised(request: web.Request) -> web.Response | None:
+    """401 unless the request carries `Authorization: Bearer <admin token>`."""
     switch = request.app[SWITCH_APP_KEY]
     given = request.headers.get("Authorization", "")
     expected = f"Bearer {switch.admin_token}"
     if not switch.admin_token or not hmac.compare_digest(given.encode(), expected.encode()):
         return web.json_response({"error_id": "unauthorized", "details": {}}, status=401)
+    return None
+
+
+async def _list_bans(request: web.Request) -> web.Response:
+    """The live bans of every node (the shared state), soonest-lifted last."""
+    refusal = _unauthorised(request)
+    if refusal is not None:
+        return refusal
+    switch = request.app[SWITCH_APP_KEY]
+    now = time.time()
+    try:
+        bans = await switch.guard.sync(now)
+    except StateUnavailable:
+        return _state_unavailable()
+    listed = [
+        {"kind": b.kind, "key": b.key, "until": b.until, "remaining": round(b.until - now, 1)}
+        for b in bans
+    ]
+    return web.json_response({"bans": listed})
+
+
+async def _lift_ban(request: web.Request) -> web.Response:
+    refusal = _unauthorised(request)
+    if refusal is not None:
+        return refusal
+    switch = request.app[SWITCH_APP_KEY]
+    kind, key = request.match_info["kind"], request.match_info["key"]
+    if kind not in {k.value for k in BanKind}:
+        details = {"kind": kind, "kinds": [k.value for k in BanKind]}
+        return web.json_response({"error_id": "bad-ban-kind", "details": details}, status=400)
+    try:
+        lifted = await switch.guard.lift(BanKind(kind), key, time.time())
+    except StateUnavailable:
+        return _state_unavailable()
+    if not lifted:
+        details = {"kind": kind, "key": key}
+        return web.json_response({"error_id": "no-such-ban", "details": details}, status=404)
+    return web.json_response({"kind": kind, "key": key, "lifted": True})
+
+
+def _state_unavailable() -> web.Response:
+    body = {"error_id": "state-unavailable", "details": {}}
+    return web.json_response(body, status=503, headers={"Retry-After": "5"})
+
+
+async def _release(request: web.Request) -> web.Response:
+    refusal = _unauthorised(request)
+    if refusal is not None:
+        return refusal
+    switch = request.app[SWITCH_APP_KEY]
     device_id = request.match_info["device_id"]
     if device_id not in switch.snapshot.devices:
         return web.json_response(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, assert_never
@@ -80,6 +80,8 @@ MEDIA_RESPONSE_TIMEOUT = 1.0
 log = logging.getLogger(__name__)
 
 Decide = Callable[[Call, Snapshot, LiveView, datetime], Decision]
+# called once an Outbound decision took its channel, before the call leaves (usage.py)
+Started = Callable[[Outbound, str, "CallInputs"], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,8 +130,10 @@ class DecisionExecutor:
         calls: Leases,
         metrics: Metrics,
         decide: Decide,
+        started: Started | None = None,
     ) -> None:
         self._scheduler = scheduler
+        self._started = started
         self._resolver = resolver
         self._config = config
         self._calls = calls
@@ -147,6 +151,8 @@ class DecisionExecutor:
         if not await self._take_channel(ctx, fwd, decision, inputs.snapshot):
             decision = self._lost_channel_race(inputs, decision)
             self._count(decision, fwd.call_id)
+        elif isinstance(decision, Outbound) and ctx.initial_invite and self._started:
+            await self._started(decision, fwd.call_id, inputs)  # toll-fraud usage
         await self._carry_out(ctx, fwd, inputs, decision)
 
     # ---------------------------------------------------------------- decisions
@@ -307,6 +313,7 @@ class DecisionExecutor:
         full = LiveState(
             registered=inputs.live.registered,
             channels={**inputs.live.channels, tenant_id: limit},
+            usage=inputs.live.usage,
         )
         again = self._decide(inputs.call, inputs.snapshot, full, inputs.now)
         if again.takes_channel:  # a policy that ignores the channels: never a second race

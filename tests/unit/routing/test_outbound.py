@@ -298,10 +298,10 @@ def test_the_access_code_is_a_setting() -> None:
     live = LiveState(channels={"t1": 0}, registered=ALL)
     call = Call.from_device(call_id="c1", device_id="A", dialled="*86")
     settings = RoutingSettings(voicemail_access_code="*86")
-    assert isinstance(decide(call, snap, live, NOW, settings), VoicemailMenu)
+    assert isinstance(decide(call, snap, live, NOW, settings=settings), VoicemailMenu)
     # and 1417 is then an ordinary (invalid) number
     plain = Call.from_device(call_id="c2", device_id="A", dialled="1417")
-    assert isinstance(decide(plain, snap, live, NOW, settings), Reject)
+    assert isinstance(decide(plain, snap, live, NOW, settings=settings), Reject)
 
 
 @pytest.mark.parametrize("code", ["", "abc", "110", "1 4"])
