@@ -11,8 +11,15 @@ API) is built on top of it elsewhere; `billing` may import `routing` and
 - `tariff` / `tariff_file` / `tariffs.toml`: the versioned, validated tariff table.
 - `rating`: `rate_call(RatingInput, TariffTable) -> RatedCall`.
 - `month`: billing months (26th to 25th, tenant time zone).
-- `fair_use`: the 10-minute plan's ~30-calls-a-day flag.
-- `statement`: a tenant's month, per ID, per number, per category.
+- `fair_use`: the 10-minute plan's ~30-calls-a-day flag (and its live watch, `FairUseWatch`).
+- `statement`: a tenant's month, per ID, per number, per category (`StatementAccumulator`
+  folds rows one at a time).
+- `cdr`: the sans-IO tracker the proxy drives to build each call's `CallRecord` (CDR), and
+  the exact proxy events that feed it.
+- `cdr_rating`: a CDR rated (billing month, tariff version, charge) and read back.
+- `cdr_codec`: a CDR as one JSON line (the CDR writer's spool).
+- `statement_doc`: statements from stored CDRs for the REST API (`CdrStatements`, injected
+  into provisioning by switch/node.py).
 
 Money. Prices and charges are integers of tenths of a yen (`Money`), never floats: ¥17.5 per
 minute needs one decimal and no tariff needs more. A call's charge is exact (3 min to a
@@ -69,6 +76,8 @@ seeds/001_…, the user guide; Q&A = seeds/000_…, customer questions) and what
     callers at the landline rate.
 """
 
+from .cdr import CallRecords, CallStart, describe, media_outcome
+from .cdr_rating import rate_record
 from .classes import (
     DESTINATION_CLASSES,
     REFUSED_CLASSES,
@@ -79,7 +88,7 @@ from .classes import (
     destination_class,
 )
 from .errors import BillingError, RatingError, StatementError, TariffError
-from .fair_use import heavy_callers, outgoing_calls_per_day
+from .fair_use import FairUseWatch, heavy_callers, outgoing_calls_per_day
 from .money import ZERO, Money, Rounding
 from .month import (
     CLOSING_DAY,
@@ -89,7 +98,16 @@ from .month import (
     billing_month_of,
 )
 from .rating import RatedCall, RatingInput, rate_call
-from .statement import Breakdown, Category, Statement, StatementRow, Totals, build_statement
+from .statement import (
+    Breakdown,
+    Category,
+    Statement,
+    StatementAccumulator,
+    StatementRow,
+    Totals,
+    build_statement,
+)
+from .statement_doc import CdrStatements
 from .tariff import FreeCallPlan, Rate, TariffTable, TariffVersion
 from .tariff_file import default_tariffs, parse_tariffs, parse_tariffs_toml
 
@@ -102,9 +120,13 @@ __all__ = [
     "BillingMonth",
     "Breakdown",
     "CallClass",
+    "CallRecords",
+    "CallStart",
     "CallerKind",
     "Category",
+    "CdrStatements",
     "Direction",
+    "FairUseWatch",
     "FreeCallPlan",
     "Money",
     "Rate",
@@ -113,6 +135,7 @@ __all__ = [
     "RatingInput",
     "Rounding",
     "Statement",
+    "StatementAccumulator",
     "StatementError",
     "StatementRow",
     "TariffError",
@@ -125,10 +148,13 @@ __all__ = [
     "build_statement",
     "caller_kind_for",
     "default_tariffs",
+    "describe",
     "destination_class",
     "heavy_callers",
+    "media_outcome",
     "outgoing_calls_per_day",
     "parse_tariffs",
     "parse_tariffs_toml",
     "rate_call",
+    "rate_record",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 from .errors import BillingError
 from .month import zone
@@ -41,3 +41,34 @@ def outgoing_calls_per_day(
             raise BillingError("naive-instant", f"instant needs a UTC offset: {start!r}")
         days.setdefault(start.astimezone(tz).date(), Counter())[device_id] += 1
     return {day: dict(counts) for day, counts in sorted(days.items())}
+
+
+class FairUseWatch:
+    """The live side of the flag: counts, per local day, the outgoing calls of each ID that
+    had the plan, as the CDR writer sees them (one node's calls; the statement counts every
+    node's from the store). `observe` returns True exactly once per ID and day: when its
+    count reaches the threshold. Memory: only the newest day seen per ID is kept."""
+
+    __slots__ = ("_counts", "flagged")
+
+    def __init__(self) -> None:
+        self._counts: dict[str, tuple[date, int]] = {}
+        self.flagged: dict[str, datetime] = {}  # ID -> when its flagged local day ends
+
+    def observe(self, device_id: str, start: datetime, timezone: str, plan: FreeCallPlan) -> bool:
+        tz = zone(timezone)
+        day = start.astimezone(tz).date()
+        seen, count = self._counts.get(device_id, (day, 0))
+        if seen > day:  # a late record of an earlier day: that day is gone from memory
+            return False
+        count = count + 1 if seen == day else 1
+        self._counts[device_id] = (day, count)
+        if count == plan.fair_use_calls_per_day:
+            next_day = datetime.combine(day + timedelta(days=1), time(), tz)
+            self.flagged[device_id] = next_day.astimezone(UTC)
+            return True
+        return False
+
+    def flagged_at(self, now: datetime) -> int:
+        """How many IDs are flagged for the local day they are in at `now`."""
+        return sum(1 for end in self.flagged.values() if now < end)

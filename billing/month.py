@@ -13,6 +13,7 @@ time zone skips local midnight of the 26th, the month starts at the first instan
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,8 +60,10 @@ def zone(name: str) -> ZoneInfo:
         raise BillingError("unknown-timezone", f"unknown time zone {name!r}") from None
 
 
+@functools.lru_cache(maxsize=4096)
 def billing_month(year: int, month: int, timezone: str) -> BillingMonth:
-    """The month that closes on `year`-`month`-25 in `timezone`."""
+    """The month that closes on `year`-`month`-25 in `timezone`. Cached: a value of its
+    arguments only (BillingMonth is frozen), and the CDR writer asks for it per call."""
     if not (1 < year < 9999 and 1 <= month <= 12):
         raise BillingError("bad-month-label", f"no billing month {year}-{month}")
     tz = zone(timezone)

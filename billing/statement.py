@@ -115,25 +115,52 @@ def build_statement(
     *, tenant_id: str, month: BillingMonth, rows: Iterable[StatementRow], rounding: Rounding
 ) -> Statement:
     """Aggregate `rows` (every one of `tenant_id`, started within `month`)."""
-    tenant = Breakdown()
-    by_device: dict[str, Breakdown] = {}
-    by_number: dict[str, Breakdown] = {}
-    versions: dict[str, None] = {}
+    acc = StatementAccumulator(tenant_id=tenant_id, month=month, rounding=rounding)
     for row in rows:
-        _check_row(row, tenant_id, month)
-        tenant = tenant.add(row.call)
-        _add(by_device, row.device_id, row.call)
-        _add(by_number, row.number, row.call)
-        versions[row.call.tariff_version] = None
-    return Statement(
-        tenant_id=tenant_id,
-        month=month,
-        rounding=rounding,
-        tenant=tenant,
-        by_device=MappingProxyType(by_device),
-        by_number=MappingProxyType(by_number),
-        tariff_versions=tuple(versions),
-    )
+        acc.add(row)
+    return acc.result()
+
+
+class StatementAccumulator:
+    """`build_statement` one row at a time, for rows read from a store page by page.
+
+    `strict=False` accepts rows that started outside `month`'s bounds: a stored CDR carries
+    the billing month it was rated into (in the tenant's time zone *then*); if the tenant's
+    zone changed since, the label it was billed under wins over today's bounds. Rows of
+    another tenant are refused either way."""
+
+    __slots__ = ("_by_device", "_by_number", "_tenant", "_versions", "month", "rounding",
+                 "strict", "tenant_id")  # fmt: skip
+
+    def __init__(
+        self, *, tenant_id: str, month: BillingMonth, rounding: Rounding, strict: bool = True
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.month = month
+        self.rounding = rounding
+        self.strict = strict
+        self._tenant = Breakdown()
+        self._by_device: dict[str, Breakdown] = {}
+        self._by_number: dict[str, Breakdown] = {}
+        self._versions: dict[str, None] = {}
+
+    def add(self, row: StatementRow) -> None:
+        _check_row(row, self.tenant_id, self.month if self.strict else None)
+        self._tenant = self._tenant.add(row.call)
+        _add(self._by_device, row.device_id, row.call)
+        _add(self._by_number, row.number, row.call)
+        self._versions[row.call.tariff_version] = None
+
+    def result(self) -> Statement:
+        return Statement(
+            tenant_id=self.tenant_id,
+            month=self.month,
+            rounding=self.rounding,
+            tenant=self._tenant,
+            by_device=MappingProxyType(dict(self._by_device)),
+            by_number=MappingProxyType(dict(self._by_number)),
+            tariff_versions=tuple(self._versions),
+        )
 
 
 def _add(groups: dict[str, Breakdown], key: str | None, call: RatedCall) -> None:
@@ -141,14 +168,14 @@ def _add(groups: dict[str, Breakdown], key: str | None, call: RatedCall) -> None
         groups[key] = groups.get(key, Breakdown()).add(call)
 
 
-def _check_row(row: StatementRow, tenant_id: str, month: BillingMonth) -> None:
+def _check_row(row: StatementRow, tenant_id: str, month: BillingMonth | None) -> None:
     if row.tenant_id != tenant_id:
         raise StatementError(
             "row-other-tenant",
             f"a row of tenant {row.tenant_id!r} in the statement of {tenant_id!r}",
             {"tenant_id": row.tenant_id},
         )
-    if row.call.start not in month:
+    if month is not None and row.call.start not in month:
         raise StatementError(
             "row-outside-month",
             f"a call started {row.call.start.isoformat()} is not in billing month {month.label}",

@@ -114,12 +114,14 @@ ERROR_IDS: Mapping[str, int] = {
     "invalid-schedule": 400,
     "invalid-announcement": 400,
     "invalid-cursor": 400,
+    "invalid-filter": 400,
     "phonebook-import-invalid": 400,
     # 401 / 403 / 404
     "invalid-token": 401,
     "operator-only": 403,
     "wrong-tenant": 403,
     "not-found": 404,
+    "no-such-month": 404,
     # 409 rules
     "contract-number-exists": 409,
     "contract-number-required": 409,
@@ -149,4 +151,5 @@ ERROR_IDS: Mapping[str, int] = {
     # 413 / 503
     "prompt-too-large": 413,
     "store-unavailable": 503,
+    "statements-unavailable": 503,
 }

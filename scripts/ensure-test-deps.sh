@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the real peers and servers the tests talk to are present. Fails loudly.
 #   SIPp (Debian: sip-tester), baresip, openssl, ffmpeg, rtpengine (Debian: rtpengine-daemon,
-#   userspace only); PostgreSQL on 127.0.0.1:5432; Redis on 127.0.0.1:6379.
+#   userspace only), promtool (Debian: prometheus; checks the alert rules in deploy/);
+#   PostgreSQL on 127.0.0.1:5432; Redis on 127.0.0.1:6379.
 #   --bench also installs Kamailio (the reference proxy for `make bench`).
 set -euo pipefail
 
@@ -10,6 +11,7 @@ command -v sipp >/dev/null 2>&1 || need_pkgs+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || need_pkgs+=(baresip)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v ffmpeg >/dev/null 2>&1 || need_pkgs+=(ffmpeg)  # M4A/AAC prompt uploads
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)  # promtool: the alert rules
 if [[ "${1:-}" == "--bench" ]]; then
   command -v kamailio >/dev/null 2>&1 || need_pkgs+=(kamailio)
 fi

@@ -14,7 +14,12 @@
 - Media: unless `[media] uri` names external media services, the switch runs the media
   service itself (switch/app.py `_start_media`) on the same store's voicemail repository.
 - Jobs: the voicemail retention sweeper (service rule: a message is deleted 7 days after it
-  was received), once a minute.
+  was received), once a minute; the CDR retention sweep (`[cdr] retention_days`, default
+  400) once a day.
+- CDRs: `self.cdrs` (billing.cdr.CallRecords, the sans-IO tracker the proxy drives) hands
+  finished records to `self.cdr_writer` (switch/cdr_writer.py: queue, batches, spool under
+  the data directory, metrics in the switch's registry); the API's call history and
+  statements get the statement builder (billing.statement_doc) from here.
 
 Nothing else imports this module: it is the top of the layer table (tests/unit/test_layers.py).
 """
@@ -29,6 +34,9 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from billing import default_tariffs
+from billing.cdr import CallRecords
+from billing.statement_doc import CdrStatements
 from media.convert import convert_upload
 from media.errors import AudioError
 from media.ua.services import ServiceDeps
@@ -36,11 +44,13 @@ from provisioning.api.app import mount_api
 from provisioning.live import seed_if_empty, store_source
 from provisioning.seed import load_seed
 from provisioning.services import Services, audio_refused
+from provisioning.services.cdrs import CallHistoryService, CallRecordRepo
 from provisioning.services.voicemail import VoicemailRepo
 from provisioning.store import open_store
 from provisioning.store.base import Store
 
 from .app import SwitchApp
+from .cdr_writer import CdrConfig, CdrWriter
 from .config import Config
 from .prompt_source import StorePrompts
 
@@ -49,6 +59,7 @@ __all__ = ["Node"]
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 60.0  # seconds between voicemail retention sweeps
+CDR_SWEEP_INTERVAL = 86_400.0  # seconds between CDR retention sweeps
 
 
 class Node:
@@ -73,10 +84,27 @@ class Node:
         self._sweeper: asyncio.Task[None] | None = None
         # message-waiting indication hears every mailbox change (deposit, heard, deleted)
         self.voicemail.on_change(self._mailbox_changed)
+        self._init_cdrs(config, store)
 
     def _mailbox_changed(self, tenant_id: str, mailbox: str) -> None:
         if self.app.mwi is not None:
             self.app.mwi.mailbox_changed(tenant_id, mailbox)
+
+    def _init_cdrs(self, config: Config, store: Store) -> None:
+        self.cdr_config = CdrConfig.from_section(config.extra.get("cdr", {}))
+        tariffs = default_tariffs()
+        self.cdr_writer = CdrWriter(
+            CallRecordRepo(store, pg_form=self.cdr_config.pg_insert),
+            spool_path=config.data_dir / "cdr-spool.jsonl",
+            tariffs=tariffs,
+            timezone=self._cdr_timezone,
+            registry=self.app.metrics.registry,
+            settings=self.cdr_config.writer,
+            wall_clock=self.wall_clock,
+        )
+        self.cdrs = CallRecords(node=self.cdr_config.node, on_evicted=self.cdr_writer.submit)
+        self.calls = CallHistoryService(store, CdrStatements(tariffs), clock=self.wall_clock)
+        self._cdr_swept = 0.0
 
     @classmethod
     async def open(cls, config: Config) -> Node:
@@ -110,13 +138,23 @@ class Node:
             registry=switch.metrics.registry,
             voicemail=self.voicemail,
             converter=convert,
+            calls=self.calls,
         )
+
+    def _cdr_timezone(self, tenant_id: str) -> str:
+        """The tenant's zone for rating; the writer may rate (a spool replayed at start-up)
+        before the first snapshot has arrived."""
+        try:
+            return self._timezone(tenant_id)
+        except (AssertionError, AttributeError):  # SwitchApp.snapshot: "no snapshot yet"
+            return "Asia/Tokyo"
 
     def _timezone(self, tenant_id: str) -> str:
         tenant = self.app.snapshot.tenants.get(tenant_id)
         return tenant.timezone if tenant is not None else "Asia/Tokyo"
 
     async def start(self) -> None:
+        await self.cdr_writer.start()  # replays a spool left by a previous run
         await self.app.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
@@ -128,7 +166,13 @@ class Node:
                 self.app.media.metrics.count("expired", "")
         return len(expired)
 
+    async def cdr_sweep_once(self) -> int:
+        """Delete CDRs past the retention period now; returns how many."""
+        repo = CallRecordRepo(self.store)
+        return await repo.expire(self.wall_clock(), self.cdr_config.retention_days)
+
     async def _sweep_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 n = await self.sweep_once()
@@ -136,7 +180,18 @@ class Node:
                     log.info("voicemail retention: %d message(s) deleted", n)
             except Exception:
                 log.exception("voicemail retention sweep failed")
+            if loop.time() - self._cdr_swept >= CDR_SWEEP_INTERVAL or not self._cdr_swept:
+                self._cdr_swept = loop.time()
+                await self._cdr_sweep()
             await asyncio.sleep(SWEEP_INTERVAL)
+
+    async def _cdr_sweep(self) -> None:
+        try:
+            n = await self.cdr_sweep_once()
+            if n:
+                log.info("CDR retention: %d record(s) deleted", n)
+        except Exception:
+            log.exception("CDR retention sweep failed")
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -144,4 +199,7 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.app.stop()
+        for record in self.cdrs.drain():  # calls still up: nothing will end them here now
+            self.cdr_writer.submit(record)
+        await self.cdr_writer.stop()  # after the calls: drains the queue (database or spool)
         await self.store.close()

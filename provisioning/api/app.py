@@ -18,6 +18,9 @@ Injected by the composition root (switch/node.py):
 - `converter`: an `AudioConverter` over the media service's upload conversion; prompt uploads
   are then stored as 8 kHz 16-bit mono WAV or refused with an `audio-*` error_id. Default:
   none, uploads are stored as received.
+- `calls` (`API_CALLS`): the call history and statements, with the statement builder
+  (`billing.statement_doc`). Default: the history over the services' store, no statements
+  (their routes answer 503 `statements-unavailable`).
 
 Bodies are read from the request stream with each operation's own limit, whatever the
 parent's `client_max_size`, so the parent needs no change for prompt uploads.
@@ -31,12 +34,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from provisioning.services import AudioConverter, Services
+from provisioning.services.cdrs import CallHistoryService
 from provisioning.services.voicemail import VoicemailRepo
 
 from .core import CONVERTER_KEY, VOICEMAIL_KEY, Ctx, Operation, Reply, bind
 from .middleware import ApiMetrics, auth_middleware, errors_middleware
 from .openapi import build_document
 from .resources import ALL_OPERATIONS
+from .resources.calls import API_CALLS
 from .schema import AnyObject
 
 __all__ = [
@@ -86,15 +91,18 @@ def create_api_app(
     prefix: str = API_PREFIX,
     voicemail: VoicemailRepo | None = None,
     converter: AudioConverter | None = None,
+    calls: CallHistoryService | None = None,
 ) -> web.Application:
     """The API sub-application over `services`; `registry` is the app's Prometheus registry
     (a private one when None). `prefix` is where the caller mounts it; it is only used to
-    write the paths of the OpenAPI document. `voicemail`, `converter`: see the module doc."""
+    write the paths of the OpenAPI document. `voicemail`, `converter`, `calls`: see the
+    module doc."""
     metrics = ApiMetrics(registry)
     app = web.Application(
         middlewares=[errors_middleware(metrics), auth_middleware(services.tokens.authenticate)]
     )
     app[API_SERVICES] = services
+    app[API_CALLS] = calls or CallHistoryService(services.store)
     app[API_METRICS] = metrics
     app[API_VOICEMAIL] = voicemail if voicemail is not None else VoicemailRepo(services.store)
     if converter is not None:
@@ -113,9 +121,11 @@ def mount_api(
     registry: CollectorRegistry | None = None,
     voicemail: VoicemailRepo | None = None,
     converter: AudioConverter | None = None,
+    calls: CallHistoryService | None = None,
 ) -> web.Application:
     api = create_api_app(
-        services, registry=registry, prefix=API_PREFIX, voicemail=voicemail, converter=converter
-    )
+        services, registry=registry, prefix=API_PREFIX, voicemail=voicemail,
+        converter=converter, calls=calls,
+    )  # fmt: skip
     parent.add_subapp(API_PREFIX, api)
     return api

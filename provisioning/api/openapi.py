@@ -15,7 +15,7 @@ from provisioning.services import AUDIO_ERROR_IDS
 from .common import ERROR
 from .core import JSON, Operation
 from .errors import API_ERROR_IDS
-from .schema import Schema, collect_refs
+from .schema import ByMedia, Schema, collect_refs
 
 __all__ = ["build_document", "error_statuses"]
 
@@ -89,7 +89,9 @@ def _responses(op: Operation) -> dict[str, Any]:
     medias = (op.response_media,) if isinstance(op.response_media, str) else op.response_media
     for status, schema in op.responses.items():
         entry: dict[str, Any] = {"description": "Success"}
-        if schema is not None:
+        if isinstance(schema, ByMedia):
+            entry["content"] = {m: {"schema": s.json_schema()} for m, s in schema.media.items()}
+        elif schema is not None:
             entry["content"] = {m: {"schema": schema.json_schema()} for m in medias}
         out[str(status)] = entry
     for status in error_statuses(op):

@@ -18,6 +18,7 @@ __all__ = [
     "AnyObject",
     "Array",
     "Boolean",
+    "ByMedia",
     "Date",
     "Enum",
     "Integer",
@@ -333,6 +334,21 @@ class Ref(Schema):
         return {"$ref": f"#/components/schemas/{self.name}"}
 
 
+@dataclass(slots=True)
+class ByMedia(Schema):
+    """A response whose schema depends on its media type (a history as JSON or as CSV):
+    openapi.py documents each media type with its own schema. Responses only."""
+
+    media: Mapping[str, Schema]
+    description: str | None = None
+
+    def validate(self, value: Any, path: str = "") -> Any:
+        raise SchemaError(path, "a response schema validates nothing")
+
+    def json_schema(self) -> dict[str, Any]:
+        return self._doc({"anyOf": [s.json_schema() for s in self.media.values()]})
+
+
 def collect_refs(schema: Schema, into: dict[str, Schema]) -> None:
     """Every Ref reachable from `schema`, by name (for components.schemas)."""
     if isinstance(schema, Ref):
@@ -342,6 +358,9 @@ def collect_refs(schema: Schema, into: dict[str, Schema]) -> None:
         collect_refs(schema.inner, into)
     elif isinstance(schema, Nullable):
         collect_refs(schema.inner, into)
+    elif isinstance(schema, ByMedia):
+        for s in schema.media.values():
+            collect_refs(s, into)
     elif isinstance(schema, Array):
         collect_refs(schema.items, into)
     elif isinstance(schema, Object):

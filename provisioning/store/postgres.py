@@ -64,6 +64,13 @@ class _PgTx:
     async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
         await self._conn.executemany(sql, [tuple(a) for a in args])
 
+    async def copy_records(
+        self, table: str, records: Sequence[Sequence[Any]], columns: Sequence[str]
+    ) -> None:
+        """COPY rows into `table` (binary COPY protocol): PostgreSQL only, not part of `Tx`;
+        the CDR batch insert uses it when present (store/queries/cdrs.py)."""
+        await self._conn.copy_records_to_table(table, records=records, columns=list(columns))
+
 
 class PostgresStore:
     dialect: Literal["postgresql"] = "postgresql"

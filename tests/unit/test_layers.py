@@ -3,6 +3,8 @@ walk: nothing is imported or executed) against the table below. Arrows only poin
 
     composition root   switch.app, switch.node, switch.cli*, switch.config, switch.prompt_source,
                        switch.cdr_writer, switch.__main__            (may import anything)
+                       (the writer's parts: switch.cdr_metrics, the data and the writer's
+                       type; switch.cdr_spool, a leaf)
     media user agent   media.ua.*      | media relay  media.relay.*
     proxy, MWI         switch.proxy.*, switch.mwi (which uses the proxy's digest check)
     transport          switch.transport.*
@@ -67,6 +69,8 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "switch.config": PACKAGES,
     "switch.prompt_source": PACKAGES,
     "switch.cdr_writer": PACKAGES,
+    "switch.cdr_metrics": ("switch.cdr_writer", *DATA),
+    "switch.cdr_spool": (),
     "switch.__main__": PACKAGES,
     "switch": (),  # the package itself (switch/__init__.py)
 }

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from ..core import Operation
 from . import (
+    calls,
     devices,
     gateways,
     number_settings,
     numbers,
     phonebook,
     prompts,
+    statements,
     tenants,
     tokens,
     voicemail,
@@ -27,6 +29,8 @@ ALL_OPERATIONS: list[Operation] = [
     *phonebook.OPERATIONS,
     *gateways.OPERATIONS,
     *tokens.OPERATIONS,
+    *calls.OPERATIONS,
+    *statements.OPERATIONS,
 ]
 
 __all__ = ["ALL_OPERATIONS"]

@@ -15,18 +15,48 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from billing import default_tariffs
+from billing.cdr_rating import rate_record
+from billing.statement_doc import CdrStatements
 from provisioning.api import mount_api
+from provisioning.model import DeviceKind
+from provisioning.records import CallDirection, CallOutcome, CallRecord
 from provisioning.seed import load_seed
 from provisioning.services import Principal, Services, import_seed
+from provisioning.services.cdrs import CallHistoryService, CallRecordRepo
 
 REPO = Path(__file__).resolve().parents[3]
 ST = Path(sys.executable).with_name("st")
+
+
+async def seed_calls(service: Services) -> None:
+    """A few rated CDRs of the demo tenant this month, so that the call history, its CSV and
+    the statements answer with real items."""
+    tariffs = default_tariffs()
+    now = datetime.now(UTC)
+    records = []
+    for i, (direction, seconds) in enumerate(
+        [(CallDirection.OUTBOUND, 61), (CallDirection.INBOUND, 0), (CallDirection.FORWARDED, 30)]
+    ):
+        start = now - timedelta(minutes=10 + i)
+        record = CallRecord(
+            cdr_id=f"st-cdr-{i}", call_id=f"st-call-{i}", node="st", tenant_id="demo",
+            direction=direction, outcome=CallOutcome.ANSWERED if seconds else CallOutcome.BUSY,
+            dialled="0355500100", number="+81355500100", caller="+819011112222",
+            callee="+819011113333", caller_device="demo-app", caller_device_kind=DeviceKind.APP,
+            forwarded_to="+819011113333", rang=("demo-desk",), started_at=start,
+            answered_at=start if seconds else None, ended_at=start + timedelta(seconds=seconds),
+            billable_seconds=seconds,
+        )  # fmt: skip
+        records.append(rate_record(record, tariffs, "Asia/Tokyo"))
+    await CallRecordRepo(service.store).insert(records, now=now)
 
 
 @pytest.mark.integration
@@ -38,12 +68,15 @@ async def test_schemathesis_finds_nothing(
     """With the operator token (everything reachable) and with the demo tenant's token
     (the tenant-scope code paths: 403/404 answers must be documented and well-formed too)."""
     await import_seed(service.store, load_seed(REPO / "deploy" / "demo-seed.toml"))
+    await seed_calls(service)
     created = await service.tokens.create_token(
         Principal.operator(), scope=scope, tenant_id="demo" if scope == "tenant" else None
     )
     token = created.token
     root = web.Application()
-    mount_api(root, service)
+    # as the node mounts it: the call history with billing's statement builder
+    calls = CallHistoryService(service.store, CdrStatements(default_tariffs()))
+    mount_api(root, service, calls=calls)
     server = await aiohttp_server(root, host="127.0.0.1")
     url = f"http://127.0.0.1:{server.port}/v1/openapi.json"
     proc = await asyncio.create_subprocess_exec(
