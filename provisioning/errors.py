@@ -119,6 +119,7 @@ ERROR_IDS: Mapping[str, int] = {
     "invalid-token": 401,
     "operator-only": 403,
     "wrong-tenant": 403,
+    "tenant-suspended": 403,
     "not-found": 404,
     # 409 rules
     "contract-number-exists": 409,

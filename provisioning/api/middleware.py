@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("provisioning.api")
 
 
-__all__ = ["ApiMetrics", "auth_middleware", "errors_middleware"]
+__all__ = ["API_METRICS", "ApiMetrics", "auth_middleware", "errors_middleware"]
 
 
 class ApiMetrics:
@@ -65,6 +65,14 @@ class ApiMetrics:
         error_id = resp.get(ERROR_ID_KEY)
         if error_id:
             self.errors_total.labels(error_id).inc()
+
+    def refused(self, status: int, error_id: str) -> None:
+        """A request the HTTP parser refused (server.py): no route, no method to label."""
+        self.requests_total.labels("unparsed", "-", str(status)).inc()
+        self.errors_total.labels(error_id).inc()
+
+
+API_METRICS = web.AppKey("api_metrics", ApiMetrics)
 
 
 def route_label(request: web.Request) -> str:

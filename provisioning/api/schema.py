@@ -28,6 +28,7 @@ __all__ = [
     "Schema",
     "SchemaError",
     "String",
+    "utf8_encodable",
 ]
 
 
@@ -38,6 +39,19 @@ class SchemaError(ValueError):
         super().__init__(f"{field or 'body'}: {reason}")
         self.field = field
         self.reason = reason
+
+
+# JSON's "\ud800" escape decodes to a lone surrogate: a Python str, but no Unicode text; the
+# database drivers cannot encode it (UnicodeEncodeError). Every string the API accepts is
+# checked here, once, so no route can let one through (RFC 8259 §8.2: such strings are not
+# interoperable).
+NOT_UNICODE = "must be valid Unicode text (no unpaired surrogate code points)"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_encodable(text: str) -> bool:
+    """False when `text` holds a lone surrogate (it would not encode as UTF-8)."""
+    return text.isascii() or _SURROGATE.search(text) is None
 
 
 def _join(path: str, key: str | int) -> str:
@@ -86,6 +100,8 @@ class String(Schema):
             raise SchemaError(path, f"must match {self.pattern}")
         if "\x00" in value and not self.any_text:
             raise SchemaError(path, "must not contain NUL characters")
+        if not utf8_encodable(value):
+            raise SchemaError(path, NOT_UNICODE)
         if self.convert is not None:
             try:
                 return self.convert(value)

@@ -13,6 +13,7 @@ One module per resource, matching `provisioning/api/resources/`:
     mailboxes.py        a tenant number's messages over that repository (api/resources/voicemail.py)
     phonebook.py        the web phonebook and its CSV import        (api/resources/phonebook.py)
     gateways.py         carrier gateways                            (api/resources/gateways.py)
+    audit.py            the API's audit log, its retention          (api/resources/audit.py)
     seeding.py          writing a seed file into a store            (CLI, `serve --seed`)
 
 `Services(store)` holds one of each over one store; the REST API and the CLI are given it.
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 from ..records import DeviceInfo, PhonebookEntry, PromptInfo, TokenInfo
 from ..store.base import Store
+from .audit import AuditQuery, AuditService, PendingAudit, auditing, note_tenant
 from .base import UNSET, Page, Principal, Unset
 from .devices import DeviceCreate, DeviceService, DeviceUpdate
 from .gateways import GatewayInput, GatewayService, GatewayUpdate
@@ -74,6 +76,8 @@ __all__ = [
     "UNSET",
     "AfterHoursUpdate",
     "AudioConverter",
+    "AuditQuery",
+    "AuditService",
     "CreatedToken",
     "DeletedMessages",
     "DeviceCreate",
@@ -94,6 +98,7 @@ __all__ = [
     "PhonebookEntry",
     "PhonebookEntryInput",
     "PhonebookImportResult",
+    "PendingAudit",
     "PhonebookService",
     "Principal",
     "PromptInfo",
@@ -109,7 +114,9 @@ __all__ = [
     "TokenService",
     "Unset",
     "audio_refused",
+    "auditing",
     "import_seed",
+    "note_tenant",
     "seed_if_empty",
 ]
 
@@ -118,6 +125,7 @@ class Services:
     """One service per resource, all over one `Store` (services hold no other state)."""
 
     __slots__ = (
+        "audit",
         "devices",
         "gateways",
         "number_settings",
@@ -143,3 +151,4 @@ class Services:
         self.phonebook = PhonebookService(store)
         self.gateways = GatewayService(store)
         self.seeding = SeedService(store)
+        self.audit = AuditService(store)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import aiosqlite
 
 from ..errors import StoreUnavailable
+from .audit import flush_pending
 from .base import ChangeCallback, Row
 
 _PARAM = re.compile(r"\$(\d+)")
@@ -136,12 +137,15 @@ class SQLiteStore:
                 "UPDATE meta SET version = version + 1 WHERE id = 1 RETURNING version"
             )
             yield tx
+            await flush_pending(tx)  # the API request's audit entry, in this transaction
         self._notify(tx.version)
 
     @asynccontextmanager
     async def data(self) -> AsyncIterator[_SQLiteTx]:
         async with self._tx("BEGIN IMMEDIATE") as conn:
-            yield _SQLiteTx(conn)
+            tx = _SQLiteTx(conn)
+            yield tx
+            await flush_pending(tx)
 
     @asynccontextmanager
     async def migration(self) -> AsyncIterator[_SQLiteTx]:

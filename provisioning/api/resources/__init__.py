@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..core import Operation
 from . import (
+    audit,
     devices,
     gateways,
     number_settings,
@@ -27,6 +28,7 @@ ALL_OPERATIONS: list[Operation] = [
     *phonebook.OPERATIONS,
     *gateways.OPERATIONS,
     *tokens.OPERATIONS,
+    *audit.OPERATIONS,
 ]
 
 __all__ = ["ALL_OPERATIONS"]

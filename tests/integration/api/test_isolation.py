@@ -78,6 +78,7 @@ NOT_TENANT_SCOPED: dict[tuple[str, str], tuple[int, str | None]] = {
     ("DELETE", "/v1/tokens/{token_id}"): (404, "not-found"),  # tenant a's token
     ("GET", "/v1/realm"): (200, None),  # the service-wide SIP realm, no tenant data
     ("PUT", "/v1/realm"): (403, "operator-only"),
+    ("GET", "/v1/audit"): (403, "operator-only"),
 }
 
 
