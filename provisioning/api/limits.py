@@ -1,12 +1,12 @@
 """How big a request may be: every bound is checked BEFORE the part it bounds is parsed.
 
-| what                          | bound       | answer                               | checked by                |
-|-------------------------------|-------------|--------------------------------------|---------------------------|
-| request target (URL)          | 8,192 bytes | 414 `request-line-too-long`          | aiohttp's parser (server.py) |
-| one header field (name+value) | 8,190 bytes | 431 `header-too-large`               | aiohttp's parser (server.py) |
-| header fields                 | 100         | 431 `header-too-large`               | aiohttp's parser (server.py) |
-| JSON body                     | 64 KiB      | 413 `payload-too-large`              | core.read_limited         |
-| JSON nesting ([ and {)        | 32 levels   | 400 `json-too-deep`                  | `json_too_deep` (below)   |
+| what                          | bound       | answer                       | checked by        |
+|-------------------------------|-------------|------------------------------|-------------------|
+| request target (URL)          | 8,192 bytes | 414 `request-line-too-long`  | aiohttp, server.py |
+| one header field (name+value) | 8,190 bytes | 431 `header-too-large`       | aiohttp, server.py |
+| header fields                 | 100         | 431 `header-too-large`       | aiohttp, server.py |
+| JSON body                     | 64 KiB      | 413 `payload-too-large`      | core.read_limited |
+| JSON nesting ([ and {)        | 32 levels   | 400 `json-too-deep`          | `json_too_deep`   |
 
 Why these numbers: 8 KiB request lines and 8,190-byte header fields are what Apache
 (`LimitRequestLine`, `LimitRequestFieldSize`), nginx (`large_client_header_buffers 4 8k`) and
