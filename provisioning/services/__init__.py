@@ -51,10 +51,14 @@ from .devices import DeviceCreate, DeviceService, DeviceUpdate
 from .gateways import GatewayInput, GatewayService, GatewayUpdate
 from .mailboxes import DeletedMessages, MailboxService
 from .number_settings import (
+    SIDE_EFFECT_RULES,
+    SWITCHES,
     AfterHoursUpdate,
     ForwardingUpdate,
     NumberSettingsService,
     OptionsUpdate,
+    SettingsChange,
+    SideEffect,
 )
 from .numbers import NumberCreate, NumberService, NumberUpdate
 from .phonebook import PhonebookEntryInput, PhonebookImportResult, PhonebookService
@@ -72,7 +76,9 @@ from .tokens import CreatedToken, TokenService
 
 __all__ = [
     "AUDIO_ERROR_IDS",
+    "SIDE_EFFECT_RULES",
     "STORED_CONTENT_TYPE",
+    "SWITCHES",
     "UNSET",
     "AfterHoursUpdate",
     "AudioConverter",
@@ -107,6 +113,8 @@ __all__ = [
     "SeedImportResult",
     "SeedService",
     "Services",
+    "SettingsChange",
+    "SideEffect",
     "TenantCreate",
     "TenantService",
     "TenantUpdate",
