@@ -10,6 +10,7 @@ LiveSnapshot's periodic version poll.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -74,6 +75,16 @@ class _LocalWatch:
 _LISTENERS: dict[str, list[ChangeCallback]] = {}
 
 
+def _create_private(path: Path) -> None:
+    """Create the database file owner-only (0600) before SQLite opens it, whatever the umask:
+    it holds HA1 hashes, which are password-equivalent for digest authentication. SQLite
+    gives the -wal and -shm files it creates next to it the same mode. A new parent directory
+    is owner-only too. An existing file is left as it is (`softswitch serve` tightens it)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class SQLiteStore:
     dialect: Literal["sqlite"] = "sqlite"
 
@@ -88,7 +99,7 @@ class SQLiteStore:
         path = url.removeprefix("sqlite:").removeprefix("//")
         path = path[1:] if path.startswith("/") else path  # sqlite:///rel, sqlite:////abs
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(path))
             key = str(Path(path).resolve())
         else:
             key = f":memory:{id(object())}"
