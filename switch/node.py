@@ -14,7 +14,8 @@
 - Media: unless `[media] uri` names external media services, the switch runs the media
   service itself (switch/app.py `_start_media`) on the same store's voicemail repository.
 - Jobs: the voicemail retention sweeper (service rule: a message is deleted 7 days after it
-  was received), once a minute.
+  was received) and the API audit log's (`[provisioning] audit_retention_days`, 365), once
+  a minute.
 
 Nothing else imports this module: it is the top of the layer table (tests/unit/test_layers.py).
 """
@@ -36,12 +37,13 @@ from provisioning.api.app import mount_api
 from provisioning.live import seed_if_empty, store_source
 from provisioning.seed import load_seed
 from provisioning.services import Services, audio_refused
+from provisioning.services.audit import retention_days
 from provisioning.services.voicemail import VoicemailRepo
 from provisioning.store import open_store
 from provisioning.store.base import Store
 
 from .app import SwitchApp
-from .config import Config
+from .config import Config, ConfigError
 from .prompt_source import StorePrompts
 
 __all__ = ["Node"]
@@ -60,6 +62,10 @@ class Node:
         self.services = Services(store)
         self.voicemail = VoicemailRepo(store)
         self.wall_clock = wall_clock or (lambda: datetime.now(UTC))
+        try:
+            self.audit_retention_days = retention_days(config.extra.get("provisioning", {}))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.app = SwitchApp(
             config,
             snapshot_source=store_source(store),
@@ -78,10 +84,10 @@ class Node:
         try:
             if config.seed is not None and await seed_if_empty(store, load_seed(config.seed)):
                 log.info("seed %s imported into the empty store", config.seed)
+            return cls(config, store)
         except BaseException:
             await store.close()
             raise
-        return cls(config, store)
 
     def _mount(self, web_app: web.Application, switch: SwitchApp) -> None:
         """The REST API under /v1, counted in the switch's Prometheus registry, on the node's
@@ -128,8 +134,11 @@ class Node:
                 n = await self.sweep_once()
                 if n:
                     log.info("voicemail retention: %d message(s) deleted", n)
+                n = await self.services.audit.sweep(self.wall_clock(), self.audit_retention_days)
+                if n:
+                    log.info("audit log retention: %d entr(ies) deleted", n)
             except Exception:
-                log.exception("voicemail retention sweep failed")
+                log.exception("retention sweep failed")
             await asyncio.sleep(SWEEP_INTERVAL)
 
     async def stop(self) -> None:
