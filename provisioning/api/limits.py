@@ -3,7 +3,7 @@
 | what                          | bound       | answer                       | checked by        |
 |-------------------------------|-------------|------------------------------|-------------------|
 | request target (URL)          | 8,192 bytes | 414 `request-line-too-long`  | aiohttp, server.py |
-| one header field (name+value) | 8,190 bytes | 431 `header-too-large`       | aiohttp, server.py |
+| a header name or value       | 8,190 bytes | 431 `header-too-large`       | aiohttp, server.py |
 | header fields                 | 100         | 431 `header-too-large`       | aiohttp, server.py |
 | JSON body                     | 64 KiB      | 413 `payload-too-large`      | core.read_limited |
 | JSON nesting ([ and {)        | 32 levels   | 400 `json-too-deep`          | `json_too_deep`   |
@@ -15,6 +15,11 @@ cursor) is under 1 KiB and its only big header is a ~60-character bearer token. 
 fields is Apache's `LimitRequestFields`. The deepest document the API takes is 3 levels
 (`after_hours.slots.weekday`): 32 leaves room for any client while a body of 64 KiB of
 brackets can no longer make the JSON decoder recurse thousands of levels deep.
+
+aiohttp (3.14) checks a header field's name + value against `max_field_size` only when the
+name arrived in the same read as the previous field's end; otherwise it checks name and value
+each. So: a name or a value over 8,190 bytes is always refused, a field whose name + value
+fit in 8,190 is always accepted, and one in between may pass (it is still bounded).
 
 The request-line and header-field limits differ by two bytes on purpose: aiohttp reports both
 overflows as `LineTooLong(line, limit)`, and the limit is how server.py tells them apart.
