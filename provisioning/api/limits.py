@@ -3,7 +3,7 @@
 | what                          | bound       | answer                       | checked by        |
 |-------------------------------|-------------|------------------------------|-------------------|
 | request target (URL)          | 8,192 bytes | 414 `request-line-too-long`  | aiohttp, server.py |
-| a header name or value       | 8,190 bytes | 431 `header-too-large`       | aiohttp, server.py |
+| a header name or value        | 8,190 bytes | 431 `header-too-large`       | aiohttp, server.py |
 | header fields                 | 100         | 431 `header-too-large`       | aiohttp, server.py |
 | JSON body                     | 64 KiB      | 413 `payload-too-large`      | core.read_limited |
 | JSON nesting ([ and {)        | 32 levels   | 400 `json-too-deep`          | `json_too_deep`   |
