@@ -5,6 +5,7 @@ never a 5xx, and nothing changes."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -61,7 +62,7 @@ def put_at(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str,
     """A copy of `body` with `value` at `path` (missing objects and arrays created)."""
     out = json.loads(json.dumps(body))
     node: Any = out
-    for key, nxt in zip(path, path[1:], strict=False):
+    for key, nxt in itertools.pairwise(path):
         if isinstance(key, int):
             while len(node) <= key:
                 node.append({} if isinstance(nxt, str) else [])
