@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from provisioning.model import SLOTS_PER_DAY
 
-from .conftest import Api, nq
+from .conftest import BOTH_BACKENDS, Api, nq
+
+
+@pytest.fixture(params=BOTH_BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 async def _number(api: Api) -> str:
