@@ -21,8 +21,7 @@ __all__ = ["build_document", "error_statuses"]
 
 _REASONS = {
     400: (
-        "Malformed request (invalid-json, json-too-deep, invalid-query, or a domain input "
-        "error)"
+        "Malformed request (invalid-json, json-too-deep, invalid-query, or a domain input error)"
     ),
     401: "Missing or invalid bearer token",
     403: (
