@@ -6,6 +6,7 @@ The proxy asks twice per call, with one classification of the dialled string (`C
 and their precedence."""
 
 from .call import Call, Direction, LiveState, LiveView
+from .caps import OutboundLimits, OutboundUsage
 from .decisions import (
     Announce,
     Busy,
@@ -20,9 +21,11 @@ from .decisions import (
     Ring,
     RingStage,
     Voicemail,
+    VoicemailMenu,
 )
 from .needs import Needs, needs
 from .policy import decide
+from .settings import RoutingSettings
 
 __all__ = [
     "Announce",
@@ -39,10 +42,14 @@ __all__ = [
     "NoAnswer",
     "NoAnswerAction",
     "Outbound",
+    "OutboundLimits",
+    "OutboundUsage",
     "Reject",
     "Ring",
     "RingStage",
+    "RoutingSettings",
     "Voicemail",
+    "VoicemailMenu",
     "decide",
     "needs",
 ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
+from .caps import NO_USAGE, OutboundUsage
 from .dialled import Dialled, classify, classify_called
 
 
@@ -102,17 +103,27 @@ class LiveView(Protocol):
         """Whether the ID has a live registered contact (one device per ID)."""
         ...
 
+    def outbound_usage(self, device_id: str) -> OutboundUsage:
+        """The ID's (and its tenant's) outbound calls for the toll-fraud caps (routing.caps)."""
+        ...
+
 
 def _frozen_counts() -> Mapping[str, int]:
     return MappingProxyType({})
 
 
+def _frozen_usage() -> Mapping[str, OutboundUsage]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LiveState:
-    """A frozen picture of the live state: channel leases per tenant, registered device IDs."""
+    """A frozen picture of the live state: channel leases per tenant, registered device IDs,
+    outbound usage per calling ID."""
 
     channels: Mapping[str, int] = field(default_factory=_frozen_counts)
     registered: frozenset[str] = frozenset()
+    usage: Mapping[str, OutboundUsage] = field(default_factory=_frozen_usage)
 
     def __post_init__(self) -> None:
         if any(n < 0 for n in self.channels.values()):
@@ -123,3 +134,6 @@ class LiveState:
 
     def is_registered(self, device_id: str) -> bool:
         return device_id in self.registered
+
+    def outbound_usage(self, device_id: str) -> OutboundUsage:
+        return self.usage.get(device_id, NO_USAGE)

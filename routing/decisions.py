@@ -272,5 +272,25 @@ class Internal(BaseDecision):
         _require(not self.takes_channel, "internal calls take no channel")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoicemailMenu(BaseDecision):
+    """A device dialled the voicemail access code: the media service's menu over the messages
+    of every number whose ring group includes the device and that has voicemail (`mailboxes`,
+    E.164). No channel: the media service is ours and nothing leaves the service."""
+
+    tenant_id: str
+    device_id: str
+    mailboxes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        BaseDecision.__post_init__(self)
+        _require(bool(self.tenant_id) and bool(self.device_id), "tenant and device required")
+        _require(bool(self.mailboxes), "a voicemail menu needs at least one mailbox")
+        _require(all(m.startswith("+") for m in self.mailboxes), "mailboxes must be E.164")
+        _require(not self.takes_channel, "the voicemail menu takes no channel")
+
+
 # The closed set of decisions (see the module docstring).
-Decision: TypeAlias = Reject | Ring | Forward | Announce | Busy | Voicemail | Outbound | Internal
+Decision: TypeAlias = (
+    Reject | Ring | Forward | Announce | Busy | Voicemail | Outbound | Internal | VoicemailMenu
+)

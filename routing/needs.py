@@ -10,7 +10,8 @@ disagree about which number or ID a call is about:
   ring group and the tenant's channels;
 - a device calling one of its tenant's IDs by username: that ID; one of its tenant's numbers:
   that number's ring group (internal calls take no channel);
-- a device calling anything else (the carrier, short codes): the tenant's channels only;
+- a device calling anything else (the carrier, short codes): the tenant's channels and the
+  calling ID's outbound usage (the toll-fraud caps, routing.caps);
 - an emergency number, an unknown number or device, a suspended tenant: nothing.
 
 Pure, like the rest of routing: data in, data out.
@@ -30,16 +31,20 @@ __all__ = ["Needs", "needs"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Needs:
-    """The live state `decide` may read for one call: the registrations of `device_ids`
-    and, when `channels`, the channel leases in use of `tenant_id`."""
+    """The live state `decide` may read for one call: the registrations of `device_ids`;
+    when `channels`, the channel leases in use of `tenant_id`; when `usage_of` is an ID, its
+    outbound usage (routing.caps)."""
 
     tenant_id: str | None = None
     device_ids: tuple[str, ...] = ()
     channels: bool = False
+    usage_of: str | None = None
 
     def __post_init__(self) -> None:
         if self.channels and not self.tenant_id:
             raise ValueError("channels are counted per tenant: tenant_id required")
+        if self.usage_of is not None and not self.tenant_id:
+            raise ValueError("outbound usage is counted per tenant too: tenant_id required")
 
 
 _NOTHING = Needs()
@@ -73,4 +78,4 @@ def _from_device(call: Call, snapshot: Snapshot) -> Needs:
     number = snapshot.numbers.get(call.classified.e164 or "")
     if number is not None and number.tenant_id == tenant.id:
         return Needs(tenant_id=tenant.id, device_ids=number.ring_group)
-    return Needs(tenant_id=tenant.id, channels=True)
+    return Needs(tenant_id=tenant.id, channels=True, usage_of=call.device_id)

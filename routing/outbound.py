@@ -5,8 +5,10 @@ from __future__ import annotations
 from provisioning.model import Device, DeviceKind, NumberKind, Snapshot, Tenant
 
 from .call import Call, LiveView
-from .decisions import Decision, DestinationKind, Internal, Outbound, Reject
+from .caps import DEFAULT_LIMITS, OutboundLimits, cap_refusal
+from .decisions import Decision, DestinationKind, Internal, Outbound, Reject, VoicemailMenu
 from .dialled import DialKind, Dialled, destination_kind
+from .settings import DEFAULT_SETTINGS, RoutingSettings
 
 EMERGENCY_WARNING = (
     "emergency calls (110/118/119) are not available on this service; "
@@ -40,7 +42,13 @@ _REFUSALS: dict[DialKind, tuple[int, str, str, str]] = {
 }
 
 
-def decide_from_device(call: Call, snapshot: Snapshot, live: LiveView) -> Decision:
+def decide_from_device(
+    call: Call,
+    snapshot: Snapshot,
+    live: LiveView,
+    settings: RoutingSettings = DEFAULT_SETTINGS,
+    limits: OutboundLimits = DEFAULT_LIMITS,
+) -> Decision:
     dialled = call.classified
     if dialled.kind is DialKind.EMERGENCY:
         # Before anything else: whoever calls, whatever the tenant's state, never to the trunk.
@@ -61,6 +69,8 @@ def decide_from_device(call: Call, snapshot: Snapshot, live: LiveView) -> Decisi
             rule="outbound-tenant-suspended",
             tenant_id=tenant.id,
         )
+    if call.dialled.strip() == settings.voicemail_access_code:
+        return _voicemail_menu(device, snapshot)
     internal = _internal(call, device, snapshot, live, dialled)
     if internal is not None:
         return internal
@@ -68,7 +78,28 @@ def decide_from_device(call: Call, snapshot: Snapshot, live: LiveView) -> Decisi
     if refusal is not None:
         status, reason, warning, rule = refusal
         return Reject(status=status, reason=reason, warning=warning, rule=rule, tenant_id=tenant.id)
-    return _outbound(device, tenant, snapshot, live, dialled)
+    return _outbound(device, tenant, snapshot, live, dialled, limits)
+
+
+def _voicemail_menu(device: Device, snapshot: Snapshot) -> Decision:
+    """The mailboxes the device may listen to: every number of its tenant with voicemail
+    whose ring group includes it (service rule: desk phones can listen to voicemail too)."""
+    mailboxes = tuple(
+        sorted(
+            n.e164
+            for n in snapshot.numbers.values()
+            if n.tenant_id == device.tenant_id and n.options.voicemail and device.id in n.ring_group
+        )
+    )
+    if not mailboxes:
+        return Reject(
+            status=404, reason="Not Found", warning="no voicemail for this ID",
+            rule="voicemail-menu-no-mailbox", tenant_id=device.tenant_id,
+        )  # fmt: skip
+    return VoicemailMenu(
+        rule="voicemail-menu", tenant_id=device.tenant_id, device_id=device.id,
+        mailboxes=mailboxes,
+    )  # fmt: skip
 
 
 def _internal(
@@ -140,7 +171,12 @@ def _reject_internal(device: Device, status: int, reason: str, warning: str, rul
 
 
 def _outbound(
-    device: Device, tenant: Tenant, snapshot: Snapshot, live: LiveView, dialled: Dialled
+    device: Device,
+    tenant: Tenant,
+    snapshot: Snapshot,
+    live: LiveView,
+    dialled: Dialled,
+    limits: OutboundLimits,
 ) -> Decision:
     anomalies: list[str] = []
     presented = _presented_number(device, snapshot, anomalies)
@@ -168,6 +204,9 @@ def _outbound(
         destination, kind = dialled.digits, DestinationKind.DIRECTORY
     else:
         destination, kind = dialled.e164, destination_kind(dialled.e164)
+    capped = cap_refusal(limits, live.outbound_usage(device.id), kind, tenant.id)
+    if capped is not None:  # toll-fraud caps (routing.caps)
+        return capped
     number = snapshot.numbers[presented]
     record = number.options.recording
     return Outbound(

@@ -40,6 +40,10 @@ From a device (an authenticated ID), first match wins:
    barred destination; 380 Alternative Service (RFC 5031) would invite the phone to retry the
    emergency call elsewhere, which is not ours to promise.
 2. Unknown device -> Reject 403; suspended tenant -> Reject 403 "the service is suspended".
+   The voicemail access code (`RoutingSettings.voicemail_access_code`, default 1417 - the
+   code Japanese users know from the carrier's voicemail centre) -> VoicemailMenu over the
+   mailboxes of every number with voicemail whose ring group includes the device; none ->
+   Reject 404 with a Warning.
 3. The tenant's own ID usernames -> Internal (no channel, free); itself -> 486; not logged in
    -> 480. The tenant's own numbers (national or E.164) -> Internal to that number's ring group,
    minus the caller (no after-hours, no forwarding, no channel).
@@ -50,7 +54,9 @@ From a device (an authenticated ID), first match wins:
    that is missing or toll-free: toll-free numbers are incoming only). It takes a channel; with
    every channel in use -> Reject 486 Busy Here with a Warning (not 503: a 503 makes a phone
    fail over or retry). "184" withholds the caller's number for the call; it is recorded when
-   the presented number has the recording option.
+   the presented number has the recording option. Before it goes out, the toll-fraud caps
+   (routing.caps: the ID's calls at once, per day, its expensive classes per day, the
+   tenant's per day; `limits`) -> Reject 403 with a Warning naming the cap.
 """
 
 from __future__ import annotations
@@ -60,15 +66,29 @@ from datetime import datetime
 from provisioning.model import Snapshot
 
 from .call import Call, Direction, LiveView
+from .caps import DEFAULT_LIMITS, OutboundLimits
 from .decisions import Decision
 from .inbound import decide_inbound
 from .outbound import decide_from_device
+from .settings import DEFAULT_SETTINGS, RoutingSettings
+
+__all__ = ["RoutingSettings", "decide"]
 
 
-def decide(call: Call, snapshot: Snapshot, live: LiveView, now: datetime) -> Decision:
-    """Route one new call. `now` must be timezone-aware (the proxy passes UTC)."""
+def decide(
+    call: Call,
+    snapshot: Snapshot,
+    live: LiveView,
+    now: datetime,
+    *,
+    settings: RoutingSettings = DEFAULT_SETTINGS,
+    limits: OutboundLimits = DEFAULT_LIMITS,
+) -> Decision:
+    """Route one new call. `now` must be timezone-aware (the proxy passes UTC). `settings`:
+    the switch-wide routing settings ([routing]); `limits`: the toll-fraud caps of calls from
+    devices (the app binds the configured ones)."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime")
     if call.direction is Direction.INBOUND:
         return decide_inbound(call, snapshot, live, now)
-    return decide_from_device(call, snapshot, live)
+    return decide_from_device(call, snapshot, live, settings, limits)

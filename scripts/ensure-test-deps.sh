@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the real peers and servers the tests talk to are present. Fails loudly.
-#   SIPp (Debian: sip-tester), baresip, openssl, ffmpeg; PostgreSQL on 127.0.0.1:5432; Redis on 127.0.0.1:6379.
+#   SIPp (Debian: sip-tester), baresip, openssl, ffmpeg, rtpengine (Debian: rtpengine-daemon,
+#   userspace only); PostgreSQL on 127.0.0.1:5432; Redis on 127.0.0.1:6379.
 #   --bench also installs Kamailio (the reference proxy for `make bench`).
 set -euo pipefail
 
@@ -13,12 +14,32 @@ if [[ "${1:-}" == "--bench" ]]; then
   command -v kamailio >/dev/null 2>&1 || need_pkgs+=(kamailio)
 fi
 
+# The second relay of the recording tests. --no-install-recommends: its recommended
+# rtpengine-recording-daemon needs the kernel module (not loadable here) and pulls in NFS.
+need_rtpengine=0
+command -v rtpengine >/dev/null 2>&1 || need_rtpengine=1
+
+SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+if ((${#need_pkgs[@]} + need_rtpengine)); then
+  $SUDO apt-get update -qq || { echo "error: apt-get update failed" >&2; exit 1; }
+fi
 if ((${#need_pkgs[@]})); then
   echo "installing Debian packages: ${need_pkgs[*]}"
-  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
-  $SUDO apt-get update -qq || { echo "error: apt-get update failed" >&2; exit 1; }
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null \
     || { echo "error: cannot install ${need_pkgs[*]}" >&2; exit 1; }
+fi
+if ((need_rtpengine)); then
+  echo "installing Debian package: rtpengine-daemon (without recommends)"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    rtpengine-daemon >/dev/null || { echo "error: cannot install rtpengine-daemon" >&2; exit 1; }
+fi
+
+# SIPVicious (svcrack) for tests/integration/test_attack_bruteforce.py: a Python tool, so it
+# goes into the project's venv (make creates it first), not the system.
+VENV_PY="$(dirname "$0")/../.venv/bin/python"
+if [[ -x "$VENV_PY" ]] && ! [[ -x "$(dirname "$0")/../.venv/bin/sipvicious_svcrack" ]]; then
+  echo "installing sipvicious into .venv"
+  "$VENV_PY" -m pip install -q sipvicious || { echo "error: cannot install sipvicious" >&2; exit 1; }
 fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

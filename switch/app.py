@@ -23,9 +23,12 @@ A backend the app built is closed by `stop()`; one passed in belongs to the call
 
 HTTP
 ----
-One aiohttp application on `--http`: `GET /metrics`, `GET /healthz`, and
+One aiohttp application on `--http`: `GET /metrics`, `GET /healthz`,
 `POST /admin/devices/{id}/release` (Authorization: Bearer <admin token>; used by
-`softswitch device release`). Other modules mount theirs with `http_hooks`: callables
+`softswitch device release`), and the authentication guard's bans (switch/proxy/bans.py;
+same token): `GET /admin/bans` lists the live bans of every node (from the shared state),
+`DELETE /admin/bans/{kind}/{key}` lifts one (kind "source" or "id"; 404 when there is none).
+Other modules mount theirs with `http_hooks`: callables
 `hook(web_app, switch_app)` run before the HTTP server starts, e.g.
 `lambda web_app, sw: web_app.add_subapp("/v1", make_api(...))`.
 """
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import hmac
 import ipaddress
@@ -49,17 +53,20 @@ from media.ua.agent import MediaSettings
 from media.ua.app import MediaApp, MediaListen
 from media.ua.config import PROXY_KEYS, MediaConfig
 from media.ua.services import ServiceDeps
+from media.voicemail import VoicemailStore
 from provisioning.api.server import ApiAppRunner
 from provisioning.live import dropped_devices
 from provisioning.model import Snapshot
 from provisioning.seed import load_seed
 from switch.config import Config, resolve_secret
 from switch.metrics import CONTENT_TYPE, Metrics
+from switch.mwi import MwiNotifier
+from switch.proxy.bans import AuthGuard, BanFilter, BanKind
 from switch.proxy.registrar import Registrar, RegistrarPolicy
 from switch.sip.digest import DigestAuthenticator
 from switch.sip.transaction import TransactionLayer
 from switch.sip.transitions import Timers
-from switch.state.base import StateBackend
+from switch.state.base import StateBackend, StateUnavailable
 from switch.state.memory import MemoryState
 from switch.state.redis import RedisState
 from switch.transport.endpoint import SipEndpoint
@@ -124,6 +131,7 @@ class SwitchApp:
         self.proxy_factory = proxy_factory or make_proxy
         self.media_deps = media
         self.media: MediaApp | None = None  # the embedded media service, when it runs here
+        self.mwi: MwiNotifier | None = None  # message-waiting indication, with voicemail
         self._snapshot: Snapshot | None = None
         self._registrations = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -178,6 +186,11 @@ class SwitchApp:
         )
         self.layer = TransactionLayer(Timers(t1=cfg.t1, t2=cfg.t2, t4=cfg.t4))
         self.core = SipEndpoint(self.layer, self.metrics, advertised_host=cfg.advertised_host)
+        self.guard = AuthGuard(self.state, cfg.guard_settings(), self.metrics)
+        try:  # the bans other nodes made; an unreachable backend is the housekeeping's turn
+            await self.guard.sync(time.time())
+        except StateUnavailable as exc:
+            log.warning("auth bans not loaded at start: %s", exc)
         self.registrar = Registrar(
             state=self.state, snapshot=lambda: self.snapshot, authenticator=self.authenticator,
             policy=RegistrarPolicy(
@@ -185,7 +198,7 @@ class SwitchApp:
                 default_expires=cfg.default_expires,
                 warn_agent=cfg.advertised_host or cfg.sip.host,
             ),
-            metrics=self.metrics, sender=self.core,
+            metrics=self.metrics, sender=self.core, guard=self.guard,
         )  # fmt: skip
         self.metrics.watch_transactions(self.layer.counts)
         self.metrics.watch_registrations(lambda: self._registrations)
@@ -195,6 +208,7 @@ class SwitchApp:
         self.proxy = self.proxy_factory(self)
         self.core.users.default = self.proxy
         self.core.users.add("REGISTER", self.registrar)
+        self._start_mwi()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         _tune_gc()
         if cfg.http is not None:
@@ -203,7 +217,9 @@ class SwitchApp:
     async def _start_transports(self) -> None:
         cfg = self.config
         settings = TransportSettings.from_config(cfg)
-        self.transports = TransportManager(self.core, self.metrics, settings)
+        # the guard's drop mode filters banned sources before the transaction layer
+        receiver = BanFilter(self.core, self.guard, self.metrics, time.time)
+        self.transports = TransportManager(receiver, self.metrics, settings)
         tls_ctx = None
         if cfg.tls is not None:
             assert cfg.tls_cert is not None and cfg.tls_key is not None
@@ -215,6 +231,23 @@ class SwitchApp:
         rcv, snd = self.transports.udp_buffers
         log.info("UDP buffers granted: SO_RCVBUF=%d SO_SNDBUF=%d", rcv, snd)
 
+    def _start_mwi(self) -> None:
+        """Message-waiting indication (switch/mwi.py) for the voicemail the media service
+        keeps: SUBSCRIBE message-summary goes to it, and the registrar tells it when a device
+        registers (unsolicited NOTIFY)."""
+        if self.media_deps is None:
+            return
+        section = MediaConfig.from_section(dict(self.config.extra.get("media", {})))
+        mwi = MwiNotifier(
+            sender=self.core, snapshot=lambda: self.snapshot, state=self.state,
+            authenticator=self.authenticator, counts=_MailboxCounts(self.media_deps.voicemail),
+            registry=self.metrics.registry, unsolicited=section.mwi_unsolicited, guard=self.guard,
+        )  # fmt: skip
+        mwi.sender = self.core.sender_for(mwi)
+        self.core.users.add("SUBSCRIBE", mwi, event="message-summary")
+        self.registrar.on_registered = mwi.registered
+        self.mwi = mwi
+
     def _exempt_peers(self) -> None:
         """The flood guard never blocks the carrier gateways (their allowed sources) nor the
         media services (a media process sends a BYE per call): trusted peers whose rate is
@@ -222,10 +255,10 @@ class SwitchApp:
         if not hasattr(self, "transports") or self._snapshot is None:
             return
         peers = [s for gw in self._snapshot.gateways for s in gw.allowed_sources]
+        peers += _media_uris(self.config)
         if self.media is not None and self.media.address is not None:
-            peers.append(self.media.address[0])
-        for uri in _media_uris(self.config):
-            peers.append(uri)
+            # the embedded media service: its one flow only (phones may share its address)
+            self.transports.set_exempt_flows([self.media.address])
         try:
             self.transports.set_exempt(peers)
         except ValueError as exc:  # a host name among them: the configured ones still apply
@@ -271,11 +304,16 @@ class SwitchApp:
         self.http_address = (str(host), int(port))
 
     async def _housekeeping(self) -> None:
-        """Expire bindings and refresh the registrations gauge, until stop()."""
+        """Expire bindings, refresh the registrations gauge and the guard's view of the
+        bans (made or lifted by other nodes), until stop()."""
         while not self._stopping.is_set():
             try:
-                await self.state.expire(time.time())
+                now = time.time()
+                await self.state.expire(now)
                 self._registrations = await self.state.count()
+                if self.mwi is not None:
+                    await self.mwi.sweep()
+                await self.guard.sync(now)
             except Exception:
                 log.exception("housekeeping failed")
             with contextlib.suppress(TimeoutError):
@@ -313,7 +351,9 @@ SWITCH_APP_KEY = web.AppKey("switch_app", SwitchApp)
 
 def make_proxy(app: SwitchApp) -> TransactionUser:
     """The real proxy (switch/proxy/proxy.py) with the routing policy (routing.policy) and
-    the `[proxy]` / `[media]` sections of the configuration."""
+    the `[proxy]` / `[media]` / `[routing]` sections of the configuration."""
+    from routing.policy import decide
+    from routing.settings import RoutingSettings
     from switch.proxy.proxy import Proxy, ProxyConfig
 
     extra = app.config.extra
@@ -327,7 +367,26 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
         authenticator=app.authenticator,
         metrics=app.metrics,
         config=ProxyConfig.from_sections(extra.get("proxy", {}), media),
+        decide=functools.partial(
+            decide,
+            settings=RoutingSettings.from_section(extra.get("routing", {})),
+            limits=app.config.outbound_limits(),
+        ),
+        guard=app.guard,
+        limits=app.config.outbound_limits(),
     )
+
+
+class _MailboxCounts:
+    """MWI's counts over the voicemail store the media service uses."""
+
+    def __init__(self, store: VoicemailStore) -> None:
+        self._store = store
+
+    async def counts(self, tenant_id: str, mailboxes: tuple[str, ...]) -> tuple[int, int]:
+        messages = await self._store.messages(tenant_id, mailboxes)
+        new = sum(1 for m in messages if not m.heard)
+        return new, len(messages) - new
 
 
 def _media_uris(config: Config) -> list[str]:
@@ -392,6 +451,8 @@ def build_http_app(switch: SwitchApp) -> web.Application:
     web_app.router.add_get("/metrics", _metrics)
     web_app.router.add_get("/healthz", _healthz)
     web_app.router.add_post("/admin/devices/{device_id}/release", _release)
+    web_app.router.add_get("/admin/bans", _list_bans)
+    web_app.router.add_delete("/admin/bans/{kind}/{key}", _lift_ban)
     return web_app
 
 
@@ -407,12 +468,63 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "snapshot_version": snap.version})
 
 
-async def _release(request: web.Request) -> web.Response:
+def _unauthorised(request: web.Request) -> web.Response | None:
+    """401 unless the request carries `Authorization: Bearer <admin token>`."""
     switch = request.app[SWITCH_APP_KEY]
     given = request.headers.get("Authorization", "")
     expected = f"Bearer {switch.admin_token}"
     if not switch.admin_token or not hmac.compare_digest(given.encode(), expected.encode()):
         return web.json_response({"error_id": "unauthorized", "details": {}}, status=401)
+    return None
+
+
+async def _list_bans(request: web.Request) -> web.Response:
+    """The live bans of every node (the shared state), soonest-lifted last."""
+    refusal = _unauthorised(request)
+    if refusal is not None:
+        return refusal
+    switch = request.app[SWITCH_APP_KEY]
+    now = time.time()
+    try:
+        bans = await switch.guard.sync(now)
+    except StateUnavailable:
+        return _state_unavailable()
+    listed = [
+        {"kind": b.kind, "key": b.key, "until": b.until, "remaining": round(b.until - now, 1)}
+        for b in bans
+    ]
+    return web.json_response({"bans": listed})
+
+
+async def _lift_ban(request: web.Request) -> web.Response:
+    refusal = _unauthorised(request)
+    if refusal is not None:
+        return refusal
+    switch = request.app[SWITCH_APP_KEY]
+    kind, key = request.match_info["kind"], request.match_info["key"]
+    if kind not in {k.value for k in BanKind}:
+        details = {"kind": kind, "kinds": [k.value for k in BanKind]}
+        return web.json_response({"error_id": "bad-ban-kind", "details": details}, status=400)
+    try:
+        lifted = await switch.guard.lift(BanKind(kind), key, time.time())
+    except StateUnavailable:
+        return _state_unavailable()
+    if not lifted:
+        details = {"kind": kind, "key": key}
+        return web.json_response({"error_id": "no-such-ban", "details": details}, status=404)
+    return web.json_response({"kind": kind, "key": key, "lifted": True})
+
+
+def _state_unavailable() -> web.Response:
+    body = {"error_id": "state-unavailable", "details": {}}
+    return web.json_response(body, status=503, headers={"Retry-After": "5"})
+
+
+async def _release(request: web.Request) -> web.Response:
+    refusal = _unauthorised(request)
+    if refusal is not None:
+        return refusal
+    switch = request.app[SWITCH_APP_KEY]
     device_id = request.match_info["device_id"]
     if device_id not in switch.snapshot.devices:
         return web.json_response(

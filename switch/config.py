@@ -18,8 +18,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from routing.caps import OutboundLimits
+    from switch.proxy.bans import GuardSettings
 
 __all__ = [
     "Config",
@@ -117,6 +121,19 @@ class Config:
     max_untrusted_per_source: int = 100  # of which not yet trusted
     first_message_timeout: float = 5.0  # a new connection must deliver a message by then
     untrusted_idle_timeout: float = 30.0  # idle timeout until a connection is trusted
+    # [security] password guessing (README "Password guessing"; switch/proxy/bans.py)
+    auth_max_failures: int = 5  # digest failures per source address within auth_window
+    auth_id_max_failures: int = 10  # per username (from any address) within auth_window
+    auth_window: float = 600.0
+    auth_ban_time: float = 600.0
+    auth_ban_action: str = "reject"  # or "drop"
+    auth_known_source_ttl: float = 7 * 86400.0
+    # [security] toll-fraud caps (README "Toll fraud"; routing/caps.py); 0 = no cap
+    max_outbound_concurrent_per_id: int = 3
+    max_outbound_per_id_per_day: int = 300
+    max_outbound_per_tenant_per_day: int = 2000
+    max_expensive_per_id_per_day: int = 20
+    expensive_classes: tuple[str, ...] = ("navi-dial", "directory", "other")
     extra: Mapping[str, Any] = field(default_factory=dict)  # sections owned by other modules
 
     def __post_init__(self) -> None:
@@ -150,6 +167,53 @@ class Config:
             raise ConfigError("security: connection timeouts must be > 0")
         if self.untrusted_idle_timeout >= self.idle_timeout:
             raise ConfigError("security.untrusted_idle_timeout must be below sip.idle_timeout")
+        self._check_guard()
+
+    def _check_guard(self) -> None:
+        """The auth_* and outbound-cap keys: the guard's and routing's own checks."""
+        from routing.caps import OutboundLimits
+        from switch.proxy.bans import BanAction
+
+        if self.auth_ban_action not in {a.value for a in BanAction}:
+            raise ConfigError("security.auth_ban_action: 'reject' or 'drop'")
+        try:
+            self.guard_settings()
+            OutboundLimits.from_classes(
+                concurrent_per_id=self.max_outbound_concurrent_per_id,
+                per_id_per_day=self.max_outbound_per_id_per_day,
+                per_tenant_per_day=self.max_outbound_per_tenant_per_day,
+                expensive_per_id_per_day=self.max_expensive_per_id_per_day,
+                expensive_classes=self.expensive_classes,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"security: {exc}") from None
+
+    def guard_settings(self) -> GuardSettings:
+        """The authentication guard's settings (switch/proxy/bans.py)."""
+        from switch.proxy.bans import BanAction, GuardSettings
+        from switch.transport.flood import parse_exempt
+
+        return GuardSettings(
+            source_max_failures=self.auth_max_failures,
+            id_max_failures=self.auth_id_max_failures,
+            window=self.auth_window,
+            ban_time=self.auth_ban_time,
+            known_source_ttl=self.auth_known_source_ttl,
+            action=BanAction(self.auth_ban_action),
+            exempt=tuple(parse_exempt(e) for e in self.flood_exempt),
+        )
+
+    def outbound_limits(self) -> OutboundLimits:
+        """The toll-fraud caps routing applies (routing/caps.py)."""
+        from routing.caps import OutboundLimits
+
+        return OutboundLimits.from_classes(
+            concurrent_per_id=self.max_outbound_concurrent_per_id,
+            per_id_per_day=self.max_outbound_per_id_per_day,
+            per_tenant_per_day=self.max_outbound_per_tenant_per_day,
+            expensive_per_id_per_day=self.max_expensive_per_id_per_day,
+            expensive_classes=self.expensive_classes,
+        )
 
     @property
     def effective_database_url(self) -> str:
@@ -211,6 +275,12 @@ def _algorithms(v: Any) -> tuple[str, ...]:
     return algs
 
 
+def _words(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list):
+        raise ConfigError(f"a list of strings expected, got {v!r}")
+    return tuple(_str(e) for e in v)
+
+
 def _exempt(v: Any) -> tuple[str, ...]:
     """[security] exempt: IP addresses or networks ("192.0.2.10", "198.51.100.0/24")."""
     from switch.transport.flood import parse_exempt
@@ -261,6 +331,17 @@ _KEYS: dict[tuple[str, str], tuple[str, Any]] = {
     ("security", "max_untrusted_per_source"): ("max_untrusted_per_source", _int),
     ("security", "first_message_timeout"): ("first_message_timeout", _num),
     ("security", "untrusted_idle_timeout"): ("untrusted_idle_timeout", _num),
+    ("security", "auth_max_failures"): ("auth_max_failures", _int),
+    ("security", "auth_id_max_failures"): ("auth_id_max_failures", _int),
+    ("security", "auth_window"): ("auth_window", _num),
+    ("security", "auth_ban_time"): ("auth_ban_time", _num),
+    ("security", "auth_ban_action"): ("auth_ban_action", _str),
+    ("security", "auth_known_source_ttl"): ("auth_known_source_ttl", _num),
+    ("security", "max_outbound_concurrent_per_id"): ("max_outbound_concurrent_per_id", _int),
+    ("security", "max_outbound_per_id_per_day"): ("max_outbound_per_id_per_day", _int),
+    ("security", "max_outbound_per_tenant_per_day"): ("max_outbound_per_tenant_per_day", _int),
+    ("security", "max_expensive_per_id_per_day"): ("max_expensive_per_id_per_day", _int),
+    ("security", "expensive_classes"): ("expensive_classes", _words),
 }
 _SECTIONS = {s for s, _ in _KEYS}
 # Sections other modules own (read by them from Config.extra); unknown keys there are theirs.
@@ -301,15 +382,17 @@ def _check_proxy_sections(extra: Mapping[str, Any]) -> None:
     `uri`/`secret` of [media]) and by the media service (media.ua.config.MediaConfig: the
     rest of [media]); check them at load time so that a typo stops `softswitch serve` with a
     message, not a traceback."""
-    if "proxy" not in extra and "media" not in extra:
+    if not {"proxy", "media", "routing"} & set(extra):
         return
     from media.ua.config import PROXY_KEYS, MediaConfig
+    from routing.settings import RoutingSettings
     from switch.proxy.proxy import ProxyConfig
 
     proxy, media = extra.get("proxy", {}), extra.get("media", {})
     if not isinstance(proxy, Mapping) or not isinstance(media, Mapping):
         raise ConfigError("[proxy] and [media] must be tables")
     try:
+        RoutingSettings.from_section(extra.get("routing", {}))
         MediaConfig.from_section(media)
         ProxyConfig.from_sections(proxy, {k: v for k, v in media.items() if k in PROXY_KEYS})
     except ValueError as exc:

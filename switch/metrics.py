@@ -170,10 +170,38 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self._security(r)
         self._callbacks = _Callbacks()
         r.register(self._callbacks)
         self._flood = _FloodStats()
         r.register(self._flood)
+
+    def _security(self, r: CollectorRegistry) -> None:
+        """The authentication guard (switch/proxy/bans.py) and the outbound caps
+        (routing/caps.py)."""
+        self.auth_bans_total = Counter(
+            "sip_auth_bans_total", "Auth bans started, by kind (source, id)", ["kind"], registry=r
+        )
+        self.auth_bans_active = Gauge(
+            "sip_auth_bans_active", "Auth bans in force, by kind (source, id)", ["kind"],
+            registry=r,
+        )  # fmt: skip
+        self.auth_refused_total = Counter(
+            "sip_auth_refused_total",
+            "Requests refused unverified because of an auth ban, by kind (source, id)",
+            ["kind"],
+            registry=r,
+        )
+        for kind in ("source", "id"):  # present from the start: alerts see 0, not nothing
+            self.auth_bans_total.labels(kind)
+            self.auth_bans_active.labels(kind).set(0)
+            self.auth_refused_total.labels(kind)
+        self.outbound_capped_total = Counter(
+            "sip_outbound_capped_total",
+            "Outbound calls refused by a toll-fraud cap, by cap (routing rule)",
+            ["cap"],
+            registry=r,
+        )
 
     def watch_transactions(self, counts: Callable[[], dict[str, int]]) -> None:
         self._callbacks.transactions = counts

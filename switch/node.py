@@ -77,6 +77,12 @@ class Node:
             ),
         )
         self._sweeper: asyncio.Task[None] | None = None
+        # message-waiting indication hears every mailbox change (deposit, heard, deleted)
+        self.voicemail.on_change(self._mailbox_changed)
+
+    def _mailbox_changed(self, tenant_id: str, mailbox: str) -> None:
+        if self.app.mwi is not None:
+            self.app.mwi.mailbox_changed(tenant_id, mailbox)
 
     @classmethod
     async def open(cls, config: Config) -> Node:

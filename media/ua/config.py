@@ -9,6 +9,7 @@ from the same section: switch/proxy/proxy.py `ProxyConfig`).
     rtp_ports = "20000-29999" # even RTP ports, RTCP on the odd one above
     max_session = 600         # seconds: the hard cap on any media call
     allowed_sources = []      # `softswitch media`: proxy addresses that may hand calls over
+    mwi_unsolicited = true    # NOTIFY message-summary to devices that never SUBSCRIBE
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from .rtp_session import PortRange
 __all__ = ["MEDIA_KEYS", "PROXY_KEYS", "MediaConfig"]
 
 PROXY_KEYS = frozenset({"uri", "secret"})
-MEDIA_KEYS = frozenset({"listen", "rtp_host", "rtp_ports", "max_session", "allowed_sources"})
+MEDIA_KEYS = frozenset(
+    {"listen", "rtp_host", "rtp_ports", "max_session", "allowed_sources", "mwi_unsolicited"}
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,6 +35,7 @@ class MediaConfig:
     rtp_ports: PortRange = field(default_factory=PortRange)
     max_session: float = 600.0
     allowed_sources: frozenset[str] | None = None
+    mwi_unsolicited: bool = True
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> MediaConfig:
@@ -52,6 +56,10 @@ class MediaConfig:
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError("media.max_session: a positive number of seconds expected")
             changes["max_session"] = float(value)
+        if "mwi_unsolicited" in section:
+            if not isinstance(section["mwi_unsolicited"], bool):
+                raise ValueError("media.mwi_unsolicited: true or false expected")
+            changes["mwi_unsolicited"] = section["mwi_unsolicited"]
         if "allowed_sources" in section:
             sources = section["allowed_sources"]
             if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):

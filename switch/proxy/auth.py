@@ -15,6 +15,10 @@ challenge values to send and the failure reasons to count (`sip_auth_failures_to
   counted with its reason ("credentials", "nonce", "malformed" …).
 - No credentials at all: a challenge, nothing counted.
 
+`check(...)` is the same with the authentication guard (bans.py) around it: a request from a
+banned source, or for an ID under guard from an unknown address, is `Refused` before any
+digest work; a request that fails verification is counted against its source and username.
+
 The HA1 of a device comes from the snapshot (`Device.ha1_md5`, `Device.ha1_sha256`), chosen
 by the algorithm token of RFC 8760 §2 - "MD5", "MD5-sess", "SHA-256", "SHA-256-sess",
 case-insensitive (RFC 7616 §3.4: tokens are case-insensitive); a "-sess" variant uses the
@@ -24,7 +28,7 @@ lookup both the registrar and the proxy use.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -32,11 +36,17 @@ from provisioning.model import Device, Snapshot
 from switch.sip.digest import DigestAuthenticator, parse_digest_credentials
 from switch.sip.message import Headers
 
+from .bans import AuthGuard, Refused
+
 __all__ = [
     "AuthOutcome",
     "Authenticated",
     "Challenge",
+    "GuardedOutcome",
+    "Refused",
     "authenticate",
+    "check",
+    "credential_username",
     "ha1_lookup",
     "remove_our_credentials",
     "stored_ha1",
@@ -64,6 +74,7 @@ class Challenge:
 
 
 AuthOutcome: TypeAlias = Authenticated | Challenge
+GuardedOutcome: TypeAlias = Authenticated | Challenge | Refused
 
 
 def stored_ha1(device: Device, algorithm: str) -> str | None:
@@ -114,6 +125,39 @@ def authenticate(
             failures.append(result.reason or "unknown")
     challenge = tuple(authenticator.challenge(now, stale=stale))
     return Challenge(values=challenge, failures=tuple(failures))
+
+
+def credential_username(values: Iterable[str], realm: str) -> str | None:
+    """The username of the first credentials for `realm` (unverified: for counting)."""
+    for value in values:
+        params = parse_digest_credentials(value)
+        if params is not None and params.get("realm") == realm and params.get("username"):
+            return params["username"]
+    return None
+
+
+async def check(
+    values: Sequence[str],
+    method: str,
+    snapshot: Snapshot,
+    authenticator: DigestAuthenticator,
+    now: float,
+    *,
+    guard: AuthGuard | None,
+    host: str,
+) -> GuardedOutcome:
+    """`authenticate` behind the guard (module docstring); `host`: the request's source
+    address. Without a guard it is `authenticate`."""
+    if guard is None:
+        return authenticate(values, method, snapshot, authenticator, now)
+    username = credential_username(values, authenticator.realm)
+    refused = await guard.admit(host, username, snapshot, now)
+    if refused is not None:
+        return refused
+    outcome = authenticate(values, method, snapshot, authenticator, now)
+    if isinstance(outcome, Challenge) and outcome.failures:
+        await guard.failed(host, username, now)
+    return outcome
 
 
 def remove_our_credentials(headers: Headers, realm: str) -> None:

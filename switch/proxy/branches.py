@@ -37,10 +37,20 @@ class Stage(Generic[P]):
     payloads: tuple[P, ...]
     delay: float = 0.0
     only_if_earlier_ringing: bool = False
+    # A branch that has had no response at all (not even 100 Trying) this many seconds after
+    # it started is treated as 408 (a dead next hop: fail over to the next stage fast, the
+    # way Kamailio's fr_timer does); None: only Timer C.
+    response_timeout: float | None = None
+    # A fail-over stage: it starts only when every earlier branch failed for the next hop's
+    # own reasons (408 no response, 5xx), never after a real answer such as 486 - and then
+    # it starts at once; otherwise it never starts.
+    failover: bool = False
 
     def __post_init__(self) -> None:
         if self.delay < 0:
             raise ValueError("a stage delay cannot be negative")
+        if self.response_timeout is not None and self.response_timeout <= 0:
+            raise ValueError("a response timeout must be positive")
 
 
 class BranchState(enum.Enum):
@@ -60,6 +70,7 @@ class Branch(Generic[P]):
         "final_status",
         "index",
         "payload",
+        "response_timeout",
         "stage",
         "state",
         "superseded",
@@ -77,6 +88,7 @@ class Branch(Generic[P]):
         self.timer_c: Handle | None = None
         self.data: Any = None
         self.superseded = False  # replaced by a diversion: its final does not count
+        self.response_timeout: float | None = None  # until the first response (Stage's)
 
     @property
     def alive(self) -> bool:

@@ -27,10 +27,11 @@ history).
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from provisioning.model import national_form
-from routing.decisions import Announce, Busy, Forward, Voicemail
+from routing.decisions import Announce, Busy, Forward, Voicemail, VoicemailMenu
 from switch.handoff import (
     BUSY_PROMPT,
     CAUSE_BUSY,
@@ -47,6 +48,7 @@ __all__ = [
     "announce_handoff",
     "busy_handoff",
     "forward_headers",
+    "menu_handoff",
     "voicemail_handoff",
 ]
 
@@ -69,6 +71,13 @@ class MediaService:
     @property
     def uri(self) -> SipURI:
         return self.uris[0]
+
+    def order(self, call_id: str) -> list[int]:
+        """The media URIs to try for a call: its share first (a stable hash of the Call-ID
+        spreads calls evenly), then the others in turn, as fail-over."""
+        n = len(self.uris)
+        first = zlib.crc32(call_id.encode()) % n
+        return [(first + i) % n for i in range(n)]
 
     def uri_for(self, handoff: HandOff, index: int = 0) -> str:
         """The Request-URI of a hand-off to the `index`-th media URI: the service in the
@@ -128,6 +137,14 @@ def voicemail_handoff(
         caller=caller or None,
         cause=cause,
     )
+
+
+def menu_handoff(d: VoicemailMenu) -> HandOff:
+    """The voicemail menu of a device (the access code): its tenant, itself, its mailboxes."""
+    return HandOff(
+        service=Service.VOICEMAIL_MENU, tenant=d.tenant_id, device=d.device_id,
+        mailboxes=d.mailboxes,
+    )  # fmt: skip
 
 
 def voicemail_decision_handoff(d: Voicemail, caller: str | None) -> HandOff:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, assert_never
@@ -38,6 +38,7 @@ from routing.decisions import (
     Reject,
     Ring,
     Voicemail,
+    VoicemailMenu,
 )
 from switch.handoff import CAUSE_NO_ANSWER, HandOff
 from switch.sip.message import Request, SipURI, parse_uri
@@ -46,6 +47,7 @@ from .diversion import (
     announce_handoff,
     busy_handoff,
     forward_headers,
+    menu_handoff,
     voicemail_decision_handoff,
     voicemail_handoff,
 )
@@ -63,11 +65,23 @@ if TYPE_CHECKING:
     from .config import ProxyConfig
     from .context import RequestContext
 
-__all__ = ["CallInputs", "Decide", "DecisionExecutor", "decisions_counter"]
+__all__ = [
+    "MEDIA_RESPONSE_TIMEOUT",
+    "CallInputs",
+    "Decide",
+    "DecisionExecutor",
+    "decisions_counter",
+]
+
+# Seconds a media service has to answer a hand-off at all (its transaction layer sends 100
+# Trying at once) before the next one is tried.
+MEDIA_RESPONSE_TIMEOUT = 1.0
 
 log = logging.getLogger(__name__)
 
 Decide = Callable[[Call, Snapshot, LiveView, datetime], Decision]
+# called once an Outbound decision took its channel, before the call leaves (usage.py)
+Started = Callable[[Outbound, str, "CallInputs"], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,8 +130,10 @@ class DecisionExecutor:
         calls: Leases,
         metrics: Metrics,
         decide: Decide,
+        started: Started | None = None,
     ) -> None:
         self._scheduler = scheduler
+        self._started = started
         self._resolver = resolver
         self._config = config
         self._calls = calls
@@ -135,6 +151,8 @@ class DecisionExecutor:
         if not await self._take_channel(ctx, fwd, decision, inputs.snapshot):
             decision = self._lost_channel_race(inputs, decision)
             self._count(decision, fwd.call_id)
+        elif isinstance(decision, Outbound) and ctx.initial_invite and self._started:
+            await self._started(decision, fwd.call_id, inputs)  # toll-fraud usage
         await self._carry_out(ctx, fwd, inputs, decision)
 
     # ---------------------------------------------------------------- decisions
@@ -151,7 +169,7 @@ class DecisionExecutor:
                 self._internal(ctx, fwd, decision, inputs)
             case Outbound() | Forward():
                 await self._to_gateway(ctx, fwd, decision, inputs.snapshot)
-            case Announce() | Busy() | Voicemail():
+            case Announce() | Busy() | Voicemail() | VoicemailMenu():
                 await self._to_media(ctx, fwd, decision, inputs)
             case _:
                 assert_never(decision)
@@ -184,11 +202,12 @@ class DecisionExecutor:
         divert = None
         media = self._config.media
         if na.action is NoAnswerAction.VOICEMAIL and na.mailbox and media is not None:
+            index = media.order(fwd.call_id)[0]  # the call's share of the media services
             uri = media.uri_for(voicemail_handoff(
                 decision.tenant_id, decision.number, na.mailbox,
                 inputs.call.caller_number, CAUSE_NO_ANSWER,
-            ))  # fmt: skip
-            media_target = await self._resolver.target(media.uri)
+            ), index)  # fmt: skip
+            media_target = await self._resolver.target(media.uris[index])
             # the media end's flow goes into our Record-Route token: the media service's own
             # in-dialog requests (its BYE) prove with it that the dialog is ours
             divert = BranchPlan(uri=uri, target=media_target, flow=media_target)
@@ -210,7 +229,7 @@ class DecisionExecutor:
         self,
         ctx: RequestContext,
         fwd: Request,
-        decision: Announce | Busy | Voicemail,
+        decision: Announce | Busy | Voicemail | VoicemailMenu,
         inputs: CallInputs,
     ) -> None:
         """Hand the call to the media service (handoff.py). Without one configured (or for a
@@ -220,10 +239,20 @@ class DecisionExecutor:
         if media is None or fwd.method != "INVITE":
             ctx.reject(486 if isinstance(decision, Busy) else 480)
             return
-        uri = media.uri_for(_handoff(decision, inputs.call.caller_number))
-        called_party(fwd.headers, decision.number, inputs.snapshot.realm)
-        target = await self._resolver.target(media.uri)
-        self._one_branch(ctx, fwd, BranchPlan(uri=uri, target=target, flow=target))  # see _ring
+        handoff = _handoff(decision, inputs.call.caller_number)
+        if not isinstance(decision, VoicemailMenu):
+            called_party(fwd.headers, decision.number, inputs.snapshot.realm)
+        # Several media services: the call's share first (by Call-ID), the others as fail-over
+        # stages that start only when every earlier one failed - a media process that does
+        # not answer at all (not even 100 Trying) within MEDIA_RESPONSE_TIMEOUT counts as
+        # failed, so a dead one costs a caller that second, not silence.
+        stages = []
+        for n, index in enumerate(media.order(fwd.call_id)):
+            target = await self._resolver.target(media.uris[index])
+            plan = BranchPlan(uri=media.uri_for(handoff, index), target=target, flow=target)
+            stage = Stage(payloads=(plan,), failover=n > 0, response_timeout=MEDIA_RESPONSE_TIMEOUT)
+            stages.append(stage)
+        ctx.start(fwd, stages, self._config.timer_c)
 
     async def _to_gateway(
         self, ctx: RequestContext, fwd: Request, decision: Outbound | Forward, snap: Snapshot
@@ -284,6 +313,7 @@ class DecisionExecutor:
         full = LiveState(
             registered=inputs.live.registered,
             channels={**inputs.live.channels, tenant_id: limit},
+            usage=inputs.live.usage,
         )
         again = self._decide(inputs.call, inputs.snapshot, full, inputs.now)
         if again.takes_channel:  # a policy that ignores the channels: never a second race
@@ -316,7 +346,7 @@ class DecisionExecutor:
             log.warning("call %s: %s (%s)", call_id, decision.rule, decision.anomalies)
 
 
-def _handoff(decision: Announce | Busy | Voicemail, caller: str | None) -> HandOff:
+def _handoff(decision: Announce | Busy | Voicemail | VoicemailMenu, caller: str | None) -> HandOff:
     match decision:
         case Announce():
             return announce_handoff(decision, caller)
@@ -324,6 +354,8 @@ def _handoff(decision: Announce | Busy | Voicemail, caller: str | None) -> HandO
             return busy_handoff(decision, caller)
         case Voicemail():
             return voicemail_decision_handoff(decision, caller)
+        case VoicemailMenu():
+            return menu_handoff(decision)
         case _:
             assert_never(decision)
 

@@ -44,6 +44,14 @@ Phases. Which of these things may happen when is one table, `forkphases.TRANSITI
 caller's CANCEL, the ring timeout, "every branch has ended") and carries out the actions. An
 input the table does not allow is ignored and counted (forkphases.IGNORED), never raised.
 The pieces (Stage, Branch, ForkHooks, choose_best) are in branches.py.
+
+Fail-over (`Stage.failover`, `Stage.response_timeout`). A branch whose stage has a response
+timeout and that has had no response at all (not even 100 Trying) that long after it started
+is treated as 408 - a dead next hop is given up in about a second instead of Timer C's three
+minutes (Kamailio's fr_timer). A fail-over stage starts only when every earlier branch failed
+for the next hop's own reasons (408, 5xx), at once; after a real answer (a 486 after a busy
+message, a 403) it never starts. The proxy spreads media hand-offs over several media
+services this way: one stage per service, the call's share first.
 """
 
 from __future__ import annotations
@@ -155,19 +163,22 @@ class Fork(Generic[P, R]):
                 ring_timeout, lambda: self._on_ring_timeout(timeout_status)
             )
         for si, st in enumerate(self.stages):
-            if st.delay <= 0:
+            if st.delay <= 0 or st.failover:  # a fail-over stage waits for failures only
                 continue
             self._stage_timers[si] = self._hooks.call_later(
                 st.delay, functools.partial(self._start_stage, si)
             )
         for si, st in enumerate(self.stages):
-            if st.delay <= 0:
+            if st.delay <= 0 and not st.failover:
                 self._start_stage(si)
         self._advance()
 
     def on_provisional(self, branch: Branch[P], status: int, response: R) -> None:
         """A 1xx on a branch. 100 is never forwarded (§16.7 step 5) but still counts as
         'trying'; 101-199 marks the branch ringing, re-arms Timer C and is forwarded."""
+        if branch.response_timeout is not None and branch.state is not BranchState.DONE:
+            branch.response_timeout = None  # it answers: Timer C from now on
+            self._arm_timer_c(branch)
         if branch.state is BranchState.DONE or status == 100:
             return
         branch.state = BranchState.RINGING
@@ -238,6 +249,7 @@ class Fork(Generic[P, R]):
         batch = [b for b in self.branches if b.stage == si and b.state is BranchState.PENDING]
         for b in batch:
             b.state = BranchState.TRYING
+            b.response_timeout = self.stages[si].response_timeout
         for b in batch:
             if b.state is not BranchState.TRYING:
                 continue
@@ -250,13 +262,34 @@ class Fork(Generic[P, R]):
     def _earlier_alive(self, si: int) -> bool:
         return any(b.alive for b in self.branches if b.stage < si)
 
+    def _earlier_answered(self, si: int) -> bool:
+        """An earlier branch ended with a final answer of its own (not 408, not 5xx)."""
+        return any(
+            b.final_status is not None and b.final_status != 408 and not 500 <= b.final_status < 600
+            for b in self.branches
+            if b.stage < si
+        )
+
+    def _mark_never_started(self, si: int) -> None:
+        timer = self._stage_timers[si]
+        if timer is not None:
+            timer.cancel()
+            self._stage_timers[si] = None
+        for b in self.branches:
+            if b.stage == si and b.state is BranchState.PENDING:
+                b.state = BranchState.DONE
+
     def _advance(self) -> None:
         """Start conditional stages whose earlier branches all failed; when every branch
         has ended and no stage is left, tell the phase table."""
         running = self._phase in _RUNNING
         if running:
             for si, st in enumerate(self.stages):
-                if self._stage_started[si] or not st.only_if_earlier_ringing:
+                if self._stage_started[si] or not (st.only_if_earlier_ringing or st.failover):
+                    continue
+                if st.failover and all(self._stage_started[:si]) and self._earlier_answered(si):
+                    self._stage_started[si] = True  # a real answer came: no fail-over
+                    self._mark_never_started(si)
                     continue
                 if all(self._stage_started[:si]) and not self._earlier_alive(si):
                     self._start_stage(si)
@@ -354,7 +387,8 @@ class Fork(Generic[P, R]):
     def _arm_timer_c(self, b: Branch[P]) -> None:
         if b.timer_c is not None:
             b.timer_c.cancel()
-        b.timer_c = self._hooks.call_later(self.timer_c, lambda: self._on_timer_c(b))
+        delay = b.response_timeout if b.response_timeout is not None else self.timer_c
+        b.timer_c = self._hooks.call_later(delay, lambda: self._on_timer_c(b))
 
     def _on_timer_c(self, b: Branch[P]) -> None:
         b.timer_c = None

@@ -77,6 +77,10 @@ class _Lease:
     limit: int
     ttl: float
     deadline: float
+    also: str | None = None  # a second lease key counting the call (`also_count`)
+
+
+_UNCOUNTED = 2**31  # the limit of an `also_count` lease: it counts, it never refuses
 
 
 class ActiveCalls:
@@ -120,6 +124,18 @@ class ActiveCalls:
             self._leases[call_id] = _Lease(tenant_id, limit, ttl, now + ttl)
         return ok
 
+    async def also_count(self, call_id: str, key: str) -> None:
+        """Count the call under `key` too (the calling ID's outbound calls in progress,
+        routing.caps): a lease that never refuses, refreshed and released with the call's
+        channel lease. Nothing when the call holds no lease (or lost it meanwhile)."""
+        lease = self._leases.get(call_id)
+        if lease is None:
+            return
+        lease.also = key
+        await self._state.acquire_channel(key, call_id, _UNCOUNTED, lease.ttl, self._wall())
+        if self._leases.get(call_id) is not lease:  # released while we waited: undo
+            await self._state.release_channel(key, call_id)
+
     def session(self, call_id: str, interval: float | None) -> None:
         """A 2xx or refresh negotiated Session-Expires (None: keep the TTL): the lease TTL
         becomes interval + margin, applied at once."""
@@ -148,6 +164,8 @@ class ActiveCalls:
         ok = await self._state.refresh_channel(lease.tenant_id, call_id, lease.ttl, now)
         if not ok:  # it expired meanwhile: the call is evidently alive, count it again
             await self._state.acquire_channel(lease.tenant_id, call_id, lease.limit, lease.ttl, now)
+        if lease.also is not None:
+            await self._state.acquire_channel(lease.also, call_id, _UNCOUNTED, lease.ttl, now)
 
     def answered(self, call_id: str, interval: float | None = None) -> None:
         if call_id not in self._answered:
@@ -187,6 +205,8 @@ class ActiveCalls:
         lease = self._leases.pop(call_id, None)
         if lease is not None:
             self._spawn(self._state.release_channel(lease.tenant_id, call_id))
+            if lease.also is not None:
+                self._spawn(self._state.release_channel(lease.also, call_id))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         # Eager: the memory backend finishes at once and costs no task; a network backend

@@ -51,7 +51,8 @@ Processing of a request (§16.3-16.6), in order:
       credentials; an ACK is dropped, reason "ack_not_in_dialog").
    With Record-Route off, in-dialog requests follow their Route/Request-URI unchecked.
 6. Out-of-dialog requests: a carrier gateway is trusted; anyone else must authenticate with
-   Proxy-Authorization (407, counted in sip_auth_failures_total when credentials fail).
+   Proxy-Authorization (407, counted in sip_auth_failures_total when credentials fail; 403
+   unverified from a source banned for password guessing, bans.py).
    The P-Asserted-Identity of a device is removed (RFC 3325 trust boundary). Routing is
    asked twice with one `Call` (the dialled string classified once): `routing.needs` says
    which live state to load - the registrations of the IDs concerned and, for an INVITE, the
@@ -111,6 +112,7 @@ branch answered carry `Reason: SIP;cause=200`. Timer C is `ProxyConfig.timer_c`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -120,6 +122,8 @@ from typing import TYPE_CHECKING
 
 from provisioning.model import Device, Snapshot
 from routing.call import LiveState
+from routing.caps import DEFAULT_LIMITS, OutboundLimits, OutboundUsage
+from routing.decisions import Outbound
 from routing.needs import needs
 from routing.policy import decide as policy_decide
 from switch.sip.digest import DigestAuthenticator
@@ -128,7 +132,8 @@ from switch.sip.target import Target
 from switch.sip.transaction import ClientTransaction, ServerTransaction
 from switch.state.base import StateUnavailable
 
-from .auth import Authenticated, authenticate, remove_our_credentials
+from .auth import Authenticated, Refused, check, remove_our_credentials
+from .bans import AuthGuard
 from .config import ProxyConfig
 from .context import RequestContext
 from .execute import CallInputs, Decide, DecisionExecutor
@@ -146,6 +151,7 @@ from .outgoing import Outgoing
 from .routeset import Routed, next_hop_uri, preprocess_routes
 from .targets import BranchPlan, FlowTokens, ResolveError, Resolver, via_target
 from .trunk import call_for, gateway_for
+from .usage import OutboundBook
 
 log = logging.getLogger(__name__)
 
@@ -173,14 +179,17 @@ class Proxy:
         resolver: Resolver | None = None,
         wall_clock: Callable[[], float] = time.time,
         flow_tokens: FlowTokens | None = None,
+        guard: AuthGuard | None = None,
+        limits: OutboundLimits = DEFAULT_LIMITS,
     ) -> None:
         self.sender = sender
+        self.guard = guard
         self.snapshot = snapshot
         self.state = state
         self.auth = authenticator
         self.metrics = metrics
         self.config = config = config or ProxyConfig()
-        self.decide: Decide = decide or policy_decide
+        self.decide: Decide = decide or functools.partial(policy_decide, limits=limits)
         self.resolver = resolver or Resolver(sender.now)
         self.wall_clock = wall_clock
         self.flows = flow_tokens or FlowTokens()
@@ -189,9 +198,10 @@ class Proxy:
             default_ttl=config.channel_ttl, session_margin=config.session_margin,
         )  # fmt: skip
         self.out = Outgoing(sender, self.flows, metrics, record_route=config.record_route)
+        self.book = OutboundBook(state, self.calls, limits, metrics)
         self.executor = DecisionExecutor(
             scheduler=sender, resolver=self.resolver, config=config, calls=self.calls,
-            metrics=metrics, decide=self.decide,
+            metrics=metrics, decide=self.decide, started=self._outbound_started,
         )  # fmt: skip
 
     # ================================================================ TransactionUser
@@ -365,7 +375,7 @@ class Proxy:
         gw = gateway_for(snap, ctx.source.host, ctx.source.port)
         device: Device | None = None
         if gw is None:
-            device = self._authenticate(ctx, fwd, snap)
+            device = await self._authenticate(ctx, fwd, snap)
             if device is None:
                 return
             fwd.headers.remove("P-Asserted-Identity")  # RFC 3325: not trusted from devices
@@ -374,7 +384,12 @@ class Proxy:
         ctx.initial_invite = fwd.method == "INVITE"
         inputs = await self._inputs(fwd, snap, device, gw.id if gw else None)
         decision = self.decide(inputs.call, snap, inputs.live, inputs.now)
+        if ctx.initial_invite:
+            self.book.observe(decision, device.id if device is not None else None)
         await self.executor.execute(ctx, fwd, inputs, decision)
+
+    async def _outbound_started(self, decision: Outbound, call_id: str, inputs: CallInputs) -> None:
+        await self.book.started(decision, call_id, inputs.snapshot, self.wall_clock())
 
     async def _inputs(
         self, fwd: Request, snap: Snapshot, device: Device | None, gateway_id: str | None
@@ -389,19 +404,32 @@ class Proxy:
         channels = {}
         if need.channels and need.tenant_id is not None and fwd.method == "INVITE":
             channels[need.tenant_id] = await self.state.channels_in_use(need.tenant_id, wall)
+        usage: dict[str, OutboundUsage] = {}
+        if need.usage_of and need.tenant_id is not None and fwd.method == "INVITE":
+            usage[need.usage_of] = await self.book.usage(snap, need.tenant_id, need.usage_of, wall)
         registered = frozenset(d for d, bs in bindings.items() if bs)
-        live = LiveState(registered=registered, channels=channels)
+        live = LiveState(registered=registered, channels=channels, usage=usage)
         now = datetime.fromtimestamp(wall, UTC)
         return CallInputs(
             call=call, snapshot=snap, live=live, now=now, bindings=bindings, device=device
         )
 
-    def _authenticate(self, ctx: RequestContext, req: Request, snap: Snapshot) -> Device | None:
-        """Proxy-Authorization (RFC 3261 §22.3, auth.py). None when a 407 was sent."""
+    async def _authenticate(
+        self, ctx: RequestContext, req: Request, snap: Snapshot
+    ) -> Device | None:
+        """Proxy-Authorization (RFC 3261 §22.3, auth.py). None when a 407 (or the guard's
+        403) was sent."""
         values = req.headers.get_fields("Proxy-Authorization")
-        outcome = authenticate(values, req.method, snap, self.auth, self.wall_clock())
+        outcome = await check(
+            values, req.method, snap, self.auth, self.wall_clock(),
+            guard=self.guard, host=ctx.source.host,
+        )  # fmt: skip
         if isinstance(outcome, Authenticated):
             return outcome.device
+        if isinstance(outcome, Refused):
+            warning = f'399 {snap.realm} "too many failed authentications; try again later"'
+            self.out.reply(ctx.txn, 403, None, [("Warning", warning)])
+            return None
         for reason in outcome.failures:
             self.metrics.auth_failures_total.labels(reason=reason).inc()
         self.out.reply(ctx.txn, 407, None, [("Proxy-Authenticate", c) for c in outcome.values])

@@ -10,8 +10,11 @@ Steps, in the order of §10.3 (numbers are the RFC's):
  1. Request-URI domain: not checked. Every device of every tenant registers here; the realm
     is service-wide, and ATAs often put our IP address in the Request-URI.
  2. Require: we support no extension that changes REGISTER processing -> 420 + Unsupported.
- 3. Digest authentication (RFC 7616; auth.py, the check the proxy uses too). No
-    credentials for our realm -> 401 with a fresh challenge. Unknown usernames get exactly
+ 3. Digest authentication (RFC 7616; auth.py, the check the proxy uses too). A source
+    banned for password guessing, or an ID under guard asked from an address it never
+    registered from, -> 403 unverified (bans.py; the address of every authenticated
+    REGISTER is remembered for that). No credentials for our realm -> 401 with a fresh
+    challenge. Unknown usernames get exactly
     the same 401 as wrong passwords (the digest module checks them against a dummy HA1), so
     IDs cannot be enumerated. A correct answer to an expired nonce -> 401 with stale=true
     (not counted as a failure: the phone retries at once).
@@ -69,13 +72,15 @@ from switch.sip.transaction import ClientTransaction, ServerTransaction
 from switch.state.base import Binding, StateBackend
 from switch.tu import Sender
 
-from .auth import Authenticated, authenticate
+from .auth import Authenticated, Refused, check
+from .bans import AuthGuard
 
 __all__ = ["Registrar", "RegistrarPolicy", "device_identity"]
 
 log = logging.getLogger(__name__)
 
 IN_USE_TEXT = "ID in use by another device"
+REFUSED_TEXT = "too many failed authentications; try again later"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,14 +117,20 @@ class Registrar:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         sender: Sender | None = None,
+        on_registered: Callable[[Device, list[Binding]], None] | None = None,
+        guard: AuthGuard | None = None,
     ) -> None:
         self.state = state
+        self.guard = guard
         self.snapshot = snapshot
         self.auth = authenticator
         self.policy = policy
         self.metrics = metrics
         self.clock = clock
         self.sender = sender
+        # called after a REGISTER that added or refreshed contacts (e.g. MWI's unsolicited
+        # NOTIFY); it must not raise (failures are logged)
+        self.on_registered = on_registered
 
     # ------------------------------------------------------------------ TU glue
     async def on_request(
@@ -178,8 +189,10 @@ class Registrar:
         if request.headers.get_all("Require"):  # step 2
             unsupported = ", ".join(request.headers.get_all("Require"))
             raise _Reject(420, [("Unsupported", unsupported)])
-        device = self._authenticate(request, now)  # step 3
+        device = await self._authenticate(request, source, now)  # step 3
         self._authorise(request, device)  # step 4
+        if self.guard is not None:
+            await self.guard.registered(device.id, source.host, now)
         contacts, wildcard = self._contacts(request)  # steps 5-6
         current = await self.state.bindings(device.id, now)
         if wildcard:
@@ -187,15 +200,26 @@ class Registrar:
             return self._ok(request, [], now)
         if contacts:
             await self._update(request, source, device, contacts, current, now)
-        return self._ok(request, await self.state.bindings(device.id, now), now)
+        bindings = await self.state.bindings(device.id, now)
+        if contacts and self.on_registered is not None and bindings:
+            try:
+                self.on_registered(device, bindings)
+            except Exception:
+                log.exception("registration hook failed")
+        return self._ok(request, bindings, now)
 
     # ------------------------------------------------------------------ step 3-4
-    def _authenticate(self, request: Request, now: float) -> Device:
+    async def _authenticate(self, request: Request, source: Target, now: float) -> Device:
         """Authorization for our realm (auth.py: the check the proxy uses too)."""
         values = request.headers.get_all("Authorization")
-        outcome = authenticate(values, request.method, self.snapshot(), self.auth, now)
+        outcome = await check(
+            values, request.method, self.snapshot(), self.auth, now,
+            guard=self.guard, host=source.host,
+        )  # fmt: skip
         if isinstance(outcome, Authenticated):
             return outcome.device
+        if isinstance(outcome, Refused):
+            raise _Reject(403, [self._warning(REFUSED_TEXT)])
         for reason in outcome.failures:
             self._count_failure(reason)
         raise _Reject(401, [("WWW-Authenticate", v) for v in outcome.values])

@@ -36,13 +36,28 @@ operation that raised may or may not have been applied.
 
 Atomicity
 ---------
-`claim_device` and `acquire_channel` are the two check-and-set operations; a shared backend
-must implement each atomically (Lua script / transaction). Everything else is a plain
-read or write.
+`claim_device`, `acquire_channel` and `auth_failure` are the check-and-set operations; a
+shared backend must implement each atomically (Lua script / transaction). `add_daily`
+increments every key it is given (atomic per key). Everything else is a plain read or write.
+
+Authentication guard (switch/proxy/bans.py)
+--------------------------------------------
+Digest failures are counted per (kind, key) in a sliding window - kind "source" (an IP
+address) or "id" (a digest username) - and past a threshold the pair is banned until a
+deadline (`Ban`). Bans and counts are shared by the nodes so that an attacker spreading
+guesses over them is counted once. `remember_source` keeps the addresses an ID registered
+from (the per-ID guard lets those through). Kinds are lower-case words (no ":").
+
+Outbound usage (toll-fraud caps, routing.caps)
+-----------------------------------------------
+`add_daily` / `daily` are plain counters per (day, key) — the proxy counts the outbound
+calls it starts per ID, per tenant, and the expensive ones per ID; routing reads them.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -51,7 +66,9 @@ from switch.tu import Unavailable
 if TYPE_CHECKING:
     from switch.sip.target import Target
 
-__all__ = ["Binding", "StateBackend", "StateUnavailable"]
+__all__ = ["Ban", "Binding", "StateBackend", "StateUnavailable"]
+
+_KIND = re.compile(r"[a-z][a-z-]*")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,6 +99,29 @@ class Binding:
         return max(0, int(self.expires_at - now))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ban:
+    """A live ban of the authentication guard: `kind` "source" (`key` an IP address) or
+    "id" (`key` a digest username), refused until `until` (wall-clock epoch seconds)."""
+
+    kind: str
+    key: str
+    until: float
+
+    def __post_init__(self) -> None:
+        if not _KIND.fullmatch(self.kind):
+            raise ValueError(f"ban kind must be a lower-case word: {self.kind!r}")
+        if not self.key:
+            raise ValueError("a ban needs a key")
+
+
+def check_kind(kind: str) -> None:
+    """ValueError unless `kind` is a ban kind as `Ban` accepts it (backends check their
+    arguments with it: a kind is a part of their keys)."""
+    if not _KIND.fullmatch(kind):
+        raise ValueError(f"ban kind must be a lower-case word: {kind!r}")
+
+
 class StateUnavailable(Unavailable):
     """The state backend cannot be reached or refused the operation (see Failures)."""
 
@@ -109,7 +149,9 @@ class StateBackend(Protocol):
         ...
 
     async def expire(self, now: float) -> int:
-        """Drop bindings and device locks whose deadline is ≤ now; return bindings dropped."""
+        """Drop bindings and device locks whose deadline is ≤ now; return bindings dropped.
+        (A backend may also forget other state past its deadline here: bans, failure
+        windows, remembered sources, daily counters.)"""
         ...
 
     async def count(self) -> int:
@@ -155,4 +197,41 @@ class StateBackend(Protocol):
 
     async def channels_in_use(self, tenant_id: str, now: float) -> int:
         """Live leases of the tenant."""
+        ...
+
+    # ------------------------------------------------------------------ authentication guard
+    async def auth_failure(
+        self, kind: str, key: str, *, threshold: int, window: float, ban_for: float, now: float
+    ) -> Ban | None:
+        """Atomically count one failure of (kind, key) at `now`, forgetting failures at or
+        before now - window. When `threshold` failures are in the window: ban the pair until
+        now + ban_for (a live ban is extended, never shortened), clear its failures and
+        return the Ban; else None."""
+        ...
+
+    async def bans(self, now: float) -> list[Ban]:
+        """Every live ban (until > now), sorted by (kind, key)."""
+        ...
+
+    async def lift_ban(self, kind: str, key: str) -> bool:
+        """Drop the ban and the failures of (kind, key); True if a ban was stored (a live
+        one, or one expired and not yet swept)."""
+        ...
+
+    async def remember_source(self, device_id: str, host: str, until: float, now: float) -> None:
+        """The ID authenticated a REGISTER from `host`: remember it until `until`."""
+        ...
+
+    async def known_source(self, device_id: str, host: str, now: float) -> bool:
+        """Whether the ID registered from `host` and that is remembered past `now`."""
+        ...
+
+    # ------------------------------------------------------------------ outbound usage
+    async def add_daily(self, day: str, keys: Sequence[str], expires_at: float) -> list[int]:
+        """Add one to each counter (day, key) and return the new values, in order. The
+        counters of `day` may be forgotten after `expires_at` (wall clock)."""
+        ...
+
+    async def daily(self, day: str, keys: Sequence[str]) -> list[int]:
+        """The counters (day, key), 0 for one never added to, in order."""
         ...

@@ -13,9 +13,11 @@ Nothing here awaits anything; the methods are coroutines only to satisfy the Pro
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from .base import Binding
+from .base import Ban, Binding, check_kind
 
 __all__ = ["MemoryState"]
 
@@ -24,6 +26,17 @@ __all__ = ["MemoryState"]
 class _Lock:
     owner: str
     until: float
+
+
+@dataclass(slots=True)
+class _Failures:
+    window: float
+    times: deque[float] = field(default_factory=deque)  # ascending
+
+    def forget(self, now: float) -> None:
+        times = self.times
+        while times and times[0] <= now - self.window:
+            times.popleft()
 
 
 class MemoryState:
@@ -38,6 +51,12 @@ class MemoryState:
         self._leases: dict[str, dict[str, float]] = {}  # tenant -> call_id -> deadline
         # tenant -> heap of (deadline, call_id); stale entries are skipped when popped
         self._lease_heaps: dict[str, list[tuple[float, str]]] = {}
+        # authentication guard: failure windows and bans by (kind, key); known sources
+        self._failures: dict[tuple[str, str], _Failures] = {}
+        self._bans: dict[tuple[str, str], float] = {}
+        self._sources: dict[str, dict[str, float]] = {}  # device_id -> host -> until
+        self._daily: dict[str, dict[str, int]] = {}  # day -> key -> count
+        self._daily_until: dict[str, float] = {}
 
     # ------------------------------------------------------------------ registrations
     async def bindings(self, device_id: str, now: float) -> list[Binding]:
@@ -80,7 +99,27 @@ class MemoryState:
                 dropped += 1
         for device_id in [d for d, lock in self._locks.items() if lock.until <= now]:
             del self._locks[device_id]
+        self._expire_guard(now)
         return dropped
+
+    def _expire_guard(self, now: float) -> None:
+        """Bans, failure windows, remembered sources and daily counters past their time.
+        A scan: the guard's tables are small next to the bindings (one entry per attacking
+        source or guessed ID, each gone after its window)."""
+        for pair in [p for p, until in self._bans.items() if until <= now]:
+            del self._bans[pair]
+        for pair, failures in list(self._failures.items()):
+            failures.forget(now)
+            if not failures.times:
+                del self._failures[pair]
+        for device_id, hosts in list(self._sources.items()):
+            for host in [h for h, until in hosts.items() if until <= now]:
+                del hosts[host]
+            if not hosts:
+                del self._sources[device_id]
+        for day in [d for d, until in self._daily_until.items() if until <= now]:
+            del self._daily_until[day]
+            self._daily.pop(day, None)
 
     async def count(self) -> int:
         return self._count
@@ -155,3 +194,50 @@ class MemoryState:
             self._leases.pop(tenant_id, None)
             self._lease_heaps.pop(tenant_id, None)
         return len(leases)
+
+    # ------------------------------------------------------------------ authentication guard
+    async def auth_failure(
+        self, kind: str, key: str, *, threshold: int, window: float, ban_for: float, now: float
+    ) -> Ban | None:
+        check_kind(kind)
+        pair = (kind, key)
+        failures = self._failures.get(pair)
+        if failures is None:
+            failures = self._failures[pair] = _Failures(window)
+        failures.window = window
+        failures.forget(now)
+        failures.times.append(now)
+        if len(failures.times) < threshold:
+            return None
+        del self._failures[pair]
+        until = max(now + ban_for, self._bans.get(pair, 0.0))
+        self._bans[pair] = until
+        return Ban(kind=kind, key=key, until=until)
+
+    async def bans(self, now: float) -> list[Ban]:
+        live = [(k, u) for k, u in self._bans.items() if u > now]
+        return [Ban(kind=kind, key=key, until=u) for (kind, key), u in sorted(live)]
+
+    async def lift_ban(self, kind: str, key: str) -> bool:
+        self._failures.pop((kind, key), None)
+        return self._bans.pop((kind, key), None) is not None
+
+    async def remember_source(self, device_id: str, host: str, until: float, now: float) -> None:
+        self._sources.setdefault(device_id, {})[host] = until
+
+    async def known_source(self, device_id: str, host: str, now: float) -> bool:
+        return self._sources.get(device_id, {}).get(host, 0.0) > now
+
+    # ------------------------------------------------------------------ outbound usage
+    async def add_daily(self, day: str, keys: Sequence[str], expires_at: float) -> list[int]:
+        counters = self._daily.setdefault(day, {})
+        self._daily_until[day] = max(expires_at, self._daily_until.get(day, 0.0))
+        values = []
+        for key in keys:
+            counters[key] = counters.get(key, 0) + 1
+            values.append(counters[key])
+        return values
+
+    async def daily(self, day: str, keys: Sequence[str]) -> list[int]:
+        counters = self._daily.get(day, {})
+        return [counters.get(key, 0) for key in keys]

@@ -53,7 +53,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -64,7 +64,8 @@ from redis.exceptions import RedisError
 
 from switch.sip.target import Target
 
-from .base import Binding, StateUnavailable
+from .base import Ban, Binding, StateUnavailable
+from .redis_guard import GuardOps
 
 __all__ = ["RedisState", "default_node_id"]
 
@@ -261,8 +262,9 @@ def _redis_op(
     return operation
 
 
-class RedisState:
-    """StateBackend on one Redis server. `await close()` when done."""
+class RedisState(GuardOps):
+    """StateBackend on one Redis server. `await close()` when done. The authentication
+    guard's and the daily counters' operations are in redis_guard.py (keys listed there)."""
 
     def __init__(
         self,
@@ -297,6 +299,7 @@ class RedisState:
             script(_IN_USE),
         )
         self._bx, self._lx = prefix + "bx", prefix + "lx"
+        self._init_guard()
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -364,6 +367,7 @@ class RedisState:
     async def expire(self, now: float) -> int:
         dropped = await self._sweep(self._bx, now, self._expire_one_binding)
         await self._sweep(self._lx, now, self._expire_one_lock)
+        await self._expire_guard(now)
         return dropped
 
     async def _sweep(
@@ -446,3 +450,35 @@ class RedisState:
     @_redis_op
     async def channels_in_use(self, tenant_id: str, now: float) -> int:
         return int(await self._in_use(keys=[self._lease_key(tenant_id)], args=[_num(now)]))
+
+    # ------------------------------------------------------------------ authentication guard
+    @_redis_op
+    async def auth_failure(
+        self, kind: str, key: str, *, threshold: int, window: float, ban_for: float, now: float
+    ) -> Ban | None:
+        return await self._auth_failure(kind, key, threshold, window, ban_for, now)
+
+    @_redis_op
+    async def bans(self, now: float) -> list[Ban]:
+        return await self._bans(now)
+
+    @_redis_op
+    async def lift_ban(self, kind: str, key: str) -> bool:
+        return await self._lift_ban(kind, key)
+
+    @_redis_op
+    async def remember_source(self, device_id: str, host: str, until: float, now: float) -> None:
+        await self._remember_source(device_id, host, until, now)
+
+    @_redis_op
+    async def known_source(self, device_id: str, host: str, now: float) -> bool:
+        return await self._known_source(device_id, host, now)
+
+    # ------------------------------------------------------------------ outbound usage
+    @_redis_op
+    async def add_daily(self, day: str, keys: Sequence[str], expires_at: float) -> list[int]:
+        return await self._add_daily(day, keys, expires_at)
+
+    @_redis_op
+    async def daily(self, day: str, keys: Sequence[str]) -> list[int]:
+        return await self._daily(day, keys)

@@ -113,6 +113,7 @@ class TransportManager:
         self._untrusted_sweep: asyncio.TimerHandle | None = None
         self._guard = FloodGuard(settings.flood, self._on_flood_event, self._loop.time())
         self._admit = self._guard.admit if settings.flood_limit else _admit_all
+        self._exempt_flows: frozenset[tuple[str, int]] = frozenset()
         self._flood_tick: asyncio.TimerHandle | None = None
         metrics.watch_flood(self._flood_stats)
 
@@ -211,7 +212,7 @@ class TransportManager:
         # exception escaping datagram_received would make the loop close the UDP socket).
         # The flood guard comes first: a blocked source costs one dict update, no parsing.
         try:
-            if self._admit(addr[0]):
+            if addr in self._exempt_flows or self._admit(addr[0]):
                 self._datagram(data, addr)
         except Exception:
             self._fault("udp-receive")
@@ -368,6 +369,13 @@ class TransportManager:
     def is_trusted(self, source: Target) -> bool:
         conn = self._conns.get(source.conn_id) if source.conn_id is not None else None
         return conn is not None and conn.state.trusted
+
+    def set_exempt_flows(self, flows: Iterable[tuple[str, int]]) -> None:
+        """UDP peers (address, port) never counted by the flood guard: our own media service
+        sends a BYE per call from one port, at the service's own rate. An exact flow, not
+        the address: phones on the same host (loopback in tests, a shared address) stay
+        limited. Replaces the previous set."""
+        self._exempt_flows = frozenset(flows)
 
     def set_exempt(self, sources: Iterable[str]) -> None:
         """The run-time exempt addresses (e.g. every carrier gateway's allowed_sources), on

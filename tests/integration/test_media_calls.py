@@ -22,7 +22,7 @@ from media.g711 import Codec, decode
 from media.prompts import default_library
 from tests.peers import need
 
-from .audio import best_match, pcap_rtp_payloads, read_wav, resample, rms, tone_wav
+from .audio import best_match, goertzel, pcap_rtp_payloads, read_wav, resample, rms, tone_wav
 from .baresip_helpers import Baresip
 from .e2e_helpers import Api, operator_token
 from .harness import CARRIER_IP, REALM, DeviceSpec, tail
@@ -381,3 +381,232 @@ def test_a_forged_hand_off_straight_to_the_media_port_is_refused(switch_proc):
             assert statuses and statuses[-1] == 403, statuses
     metrics = sw.metrics()
     assert metrics.get_value("media_sessions_total", service="voicemail") == 0
+
+
+def _deposit(sw, *, pcm: bytes, caller: str = "0311112222") -> str:
+    """A message put into the switch's store through the media side's own entry point."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from provisioning.records import NewMessage
+    from provisioning.services.voicemail import VoicemailRepo
+    from provisioning.store import open_store
+
+    async def save() -> str:
+        store = await open_store(f"sqlite:///{sw.proc.data_dir / 'softswitch.db'}")
+        try:
+            msg = NewMessage(
+                tenant_id="t1", mailbox=E164, caller=caller, dialled=E164,
+                received_at=datetime.now(UTC), pcm=pcm,
+            )  # fmt: skip
+            saved = await VoicemailRepo(store).save(msg, 15)
+            assert saved is not None
+            return saved
+        finally:
+            await store.close()
+
+    return asyncio.run(save())
+
+
+def _tone_pcm(freq: float, seconds: float) -> bytes:
+    t = np.arange(int(seconds * 8000)) / 8000
+    return (0.4 * 32767 * np.sin(2 * np.pi * freq * t)).astype("<i2").tobytes()
+
+
+def _registered(sw, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while sw.metrics().get_value("sip_registrations_total", code="200") < count:
+        assert time.monotonic() < deadline, sw.logs()
+        time.sleep(0.2)
+
+
+def test_a_desk_phone_listens_to_its_voicemail_with_rfc4733_digits(switch_proc, phones, tmp_path):
+    """baresip registered as the number's desk phone dials 1417, presses 1 (RFC 4733), hears
+    the message (a 1 kHz tone deposited before), and ends with #: the message is now heard."""
+    sw = switch_proc(media_seed(voicemail=True, after_hours=False))
+    message_id = _deposit(sw, pcm=_tone_pcm(1000, 2.0))
+    mic = tone_wav(tmp_path / "desk-mic.wav", 300, 40, level=0.01)  # baresip ends at its EOF
+    desk = phones(
+        DeviceSpec("dev0", "dev-password-0"), sw.sip_port, auto_answer=False, record=True,
+        source_wav=mic,
+    )  # fmt: skip
+    desk.connect()
+    _registered(sw, 1)
+    desk.command("dial", f"sip:1417@127.0.0.1:{sw.sip_port}")
+    desk.wait_event("CALL_ESTABLISHED", 10)
+    time.sleep(1.0)
+    desk.command("sndcode", "1")  # listen
+    lib = default_library()
+    # the header (about 10 s of "1件目のメッセージです。受信日時は…") then the 2 s message
+    time.sleep(16.0)
+    desk.command("sndcode", "#")
+    desk.wait_event("CALL_CLOSED", 20)
+    heard = heard_audio(desk)
+    window = 8000 // 5  # 200 ms
+    tone_windows = [
+        i for i in range(0, len(heard) - window, window)
+        if goertzel(heard[i : i + window], 8000, 1000) > 0.3  # a pure tone gives 0.5
+    ]  # fmt: skip
+    assert len(tone_windows) >= 6, "the 2 s message (1 kHz) was not heard"
+    api = Api(f"http://127.0.0.1:{sw.http_port}/v1", operator_token(data_dir=sw.proc.data_dir))
+    got = api.get(f"/tenants/t1/numbers/{NUMBER}/voicemail/messages/{message_id}")
+    assert got.status == 200 and got.body["heard"] is True, got
+    m = sw.metrics()
+    assert m.get_value("routing_decisions_total", rule="voicemail-menu") == 1
+    assert m.get_value("media_dtmf_total", digit="1") >= 1
+    assert lib.seconds("vm-main-menu") > 0
+
+
+def test_a_phone_sending_sip_info_digits_deletes_a_message(switch_proc, sipp):
+    sw = switch_proc(media_seed(voicemail=True, after_hours=False))
+    _deposit(sw, pcm=_tone_pcm(440, 1.5))
+    res = sipp(
+        "media/uac_menu_info.xml", remote=sw.udp, service="1417",
+        auth=("dev0", "dev-password-0"), keys={"caller": "dev0"}, extra=["-d", "4000"],
+        timeout_s=60,
+    ).run()  # fmt: skip
+    assert res.returncode == 0 and res.successful == 1, res.report() + sw.logs()
+    assert _stored_messages(sw) == []
+    m = sw.metrics()
+    assert m.get_value("voicemail_messages_total", event="deleted") == 1
+    assert m.get_value("media_dtmf_total", digit="7") == 1
+
+
+# --------------------------------------------------------------------------- MWI
+def _leave_voicemail(sipp, sw) -> None:
+    lib = default_library()
+    wait = lib.seconds("voicemail-greeting") + lib.seconds("beep") + 0.4
+    res = _sipp_caller(sipp, sw, "uac_voicemail", wait)
+    assert res.returncode == 0 and res.successful == 1, res.report() + sw.logs()
+
+
+def test_unsolicited_mwi_reaches_a_registered_sipp_phone(switch_proc, sipp):
+    """A phone that never subscribes is told on registering (0/0) and when a message is left
+    (1/0), by NOTIFYs on its registration flow: SIPp registers from a port, then a SIPp UAS
+    on that port takes the NOTIFYs."""
+    from .harness import free_port
+
+    sw = switch_proc(media_seed(voicemail=True, after_hours=False))
+    port = free_port()
+    reg = sipp(
+        "register", remote=sw.udp, local_port=port, credentials=[("dev0", "dev-password-0")],
+        keys={"expires": "300"}, timeout_s=10,
+    ).run()  # fmt: skip
+    assert reg.returncode == 0 and reg.successful == 1, reg.report()
+    # the NOTIFY sent on registering is retransmitted until answered: the UAS takes it;
+    # the voicemail call rings the phone first, which refuses it (486: voicemail at once)
+    phone = sipp("media/uas_mwi.xml", local_port=port, calls=3, timeout_s=60).start()
+    deadline = time.monotonic() + 10
+    while sw.metrics().get_value("mwi_notifications_total", kind="unsolicited") < 1:
+        assert time.monotonic() < deadline, sw.logs()
+        time.sleep(0.2)
+    _leave_voicemail(sipp, sw)
+    res = phone.wait(grace=20)
+    assert res.returncode == 0 and res.successful == 3, res.report() + sw.logs()
+    log = res.messages()
+    assert "Voice-Message: 0/0" in log and "Messages-Waiting: yes" in log, log
+    assert "Voice-Message: 1/0" in log, log
+    assert sw.metrics().get_value("mwi_notifications_total", kind="unsolicited") >= 2
+
+
+def test_a_subscribed_baresip_hears_message_waiting(switch_proc, phones, sipp, tmp_path):
+    """baresip's mwi module SUBSCRIBEs to message-summary: the switch answers, NOTIFYs the
+    current state at once, and again when a message is left."""
+    sw = switch_proc(media_seed(voicemail=True, after_hours=False))
+    mic = tone_wav(tmp_path / "mic.wav", 300, 40, level=0.01)
+    desk = phones(
+        DeviceSpec("dev0", "dev-password-0"), sw.sip_port, auto_answer=False,
+        source_wav=mic, extra_modules=["mwi.so"],
+    )  # fmt: skip
+    desk.connect()
+    deadline = time.monotonic() + 10
+    while sw.metrics().get_value("mwi_subscriptions_active") < 1:
+        assert time.monotonic() < deadline, sw.logs() + tail(desk.log, 4000)
+        time.sleep(0.2)
+    _leave_voicemail(sipp, sw)
+    deadline = time.monotonic() + 10
+    while "Voice-Message: 1/0" not in desk.log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "no NOTIFY with 1/0\n" + tail(desk.log, 6000)
+        time.sleep(0.2)
+    trace = desk.log.read_text(errors="replace")
+    assert "Voice-Message: 0/0" in trace  # the immediate NOTIFY after the SUBSCRIBE
+    assert "Messages-Waiting: yes" in trace
+    assert sw.metrics().get_value("mwi_notifications_total", kind="subscribed") >= 2
+
+
+# --------------------------------------------------------------------------- media apart
+class MediaProcess:
+    """`softswitch media` on its own, on the switch's store, with the switch's secret."""
+
+    def __init__(self, workdir, sw, secret: str, port: int) -> None:
+        import subprocess
+
+        from .harness import REPO
+
+        self.port = port
+        workdir.mkdir(parents=True, exist_ok=True)
+        cfg = workdir / "media.toml"
+        cfg.write_text(f'[media]\nsecret = "{secret}"\nrtp_ports = "31000-31999"\n')
+        self.log = workdir / "media.log"
+        python = str(REPO / ".venv" / "bin" / "python")
+        db = f"sqlite:///{sw.proc.data_dir / 'softswitch.db'}"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [python, "-m", "switch", "media", "--config", str(cfg), "--listen",
+                 f"127.0.0.1:{port}", "--http", "off", "--data", str(workdir / "data"),
+                 "--database", db],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while "Media listening" not in self.log.read_text(errors="replace"):
+            assert self.proc.poll() is None and time.monotonic() < deadline, tail(self.log)
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        from .harness import stop_process
+
+        stop_process(self.proc)
+
+
+def test_calls_fail_over_from_a_dead_media_service_to_a_live_one(switch_proc, sipp, tmp_path):
+    """Two media services configured, one of them dead (a socket that takes the hand-offs
+    and never answers): the proxy gives a silent one up after 1 s and the other plays the
+    announcement; every call is served."""
+    import socket
+
+    from .harness import free_port
+
+    secret = "shared-media-secret"
+    dead, live = free_port(), free_port()
+    config = (
+        f'[media]\nuri = ["sip:media@127.0.0.1:{dead}", "sip:media@127.0.0.1:{live}"]\n'
+        f'secret = "{secret}"\n'
+    )
+    sw = switch_proc(
+        media_seed(voicemail=False, after_hours=True, announcement="template-1"),
+        config_toml=config,
+    )
+    media = MediaProcess(tmp_path / "media", sw, secret, live)
+    black_hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    black_hole.bind(("127.0.0.1", dead))
+    black_hole.settimeout(0.1)
+    try:
+        res = sipp(
+            "media/uac_listen.xml", remote=sw.udp, local_ip=CARRIER_IP, service=NUMBER,
+            keys={"caller": CALLER}, calls=12, rate=3, timeout_s=60,
+        ).run()  # fmt: skip
+        swallowed = 0
+        while True:
+            try:
+                data = black_hole.recv(65535)
+            except TimeoutError:
+                break
+            swallowed += data.startswith(b"INVITE ")
+    finally:
+        black_hole.close()
+        media.stop()
+    assert res.returncode == 0 and res.successful == 12, res.report() + sw.logs()
+    # each call's share is a hash of its Call-ID: with 12 calls, the chance that none starts
+    # on the dead service is 1 in 4096
+    assert swallowed >= 1, "no hand-off went to the dead media service: nothing failed over"

@@ -49,15 +49,22 @@ def test_parse_host_port_rejects(text: str) -> None:
 
 
 def test_example_file_loads_and_equals_defaults() -> None:
-    # The example documents every key with its default value; [proxy]/[media] are the
-    # proxy's own (Config.extra) and must equal ProxyConfig's defaults.
+    # The example documents every key with its default value; [proxy]/[media]/[routing] are
+    # the proxy's, the media service's and routing's own (Config.extra) and must equal their
+    # defaults.
+    from media.ua.config import MEDIA_KEYS, PROXY_KEYS, MediaConfig
+    from routing.settings import RoutingSettings
     from switch.proxy.proxy import ProxyConfig
 
     loaded = load_config(EXAMPLE)
     assert loaded.replace(extra={}) == Config()
-    assert set(loaded.extra) == {"proxy", "media"}
-    proxy = ProxyConfig.from_sections(loaded.extra["proxy"], loaded.extra["media"])
-    assert proxy == ProxyConfig()
+    assert set(loaded.extra) == {"proxy", "media", "routing"}
+    media = loaded.extra["media"]
+    assert set(media) == MEDIA_KEYS | PROXY_KEYS  # every key documented
+    proxy_media = {k: v for k, v in media.items() if k in PROXY_KEYS}
+    assert ProxyConfig.from_sections(loaded.extra["proxy"], proxy_media) == ProxyConfig()
+    assert MediaConfig.from_section(media) == MediaConfig()
+    assert RoutingSettings.from_section(loaded.extra["routing"]) == RoutingSettings()
 
 
 def test_file_then_overrides(tmp_path: Path) -> None:

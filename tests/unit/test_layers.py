@@ -4,7 +4,7 @@ walk: nothing is imported or executed) against the table below. Arrows only poin
     composition root   switch.app, switch.node, switch.cli*, switch.config, switch.prompt_source,
                        switch.cdr_writer, switch.__main__            (may import anything)
     media user agent   media.ua.*      | media relay  media.relay.*
-    proxy              switch.proxy.*
+    proxy, MWI         switch.proxy.*, switch.mwi (which uses the proxy's digest check)
     transport          switch.transport.*
     billing            billing.*       (rating: pure)
     routing            routing.*       (policy: pure)
@@ -47,6 +47,14 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "routing": ("provisioning.model",),
     "billing": ("routing", *DATA),
     "switch.proxy": ("switch.sip", *SEAMS, "switch.state", "routing", "billing", *DATA),
+    "switch.mwi": (
+        "switch.sip",
+        *SEAMS,
+        "switch.state",
+        "switch.proxy.auth",
+        "switch.proxy.bans",
+        *DATA,
+    ),
     "media": DATA,
     "media.ua": ("media", "switch.sip", "switch.transport", *SEAMS, *DATA),
     "media.relay": ("media", "switch.eager", *DATA),
@@ -55,6 +63,7 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "switch.node": PACKAGES,
     "switch.cli": PACKAGES,
     "switch.cli_provisioning": PACKAGES,
+    "switch.cli_media": PACKAGES,
     "switch.config": PACKAGES,
     "switch.prompt_source": PACKAGES,
     "switch.cdr_writer": PACKAGES,

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from switch.eager import run_eager
 from switch.sip.target import Target
-from switch.state.base import Binding, StateBackend, StateUnavailable
+from switch.state.base import Ban, Binding, StateBackend, StateUnavailable
 from switch.state.memory import MemoryState
 from switch.state.redis import RedisState
 
@@ -454,6 +454,134 @@ async def test_nothing_is_left_after_everything_is_removed(
     assert await state.expire(60) == 0
     assert await state.release_channel("t", "c1")
     assert await redis_nodes.keys() == []
+
+
+# --------------------------------------------------------------------------- auth guard
+async def fail(state: StateBackend, key: str, now: float, kind: str = "source") -> Ban | None:
+    return await state.auth_failure(kind, key, threshold=3, window=60, ban_for=600, now=now)
+
+
+async def test_failures_ban_at_the_threshold_within_the_window(state: StateBackend) -> None:
+    assert await fail(state, "192.0.2.9", 1000) is None
+    assert await fail(state, "192.0.2.9", 1010) is None
+    ban = await fail(state, "192.0.2.9", 1020)
+    assert ban == Ban(kind="source", key="192.0.2.9", until=1620.0)
+    assert await state.bans(1020) == [ban]
+    assert await state.bans(1619.5) == [ban]
+    assert await state.bans(1620) == []  # until is exclusive: live while until > now
+
+
+async def test_failures_outside_the_window_are_forgotten(state: StateBackend) -> None:
+    assert await fail(state, "k", 1000) is None
+    assert await fail(state, "k", 1030) is None
+    assert await fail(state, "k", 1060) is None  # 1000 is at now - window: forgotten
+    assert await fail(state, "k", 1089) is not None  # 1030, 1060, 1089 within 60 s
+    assert await state.bans(1089) != []
+
+
+async def test_a_ban_clears_the_count_and_a_new_ban_extends_it(state: StateBackend) -> None:
+    for t in (1000, 1001):
+        assert await fail(state, "k", t) is None
+    first = await fail(state, "k", 1002)
+    assert first is not None and first.until == 1602
+    assert await fail(state, "k", 1100) is None  # counting starts afresh after a ban
+    assert await fail(state, "k", 1101) is None
+    second = await fail(state, "k", 1102)
+    assert second is not None and second.until == 1702
+    assert [b.until for b in await state.bans(1102)] == [1702]
+
+
+async def test_a_live_ban_is_never_shortened(state: StateBackend) -> None:
+    await state.auth_failure("id", "u", threshold=1, window=60, ban_for=3600, now=1000)
+    ban = await state.auth_failure("id", "u", threshold=1, window=60, ban_for=10, now=1001)
+    assert ban is not None and ban.until == 4600
+
+
+async def test_kinds_and_keys_are_apart_and_listed_sorted(state: StateBackend) -> None:
+    for kind, key in (("source", "b"), ("id", "b"), ("source", "a:1"), ("id", "x:y")):
+        await state.auth_failure(kind, key, threshold=1, window=60, ban_for=100, now=1000)
+    listed = [(b.kind, b.key) for b in await state.bans(1000)]
+    assert listed == [("id", "b"), ("id", "x:y"), ("source", "a:1"), ("source", "b")]
+    assert await fail(state, "c", 1000) is None  # another key: its own count
+
+
+async def test_lift_ban_drops_the_ban_and_the_count(state: StateBackend) -> None:
+    for t in (1000, 1001, 1002):
+        await fail(state, "k", t)
+    await fail(state, "other", 1002)
+    assert await state.lift_ban("source", "k")
+    assert not await state.lift_ban("source", "k")
+    assert not await state.lift_ban("id", "k")  # the same key of another kind: no ban
+    assert await state.bans(1003) == []
+    assert await fail(state, "k", 1004) is None  # the count starts again
+
+
+async def test_a_bad_kind_is_refused(state: StateBackend) -> None:
+    with pytest.raises(ValueError):
+        await state.auth_failure("a:b", "k", threshold=1, window=1, ban_for=1, now=0)
+
+
+async def test_expire_forgets_lapsed_bans(state: StateBackend) -> None:
+    await state.auth_failure("source", "k", threshold=1, window=60, ban_for=100, now=1000)
+    await state.expire(1101)
+    assert await state.bans(0) == []  # gone, not merely filtered by now
+
+
+async def test_known_sources_until_their_deadline(state: StateBackend) -> None:
+    await state.remember_source("d1", "192.0.2.1", until=2000, now=1000)
+    assert await state.known_source("d1", "192.0.2.1", 1999)
+    assert not await state.known_source("d1", "192.0.2.1", 2000)
+    assert not await state.known_source("d1", "192.0.2.2", 1500)
+    assert not await state.known_source("d2", "192.0.2.1", 1500)
+    await state.remember_source("d1", "192.0.2.1", until=3000, now=1999)  # refreshed
+    assert await state.known_source("d1", "192.0.2.1", 2500)
+
+
+async def test_daily_counters_add_and_read(state: StateBackend) -> None:
+    assert await state.daily("2026-01-02", ["id:d1", "tenant:t1"]) == [0, 0]
+    assert await state.add_daily("2026-01-02", ["id:d1", "tenant:t1"], 2e9) == [1, 1]
+    assert await state.add_daily("2026-01-02", ["id:d2", "tenant:t1"], 2e9) == [1, 2]
+    assert await state.daily("2026-01-02", ["tenant:t1", "id:d1", "x"]) == [2, 1, 0]
+    assert await state.daily("2026-01-03", ["tenant:t1"]) == [0]  # another day
+    assert await state.daily("2026-01-02", []) == []
+
+
+async def test_concurrent_failures_ban_exactly_once(state: StateBackend) -> None:
+    results = await asyncio.gather(
+        *(state.auth_failure("source", "k", threshold=5, window=60, ban_for=60, now=1000)
+          for _ in range(12))
+    )  # fmt: skip
+    assert sum(r is not None for r in results) == 2  # the 5th and the 10th failure
+
+
+@redis_only
+async def test_two_nodes_share_failures_and_bans(redis_nodes: RedisNodes) -> None:
+    a, b_ = redis_nodes.node("node-a"), redis_nodes.node("node-b")
+    assert await fail(a, "k", 1000) is None
+    assert await fail(b_, "k", 1001) is None
+    assert await fail(a, "k", 1002) is not None  # counted together
+    assert [x.key for x in await b_.bans(1003)] == ["k"]
+    assert await b_.lift_ban("source", "k")
+    assert await a.bans(1003) == []
+    await a.remember_source("d1", "h", until=2000, now=1000)
+    assert await b_.known_source("d1", "h", 1500)
+    await a.add_daily("d", ["k"], 2e9)
+    assert await b_.add_daily("d", ["k"], 2e9) == [2]
+
+
+@redis_only
+async def test_guard_keys_have_a_safety_ttl(redis_nodes: RedisNodes) -> None:
+    state = redis_nodes.node("node-a")
+    await fail(state, "k", 0)
+    await state.auth_failure("id", "u", threshold=1, window=60, ban_for=600, now=0)
+    await state.remember_source("d1", "h", until=100, now=0)
+    await state.add_daily("day", ["k"], 0)
+    keys = await redis_nodes.keys()
+    ttls = {k.removeprefix(redis_nodes.prefix): await redis_nodes.raw.ttl(k) for k in keys}
+    assert set(ttls) == {"af:source:k", "bans", "ks:d1", "dc:day:k"}, ttls
+    assert all(ttl > 0 for ttl in ttls.values()), ttls
+    assert 360 - 5 < ttls["af:source:k"] <= 360, ttls  # window + margin
+    assert 900 - 5 < ttls["bans"] <= 900, ttls  # ban + margin
 
 
 # --------------------------------------------------------------------------- failures

@@ -15,7 +15,9 @@ from provisioning.model import (
     Snapshot,
     Tenant,
 )
+from routing.caps import DEFAULT_LIMITS, OutboundLimits
 from switch.metrics import Metrics
+from switch.proxy.bans import AuthGuard
 from switch.proxy.proxy import Proxy, ProxyConfig
 from switch.sip.digest import DigestAuthenticator, digest_response, ha1
 from switch.sip.message import Headers, Request, Response, SipURI, make_response
@@ -142,6 +144,8 @@ class Env:
         decide: Any = None,
         config: ProxyConfig | None = None,
         state: MemoryState | None = None,
+        guard: AuthGuard | None = None,
+        limits: OutboundLimits = DEFAULT_LIMITS,
     ) -> None:
         self.sched = FakeScheduler()
         self.sender = FakeSender(self.sched)
@@ -158,6 +162,8 @@ class Env:
             config=config or ProxyConfig(timer_c=timer_c),
             decide=decide,
             wall_clock=lambda: WALL,
+            guard=guard,
+            limits=limits,
         )
         self._seq = itertools.count(1)
         self.nc = itertools.count(1)

@@ -304,3 +304,49 @@ def test_a_fork_with_a_diversion_diverts_once_then_runs_plainly() -> None:
     action, nxt = transition(Phase.DIVERTIBLE, Input.RING_TIMEOUT) or (None, None)
     assert nxt is Phase.RUNNING
     assert transition(Phase.RUNNING, Input.RING_TIMEOUT) != (action, nxt)
+
+
+# --------------------------------------------------------------------------- fail-over
+def _failover() -> tuple[Fork[str, str], Recorder, FakeScheduler]:
+    fork, rec, sched = make(
+        Stage(payloads=("m1",), response_timeout=1.0),
+        Stage(payloads=("m2",), failover=True, response_timeout=1.0),
+    )
+    fork.start()
+    return fork, rec, sched
+
+
+def test_a_silent_next_hop_fails_over_after_the_response_timeout() -> None:
+    fork, rec, sched = _failover()
+    assert rec.started == ["m1"]
+    sched.advance(0.99)
+    assert rec.started == ["m1"]
+    sched.advance(0.02)  # no response at all within 1 s: treated as 408, the next one starts
+    assert rec.started == ["m1", "m2"]
+    assert br(fork, "m1").final_status == 408 and rec.cancels == []  # no CANCEL without 1xx
+    fork.on_final(br(fork, "m2"), 200, "200m2")
+    assert rec.forwarded == [("m2", "200m2")] and rec.finals == []
+
+
+def test_a_100_trying_turns_the_response_timeout_into_timer_c() -> None:
+    fork, rec, sched = _failover()
+    fork.on_provisional(br(fork, "m1"), 100, "100")
+    sched.advance(10.0)  # alive (it answered 100), e.g. playing early media later
+    assert rec.started == ["m1"] and br(fork, "m1").state is BranchState.TRYING
+    fork.on_provisional(br(fork, "m1"), 183, "183")
+    sched.advance(60.0)
+    assert rec.started == ["m1"] and rec.cancels == []
+    fork.on_final(br(fork, "m1"), 486, "486")
+    assert rec.finals == [(486, "486")] and rec.started == ["m1"]  # a real answer: no fail-over
+
+
+def test_every_next_hop_silent_ends_in_408() -> None:
+    _, rec, sched = _failover()
+    sched.advance(2.5)
+    assert rec.started == ["m1", "m2"]
+    assert rec.finals == [(408, None)]
+
+
+def test_response_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        Stage(payloads=("x",), response_timeout=0)

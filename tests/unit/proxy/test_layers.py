@@ -12,17 +12,18 @@ ROOT = Path(__file__).resolve().parents[3]
 # module of switch.proxy -> the switch.proxy modules it may import at run time
 PROXY_LAYERS: dict[str, set[str]] = {
     "proxy": {
-        "auth", "config", "context", "execute", "forking", "leases", "messages", "outgoing",
-        "routeset", "targets", "trunk",
+        "auth", "bans", "config", "context", "execute", "forking", "leases", "messages",
+        "outgoing", "routeset", "targets", "trunk", "usage",
     },
-    "registrar": {"auth"},
+    "registrar": {"auth", "bans"},
     "execute": {"diversion", "forking", "messages", "targets", "trunk"},
     "context": {"forking", "leases", "messages"},
     "outgoing": {"messages"},
     "config": {"diversion", "forking", "leases"},
     "forking": {"branches", "forkphases"},
     "routeset": {"targets"},
-    "branches": set(), "forkphases": set(), "messages": set(), "auth": set(), "trunk": set(),
+    "branches": set(), "forkphases": set(), "messages": set(), "auth": {"bans"}, "trunk": set(),
+    "bans": set(), "usage": set(),
     "leases": set(), "targets": set(), "diversion": set(),
 }  # fmt: skip
 

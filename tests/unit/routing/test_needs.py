@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 
 from provisioning.model import DeviceKind, Snapshot, TenantStatus
-from routing import Call, LiveState, Needs, decide, needs
+from routing import Call, LiveState, Needs, OutboundUsage, decide, needs
 from routing.dialled import DialKind
 from routing.testing import ADDITIONAL, CONTRACT, TENANT, office
 
@@ -36,6 +36,11 @@ class NeedOnly:
         if device_id not in self.need.device_ids:
             self.outside.append(f"registered:{device_id}")
         return self.full.is_registered(device_id)
+
+    def outbound_usage(self, device_id: str) -> OutboundUsage:
+        if device_id != self.need.usage_of:
+            self.outside.append(f"usage:{device_id}")
+        return self.full.outbound_usage(device_id)
 
 
 @settings(max_examples=300, deadline=None)
@@ -80,8 +85,9 @@ def test_device_calls() -> None:
 
     assert need("user-C") == Needs(tenant_id=TENANT, device_ids=("C",))  # a colleague
     assert need("0312345679") == Needs(tenant_id=TENANT, device_ids=("A", "B", "C"))
-    assert need("0355550000") == Needs(tenant_id=TENANT, channels=True)  # the carrier
-    assert need("104") == Needs(tenant_id=TENANT, channels=True)
+    # the carrier: the channels, and the caller's usage for the toll-fraud caps
+    assert need("0355550000") == Needs(tenant_id=TENANT, channels=True, usage_of="A")
+    assert need("104") == Needs(tenant_id=TENANT, channels=True, usage_of="A")
     assert need("184110") == Needs()  # emergency: refused before anything is read
     assert need("0355550000", device="ghost") == Needs()
     assert snap.devices["A"].kind is DeviceKind.DESK and ADDITIONAL.endswith("79")

@@ -261,3 +261,52 @@ def test_own_number_with_nobody_else_registered() -> None:
     decision = dial("0312345679", caller="A", registered=frozenset("ADE"))
     assert isinstance(decision, Reject)
     assert (decision.status, decision.rule) == (480, "internal-number-unregistered")
+
+
+# --------------------------------------------------------------------------- voicemail menu
+def test_the_access_code_opens_the_menu_over_the_devices_mailboxes() -> None:
+    from routing import VoicemailMenu
+
+    # the contract number (rings A-E) has voicemail; the additional one (A-C) has not
+    decision = dial("1417", caller="A", contract={"options": NumberOptions(voicemail=True)})
+    assert decision == VoicemailMenu(
+        rule="voicemail-menu", tenant_id="t1", device_id="A", mailboxes=(CONTRACT,)
+    )
+    assert not decision.takes_channel
+
+
+def test_the_access_code_works_with_every_channel_in_use_and_nobody_registered() -> None:
+    from routing import VoicemailMenu
+
+    decision = dial(
+        "1417", caller="D", in_use=5, registered=frozenset(),
+        contract={"options": NumberOptions(voicemail=True)},
+    )  # fmt: skip
+    assert isinstance(decision, VoicemailMenu) and decision.mailboxes == (CONTRACT,)
+
+
+def test_the_access_code_without_a_mailbox_is_404_with_a_warning() -> None:
+    decision = dial("1417", caller="A")  # no number has voicemail
+    assert isinstance(decision, Reject) and decision.status == 404
+    assert decision.rule == "voicemail-menu-no-mailbox" and decision.warning
+
+
+def test_the_access_code_is_a_setting() -> None:
+    from routing import RoutingSettings, VoicemailMenu
+
+    snap = office(contract={"options": NumberOptions(voicemail=True)})
+    live = LiveState(channels={"t1": 0}, registered=ALL)
+    call = Call.from_device(call_id="c1", device_id="A", dialled="*86")
+    settings = RoutingSettings(voicemail_access_code="*86")
+    assert isinstance(decide(call, snap, live, NOW, settings=settings), VoicemailMenu)
+    # and 1417 is then an ordinary (invalid) number
+    plain = Call.from_device(call_id="c2", device_id="A", dialled="1417")
+    assert isinstance(decide(plain, snap, live, NOW, settings=settings), Reject)
+
+
+@pytest.mark.parametrize("code", ["", "abc", "110", "1 4"])
+def test_bad_access_codes_are_refused(code: str) -> None:
+    from routing import RoutingSettings
+
+    with pytest.raises(ValueError):
+        RoutingSettings(voicemail_access_code=code)

@@ -30,11 +30,13 @@ from routing import (
     Internal,
     LiveState,
     Outbound,
+    OutboundUsage,
     Reject,
     Ring,
     Voicemail,
     decide,
 )
+from routing.caps import DEFAULT_LIMITS
 from routing.dialled import DialKind, classify
 from routing.inbound import lookup_number
 from routing.outbound import EMERGENCY_WARNING
@@ -157,6 +159,7 @@ def scenarios(draw: st.DrawFn) -> tuple[Call, Snapshot, LiveState, datetime]:
     live = LiveState(
         channels={t: draw(st.integers(0, 7) | st.just(0)) for t in snap.tenants},
         registered=frozenset(i for i in ids if draw(st.sampled_from((True, True, False)))),
+        usage={i: draw(usages()) for i in ids},
     )
     dialled = draw(dialled_strings(snap))
     if draw(st.booleans()):
@@ -210,7 +213,40 @@ def check_inbound(call: Call, snap: Snapshot, live: LiveState, decision: Decisio
     assert not isinstance(decision, (Outbound, Internal))
 
 
+@st.composite
+def usages(draw: st.DrawFn) -> OutboundUsage:
+    """Mostly idle IDs; now and then one just below or at a default cap."""
+    return OutboundUsage(
+        active_id=draw(st.sampled_from((0, 0, 0, 1, 2, 3))),
+        today_id=draw(st.sampled_from((0, 0, 0, 5, 299, 300))),
+        today_tenant=draw(st.sampled_from((0, 0, 0, 50, 1999, 2000))),
+        expensive_today_id=draw(st.sampled_from((0, 0, 0, 19, 20))),
+    )
+
+
+def check_caps(call: Call, live: LiveState, decision: Decision) -> None:
+    """An outbound call passes every cap; a cap refusal names a cap that is reached."""
+    usage = live.outbound_usage(call.device_id or "")
+    limits = DEFAULT_LIMITS
+    if isinstance(decision, Outbound):
+        assert usage.active_id < limits.concurrent_per_id
+        assert usage.today_id < limits.per_id_per_day
+        assert usage.today_tenant < limits.per_tenant_per_day
+        if decision.destination_kind in limits.expensive:
+            assert usage.expensive_today_id < limits.expensive_per_id_per_day
+    reached = {
+        "outbound-concurrent-cap": usage.active_id >= limits.concurrent_per_id,
+        "outbound-daily-cap": usage.today_id >= limits.per_id_per_day,
+        "outbound-tenant-daily-cap": usage.today_tenant >= limits.per_tenant_per_day,
+        "outbound-expensive-cap": usage.expensive_today_id >= limits.expensive_per_id_per_day,
+    }
+    if decision.rule in reached:
+        assert isinstance(decision, Reject) and decision.status == 403
+        assert reached[decision.rule]
+
+
 def check_from_device(call: Call, snap: Snapshot, live: LiveState, decision: Decision) -> None:
+    check_caps(call, live, decision)
     kind = classify(call.dialled).kind
     if kind is DialKind.EMERGENCY:
         assert isinstance(decision, Reject) and decision.rule == "outbound-emergency"

@@ -1,0 +1,90 @@
+"""The proxy's side of the toll-fraud caps (routing.caps): load the calling ID's outbound
+usage for routing, count the outbound calls the proxy starts, count the refusals.
+
+Where the numbers live (the state seam, shared by nodes):
+- calls in progress per ID: a lease per call under `routing.caps.device_lease_key(id)`,
+  taken beside the tenant's channel lease and released, refreshed and expired with it
+  (leases.ActiveCalls.also_count);
+- calls started per day: `StateBackend.add_daily` counters of the tenant's local day
+  (`routing.caps.usage_day`, `usage_keys`), kept two days.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from routing.caps import (
+    CAP_RULES,
+    OutboundLimits,
+    OutboundUsage,
+    device_lease_key,
+    usage_day,
+    usage_keys,
+)
+from routing.decisions import Decision, Outbound
+
+if TYPE_CHECKING:
+    from provisioning.model import Snapshot
+    from switch.metrics import Metrics
+    from switch.state.base import StateBackend
+
+    from .leases import ActiveCalls
+
+__all__ = ["OutboundBook"]
+
+log = logging.getLogger(__name__)
+
+_KEEP_DAYS = 2 * 86400.0  # daily counters outlive their day (time zones, late readers)
+
+
+class OutboundBook:
+    """See the module docstring. `limits` says which destination classes are expensive."""
+
+    def __init__(
+        self, state: StateBackend, calls: ActiveCalls, limits: OutboundLimits, metrics: Metrics
+    ) -> None:
+        self._state = state
+        self._calls = calls
+        self._limits = limits
+        self._capped = metrics.outbound_capped_total
+        for rule in CAP_RULES:  # present from the start (the alert compares increases)
+            self._capped.labels(rule)
+
+    async def usage(
+        self, snapshot: Snapshot, tenant_id: str, device_id: str, wall: float
+    ) -> OutboundUsage:
+        """The ID's usage as routing.caps reads it."""
+        tenant = snapshot.tenants[tenant_id]
+        day = usage_day(tenant, datetime.fromtimestamp(wall, UTC))
+        today_id, today_tenant, expensive = await self._state.daily(
+            day, usage_keys(tenant_id, device_id)
+        )
+        active = await self._state.channels_in_use(device_lease_key(device_id), wall)
+        return OutboundUsage(
+            active_id=active,
+            today_id=today_id,
+            today_tenant=today_tenant,
+            expensive_today_id=expensive,
+        )
+
+    async def started(
+        self, decision: Outbound, call_id: str, snapshot: Snapshot, wall: float
+    ) -> None:
+        """An outbound call took its channel and goes to the carrier: count it."""
+        tenant = snapshot.tenants[decision.tenant_id]
+        day = usage_day(tenant, datetime.fromtimestamp(wall, UTC))
+        per_id, per_tenant, expensive = usage_keys(decision.tenant_id, decision.device_id)
+        keys = [per_id, per_tenant]
+        if decision.destination_kind in self._limits.expensive:
+            keys.append(expensive)
+        await self._state.add_daily(day, keys, wall + _KEEP_DAYS)
+        await self._calls.also_count(call_id, device_lease_key(decision.device_id))
+
+    def observe(self, decision: Decision, device_id: str | None) -> None:
+        """Count a cap refusal in `sip_outbound_capped_total{cap}`, and log it with the ID
+        (the alert SoftswitchOutboundCapHit sends operators here)."""
+        if decision.rule in CAP_RULES:
+            self._capped.labels(decision.rule).inc()
+            log.warning("outbound cap %s: a call from ID %s refused", decision.rule, device_id)
