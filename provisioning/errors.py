@@ -120,6 +120,7 @@ ERROR_IDS: Mapping[str, int] = {
     "invalid-token": 401,
     "operator-only": 403,
     "wrong-tenant": 403,
+    "tenant-suspended": 403,
     "not-found": 404,
     "no-such-month": 404,
     # 409 rules

@@ -20,6 +20,7 @@ from typing import Literal
 from .model import DeviceKind
 
 __all__ = [
+    "AuditEntry",
     "CallDirection",
     "CallOutcome",
     "CallQuery",
@@ -37,6 +38,23 @@ __all__ = [
 ]
 
 Scope = Literal["operator", "tenant"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry:
+    """One successful write through the REST API: who (`token_id`, `scope`), what (`method`,
+    the `route` template, its path parameters `params`), on which tenant, when (`at`, UTC)
+    and the answer's `status`. Never a request body, never a secret."""
+
+    id: str
+    at: datetime
+    token_id: str | None
+    scope: Scope
+    tenant_id: str | None
+    method: str
+    route: str
+    params: dict[str, str]
+    status: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

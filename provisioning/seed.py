@@ -192,7 +192,8 @@ def _device(d: Mapping[str, Any], tenant_id: str, realm: str, where: str) -> Dev
 
 
 def _slots(spec: object, where: str) -> tuple[SlotAction, ...]:
-    """48 letters R/A/F (ring/announce/forward), or a list of 48 action names."""
+    """A list of 48 action names ("ring", "announce", "forward"), as in the API; or the older
+    compact form, a string of 48 letters R/A/F."""
     items = list(spec) if isinstance(spec, str | list) else []
     try:
         actions = tuple(_SLOT_LETTERS[s] if s in _SLOT_LETTERS else SlotAction(s) for s in items)
@@ -203,11 +204,34 @@ def _slots(spec: object, where: str) -> tuple[SlotAction, ...]:
     return actions
 
 
+_DAYS = tuple(k.value for k in DayKind)
+_AFTER_HOURS_KEYS = {"enabled", "announcement", "slots", *_DAYS}
+
+
+def _day_slots(a: Mapping[str, Any], where: str) -> dict[DayKind, tuple[SlotAction, ...]]:
+    """`slots = { weekday = [...], … }` as in the API; the day kinds directly under
+    `after_hours` (the older layout) are still read. Days not given ring all day."""
+    nested = a.get("slots", {})
+    if not isinstance(nested, Mapping) or set(nested) - set(_DAYS):
+        raise SeedError(f"{where}.slots: a table of {', '.join(_DAYS)}")
+    out = {}
+    for day in DayKind:
+        if day.value in nested and day.value in a:
+            raise SeedError(f"{where}: {day.value} given twice (slots.{day.value} and {day.value})")
+        if day.value in nested:
+            out[day] = _slots(nested[day.value], f"{where}.slots.{day.value}")
+        else:
+            spec = a.get(day.value)
+            ring_day = (SlotAction.RING,) * SLOTS_PER_DAY
+            out[day] = ring_day if spec is None else _slots(spec, f"{where}.{day.value}")
+    return out
+
+
 def _after_hours(a: Mapping[str, Any], where: str) -> AfterHours:
-    ring_day = (SlotAction.RING,) * SLOTS_PER_DAY
-    slots = {
-        k: _slots(a[k.value], f"{where}.{k.value}") if k.value in a else ring_day for k in DayKind
-    }
+    unknown = sorted(set(a) - _AFTER_HOURS_KEYS)
+    if unknown:
+        raise SeedError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    slots = _day_slots(a, where)
     return AfterHours(
         enabled=bool(a.get("enabled", False)),
         slots=MappingProxyType(slots),

@@ -54,6 +54,7 @@ from media.ua.app import MediaApp, MediaListen
 from media.ua.config import PROXY_KEYS, MediaConfig
 from media.ua.services import ServiceDeps
 from media.voicemail import VoicemailStore
+from provisioning.api.server import ApiAppRunner
 from provisioning.live import dropped_devices
 from provisioning.model import Snapshot
 from provisioning.seed import load_seed
@@ -294,7 +295,8 @@ class SwitchApp:
         web_app = build_http_app(self)
         for hook in self.http_hooks:
             hook(web_app, self)
-        self._runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+        # HTTP limits and parser refusals answered as JSON API errors (provisioning/api/limits.py)
+        self._runner = ApiAppRunner(web_app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
         await site.start()

@@ -27,7 +27,9 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import signal
+import stat
 import sys
 import urllib.error
 import urllib.parse
@@ -138,7 +140,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Everything the switch creates is its own: the database (HA1 hashes are
+    # password-equivalent for digest), its -wal/-shm, the generated secrets.
+    os.umask(0o077)
+    secure_data_files(config)
     return _run(_serve(config))
+
+
+def secure_data_files(config: Config) -> list[Path]:
+    """Make the data directory 0700 and every file in it (and the SQLite database, wherever
+    it is) 0600, with a warning for each one that was open to others; returns those fixed."""
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    paths = [config.data_dir, *sorted(config.data_dir.rglob("*"))]
+    url = config.effective_database_url
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        db = Path(url.removeprefix("sqlite:///"))
+        paths += [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    return [p for p in dict.fromkeys(paths) if _make_private(p)]
+
+
+def _make_private(path: Path) -> bool:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o077:
+        return False
+    private = 0o700 if stat.S_ISDIR(st.st_mode) else 0o600
+    path.chmod(private)
+    log.warning(
+        "%s was mode %04o, readable by other users; now %04o",
+        path,
+        stat.S_IMODE(st.st_mode),
+        private,
+    )
+    return True
 
 
 def _run(coro: Any) -> int:

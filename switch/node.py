@@ -14,8 +14,8 @@
 - Media: unless `[media] uri` names external media services, the switch runs the media
   service itself (switch/app.py `_start_media`) on the same store's voicemail repository.
 - Jobs: the voicemail retention sweeper (service rule: a message is deleted 7 days after it
-  was received), once a minute; the CDR retention sweep (`[cdr] retention_days`, default
-  400) once a day.
+  was received) and the API audit log's (`[provisioning] audit_retention_days`, 365), once
+  a minute; the CDR retention sweep (`[cdr] retention_days`, default 400) once a day.
 - CDRs: `self.cdrs` (billing.cdr.CallRecords, the sans-IO tracker the proxy drives) hands
   finished records to `self.cdr_writer` (switch/cdr_writer.py: queue, batches, spool under
   the data directory, metrics in the switch's registry); the API's call history and
@@ -44,6 +44,7 @@ from provisioning.api.app import mount_api
 from provisioning.live import seed_if_empty, store_source
 from provisioning.seed import load_seed
 from provisioning.services import Services, audio_refused
+from provisioning.services.audit import retention_days
 from provisioning.services.cdrs import CallHistoryService, CallRecordRepo
 from provisioning.services.voicemail import VoicemailRepo
 from provisioning.store import open_store
@@ -51,7 +52,7 @@ from provisioning.store.base import Store
 
 from .app import SwitchApp
 from .cdr_writer import CdrConfig, CdrWriter
-from .config import Config
+from .config import Config, ConfigError
 from .prompt_source import StorePrompts
 
 __all__ = ["Node"]
@@ -71,6 +72,10 @@ class Node:
         self.services = Services(store)
         self.voicemail = VoicemailRepo(store)
         self.wall_clock = wall_clock or (lambda: datetime.now(UTC))
+        try:
+            self.audit_retention_days = retention_days(config.extra.get("provisioning", {}))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.app = SwitchApp(
             config,
             snapshot_source=store_source(store),
@@ -112,10 +117,10 @@ class Node:
         try:
             if config.seed is not None and await seed_if_empty(store, load_seed(config.seed)):
                 log.info("seed %s imported into the empty store", config.seed)
+            return cls(config, store)
         except BaseException:
             await store.close()
             raise
-        return cls(config, store)
 
     def _mount(self, web_app: web.Application, switch: SwitchApp) -> None:
         """The REST API under /v1, counted in the switch's Prometheus registry, on the node's
@@ -178,8 +183,11 @@ class Node:
                 n = await self.sweep_once()
                 if n:
                     log.info("voicemail retention: %d message(s) deleted", n)
+                n = await self.services.audit.sweep(self.wall_clock(), self.audit_retention_days)
+                if n:
+                    log.info("audit log retention: %d entr(ies) deleted", n)
             except Exception:
-                log.exception("voicemail retention sweep failed")
+                log.exception("retention sweep failed")
             if loop.time() - self._cdr_swept >= CDR_SWEEP_INTERVAL or not self._cdr_swept:
                 self._cdr_swept = loop.time()
                 await self._cdr_sweep()

@@ -38,7 +38,7 @@ from provisioning.services.cdrs import CallHistoryService
 from provisioning.services.voicemail import VoicemailRepo
 
 from .core import CONVERTER_KEY, VOICEMAIL_KEY, Ctx, Operation, Reply, bind
-from .middleware import ApiMetrics, auth_middleware, errors_middleware
+from .middleware import API_METRICS, ApiMetrics, auth_middleware, errors_middleware
 from .openapi import build_document
 from .resources import ALL_OPERATIONS
 from .resources.calls import API_CALLS
@@ -58,7 +58,6 @@ __all__ = [
 
 API_PREFIX = "/v1"
 API_SERVICES = web.AppKey("api_services", Services)
-API_METRICS = web.AppKey("api_metrics", ApiMetrics)
 API_DOCUMENT = web.AppKey("api_document", dict[str, Any])
 API_VOICEMAIL = VOICEMAIL_KEY
 API_CONVERTER = CONVERTER_KEY
@@ -128,4 +127,6 @@ def mount_api(
         converter=converter, calls=calls,
     )  # fmt: skip
     parent.add_subapp(API_PREFIX, api)
+    # The parent's HTTP server counts requests its parser refuses (server.ApiAppRunner).
+    parent[API_METRICS] = api[API_METRICS]
     return api

@@ -9,8 +9,12 @@ adds it to an aiohttp router behind a wrapper that, in this order:
    must look exactly like a tenant that does not exist;
 3. answers 403 for operator-only operations called with a tenant token;
 4. validates path parameters (a malformed id is a 404: such a resource cannot exist), the
-   query (400 invalid-query) and the body (413 / 415 / 400 invalid-json / 422 invalid-payload);
-5. calls the handler with a `Ctx` and renders its `Reply` as JSON.
+   query (400 invalid-query) and the body (413 / 415 / 400 invalid-json or json-too-deep /
+   422 invalid-payload; limits.py has the bounds);
+5. calls the handler with a `Ctx` and renders its `Reply` as JSON; a write (POST, PUT,
+   PATCH, DELETE) runs inside `auditing(...)`, so its audit entry is written in the write
+   transaction of the change (`provisioning.store.audit`), or right after it when the
+   handler opened none.
 
 openapi.py renders the same declarations into the OpenAPI 3.1 document.
 """
@@ -20,14 +24,23 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from provisioning.services import AudioConverter, MailboxService, Principal, Services
+from provisioning.services import (
+    AudioConverter,
+    MailboxService,
+    PendingAudit,
+    Principal,
+    Services,
+    auditing,
+)
 from provisioning.services.voicemail import VoicemailRepo
 
 from . import errors
+from .limits import MAX_JSON_BODY, MAX_JSON_DEPTH, json_too_deep
 from .schema import Boolean, Integer, Schema, SchemaError
 
 __all__ = [
@@ -42,7 +55,7 @@ __all__ = [
 ]
 
 JSON = "application/json"
-DEFAULT_BODY_LIMIT = 64 * 1024  # JSON bodies; uploads declare their own limit
+DEFAULT_BODY_LIMIT = MAX_JSON_BODY  # JSON bodies; uploads declare their own limit
 
 # What the API app holds besides the services (set by app.create_api_app): the voicemail
 # repository the media service stores into, and the upload converter when one is injected.
@@ -152,12 +165,44 @@ def bind(router: web.UrlDispatcher, op: Operation, services: Services) -> web.Ab
         query = _check_query(op, request)
         body = await read_body(request, op) if op.takes_body else None
         ctx = Ctx(request, services, principal, path, query, body)
-        reply = await op.handler(ctx)
+        reply = await _call(op, ctx)
         return reply if isinstance(reply, web.StreamResponse) else render(reply, op)
 
     handle.__name__ = op.operation_id
     handle.operation = op  # type: ignore[attr-defined]  # read by the auth middleware
     return router.add_route(op.method, op.path, handle)
+
+
+AUDITED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+async def _call(op: Operation, ctx: Ctx) -> Reply | web.StreamResponse:
+    """The handler, inside `auditing(...)` for a write; a successful write whose handler
+    opened no write transaction gets its entry right after."""
+    pending = _pending_audit(op, ctx)
+    if pending is None:
+        return await op.handler(ctx)
+    with auditing(pending):
+        reply = await op.handler(ctx)
+    if reply.status < 400:
+        await ctx.services.audit.record(pending, datetime.now(UTC))
+    return reply
+
+
+def _pending_audit(op: Operation, ctx: Ctx) -> PendingAudit | None:
+    principal = ctx.caller
+    if op.method not in AUDITED_METHODS or principal is None:
+        return None
+    tenant = ctx.path.get("tenant_id", principal.tenant_id)
+    return PendingAudit(
+        token_id=principal.token_id,
+        scope=principal.scope,
+        tenant_id=None if tenant is None else str(tenant),
+        method=op.method,
+        route=ctx.request.match_info.route.resource.canonical,  # type: ignore[union-attr]
+        params={k: v.isoformat() if isinstance(v, date) else str(v) for k, v in ctx.path.items()},
+        status=min(s for s in op.responses if s < 400),
+    )
 
 
 def render(reply: Reply, op: Operation) -> web.StreamResponse:
@@ -248,6 +293,8 @@ def _no_constants(name: str) -> Any:
 def validate_json(data: bytes, schema: Schema | None) -> Any:
     if not data.strip():
         raise errors.invalid_json("empty body")
+    if json_too_deep(data, MAX_JSON_DEPTH):
+        raise errors.json_too_deep(MAX_JSON_DEPTH)
     try:
         value = json.loads(data.decode("utf-8"), parse_constant=_no_constants)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

@@ -21,16 +21,20 @@ __all__ = ["API_ERROR_IDS", "ERROR_ID_KEY", "ApiError", "error_response"]
 # provisioning.errors.ERROR_IDS); both lists are published in the OpenAPI document.
 API_ERROR_IDS: dict[str, int] = {
     "invalid-json": 400,
+    "json-too-deep": 400,
     "invalid-query": 400,
+    "bad-http-request": 400,
     "missing-token": 401,
     "invalid-token": 401,
     "operator-only": 403,
     "not-found": 404,
     "method-not-allowed": 405,
     "payload-too-large": 413,
+    "request-line-too-long": 414,
     "unsupported-media-type": 415,
     "range-not-satisfiable": 416,
     "invalid-payload": 422,
+    "header-too-large": 431,
     "internal-error": 500,
     "store-unavailable": 503,
 }
@@ -80,6 +84,15 @@ class ApiError(Exception):
 
 def invalid_json(reason: str) -> ApiError:
     return ApiError(400, "invalid-json", f"the request body is not valid JSON: {reason}")
+
+
+def json_too_deep(limit: int) -> ApiError:
+    return ApiError(
+        400,
+        "json-too-deep",
+        f"the JSON body nests deeper than {limit} levels",
+        {"limit": limit},
+    )
 
 
 def invalid_payload(field: str, reason: str) -> ApiError:

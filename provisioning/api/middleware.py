@@ -9,11 +9,13 @@
 - anything else is logged with its traceback and answered 500 `internal-error` — a bug, which
   the schemathesis test exists to find.
 It also counts every answer in `api_requests_total{route,method,status}` and every error in
-`api_errors_total{error_id}`.
+`api_errors_total{error_id}` (requests the HTTP parser refused before any middleware ran are
+counted by server.py with route "unparsed").
 
 `auth_middleware` authenticates `Authorization: Bearer <token>` for every matched operation
-that is not public (`Services.tokens.authenticate`) and stores the principal in the request
-under `core.PRINCIPAL_KEY`.
+that is not public (`Services.tokens.authenticate`: 401 for a bad token, 403
+`tenant-suspended` for a suspended tenant's) and stores the principal in the request under
+`core.PRINCIPAL_KEY`.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("provisioning.api")
 
 
-__all__ = ["ApiMetrics", "auth_middleware", "errors_middleware"]
+__all__ = ["API_METRICS", "ApiMetrics", "auth_middleware", "errors_middleware"]
 
 
 class ApiMetrics:
@@ -65,6 +67,14 @@ class ApiMetrics:
         error_id = resp.get(ERROR_ID_KEY)
         if error_id:
             self.errors_total.labels(error_id).inc()
+
+    def refused(self, status: int, error_id: str) -> None:
+        """A request the HTTP parser refused (server.py): no route, no method to label."""
+        self.requests_total.labels("unparsed", "-", str(status)).inc()
+        self.errors_total.labels(error_id).inc()
+
+
+API_METRICS = web.AppKey("api_metrics", ApiMetrics)
 
 
 def route_label(request: web.Request) -> str:

@@ -20,9 +20,14 @@ from .schema import ByMedia, Schema, collect_refs
 __all__ = ["build_document", "error_statuses"]
 
 _REASONS = {
-    400: "Malformed request (invalid-json, invalid-query, or a domain input error)",
+    400: (
+        "Malformed request (invalid-json, json-too-deep, invalid-query, or a domain input error)"
+    ),
     401: "Missing or invalid bearer token",
-    403: "The token's scope does not allow this operation or field",
+    403: (
+        "The token's scope does not allow this operation or field, or its tenant is "
+        "suspended (tenant-suspended)"
+    ),
     404: "No such resource (also for another tenant's resources)",
     409: "A service rule or a uniqueness constraint refuses the change",
     413: "Request body too large (payload-too-large)",

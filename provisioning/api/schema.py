@@ -20,6 +20,7 @@ __all__ = [
     "Boolean",
     "ByMedia",
     "Date",
+    "Deprecated",
     "Enum",
     "Integer",
     "Nullable",
@@ -29,6 +30,7 @@ __all__ = [
     "Schema",
     "SchemaError",
     "String",
+    "utf8_encodable",
 ]
 
 
@@ -39,6 +41,19 @@ class SchemaError(ValueError):
         super().__init__(f"{field or 'body'}: {reason}")
         self.field = field
         self.reason = reason
+
+
+# JSON's "\ud800" escape decodes to a lone surrogate: a Python str, but no Unicode text; the
+# database drivers cannot encode it (UnicodeEncodeError). Every string the API accepts is
+# checked here, once, so no route can let one through (RFC 8259 §8.2: such strings are not
+# interoperable).
+NOT_UNICODE = "must be valid Unicode text (no unpaired surrogate code points)"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_encodable(text: str) -> bool:
+    """False when `text` holds a lone surrogate (it would not encode as UTF-8)."""
+    return text.isascii() or _SURROGATE.search(text) is None
 
 
 def _join(path: str, key: str | int) -> str:
@@ -87,6 +102,8 @@ class String(Schema):
             raise SchemaError(path, f"must match {self.pattern}")
         if "\x00" in value and not self.any_text:
             raise SchemaError(path, "must not contain NUL characters")
+        if not utf8_encodable(value):
+            raise SchemaError(path, NOT_UNICODE)
         if self.convert is not None:
             try:
                 return self.convert(value)
@@ -267,41 +284,85 @@ class Array(Schema):
 
 
 @dataclass(slots=True)
+class Deprecated(Schema):
+    """A field kept for existing clients under its old name (`alias_of` is the name to use):
+    documented `deprecated: true`, validated like the field it stands for."""
+
+    inner: Schema
+    alias_of: str
+    description: str | None = None
+
+    def validate(self, value: Any, path: str = "") -> Any:
+        return self.inner.validate(value, path)
+
+    def json_schema(self) -> dict[str, Any]:
+        d = dict(self.inner.json_schema())
+        d["deprecated"] = True
+        d["description"] = f"deprecated: the old name of {self.alias_of} (same value)"
+        return d
+
+
+@dataclass(slots=True)
 class Object(Schema):
     """`required` names the fields that must be present; unknown fields are an error (a typo
-    must not be silently ignored). `min_properties=1` makes an empty PATCH an error."""
+    must not be silently ignored). `min_properties=1` makes an empty PATCH an error.
+    `aliases` maps a deprecated old name to its field: either name is accepted (not both),
+    errors name the key as sent, and the validated value uses the field's name."""
 
     fields: Mapping[str, Schema]
     required: Sequence[str] = ()
     min_properties: int = 0
     description: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # more JSON Schema keywords
+    aliases: Mapping[str, str] = field(default_factory=dict)  # old name -> field name
 
     def validate(self, value: Any, path: str = "") -> Any:
         if not isinstance(value, dict):
             raise SchemaError(path, "must be an object")
         for key in value:
-            if key not in self.fields:
+            if key not in self.fields and key not in self.aliases:
                 raise SchemaError(_join(path, key), "unknown field")
+        for alias, name in self.aliases.items():
+            if alias in value and name in value:
+                raise SchemaError(_join(path, alias), f"is the old name of {name}: give one")
+        given = {self.aliases.get(k, k) for k in value}
         for key in self.required:
-            if key not in value:
+            if key not in given:
                 raise SchemaError(_join(path, key), "is required")
         if len(value) < self.min_properties:
             raise SchemaError(path, f"must have at least {self.min_properties} field(s)")
-        return {k: self.fields[k].validate(v, _join(path, k)) for k, v in value.items()}
+        return {
+            self.aliases.get(k, k): self.fields[self.aliases.get(k, k)].validate(v, _join(path, k))
+            for k, v in value.items()
+        }
 
     def json_schema(self) -> dict[str, Any]:
+        properties = {k: s.json_schema() for k, s in self.fields.items()}
+        for alias, name in self.aliases.items():
+            properties[alias] = Deprecated(self.fields[name], name).json_schema()
         d: dict[str, Any] = {
             "type": "object",
-            "properties": {k: s.json_schema() for k, s in self.fields.items()},
+            "properties": properties,
             "additionalProperties": False,
         }
-        if self.required:
-            d["required"] = list(self.required)
+        aliased = set(self.aliases.values())
+        required = [k for k in self.required if k not in aliased]
+        if required:
+            d["required"] = required
+        alternatives = [_one_of_names(name, self.aliases) for name in self.required]
+        d.update({"allOf": [a for a in alternatives if a]} if any(alternatives) else {})
         if self.min_properties:
             d["minProperties"] = self.min_properties
         d.update(self.extra)
         return self._doc(d)
+
+
+def _one_of_names(name: str, aliases: Mapping[str, str]) -> dict[str, Any] | None:
+    """A required field that also has an old name: exactly one of the names is present."""
+    names = [name, *(a for a, n in aliases.items() if n == name)]
+    if len(names) == 1:
+        return None
+    return {"oneOf": [{"required": [n]} for n in names]}
 
 
 @dataclass(slots=True)
@@ -356,7 +417,7 @@ def collect_refs(schema: Schema, into: dict[str, Schema]) -> None:
             return
         into[schema.name] = schema.inner
         collect_refs(schema.inner, into)
-    elif isinstance(schema, Nullable):
+    elif isinstance(schema, Nullable | Deprecated):
         collect_refs(schema.inner, into)
     elif isinstance(schema, ByMedia):
         for s in schema.media.values():

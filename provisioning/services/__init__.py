@@ -13,6 +13,7 @@ One module per resource, matching `provisioning/api/resources/`:
     mailboxes.py        a tenant number's messages over that repository (api/resources/voicemail.py)
     phonebook.py        the web phonebook and its CSV import        (api/resources/phonebook.py)
     gateways.py         carrier gateways                            (api/resources/gateways.py)
+    audit.py            the API's audit log, its retention          (api/resources/audit.py)
     seeding.py          writing a seed file into a store            (CLI, `serve --seed`)
 
 `Services(store)` holds one of each over one store; the REST API and the CLI are given it.
@@ -44,15 +45,20 @@ from __future__ import annotations
 
 from ..records import DeviceInfo, PhonebookEntry, PromptInfo, TokenInfo
 from ..store.base import Store
+from .audit import AuditQuery, AuditService, PendingAudit, auditing, note_tenant
 from .base import UNSET, Page, Principal, Unset
 from .devices import DeviceCreate, DeviceService, DeviceUpdate
 from .gateways import GatewayInput, GatewayService, GatewayUpdate
 from .mailboxes import DeletedMessages, MailboxService
 from .number_settings import (
+    SIDE_EFFECT_RULES,
+    SWITCHES,
     AfterHoursUpdate,
     ForwardingUpdate,
     NumberSettingsService,
     OptionsUpdate,
+    SettingsChange,
+    SideEffect,
 )
 from .numbers import NumberCreate, NumberService, NumberUpdate
 from .phonebook import PhonebookEntryInput, PhonebookImportResult, PhonebookService
@@ -70,10 +76,14 @@ from .tokens import CreatedToken, TokenService
 
 __all__ = [
     "AUDIO_ERROR_IDS",
+    "SIDE_EFFECT_RULES",
     "STORED_CONTENT_TYPE",
+    "SWITCHES",
     "UNSET",
     "AfterHoursUpdate",
     "AudioConverter",
+    "AuditQuery",
+    "AuditService",
     "CreatedToken",
     "DeletedMessages",
     "DeviceCreate",
@@ -91,6 +101,7 @@ __all__ = [
     "NumberUpdate",
     "OptionsUpdate",
     "Page",
+    "PendingAudit",
     "PhonebookEntry",
     "PhonebookEntryInput",
     "PhonebookImportResult",
@@ -102,6 +113,8 @@ __all__ = [
     "SeedImportResult",
     "SeedService",
     "Services",
+    "SettingsChange",
+    "SideEffect",
     "TenantCreate",
     "TenantService",
     "TenantUpdate",
@@ -109,7 +122,9 @@ __all__ = [
     "TokenService",
     "Unset",
     "audio_refused",
+    "auditing",
     "import_seed",
+    "note_tenant",
     "seed_if_empty",
 ]
 
@@ -118,6 +133,7 @@ class Services:
     """One service per resource, all over one `Store` (services hold no other state)."""
 
     __slots__ = (
+        "audit",
         "devices",
         "gateways",
         "number_settings",
@@ -143,3 +159,4 @@ class Services:
         self.phonebook = PhonebookService(store)
         self.gateways = GatewayService(store)
         self.seeding = SeedService(store)
+        self.audit = AuditService(store)

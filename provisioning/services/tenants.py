@@ -15,6 +15,7 @@ from typing import Any
 from .. import rules
 from ..errors import Conflict, NotFound, RuleViolation
 from ..model import Number, NumberKind, Tenant, TenantStatus, is_toll_free
+from ..store.audit import note_tenant
 from ..store.base import utcnow_text
 from ..store.queries import devices, numbers, tenants
 from .base import (
@@ -93,6 +94,7 @@ class TenantService(StoreService):
             await tenants.insert_tenant(tx, tenant, now)
             await devices.insert_device(tx, device, now)
             await numbers.insert_number(tx, number, now)
+            note_tenant(tenant.id)  # the audit entry names the new tenant
         return tenant
 
     async def get_tenant(self, principal: Principal, tenant_id: str) -> Tenant:

@@ -7,6 +7,7 @@
     sqlite.py      aiosqlite backend (one connection, WAL, in-process notifications)
     postgres.py    asyncpg backend (pool, LISTEN/NOTIFY change feed)
     migrate.py     versioned plain-SQL migrations (`migrations/NNNN_name.sql`)
+    audit.py       the API request's audit entry, written into that request's transaction
     queries/       every SQL statement and row mapper, one module per resource
 """
 

@@ -35,6 +35,8 @@ Transactions
   checks race-free: each writer sees the state every earlier writer committed) and queues
   `NOTIFY softswitch_changes, '<version>'` (PostgreSQL delivers it on commit). Any exception
   rolls back. After the commit, in-process listeners are called with the new version.
+- `write()` and `data()` insert the audit entry of the REST API request being served (if
+  any, and only once per request) just before they commit: see `audit.py`.
 - Connection failures surface as `StoreUnavailable` (503).
 """
 

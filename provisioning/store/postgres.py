@@ -27,6 +27,7 @@ from typing import Any, Literal
 import asyncpg
 
 from ..errors import StoreUnavailable
+from .audit import flush_pending
 from .base import CHANNEL, ChangeCallback, Row
 
 log = logging.getLogger(__name__)
@@ -134,13 +135,16 @@ class PostgresStore:
             )
             await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(tx.version))
             yield tx
+            await flush_pending(tx)  # the API request's audit entry, in this transaction
         for cb in list(self._listeners):
             cb(tx.version)
 
     @asynccontextmanager
     async def data(self) -> AsyncIterator[_PgTx]:
         async with self._conn() as conn, conn.transaction():
-            yield _PgTx(conn)
+            tx = _PgTx(conn)
+            yield tx
+            await flush_pending(tx)
 
     @asynccontextmanager
     async def migration(self) -> AsyncIterator[_PgTx]:

@@ -10,6 +10,7 @@ LiveSnapshot's periodic version poll.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -20,6 +21,7 @@ from typing import Any, Literal
 import aiosqlite
 
 from ..errors import StoreUnavailable
+from .audit import flush_pending
 from .base import ChangeCallback, Row
 
 _PARAM = re.compile(r"\$(\d+)")
@@ -73,6 +75,16 @@ class _LocalWatch:
 _LISTENERS: dict[str, list[ChangeCallback]] = {}
 
 
+def _create_private(path: Path) -> None:
+    """Create the database file owner-only (0600) before SQLite opens it, whatever the umask:
+    it holds HA1 hashes, which are password-equivalent for digest authentication. SQLite
+    gives the -wal and -shm files it creates next to it the same mode. A new parent directory
+    is owner-only too. An existing file is left as it is (`softswitch serve` tightens it)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class SQLiteStore:
     dialect: Literal["sqlite"] = "sqlite"
 
@@ -87,7 +99,7 @@ class SQLiteStore:
         path = url.removeprefix("sqlite:").removeprefix("//")
         path = path[1:] if path.startswith("/") else path  # sqlite:///rel, sqlite:////abs
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(path))
             key = str(Path(path).resolve())
         else:
             key = f":memory:{id(object())}"
@@ -136,12 +148,15 @@ class SQLiteStore:
                 "UPDATE meta SET version = version + 1 WHERE id = 1 RETURNING version"
             )
             yield tx
+            await flush_pending(tx)  # the API request's audit entry, in this transaction
         self._notify(tx.version)
 
     @asynccontextmanager
     async def data(self) -> AsyncIterator[_SQLiteTx]:
         async with self._tx("BEGIN IMMEDIATE") as conn:
-            yield _SQLiteTx(conn)
+            tx = _SQLiteTx(conn)
+            yield tx
+            await flush_pending(tx)
 
     @asynccontextmanager
     async def migration(self) -> AsyncIterator[_SQLiteTx]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..core import Operation
 from . import (
+    audit,
     calls,
     devices,
     gateways,
@@ -29,6 +30,7 @@ ALL_OPERATIONS: list[Operation] = [
     *phonebook.OPERATIONS,
     *gateways.OPERATIONS,
     *tokens.OPERATIONS,
+    *audit.OPERATIONS,
     *calls.OPERATIONS,
     *statements.OPERATIONS,
 ]

@@ -9,19 +9,33 @@
   applies the exclusion; combine them with `forward` slots instead);
 - `voicemail`: the ring time before voicemail answers (5-30 s in steps of 5, never 0);
 - `recording`: whether callers hear the "this call is recorded" notice.
+
+The answers to PATCH options / after-hours / forwarding carry `side_effects`: every setting
+the change switched although the request did not name it, e.g.
+`{"setting": "after_hours.enabled", "from": true, "to": false,
+"rule": "forwarding-excludes-after-hours"}` (empty when there was none).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from provisioning import rules
 from provisioning.model import DayKind, Number, SlotAction
-from provisioning.services import AfterHoursUpdate, ForwardingUpdate, OptionsUpdate
+from provisioning.services import (
+    SIDE_EFFECT_RULES,
+    SWITCHES,
+    AfterHoursUpdate,
+    ForwardingUpdate,
+    OptionsUpdate,
+    SettingsChange,
+    SideEffect,
+)
 
 from ..common import phone_number, updates
 from ..core import Ctx, Handler, Operation, Reply
-from ..schema import Boolean, Nullable, Object, Schema, String
+from ..schema import Array, Boolean, Enum, Nullable, Object, Ref, Schema, String
 from .numbers import (
     AFTER_HOURS,
     BASE,
@@ -29,10 +43,12 @@ from .numbers import (
     N_PARAMS,
     OPTIONS,
     RECORDING,
+    RECORDING_NOTICE,
     RING_GROUP,
     RING_GROUP_IDS,
     SLOTS,
     VOICEMAIL,
+    VOICEMAIL_RING_TIME,
     ids,
     render_after_hours,
     render_forwarding,
@@ -64,18 +80,69 @@ FORWARDING_UPDATE = Object(
 )
 RING_GROUP_UPDATE = Object({"ring_group": RING_GROUP_IDS}, required=("ring_group",))
 VOICEMAIL_UPDATE = Object(
-    {"ring_time": VOICEMAIL.inner.fields["ring_time"]},  # type: ignore[attr-defined]
-    required=("ring_time",),
+    {"voicemail_ring_time": VOICEMAIL_RING_TIME},
+    required=("voicemail_ring_time",),
+    aliases={"ring_time": "voicemail_ring_time"},
 )
-RECORDING_UPDATE = Object({"notice": Boolean()}, required=("notice",))
+RECORDING_UPDATE = Object(
+    {"recording_notice": RECORDING_NOTICE},
+    required=("recording_notice",),
+    aliases={"notice": "recording_notice"},
+)
+
+SIDE_EFFECT = Ref(
+    "SideEffect",
+    Object(
+        {
+            "setting": Enum(list(SWITCHES), description="the setting that changed"),
+            "from": Boolean(),
+            "to": Boolean(),
+            "rule": Enum(
+                list(SIDE_EFFECT_RULES),
+                description="; ".join(f"{k}: {v}" for k, v in SIDE_EFFECT_RULES.items()),
+            ),
+        },
+        required=("setting", "from", "to", "rule"),
+        description="a setting switched by a service rule, not named by the request",
+    ),
+)
+SIDE_EFFECTS = Array(SIDE_EFFECT, description="what else the change switched (may be empty)")
+
+
+def with_side_effects(name: str, schema: Ref) -> Ref:
+    """The answer to a change: the sub-resource and its `side_effects`."""
+    inner = schema.inner
+    assert isinstance(inner, Object)
+    fields = {**inner.fields, "side_effects": SIDE_EFFECTS}
+    return Ref(name, Object(fields, required=(*inner.required, "side_effects")))
+
+
+OPTIONS_CHANGE = with_side_effects("NumberOptionsChange", OPTIONS)
+AFTER_HOURS_CHANGE = with_side_effects("AfterHoursChange", AFTER_HOURS)
+FORWARDING_CHANGE = with_side_effects("ForwardingChange", FORWARDING)
+
+
+def render_side_effect(e: SideEffect) -> dict[str, Any]:
+    return {"setting": e.setting, "from": e.before, "to": e.after, "rule": e.rule}
+
+
+def render_change(
+    change: SettingsChange, render: Callable[[Number], dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        **render(change.number),
+        "side_effects": [render_side_effect(e) for e in change.side_effects],
+    }
 
 
 def render_voicemail(n: Number) -> dict[str, Any]:
-    return {"enabled": n.options.voicemail, "ring_time": n.voicemail_ring_time}
+    seconds = n.voicemail_ring_time
+    return {"enabled": n.options.voicemail, "voicemail_ring_time": seconds, "ring_time": seconds}
 
 
 def render_recording(n: Number) -> dict[str, Any]:
-    return {"enabled": n.options.recording, "notice": n.recording_notice}
+    notice = n.recording_notice
+    return {"enabled": n.options.recording, "recording_notice": notice, "notice": notice}
 
 
 def render_ring_group(n: Number) -> dict[str, Any]:
@@ -100,10 +167,10 @@ async def get_options(ctx: Ctx) -> Reply:
 
 
 async def patch_options(ctx: Ctx) -> Reply:
-    n = await ctx.services.number_settings.set_options(
+    change = await ctx.services.number_settings.change_options(
         *ids(ctx), OptionsUpdate(**updates(ctx.body))
     )
-    return Reply(200, render_options(n))
+    return Reply(200, render_change(change, render_options))
 
 
 async def get_after_hours(ctx: Ctx) -> Reply:
@@ -116,8 +183,9 @@ async def patch_after_hours(ctx: Ctx) -> Reply:
         fields["slots"] = {
             DayKind(k): tuple(SlotAction(a) for a in v) for k, v in fields["slots"].items()
         }
-    n = await ctx.services.number_settings.set_after_hours(*ids(ctx), AfterHoursUpdate(**fields))
-    return Reply(200, render_after_hours(n))
+    settings = ctx.services.number_settings
+    change = await settings.change_after_hours(*ids(ctx), AfterHoursUpdate(**fields))
+    return Reply(200, render_change(change, render_after_hours))
 
 
 async def get_forwarding(ctx: Ctx) -> Reply:
@@ -126,8 +194,8 @@ async def get_forwarding(ctx: Ctx) -> Reply:
 
 async def patch_forwarding(ctx: Ctx) -> Reply:
     update = ForwardingUpdate(**updates(ctx.body))
-    n = await ctx.services.number_settings.set_forwarding(*ids(ctx), update)
-    return Reply(200, render_forwarding(n))
+    change = await ctx.services.number_settings.change_forwarding(*ids(ctx), update)
+    return Reply(200, render_change(change, render_forwarding))
 
 
 async def get_voicemail(ctx: Ctx) -> Reply:
@@ -136,7 +204,7 @@ async def get_voicemail(ctx: Ctx) -> Reply:
 
 async def patch_voicemail(ctx: Ctx) -> Reply:
     settings = ctx.services.number_settings
-    n = await settings.set_voicemail_ring_time(*ids(ctx), ctx.body["ring_time"])
+    n = await settings.set_voicemail_ring_time(*ids(ctx), ctx.body["voicemail_ring_time"])
     return Reply(200, render_voicemail(n))
 
 
@@ -145,7 +213,9 @@ async def get_recording(ctx: Ctx) -> Reply:
 
 
 async def patch_recording(ctx: Ctx) -> Reply:
-    n = await ctx.services.number_settings.set_recording_notice(*ids(ctx), ctx.body["notice"])
+    n = await ctx.services.number_settings.set_recording_notice(
+        *ids(ctx), ctx.body["recording_notice"]
+    )
     return Reply(200, render_recording(n))
 
 
@@ -157,6 +227,7 @@ def _pair(
     put: Handler,
     update: Schema,
     method: str = "PATCH",
+    changed: Schema | None = None,
 ) -> list[Operation]:
     path = f"{BASE}/{{number}}/{name}"
     suffix = "".join(w.capitalize() for w in name.split("-"))
@@ -180,7 +251,7 @@ def _pair(
             tag="number settings",
             path_params=N_PARAMS,
             body=update,
-            responses={200: schema},
+            responses={200: changed or schema},
         ),
     ]
 
@@ -195,7 +266,15 @@ OPERATIONS = [
         RING_GROUP_UPDATE,
         method="PUT",
     ),
-    *_pair("options", "subscribed options", OPTIONS, get_options, patch_options, OPTIONS_UPDATE),
+    *_pair(
+        "options",
+        "subscribed options",
+        OPTIONS,
+        get_options,
+        patch_options,
+        OPTIONS_UPDATE,
+        changed=OPTIONS_CHANGE,
+    ),
     *_pair(
         "after-hours",
         "after-hours schedule and one-touch switch",
@@ -203,6 +282,7 @@ OPERATIONS = [
         get_after_hours,
         patch_after_hours,
         AFTER_HOURS_UPDATE,
+        changed=AFTER_HOURS_CHANGE,
     ),
     *_pair(
         "forwarding",
@@ -211,6 +291,7 @@ OPERATIONS = [
         get_forwarding,
         patch_forwarding,
         FORWARDING_UPDATE,
+        changed=FORWARDING_CHANGE,
     ),
     *_pair(
         "voicemail",

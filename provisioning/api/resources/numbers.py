@@ -35,7 +35,7 @@ from ..common import (
     updates,
 )
 from ..core import Ctx, Operation, Reply
-from ..schema import Array, Boolean, Enum, Integer, Nullable, Object, Ref, String
+from ..schema import Array, Boolean, Deprecated, Enum, Integer, Nullable, Object, Ref, String
 from ..schema import Number as Num
 
 KIND = Enum(
@@ -95,19 +95,26 @@ FORWARDING = Ref(
     Object({"enabled": Boolean(), "target": Nullable(E164)}, required=("enabled", "target")),
 )
 RING_GROUP = Ref("RingGroup", Object({"ring_group": RING_GROUP_IDS}, required=("ring_group",)))
+VOICEMAIL_RING_TIME = Integer(
+    minimum=VOICEMAIL_RING_TIMES[0],
+    maximum=VOICEMAIL_RING_TIMES[-1],
+    multiple_of=VOICEMAIL_RING_TIMES[1] - VOICEMAIL_RING_TIMES[0],
+    description="seconds of ringing before voicemail answers",
+)
+RECORDING_NOTICE = Boolean(description="play 'this call is recorded' to the caller")
+# One name per field across the seed file, the API and the docs: `voicemail_ring_time` and
+# `recording_notice`, as in the number resource and the seed. The voicemail and recording
+# sub-resources called them `ring_time` and `notice` before; those old names are still
+# accepted and still answered, marked deprecated (README, "Field names").
 VOICEMAIL = Ref(
     "Voicemail",
     Object(
         {
             "enabled": Boolean(description="the voicemail option (see options)"),
-            "ring_time": Integer(
-                minimum=VOICEMAIL_RING_TIMES[0],
-                maximum=VOICEMAIL_RING_TIMES[-1],
-                multiple_of=VOICEMAIL_RING_TIMES[1] - VOICEMAIL_RING_TIMES[0],
-                description="seconds of ringing before voicemail answers",
-            ),
+            "voicemail_ring_time": VOICEMAIL_RING_TIME,
+            "ring_time": Deprecated(VOICEMAIL_RING_TIME, "voicemail_ring_time"),
         },
-        required=("enabled", "ring_time"),
+        required=("enabled", "voicemail_ring_time", "ring_time"),
     ),
 )
 RECORDING = Ref(
@@ -115,9 +122,10 @@ RECORDING = Ref(
     Object(
         {
             "enabled": Boolean(description="the recording option (see options)"),
-            "notice": Boolean(description="play 'this call is recorded' to the caller"),
+            "recording_notice": RECORDING_NOTICE,
+            "notice": Deprecated(RECORDING_NOTICE, "recording_notice"),
         },
-        required=("enabled", "notice"),
+        required=("enabled", "recording_notice", "notice"),
     ),
 )
 NUMBER_SCHEMA = Ref(
@@ -135,8 +143,8 @@ NUMBER_SCHEMA = Ref(
             "options": OPTIONS,
             "after_hours": AFTER_HOURS,
             "forwarding": FORWARDING,
-            "voicemail_ring_time": Integer(),
-            "recording_notice": Boolean(),
+            "voicemail_ring_time": VOICEMAIL_RING_TIME,
+            "recording_notice": RECORDING_NOTICE,
         },
         required=(
             "number",

@@ -9,6 +9,7 @@
     phonebook.py  the web phonebook             -> records.PhonebookEntry
     gateways.py   carrier gateways              -> model.Gateway
     tokens.py     API tokens                    -> records.TokenInfo
+    audit.py      the API's audit log           -> records.AuditEntry
     state.py      one tenant's state for the rules (TenantState)
     snapshot.py   the whole routing picture for the live snapshot (Everything)
 

@@ -80,6 +80,7 @@ NOT_TENANT_SCOPED: dict[tuple[str, str], tuple[int, str | None]] = {
     ("PUT", "/v1/realm"): (403, "operator-only"),
     ("GET", "/v1/calls"): (403, "operator-only"),
     ("GET", "/v1/statements/{month}"): (403, "operator-only"),
+    ("GET", "/v1/audit"): (403, "operator-only"),
 }
 
 

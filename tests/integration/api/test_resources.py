@@ -136,13 +136,17 @@ async def test_number_settings(api: Api) -> None:
         "voicemail": True,
         "forwarding": False,
         "recording": True,
+        "side_effects": [],
     }
-    assert (await api.patch(base + "/recording", {"notice": True})).body == {
+    # the number resource's names; the sub-resources' old names answered too (deprecated)
+    assert (await api.patch(base + "/recording", {"recording_notice": True})).body == {
         "enabled": True,
+        "recording_notice": True,
         "notice": True,
     }
-    assert (await api.patch(base + "/voicemail", {"ring_time": 25})).body == {
+    assert (await api.patch(base + "/voicemail", {"voicemail_ring_time": 25})).body == {
         "enabled": True,
+        "voicemail_ring_time": 25,
         "ring_time": 25,
     }
     full = (await api.get(base)).body

@@ -151,13 +151,19 @@ async def test_voicemail_ring_time_edges(api: Api, ring_time: int, ok: bool) -> 
     assert (
         await api.patch(f"/v1/tenants/acme/numbers/{n}/options", {"voicemail": True})
     ).status == 200
-    call = api.patch(f"/v1/tenants/acme/numbers/{n}/voicemail", {"ring_time": ring_time})
-    if ok:
-        r = await call
-        assert r.status == 200 and r.body == {"enabled": True, "ring_time": ring_time}
-    else:
-        r = await refused(api, "acme", call, 422, "invalid-payload")
-        assert r.body["details"]["field"] == "ring_time"
+    for name in ("voicemail_ring_time", "ring_time"):  # the field and its old name
+        call = api.patch(f"/v1/tenants/acme/numbers/{n}/voicemail", {name: ring_time})
+        if ok:
+            r = await call
+            assert r.status == 200
+            assert r.body == {
+                "enabled": True,
+                "voicemail_ring_time": ring_time,
+                "ring_time": ring_time,
+            }
+        else:
+            r = await refused(api, "acme", call, 422, "invalid-payload")
+            assert r.body["details"]["field"] == name
 
 
 async def test_forward_slot_needs_the_forwarding_option(api: Api) -> None:
@@ -234,7 +240,18 @@ async def test_forwarding_and_after_hours_exclude_each_other(api: Api) -> None:
     ] is True
     # forwarding ON turns the announcement OFF ...
     r = await api.patch(base + "/forwarding", {"enabled": True, "target": "090-1234-5678"})
-    assert r.status == 200 and r.body == {"enabled": True, "target": "+819012345678"}
+    assert r.status == 200 and r.body == {
+        "enabled": True,
+        "target": "+819012345678",
+        "side_effects": [  # ... and says so
+            {
+                "setting": "after_hours.enabled",
+                "from": True,
+                "to": False,
+                "rule": "forwarding-excludes-after-hours",
+            }
+        ],
+    }
     assert (await api.get(base + "/after-hours")).body["enabled"] is False
     # ... and it stays OFF when forwarding is turned off again
     assert (await api.patch(base + "/forwarding", {"enabled": False})).body["enabled"] is False

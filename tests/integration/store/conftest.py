@@ -32,6 +32,7 @@ TABLES = (
     "tenant_holidays",
     "tenants",
     "gateways",
+    "audit_log",
 )
 
 BACKENDS = [
