@@ -206,6 +206,12 @@ class SwitchApp:
         await self._start_media()
         self._exempt_peers()
         self.proxy = self.proxy_factory(self)
+        if getattr(getattr(self.proxy, "config", None), "media", 1) is None:
+            log.warning(
+                "no media service: after-hours announcements, the busy message and voicemail"
+                " have nowhere to go (calls get 480/486); configure [media] uri, or run"
+                " `softswitch serve` with its store so the embedded one starts"
+            )
         self.core.users.default = self.proxy
         self.core.users.add("REGISTER", self.registrar)
         self._start_mwi()

@@ -237,6 +237,11 @@ class DecisionExecutor:
         the others 480."""
         media = self._config.media
         if media is None or fwd.method != "INVITE":
+            if media is None:  # the operator must see every call that had nowhere to go
+                log.warning(
+                    "call %s: %s hand-off dropped (no media service configured)",
+                    fwd.call_id, decision.rule,
+                )  # fmt: skip
             ctx.reject(486 if isinstance(decision, Busy) else 480)
             return
         handoff = _handoff(decision, inputs.call.caller_number)
