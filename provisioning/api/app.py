@@ -18,6 +18,9 @@ Injected by the composition root (switch/node.py):
 - `converter`: an `AudioConverter` over the media service's upload conversion; prompt uploads
   are then stored as 8 kHz 16-bit mono WAV or refused with an `audio-*` error_id. Default:
   none, uploads are stored as received.
+- `recordings`: the node's `RecordingsRepo` (the store and the recordings directory the
+  relay writes into). Default: the same store with no files (every download is
+  `recording-file-missing`).
 
 Bodies are read from the request stream with each operation's own limit, whatever the
 parent's `client_max_size`, so the parent needs no change for prompt uploads.
@@ -31,12 +34,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from provisioning.services import AudioConverter, Services
+from provisioning.services.recordings import NoFiles, RecordingsRepo
 from provisioning.services.voicemail import VoicemailRepo
 
 from .core import CONVERTER_KEY, VOICEMAIL_KEY, Ctx, Operation, Reply, bind
 from .middleware import ApiMetrics, auth_middleware, errors_middleware
 from .openapi import build_document
 from .resources import ALL_OPERATIONS
+from .resources.recordings import API_RECORDINGS
 from .schema import AnyObject
 
 __all__ = [
@@ -44,6 +49,7 @@ __all__ = [
     "API_DOCUMENT",
     "API_METRICS",
     "API_PREFIX",
+    "API_RECORDINGS",
     "API_SERVICES",
     "API_VOICEMAIL",
     "create_api_app",
@@ -86,10 +92,12 @@ def create_api_app(
     prefix: str = API_PREFIX,
     voicemail: VoicemailRepo | None = None,
     converter: AudioConverter | None = None,
+    recordings: RecordingsRepo | None = None,
 ) -> web.Application:
     """The API sub-application over `services`; `registry` is the app's Prometheus registry
     (a private one when None). `prefix` is where the caller mounts it; it is only used to
-    write the paths of the OpenAPI document. `voicemail`, `converter`: see the module doc."""
+    write the paths of the OpenAPI document. `voicemail`, `converter`, `recordings`: see the
+    module doc."""
     metrics = ApiMetrics(registry)
     app = web.Application(
         middlewares=[errors_middleware(metrics), auth_middleware(services.tokens.authenticate)]
@@ -99,6 +107,7 @@ def create_api_app(
     app[API_VOICEMAIL] = voicemail if voicemail is not None else VoicemailRepo(services.store)
     if converter is not None:
         app[API_CONVERTER] = converter
+    app[API_RECORDINGS] = recordings or RecordingsRepo(services.store, NoFiles())
     ops = operations()
     app[API_DOCUMENT] = build_document(ops, prefix)
     for op in ops:
@@ -113,9 +122,11 @@ def mount_api(
     registry: CollectorRegistry | None = None,
     voicemail: VoicemailRepo | None = None,
     converter: AudioConverter | None = None,
+    recordings: RecordingsRepo | None = None,
 ) -> web.Application:
     api = create_api_app(
-        services, registry=registry, prefix=API_PREFIX, voicemail=voicemail, converter=converter
-    )
+        services, registry=registry, prefix=API_PREFIX, voicemail=voicemail,
+        converter=converter, recordings=recordings,
+    )  # fmt: skip
     parent.add_subapp(API_PREFIX, api)
     return api
