@@ -12,7 +12,9 @@ Wiring (switch/app.py)::
         config=ProxyConfig(),           # optional; see ProxyConfig
     )
 
-Optional keywords: `decide` (the routing policy; default `routing.policy.decide`),
+Optional keywords: `anchors` (anchor.MediaAnchors: the RTP relay recorded calls go
+through; None: no call is anchored, none recorded), `decide` (the routing policy; default
+`routing.policy.decide`),
 `resolver` (targets.Resolver), `wall_clock` (epoch seconds, default time.time: the one wall
 clock of the proxy - the state backend's deadlines, digest nonces, and routing's `now`, a
 UTC datetime made from it), `flow_tokens` (targets.FlowTokens; give every node the same
@@ -128,6 +130,7 @@ from switch.sip.target import Target
 from switch.sip.transaction import ClientTransaction, ServerTransaction
 from switch.state.base import StateUnavailable
 
+from .anchor import MediaAnchors
 from .auth import Authenticated, authenticate, remove_our_credentials
 from .config import ProxyConfig
 from .context import RequestContext
@@ -173,6 +176,7 @@ class Proxy:
         resolver: Resolver | None = None,
         wall_clock: Callable[[], float] = time.time,
         flow_tokens: FlowTokens | None = None,
+        anchors: MediaAnchors | None = None,
     ) -> None:
         self.sender = sender
         self.snapshot = snapshot
@@ -189,9 +193,14 @@ class Proxy:
             default_ttl=config.channel_ttl, session_margin=config.session_margin,
         )  # fmt: skip
         self.out = Outgoing(sender, self.flows, metrics, record_route=config.record_route)
+        # [recording] recorded calls' media through the relay (anchor.py); deleted there when
+        # the call ends here (failure, BYE, lease expiry)
+        self.anchors = anchors
+        if anchors is not None:
+            self.calls.on_end = anchors.ended
         self.executor = DecisionExecutor(
             scheduler=sender, resolver=self.resolver, config=config, calls=self.calls,
-            metrics=metrics, decide=self.decide,
+            metrics=metrics, decide=self.decide, anchors=anchors,
         )  # fmt: skip
 
     # ================================================================ TransactionUser
@@ -277,6 +286,8 @@ class Proxy:
         if not self.sender.is_local(vias[0].host, vias[0].port):
             return
         response.headers.pop_first_value("Via")
+        if self.anchors is not None:  # [recording] the SDP the caller got the first time
+            self.anchors.rewrite_stray(response)
         self.sender.send_stateless(response, via_target(vias[1]))
 
     # ================================================================ processing
@@ -358,6 +369,8 @@ class Proxy:
             # refresh carries the interval it asks for.
             self.calls.touch(fwd.call_id, session_interval(fwd.headers))
         plan = BranchPlan(uri=fwd.uri, target=target)
+        if self.anchors is not None:  # [recording] a re-INVITE/UPDATE offer of an anchored call
+            ctx.media = self.anchors.in_dialog(fwd)
         ctx.start(fwd, [Stage(payloads=(plan,))], self.config.timer_c)
 
     async def _out_of_dialog(self, ctx: RequestContext, fwd: Request) -> None:

@@ -12,18 +12,18 @@ ROOT = Path(__file__).resolve().parents[3]
 # module of switch.proxy -> the switch.proxy modules it may import at run time
 PROXY_LAYERS: dict[str, set[str]] = {
     "proxy": {
-        "auth", "config", "context", "execute", "forking", "leases", "messages", "outgoing",
-        "routeset", "targets", "trunk",
+        "anchor", "auth", "config", "context", "execute", "forking", "leases", "messages",
+        "outgoing", "routeset", "targets", "trunk",
     },
     "registrar": {"auth"},
-    "execute": {"diversion", "forking", "messages", "targets", "trunk"},
+    "execute": {"anchor", "diversion", "forking", "messages", "targets", "trunk"},
     "context": {"forking", "leases", "messages"},
     "outgoing": {"messages"},
     "config": {"diversion", "forking", "leases"},
     "forking": {"branches", "forkphases"},
     "routeset": {"targets"},
     "branches": set(), "forkphases": set(), "messages": set(), "auth": set(), "trunk": set(),
-    "leases": set(), "targets": set(), "diversion": set(),
+    "leases": set(), "targets": set(), "diversion": set(), "anchor": set(),
 }  # fmt: skip
 
 # routing is pure: its own modules, the provisioning model, the standard library
