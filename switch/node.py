@@ -15,6 +15,10 @@
   service itself (switch/app.py `_start_media`) on the same store's voicemail repository.
 - Jobs: the voicemail retention sweeper (service rule: a message is deleted 7 days after it
   was received), once a minute.
+- Call recordings: the relay (switch/relaying.py, started by the switch app) writes them into
+  this node's directory; the `RecordingKeeper` (switch/recordings.py) registers each finished
+  one in the store within seconds and runs the 30-day retention; the API serves them from
+  the same directory (`RecordingsRepo` over `DirectoryFiles`).
 
 Nothing else imports this module: it is the top of the layer table (tests/unit/test_layers.py).
 """
@@ -26,16 +30,19 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
 
 from media.convert import convert_upload
 from media.errors import AudioError
+from media.ua.config import MediaConfig
 from media.ua.services import ServiceDeps
 from provisioning.api.app import mount_api
 from provisioning.live import seed_if_empty, store_source
 from provisioning.seed import load_seed
 from provisioning.services import Services, audio_refused
+from provisioning.services.recordings import DirectoryFiles, RecordingsRepo
 from provisioning.services.voicemail import VoicemailRepo
 from provisioning.store import open_store
 from provisioning.store.base import Store
@@ -43,6 +50,7 @@ from provisioning.store.base import Store
 from .app import SwitchApp
 from .config import Config
 from .prompt_source import StorePrompts
+from .recordings import RecordingKeeper, RecordingPaths
 
 __all__ = ["Node"]
 
@@ -60,6 +68,9 @@ class Node:
         self.services = Services(store)
         self.voicemail = VoicemailRepo(store)
         self.wall_clock = wall_clock or (lambda: datetime.now(UTC))
+        self.recording_paths = RecordingPaths.of(config)
+        self.recordings = RecordingsRepo(store, DirectoryFiles(self.recording_paths.root))
+        self.keeper: RecordingKeeper | None = None
         self.app = SwitchApp(
             config,
             snapshot_source=store_source(store),
@@ -69,10 +80,15 @@ class Node:
                 prompts=StorePrompts(self.services),
                 timezone=self._timezone,
             ),
+            recording_finished=self._recording_finished,
         )
         self._sweeper: asyncio.Task[None] | None = None
         # message-waiting indication hears every mailbox change (deposit, heard, deleted)
         self.voicemail.on_change(self._mailbox_changed)
+
+    def _recording_finished(self) -> None:
+        if self.keeper is not None:
+            self.keeper.wake()
 
     def _mailbox_changed(self, tenant_id: str, mailbox: str) -> None:
         if self.app.mwi is not None:
@@ -110,6 +126,7 @@ class Node:
             registry=switch.metrics.registry,
             voicemail=self.voicemail,
             converter=convert,
+            recordings=self.recordings,
         )
 
     def _timezone(self, tenant_id: str) -> str:
@@ -117,8 +134,19 @@ class Node:
         return tenant.timezone if tenant is not None else "Asia/Tokyo"
 
     async def start(self) -> None:
+        self.keeper = self._keeper()
         await self.app.start()
+        await self.keeper.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    def _keeper(self) -> RecordingKeeper:
+        section = MediaConfig.from_section(dict(self.config.extra.get("media", {})))
+        return RecordingKeeper(
+            self.recordings, self.recording_paths, registry=self.app.metrics.registry,
+            retention_days=section.recording_retention_days,
+            spool=Path(section.relay_spool) if section.relay_spool else None,
+            wall_clock=self.wall_clock,
+        )  # fmt: skip
 
     async def sweep_once(self) -> int:
         """Delete expired voicemail messages now; returns how many."""
@@ -144,4 +172,6 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.app.stop()
+        if self.keeper is not None:  # after the relay: what it finished while stopping
+            await self.keeper.stop()
         await self.store.close()

@@ -147,7 +147,7 @@ class RecordingsRepo:
                 return expired
 
     # ------------------------------------------------------------------ the API (per tenant)
-    async def list(
+    async def page(
         self,
         principal: Principal,
         tenant_id: str,

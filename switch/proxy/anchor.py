@@ -128,9 +128,8 @@ class Scheduler(Protocol):
 def format_metadata(fields: Mapping[str, str | int | None]) -> str:
     """rtpengine's `key:value|key:value`, values percent-encoded (a caller's number as
     received may hold any character); None values are left out."""
-    return "|".join(
-        f"{k}:{urllib.parse.quote(str(v), safe='+@._-')}" for k, v in fields.items() if v is not None
-    )
+    parts = (f"{k}:{urllib.parse.quote(str(v), safe='+@._-')}" for k, v in fields.items() if v)
+    return "|".join(parts)
 
 
 def parse_metadata(text: str | None) -> dict[str, str]:
@@ -539,13 +538,17 @@ class MediaExchange:
         response.body = body
         if 200 <= response.status < 300 and self.initial:
             call.answered_bodies[to_tag] = body
-        send(response)
         if first_2xx and call.plan.notice and anchors.notice_file:
-            await self._notice(to_tag)
+            await self._notice(to_tag)  # before the 2xx: nothing of the callee comes first
+        send(response)
 
     # ---------------------------------------------------------------- the notice
     async def _notice(self, callee_tag: str) -> None:
-        """Block the callee, play the notice to the caller, unblock after its duration."""
+        """Block the callee, play the notice to the caller, unblock after its duration; all
+        before the caller has the 2xx, so that the first audio its phone takes is the notice
+        (whatever of the callee's reached the caller's port earlier came before the answer,
+        which phones discard; one callee packet first and then the notice's new RTP source
+        was enough for baresip 1.0 to drop the whole notice)."""
         call, anchors = self.call, self.call.anchors
         client = anchors.client
         assert anchors.notice_file is not None

@@ -205,7 +205,7 @@ def _one(ctx: Ctx) -> tuple[Any, str, str]:
 
 async def list_recordings(ctx: Ctx) -> Reply:
     query = recording_query(ctx.query)
-    found = await _repo(ctx).list(
+    found = await _repo(ctx).page(
         ctx.principal, ctx.path["tenant_id"], query, **page_args(ctx.query)
     )
     return Reply(200, page_body(found, render_recording))
@@ -324,6 +324,9 @@ class _Pipe:
     def flush(self) -> None:
         return None
 
+    def close(self) -> None:
+        return None
+
     def take(self) -> bytes:
         out = b"".join(self._chunks)
         self._chunks.clear()
@@ -339,7 +342,7 @@ class ZipStream:
         self.repo = repo
         self.resp = resp
         self.pipe = _Pipe()
-        self.zip = zipfile.ZipFile(self.pipe, "w", compression=zipfile.ZIP_STORED)  # type: ignore[arg-type]
+        self.zip = zipfile.ZipFile(self.pipe, "w", compression=zipfile.ZIP_STORED)
         self.peak = 0
         self.index: list[list[str]] = []
         self.missing: list[str] = []
