@@ -191,7 +191,6 @@ class RelayRuntime:
                 self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
                 assert self.ng is not None
                 self.client = NgClient(self.ng, observer=self._observe)
-                log.info("relay process %s at ng %s:%d", self.process_id, *self.ng)
         return self.client
 
     def prepare(self) -> None:
@@ -278,6 +277,7 @@ class RelayRuntime:
             await self._terminate()
             raise OSError(f"the relay process did not start (said {line!r})")
         self.ng = (found[1].decode(), int(found[2]))
+        log.info("relay process %s at ng %s:%d", proc.pid, *self.ng)
 
     async def _supervise(self) -> None:
         """Restart the relay when it exits (same ng port, so the proxy's client is unchanged)."""

@@ -91,9 +91,7 @@ class RelayUnderTest:
         if kind == "rtpengine":
             proc = RtpengineProcess(workdir / "rtpengine", RELAY_PORTS["rtpengine"])  # type: ignore[arg-type]
             proc.start()
-            media = (
-                f'relay = "udp:127.0.0.1:{proc.ng_port}"\nrelay_spool = "{proc.spool}"\n'
-            )
+            media = f'relay = "udp:127.0.0.1:{proc.ng_port}"\nrelay_spool = "{proc.spool}"\n'
             return cls(kind, workdir, proc, f"[media]\n{media}{extra}")
         media = f'relay = "embedded"\nrelay_ports = "{RELAY_PORTS["embedded"]}"\n'
         return cls(kind, workdir, None, f"[media]\n{media}{extra}")
@@ -112,9 +110,8 @@ class RelayUnderTest:
         assert self.switch_log is not None
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            found = re.findall(
-                r"relay process (\d+) at ng (\S+):(\d+)", self.switch_log.read_text(errors="replace")
-            )
+            text = self.switch_log.read_text(errors="replace")
+            found = re.findall(r"relay process (\d+) at ng (\S+):(\d+)", text)
             if found:
                 pid, host, port = found[-1]
                 return int(pid), (host, int(port))
