@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="embedded,inprocess")
     args = parser.parse_args(argv)
     print(
-        f"{'mode':10} {'calls':>5} {'loss%':>6} {'late%':>6} {'p99 ms':>7} {'relay CPU/call-min':>18}"
-        f" {'switch CPU s':>12} {'SIP p50/p99/max ms':>20}"
+        f"{'mode':10} {'calls':>5} {'loss%':>6} {'late%':>6} {'p99 ms':>7}"
+        f" {'relay CPU/call-min':>18} {'switch CPU s':>12} {'SIP p50/p99/max ms':>20}"
     )
     with tempfile.TemporaryDirectory(prefix="recbench-") as tmp:
         for calls in (int(x) for x in args.levels.split(",")):
