@@ -97,6 +97,10 @@ class NgRelay:
         )
         return reply
 
+    async def query(self, *, call_id: str) -> Mapping[str, Any]:
+        reply: Mapping[str, Any] = await self._do(lambda c: c.query(call_id=call_id))
+        return reply
+
     async def block_media(self, *, call_id: str, from_tag: str) -> None:
         await self._do(lambda c: c.block_media(call_id=call_id, from_tag=from_tag))
 

@@ -52,6 +52,7 @@ the caller; the proxy is not one (media/relay/README.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import urllib.parse
@@ -112,6 +113,8 @@ class RelayClient(Protocol):
     async def delete(
         self, *, call_id: str, from_tag: str | None = None, via_branch: str | None = None
     ) -> Mapping[str, Any]: ...
+
+    async def query(self, *, call_id: str) -> Mapping[str, Any]: ...
 
     async def block_media(self, *, call_id: str, from_tag: str) -> None: ...
 
@@ -296,8 +299,8 @@ class MediaAnchors:
                     call_id, step, exc.kind, exc)  # fmt: skip
 
     def count_totals(self, reply: Mapping[str, Any]) -> None:
-        """A whole-call delete's reply: its RTP totals (rtpengine and the embedded relay
-        both answer `totals: {RTP: {packets, bytes, errors}}`)."""
+        """A call's `query` reply at its end: its RTP totals (both relays answer `totals:
+        {RTP: {packets, bytes, errors}}`)."""
         totals = reply.get("totals")
         rtp = totals.get("RTP") if isinstance(totals, Mapping) else None
         if not isinstance(rtp, Mapping):
@@ -414,14 +417,17 @@ class CallMedia:
             log.info("call %s: branch delete failed (%s)", self.call_id, exc.kind)
 
     async def _delete_call(self) -> None:
+        """The call's totals (a `query`: rtpengine's `delete` reply has none), then the
+        delete."""
         if self._offers:
             await asyncio.gather(*self._offers, return_exceptions=True)
+        client = self.anchors.client
+        with contextlib.suppress(RelayError):  # the relay lost the call: nothing to count
+            self.anchors.count_totals(await client.query(call_id=self.call_id))
         try:
-            reply = await self.anchors.client.delete(call_id=self.call_id)
+            await client.delete(call_id=self.call_id)
         except RelayError as exc:
             log.warning("call %s: delete failed (%s); the relay expires it", self.call_id, exc.kind)
-            return
-        self.anchors.count_totals(reply)
 
 
 # ==================================================================== one request

@@ -139,6 +139,9 @@ def test_inbound_call_is_recorded_and_the_caller_hears_the_notice(
     assert relay.list_calls() == []  # nothing left at the relay
     assert metric(sw, "recordings_written_total") == 1
     assert metric(sw, "relay_sessions_active") == 0
+    # both parties' 6 s of 20 ms packets went through the relay (counted at the delete)
+    assert metric(sw, "relay_packets_total") >= 2 * TALK * 50 * 0.9, sw.metrics()
+    assert metric(sw, "relay_ng_request_seconds_count", command="offer") == 1
     print(f"\n{relay.kind}: {seconds:.2f} s recorded for a {hung_up - answered:.2f} s call; "
           f"relay CPU {cpu:.3f} s ({cpu / (seconds / 60):.3f} CPU-s per call-minute)")  # fmt: skip
 

@@ -83,6 +83,12 @@ class FakeRelay:
             branches.discard(args["via_branch"])
             return {"result": "ok"}
         del self.calls[args["call_id"]]
+        return {"result": "ok"}  # as rtpengine: no statistics in a delete's reply
+
+    async def query(self, **args: Any) -> Mapping[str, Any]:
+        await self._enter("query", args)
+        if args["call_id"] not in self.calls:
+            raise RelayError("refused", "Unknown call-id")
         return {"result": "ok", "totals": {"RTP": {"packets": 500, "bytes": 86000, "errors": 1}}}
 
     async def block_media(self, **args: Any) -> None:
@@ -217,8 +223,9 @@ async def test_each_fork_branch_gets_its_own_relay_side_and_the_cancelled_one_go
     await env.send(bye, GW_SRC)
     await settle()
     assert relay.calls == {} and env.proxy.anchors is not None and not env.proxy.anchors.calls
-    assert relay.log[-1] == ("delete", {"call_id": "call-1"})
+    assert relay.log[-2:] == [("query", {"call_id": "call-1"}), ("delete", {"call_id": "call-1"})]
     assert env.metrics.value("relay_packets_total", {"relay": "embedded"}) == 500
+    assert env.metrics.value("relay_errors_total", {"relay": "embedded", "kind": "rtp"}) == 1
     assert env.metrics.value("relay_sessions_active", {"relay": "embedded"}) == 0
 
 
