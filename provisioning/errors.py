@@ -115,6 +115,7 @@ ERROR_IDS: Mapping[str, int] = {
     "invalid-announcement": 400,
     "invalid-cursor": 400,
     "invalid-filter": 400,
+    "too-many-recordings": 400,
     "phonebook-import-invalid": 400,
     # 401 / 403 / 404
     "invalid-token": 401,
@@ -123,6 +124,7 @@ ERROR_IDS: Mapping[str, int] = {
     "tenant-suspended": 403,
     "not-found": 404,
     "no-such-month": 404,
+    "recording-file-missing": 404,
     # 409 rules
     "contract-number-exists": 409,
     "contract-number-required": 409,

@@ -31,8 +31,11 @@ __all__ = [
     "MessageInfo",
     "MonthSpan",
     "NewMessage",
+    "NewRecording",
     "PhonebookEntry",
     "PromptInfo",
+    "RecordingInfo",
+    "RecordingQuery",
     "Scope",
     "TokenInfo",
 ]
@@ -341,3 +344,78 @@ class MonthSpan:
     start: datetime
     end: datetime
     is_open: bool
+
+
+# --------------------------------------------------------------------------- call recordings
+RecordingDirection = Literal["inbound", "outbound"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewRecording:
+    """A finished recording to register: its metadata and where its WAV is (`path`, relative
+    to the recordings directory). `number` is the tenant's recorded number (E.164),
+    `other_party` the caller of an inbound call / the callee of an outbound one (E.164 when
+    it is a Japanese number, else as received; None when withheld), `device_id` the ID that
+    answered (inbound) or called (outbound)."""
+
+    tenant_id: str
+    number: str
+    direction: RecordingDirection
+    other_party: str | None
+    device_id: str | None
+    call_id: str
+    started_at: dt.datetime
+    answered_at: dt.datetime | None
+    ended_at: dt.datetime
+    duration: float
+    size_bytes: int
+    path: str
+    relay: str
+
+    def __post_init__(self) -> None:
+        for name in ("started_at", "ended_at", "answered_at"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} must be timezone-aware")
+        if self.direction not in ("inbound", "outbound"):
+            raise ValueError(f"direction must be inbound or outbound, not {self.direction!r}")
+        if self.duration < 0 or self.size_bytes < 0:
+            raise ValueError("duration and size cannot be negative")
+        if not self.path or self.path.startswith("/") or ".." in self.path.split("/"):
+            raise ValueError(f"a recording path is relative and stays inside: {self.path!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingInfo:
+    """A registered recording (what the API lists)."""
+
+    id: str
+    tenant_id: str
+    number: str
+    direction: RecordingDirection
+    other_party: str | None
+    device_id: str | None
+    call_id: str
+    started_at: dt.datetime
+    answered_at: dt.datetime | None
+    ended_at: dt.datetime
+    duration: float
+    size_bytes: int
+    path: str
+    relay: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingQuery:
+    """Filters of a recordings list, archive or bulk delete (all ANDed; None: any).
+    `since`/`until`: the call's start in [since, until)."""
+
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    number: str | None = None
+    direction: RecordingDirection | None = None
+    party: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, f) is None for f in self.__slots__)

@@ -70,6 +70,9 @@ VOICEMAIL_MIN_SECONDS = 1.0  # shorter messages are not kept
 VOICEMAIL_MAILBOX_LIMIT = 15  # messages kept per mailbox; the 16th caller hears "full"
 VOICEMAIL_RETENTION_DAYS = 7  # each message is deleted this long after it was received
 VOICEMAIL_DELETE_MAX = 100  # message ids in one delete-many request
+RECORDING_RETENTION_DAYS = 30  # a call recording is deleted this long after the call started
+RECORDING_IDS_MAX = 1000  # recording ids in one bulk download or bulk delete request
+RECORDING_ARCHIVE_MAX = 2000  # recordings in one ZIP download (by ids or by filters)
 # Field lengths (characters).
 TENANT_NAME_MAX = 200
 USERNAME_MAX = 64  # SIP digest username

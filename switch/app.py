@@ -63,6 +63,8 @@ from switch.metrics import CONTENT_TYPE, Metrics
 from switch.mwi import MwiNotifier
 from switch.proxy.bans import AuthGuard, BanFilter, BanKind
 from switch.proxy.registrar import Registrar, RegistrarPolicy
+from switch.recordings import RecordingPaths, notice_file
+from switch.relaying import RelayRuntime
 from switch.sip.digest import DigestAuthenticator
 from switch.sip.transaction import TransactionLayer
 from switch.sip.transitions import Timers
@@ -121,6 +123,7 @@ class SwitchApp:
         http_hooks: Sequence[HttpHook] = (),
         proxy_factory: Callable[[SwitchApp], TransactionUser] | None = None,
         media: ServiceDeps | None = None,
+        recording_finished: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.metrics = Metrics()
@@ -132,6 +135,8 @@ class SwitchApp:
         self.media_deps = media
         self.media: MediaApp | None = None  # the embedded media service, when it runs here
         self.mwi: MwiNotifier | None = None  # message-waiting indication, with voicemail
+        self.relay: RelayRuntime | None = None  # [recording] the RTP relay (switch/relaying.py)
+        self.recording_finished = recording_finished or (lambda: None)
         self._snapshot: Snapshot | None = None
         self._registrations = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -150,6 +155,8 @@ class SwitchApp:
     def apply_snapshot(self, new: Snapshot) -> None:
         old, self._snapshot = self._snapshot, new
         self._exempt_peers()
+        if self.relay is not None and _records(new):  # [recording] relay up before the call
+            self.relay.prepare()
         if old is None:
             return
         for device_id in dropped_devices(old, new):
@@ -204,6 +211,7 @@ class SwitchApp:
         self.metrics.watch_registrations(lambda: self._registrations)
         await self._start_transports()
         await self._start_media()
+        await self._start_relay()
         self._exempt_peers()
         self.proxy = self.proxy_factory(self)
         if getattr(getattr(self.proxy, "config", None), "media", 1) is None:
@@ -294,6 +302,19 @@ class SwitchApp:
         )  # fmt: skip
         await self.media.start()
 
+    async def _start_relay(self) -> None:
+        """[recording] The RTP relay recorded calls go through (`[media] relay`); its
+        recordings go to this node's directory (switch/recordings.py)."""
+        section = MediaConfig.from_section(dict(self.config.extra.get("media", {})))
+        self.relay = RelayRuntime(
+            section, host=self.core.local_via("udp")[0],
+            recordings=RecordingPaths.of(self.config).node_dir, notice=notice_file(section),
+            finished=self.recording_finished,
+        )  # fmt: skip
+        await self.relay.start()
+        if _records(self.snapshot):
+            self.relay.prepare()
+
     async def _start_http(self) -> None:
         cfg = self.config
         assert cfg.http is not None
@@ -341,6 +362,8 @@ class SwitchApp:
             await self.transports.close()
         if hasattr(self, "core"):
             self.core.close()
+        if self.relay is not None:  # [recording] after the SIP side: recordings finished
+            await self.relay.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -380,6 +403,7 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
         ),
         guard=app.guard,
         limits=app.config.outbound_limits(),
+        anchors=app.relay.anchors(app.metrics, app.core) if app.relay is not None else None,
     )
 
 
@@ -393,6 +417,11 @@ class _MailboxCounts:
         messages = await self._store.messages(tenant_id, mailboxes)
         new = sum(1 for m in messages if not m.heard)
         return new, len(messages) - new
+
+
+def _records(snapshot: Snapshot) -> bool:
+    """[recording] Does any number have the recording option?"""
+    return any(n.options.recording for n in snapshot.numbers.values())
 
 
 def _media_uris(config: Config) -> list[str]:

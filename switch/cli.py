@@ -42,7 +42,11 @@ from switch.config import Config, ConfigError, HostPort, load_config, parse_host
 
 __all__ = ["add_config_options", "build_parser", "config_from_args", "main"]
 
-EXTENSION_MODULES = ("switch.cli_provisioning", "switch.cli_media")  # register(subparsers)
+EXTENSION_MODULES = (
+    "switch.cli_provisioning",
+    "switch.cli_media",
+    "switch.cli_relay",
+)  # register(subparsers)
 
 log = logging.getLogger("switch")
 

@@ -20,6 +20,10 @@
   finished records to `self.cdr_writer` (switch/cdr_writer.py: queue, batches, spool under
   the data directory, metrics in the switch's registry); the API's call history and
   statements get the statement builder (billing.statement_doc) from here.
+- Call recordings: the relay (switch/relaying.py, started by the switch app) writes them into
+  this node's directory; the `RecordingKeeper` (switch/recordings.py) registers each finished
+  one in the store within seconds and runs the 30-day retention; the API serves them from
+  the same directory (`RecordingsRepo` over `DirectoryFiles`).
 
 Nothing else imports this module: it is the top of the layer table (tests/unit/test_layers.py).
 """
@@ -31,6 +35,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
 
@@ -39,6 +44,7 @@ from billing.cdr import CallRecords
 from billing.statement_doc import CdrStatements
 from media.convert import convert_upload
 from media.errors import AudioError
+from media.ua.config import MediaConfig
 from media.ua.services import ServiceDeps
 from provisioning.api.app import mount_api
 from provisioning.live import seed_if_empty, store_source
@@ -46,6 +52,7 @@ from provisioning.seed import load_seed
 from provisioning.services import Services, audio_refused
 from provisioning.services.audit import retention_days
 from provisioning.services.cdrs import CallHistoryService, CallRecordRepo
+from provisioning.services.recordings import DirectoryFiles, RecordingsRepo
 from provisioning.services.voicemail import VoicemailRepo
 from provisioning.store import open_store
 from provisioning.store.base import Store
@@ -54,6 +61,7 @@ from .app import SwitchApp
 from .cdr_writer import CdrConfig, CdrWriter
 from .config import Config, ConfigError
 from .prompt_source import StorePrompts
+from .recordings import RecordingKeeper, RecordingPaths
 
 __all__ = ["Node"]
 
@@ -76,6 +84,9 @@ class Node:
             self.audit_retention_days = retention_days(config.extra.get("provisioning", {}))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        self.recording_paths = RecordingPaths.of(config)
+        self.recordings = RecordingsRepo(store, DirectoryFiles(self.recording_paths.root))
+        self.keeper: RecordingKeeper | None = None
         self.app = SwitchApp(
             config,
             snapshot_source=store_source(store),
@@ -85,11 +96,16 @@ class Node:
                 prompts=StorePrompts(self.services),
                 timezone=self._timezone,
             ),
+            recording_finished=self._recording_finished,
         )
         self._sweeper: asyncio.Task[None] | None = None
         # message-waiting indication hears every mailbox change (deposit, heard, deleted)
         self.voicemail.on_change(self._mailbox_changed)
         self._init_cdrs(config, store)
+
+    def _recording_finished(self) -> None:
+        if self.keeper is not None:
+            self.keeper.wake()
 
     def _mailbox_changed(self, tenant_id: str, mailbox: str) -> None:
         if self.app.mwi is not None:
@@ -144,6 +160,7 @@ class Node:
             voicemail=self.voicemail,
             converter=convert,
             calls=self.calls,
+            recordings=self.recordings,
         )
 
     def _cdr_timezone(self, tenant_id: str) -> str:
@@ -160,8 +177,19 @@ class Node:
 
     async def start(self) -> None:
         await self.cdr_writer.start()  # replays a spool left by a previous run
+        self.keeper = self._keeper()
         await self.app.start()
+        await self.keeper.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    def _keeper(self) -> RecordingKeeper:
+        section = MediaConfig.from_section(dict(self.config.extra.get("media", {})))
+        return RecordingKeeper(
+            self.recordings, self.recording_paths, registry=self.app.metrics.registry,
+            retention_days=section.recording_retention_days,
+            spool=Path(section.relay_spool) if section.relay_spool else None,
+            wall_clock=self.wall_clock,
+        )  # fmt: skip
 
     async def sweep_once(self) -> int:
         """Delete expired voicemail messages now; returns how many."""
@@ -210,4 +238,6 @@ class Node:
         for record in self.cdrs.drain():  # calls still up: nothing will end them here now
             self.cdr_writer.submit(record)
         await self.cdr_writer.stop()  # after the calls: drains the queue (database or spool)
+        if self.keeper is not None:  # after the relay: what it finished while stopping
+            await self.keeper.stop()
         await self.store.close()

@@ -21,6 +21,9 @@ Injected by the composition root (switch/node.py):
 - `calls` (`API_CALLS`): the call history and statements, with the statement builder
   (`billing.statement_doc`). Default: the history over the services' store, no statements
   (their routes answer 503 `statements-unavailable`).
+- `recordings`: the node's `RecordingsRepo` (the store and the recordings directory the
+  relay writes into). Default: the same store with no files (every download is
+  `recording-file-missing`).
 
 Bodies are read from the request stream with each operation's own limit, whatever the
 parent's `client_max_size`, so the parent needs no change for prompt uploads.
@@ -35,6 +38,7 @@ from prometheus_client import CollectorRegistry
 
 from provisioning.services import AudioConverter, Services
 from provisioning.services.cdrs import CallHistoryService
+from provisioning.services.recordings import NoFiles, RecordingsRepo
 from provisioning.services.voicemail import VoicemailRepo
 
 from .core import CONVERTER_KEY, VOICEMAIL_KEY, Ctx, Operation, Reply, bind
@@ -42,6 +46,7 @@ from .middleware import API_METRICS, ApiMetrics, auth_middleware, errors_middlew
 from .openapi import build_document
 from .resources import ALL_OPERATIONS
 from .resources.calls import API_CALLS
+from .resources.recordings import API_RECORDINGS
 from .schema import AnyObject
 
 __all__ = [
@@ -49,6 +54,7 @@ __all__ = [
     "API_DOCUMENT",
     "API_METRICS",
     "API_PREFIX",
+    "API_RECORDINGS",
     "API_SERVICES",
     "API_VOICEMAIL",
     "create_api_app",
@@ -91,10 +97,12 @@ def create_api_app(
     voicemail: VoicemailRepo | None = None,
     converter: AudioConverter | None = None,
     calls: CallHistoryService | None = None,
+    recordings: RecordingsRepo | None = None,
 ) -> web.Application:
     """The API sub-application over `services`; `registry` is the app's Prometheus registry
     (a private one when None). `prefix` is where the caller mounts it; it is only used to
-    write the paths of the OpenAPI document. `voicemail`, `converter`, `calls`: see the
+    write the paths of the OpenAPI document. `voicemail`, `converter`, `calls`, `recordings`:
+    see the
     module doc."""
     metrics = ApiMetrics(registry)
     app = web.Application(
@@ -106,6 +114,7 @@ def create_api_app(
     app[API_VOICEMAIL] = voicemail if voicemail is not None else VoicemailRepo(services.store)
     if converter is not None:
         app[API_CONVERTER] = converter
+    app[API_RECORDINGS] = recordings or RecordingsRepo(services.store, NoFiles())
     ops = operations()
     app[API_DOCUMENT] = build_document(ops, prefix)
     for op in ops:
@@ -121,10 +130,11 @@ def mount_api(
     voicemail: VoicemailRepo | None = None,
     converter: AudioConverter | None = None,
     calls: CallHistoryService | None = None,
+    recordings: RecordingsRepo | None = None,
 ) -> web.Application:
     api = create_api_app(
         services, registry=registry, prefix=API_PREFIX, voicemail=voicemail,
-        converter=converter, calls=calls,
+        converter=converter, calls=calls, recordings=recordings,
     )  # fmt: skip
     parent.add_subapp(API_PREFIX, api)
     # The parent's HTTP server counts requests its parser refuses (server.ApiAppRunner).

@@ -23,7 +23,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from .forking import Branch, Fork, Stage
+from .forking import Branch, BranchState, Fork, Stage
 from .leases import session_interval
 from .messages import aggregate_challenges, cancel_for, reply_to
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from switch.sip.transaction import ClientTransaction, ServerTransaction
     from switch.tu import Cancellable
 
+    from .anchor import MediaExchange
     from .targets import BranchPlan
 
 __all__ = ["BranchSender", "CallBook", "RequestContext", "outcome_label"]
@@ -44,10 +45,20 @@ class BranchSender(Protocol):
     def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable: ...
 
     def send_branch(
-        self, ctx: RequestContext, request: Request, plan: BranchPlan, user_data: object
+        self,
+        ctx: RequestContext,
+        request: Request,
+        plan: BranchPlan,
+        user_data: object,
+        via_branch: str | None = None,
     ) -> ClientTransaction:
         """Send `request` (Request-URI already set) on a new branch: our Record-Route and
-        Via are added there. `user_data` comes back with the branch's responses."""
+        Via are added there (with `via_branch` when given). `user_data` comes back with the
+        branch's responses."""
+        ...
+
+    def branch_id(self, ctx: RequestContext) -> str:
+        """A fresh Via branch for one of `ctx`'s branches."""
         ...
 
     def send_cancel(self, cancel: Request, target: Target) -> None: ...
@@ -94,6 +105,7 @@ class RequestContext:
         "initial_invite",
         "loop",
         "may_divert",
+        "media",
         "out",
         "source",
         "template",
@@ -115,6 +127,8 @@ class RequestContext:
         self.caller_flow: Target | None = None  # the caller's flow when it is a device
         self.loop = ""  # the received request's loop hash, suffix of our Via branches
         self.may_divert = False  # the fork may add a voicemail branch (forking: Diversion)
+        # [recording] the relay this request's SDP goes through (anchor.py); None: end to end
+        self.media: MediaExchange | None = None
 
     # ---------------------------------------------------------------- the proxy's requests
     def start(
@@ -178,11 +192,15 @@ class RequestContext:
         if response.status < 200:
             fork.on_provisional(branch, response.status, response)
         else:
+            if response.status >= 300 and self.media is not None:  # [recording]
+                self.media.failed(branch.index)
             fork.on_final(branch, response.status, response)
             self.release()
 
     def on_timeout(self, branch: Branch[BranchPlan]) -> None:
         if self.fork is not None:
+            if self.media is not None:  # [recording]
+                self.media.failed(branch.index)
             self.fork.on_final(branch, 408, None)
             self.release()
 
@@ -222,7 +240,29 @@ class RequestContext:
         req = self.template if single else self.template.copy()
         plan = branch.payload
         req.uri = plan.uri
+        if self.media is not None and not self.fork.diverted:  # [recording] relay first
+            via = self.out.branch_id(self)
+            sent = functools.partial(self._send_offered, branch, req, via)
+            self.media.offer(branch.index, req, via, plan.device_id, sent)
+            return
         branch.data = self.out.send_branch(self, req, plan, (self, branch))
+
+    def _send_offered(self, branch: Branch[BranchPlan], req: Request, via: str) -> None:
+        """[recording] The relay has rewritten the branch's SDP (or could not: the original
+        goes). Send it, unless the branch ended meanwhile: the caller's CANCEL came (487,
+        as if the callee had answered it) or the fork is over."""
+        fork, media = self.fork, self.media
+        assert media is not None
+        if fork is None or branch.state is BranchState.DONE:
+            media.failed(branch.index)
+            return
+        if branch.cancel_pending:
+            branch.cancel_pending = False
+            media.failed(branch.index)
+            fork.on_final(branch, 487, None)
+            self.release()
+            return
+        branch.data = self.out.send_branch(self, req, branch.payload, (self, branch), via)
 
     def cancel_branch(self, branch: Branch[BranchPlan]) -> None:
         ctxn: ClientTransaction | None = branch.data
@@ -236,7 +276,11 @@ class RequestContext:
         self.out.send_cancel(cancel, ctxn.target)
 
     def forward(self, branch: Branch[BranchPlan], response: Response) -> None:
-        self.out.send_response(self.txn, response)
+        media = self.media
+        if media is not None and media.anchored(branch.index):  # [recording] relay first
+            media.answer(branch.index, response, self._send_up)
+        else:
+            self.out.send_response(self.txn, response)
         if not 200 <= response.status < 300:
             return
         interval = session_interval(response.headers)
@@ -247,6 +291,10 @@ class RequestContext:
             self.counted = True
             self.out.count_outcome("answered")
         self.calls.answered(response.call_id, interval)
+
+    def _send_up(self, response: Response) -> None:
+        """[recording] A response the relay has seen, on to the caller."""
+        self.out.send_response(self.txn, response)
 
     def finish(
         self, status: int, chosen: Response | None, finals: Sequence[tuple[int, Response | None]]

@@ -43,6 +43,7 @@ from routing.decisions import (
 from switch.handoff import CAUSE_NO_ANSWER, HandOff
 from switch.sip.message import Request, SipURI, parse_uri
 
+from .anchor import MediaAnchors, RecordingPlan
 from .diversion import (
     announce_handoff,
     busy_handoff,
@@ -131,9 +132,11 @@ class DecisionExecutor:
         metrics: Metrics,
         decide: Decide,
         started: Started | None = None,
+        anchors: MediaAnchors | None = None,
     ) -> None:
         self._scheduler = scheduler
         self._started = started
+        self._anchors = anchors  # [recording] the relay for recorded calls (anchor.py)
         self._resolver = resolver
         self._config = config
         self._calls = calls
@@ -211,7 +214,18 @@ class DecisionExecutor:
             # the media end's flow goes into our Record-Route token: the media service's own
             # in-dialog requests (its BYE) prove with it that the dialog is ours
             divert = BranchPlan(uri=uri, target=media_target, flow=media_target)
+        if decision.record:  # [recording]
+            caller = decision.caller_number or inputs.call.caller_number
+            self._anchor(ctx, fwd, RecordingPlan(
+                tenant_id=decision.tenant_id, number=decision.number, direction="inbound",
+                other_party=caller, notice=decision.recording_notice,
+            ))  # fmt: skip
         ctx.start(fwd, stages, self._config.timer_c, (na.after_s, na.status), divert)
+
+    def _anchor(self, ctx: RequestContext, fwd: Request, plan: RecordingPlan) -> None:
+        """[recording] A recorded call's media goes through the relay (anchor.py)."""
+        if self._anchors is not None and ctx.initial_invite and fwd.method == "INVITE":
+            ctx.media = self._anchors.start(fwd, plan)
 
     def _internal(
         self, ctx: RequestContext, fwd: Request, decision: Internal, inputs: CallInputs
@@ -288,6 +302,12 @@ class DecisionExecutor:
         if not isinstance(parsed, SipURI):  # outbound_request_uri builds sip: URIs only
             raise ResolveError(f"not a SIP URI: {uri}", 500)
         target = await self._resolver.target(parsed)
+        if isinstance(decision, Outbound) and decision.record:  # [recording]
+            self._anchor(ctx, fwd, RecordingPlan(
+                tenant_id=decision.tenant_id, number=decision.presented_number,
+                direction="outbound", other_party=decision.destination,
+                device_id=decision.device_id,
+            ))  # fmt: skip
         self._one_branch(ctx, fwd, BranchPlan(uri=uri, target=target))
 
     def _one_branch(self, ctx: RequestContext, fwd: Request, plan: BranchPlan) -> None:

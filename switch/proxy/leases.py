@@ -105,6 +105,9 @@ class ActiveCalls:
         self.session_margin = session_margin
         self._answered: dict[str, None] = {}  # insertion order = age
         self._leases: dict[str, _Lease] = {}
+        # [recording] told the Call-ID of every call that ends here: failed, BYE, expired
+        # (anchor.MediaAnchors.ended deletes the call at the relay)
+        self.on_end: Callable[[str], None] | None = None
 
     def __len__(self) -> int:
         return len(self._answered)
@@ -179,12 +182,18 @@ class ActiveCalls:
         """The initial INVITE ended without a 2xx: give the channel back."""
         if call_id not in self._answered:
             self._release(call_id)
+            self._ended(call_id)
 
     def ended(self, call_id: str) -> None:
         """A BYE passed (or the entry aged out)."""
         if self._answered.pop(call_id, 0) is None:
             self._metrics.calls_active.dec()
         self._release(call_id)
+        self._ended(call_id)
+
+    def _ended(self, call_id: str) -> None:
+        if self.on_end is not None:
+            self.on_end(call_id)
 
     def sweep(self) -> int:
         """Forget leases whose deadline passed (the backend already ignores them) and their
@@ -195,6 +204,7 @@ class ActiveCalls:
             del self._leases[call_id]
             if self._answered.pop(call_id, 0) is None:
                 self._metrics.calls_active.dec()
+            self._ended(call_id)
         return len(gone)
 
     @property

@@ -48,13 +48,24 @@ class Outgoing:
         return self._sender.call_later(delay, callback)
 
     def send_branch(
-        self, ctx: RequestContext, request: Request, plan: BranchPlan, user_data: object
+        self,
+        ctx: RequestContext,
+        request: Request,
+        plan: BranchPlan,
+        user_data: object,
+        via_branch: str | None = None,
     ) -> ClientTransaction:
         """Our Record-Route (initial dialog-creating requests) and Via (its branch ends in
-        the received request's loop hash, §16.6 step 8), then a client transaction."""
+        the received request's loop hash, §16.6 step 8), then a client transaction.
+        `via_branch`: the branch already chosen (the relay knows the branch by it)."""
         self._add_record_route(request, ctx, plan)
-        self.push_via(request, plan.target, new_branch() + "." + ctx.loop)
+        self.push_via(request, plan.target, via_branch or self.branch_id(ctx))
         return self._sender.send_request(request, plan.target, user_data)
+
+    @staticmethod
+    def branch_id(ctx: RequestContext) -> str:
+        """A new Via branch for one of `ctx`'s branches (§16.6 step 8: the loop hash)."""
+        return new_branch() + "." + ctx.loop
 
     def send_cancel(self, cancel: Request, target: Target) -> None:
         self._sender.send_request(cancel, target, None)

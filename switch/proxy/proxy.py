@@ -12,7 +12,9 @@ Wiring (switch/app.py)::
         config=ProxyConfig(),           # optional; see ProxyConfig
     )
 
-Optional keywords: `decide` (the routing policy; default `routing.policy.decide`),
+Optional keywords: `anchors` (anchor.MediaAnchors: the RTP relay recorded calls go
+through; None: no call is anchored, none recorded), `decide` (the routing policy; default
+`routing.policy.decide`),
 `resolver` (targets.Resolver), `wall_clock` (epoch seconds, default time.time: the one wall
 clock of the proxy - the state backend's deadlines, digest nonces, and routing's `now`, a
 UTC datetime made from it), `flow_tokens` (targets.FlowTokens; give every node the same
@@ -132,6 +134,7 @@ from switch.sip.target import Target
 from switch.sip.transaction import ClientTransaction, ServerTransaction
 from switch.state.base import StateUnavailable
 
+from .anchor import MediaAnchors
 from .auth import Authenticated, Refused, check, remove_our_credentials
 from .bans import AuthGuard
 from .config import ProxyConfig
@@ -181,6 +184,7 @@ class Proxy:
         flow_tokens: FlowTokens | None = None,
         guard: AuthGuard | None = None,
         limits: OutboundLimits = DEFAULT_LIMITS,
+        anchors: MediaAnchors | None = None,
     ) -> None:
         self.sender = sender
         self.guard = guard
@@ -199,9 +203,14 @@ class Proxy:
         )  # fmt: skip
         self.out = Outgoing(sender, self.flows, metrics, record_route=config.record_route)
         self.book = OutboundBook(state, self.calls, limits, metrics)
+        # [recording] recorded calls' media through the relay (anchor.py); deleted there when
+        # the call ends here (failure, BYE, lease expiry)
+        self.anchors = anchors
+        if anchors is not None:
+            self.calls.on_end = anchors.ended
         self.executor = DecisionExecutor(
             scheduler=sender, resolver=self.resolver, config=config, calls=self.calls,
-            metrics=metrics, decide=self.decide, started=self._outbound_started,
+            metrics=metrics, decide=self.decide, started=self._outbound_started, anchors=anchors,
         )  # fmt: skip
 
     # ================================================================ TransactionUser
@@ -287,6 +296,8 @@ class Proxy:
         if not self.sender.is_local(vias[0].host, vias[0].port):
             return
         response.headers.pop_first_value("Via")
+        if self.anchors is not None:  # [recording] the SDP the caller got the first time
+            self.anchors.rewrite_stray(response)
         self.sender.send_stateless(response, via_target(vias[1]))
 
     # ================================================================ processing
@@ -368,6 +379,8 @@ class Proxy:
             # refresh carries the interval it asks for.
             self.calls.touch(fwd.call_id, session_interval(fwd.headers))
         plan = BranchPlan(uri=fwd.uri, target=target)
+        if self.anchors is not None:  # [recording] a re-INVITE/UPDATE offer of an anchored call
+            ctx.media = self.anchors.in_dialog(fwd)
         ctx.start(fwd, [Stage(payloads=(plan,))], self.config.timer_c)
 
     async def _out_of_dialog(self, ctx: RequestContext, fwd: Request) -> None:

@@ -2,7 +2,8 @@
 walk: nothing is imported or executed) against the table below. Arrows only point down:
 
     composition root   switch.app, switch.node, switch.cli*, switch.config, switch.prompt_source,
-                       switch.cdr_writer, switch.__main__            (may import anything)
+                       switch.cdr_writer, switch.relaying, switch.recordings,
+                       switch.__main__                               (may import anything)
                        (the writer's parts: switch.cdr_metrics, the data and the writer's
                        type; switch.cdr_spool, a leaf)
     media user agent   media.ua.*      | media relay  media.relay.*
@@ -66,6 +67,9 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "switch.cli": PACKAGES,
     "switch.cli_provisioning": PACKAGES,
     "switch.cli_media": PACKAGES,
+    "switch.cli_relay": PACKAGES,
+    "switch.relaying": PACKAGES,
+    "switch.recordings": PACKAGES,
     "switch.config": PACKAGES,
     "switch.prompt_source": PACKAGES,
     "switch.cdr_writer": PACKAGES,

@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from provisioning.api import API_VOICEMAIL
-from provisioning.records import NewMessage
+from provisioning.api import API_RECORDINGS, API_VOICEMAIL
+from provisioning.records import NewMessage, NewRecording
 
 from .conftest import Api, nq
 
@@ -25,6 +25,8 @@ _VM = "/v1/tenants/{tenant_id}/numbers/{number}/voicemail/messages"
 BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", _VM + "/{message_id}"): {"heard": True},
     ("POST", _VM + "/delete"): lambda p: {"ids": [p["message_id"]]},
+    ("POST", "/v1/tenants/{tenant_id}/recordings/delete"): lambda p: {"ids": [p["recording_id"]]},
+    ("POST", "/v1/tenants/{tenant_id}/recordings/archive"): lambda p: {"ids": [p["recording_id"]]},
     ("PATCH", "/v1/tenants/{tenant_id}"): {"name": "stolen"},
     ("PUT", "/v1/tenants/{tenant_id}/holidays"): {"holidays": ["2030-01-01"]},
     ("POST", "/v1/tenants/{tenant_id}/devices"): {
@@ -120,7 +122,18 @@ async def populate_victim(api: Api) -> dict[str, str]:
         limit=15,
     )
     assert message_id is not None
+    now = datetime.now(UTC)
+    recording_id = await api.app[API_RECORDINGS].register(
+        NewRecording(
+            tenant_id="a", number=number, direction="inbound", other_party="+819011112222",
+            device_id="a-d1", call_id="c1@x", started_at=now, answered_at=now, ended_at=now,
+            duration=0.0, size_bytes=44, path="2030/01/01/c1.wav", relay="embedded",
+        ),
+        now,
+    )  # fmt: skip
+    assert recording_id is not None
     return {
+        "recording_id": recording_id,
         "tenant_id": "a",
         "device_id": "a-d1",
         "number": n,
@@ -137,7 +150,7 @@ async def populate_victim(api: Api) -> dict[str, str]:
 async def everything_of(api: Api, tenant: str) -> dict[str, Any]:
     """All of a tenant's data as the operator sees it."""
     out: dict[str, Any] = {"tenant": (await api.get(f"/v1/tenants/{tenant}")).body}
-    for coll in ("devices", "numbers", "phonebook", "prompts", "holidays"):
+    for coll in ("devices", "numbers", "phonebook", "prompts", "holidays", "recordings"):
         out[coll] = (await api.get(f"/v1/tenants/{tenant}/{coll}")).body
     out["tokens"] = (await api.get(f"/v1/tokens?tenant_id={tenant}")).body
     out["gateways"] = (await api.get("/v1/gateways")).body

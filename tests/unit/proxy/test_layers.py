@@ -12,11 +12,11 @@ ROOT = Path(__file__).resolve().parents[3]
 # module of switch.proxy -> the switch.proxy modules it may import at run time
 PROXY_LAYERS: dict[str, set[str]] = {
     "proxy": {
-        "auth", "bans", "config", "context", "execute", "forking", "leases", "messages",
-        "outgoing", "routeset", "targets", "trunk", "usage",
+        "anchor", "auth", "bans", "config", "context", "execute", "forking", "leases",
+        "messages", "outgoing", "routeset", "targets", "trunk", "usage",
     },
     "registrar": {"auth", "bans"},
-    "execute": {"diversion", "forking", "messages", "targets", "trunk"},
+    "execute": {"anchor", "diversion", "forking", "messages", "targets", "trunk"},
     "context": {"forking", "leases", "messages"},
     "outgoing": {"messages"},
     "config": {"diversion", "forking", "leases"},
@@ -24,7 +24,7 @@ PROXY_LAYERS: dict[str, set[str]] = {
     "routeset": {"targets"},
     "branches": set(), "forkphases": set(), "messages": set(), "auth": {"bans"}, "trunk": set(),
     "bans": set(), "usage": set(),
-    "leases": set(), "targets": set(), "diversion": set(),
+    "leases": set(), "targets": set(), "diversion": set(), "anchor": set(),
 }  # fmt: skip
 
 # routing is pure: its own modules, the provisioning model, the standard library
