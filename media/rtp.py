@@ -98,7 +98,8 @@ class RtpPacket:
         first = (RTP_VERSION << 6) | (0x10 if self.extension else 0) | len(self.csrcs)
         second = (0x80 if self.marker else 0) | self.payload_type
         head = _HEADER.pack(first, second, self.sequence, self.timestamp, self.ssrc)
-        head += b"".join(struct.pack("!I", c) for c in self.csrcs)
+        if self.csrcs:
+            head += b"".join(struct.pack("!I", c) for c in self.csrcs)
         if self.extension is not None:
             words = len(self.extension.data) // 4
             head += _EXT_HEADER.pack(self.extension.profile, words) + self.extension.data
@@ -202,6 +203,21 @@ class RtpStream:
         self._talkspurt = False
         self._timestamp = (self._timestamp + samples) % _TS_MOD
         return packet
+
+    def media_bytes(self, payload: bytes, *, payload_type: int, samples: int) -> bytes:
+        """`media(...).build()` without the packet object: the same bytes, and the stream moves
+        on the same way. The per-packet path of every paced stream, where building and
+        validating a frozen `RtpPacket` cost 2.5 µs of the ~15 µs a packet takes (a sendto
+        is ~5 µs): measured with tests/bench/media_bench.py."""
+        if not 0 <= payload_type < 128:
+            _check_range("payload type", payload_type, 1 << 7)
+        second = (0x80 if self._talkspurt else 0) | payload_type
+        data = _HEADER.pack(RTP_VERSION << 6, second, self._sequence, self._timestamp, self.ssrc)
+        self._talkspurt = False
+        self._timestamp = (self._timestamp + samples) % _TS_MOD
+        self._sequence = (self._sequence + 1) % _SEQ_MOD
+        self.packets_sent += 1
+        return data + payload
 
     def pause(self, samples: int) -> None:
         """Skip `samples` of media time without sending; the next frame opens a talkspurt."""

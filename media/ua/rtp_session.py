@@ -12,16 +12,25 @@ been silent for `RELATCH_AFTER` seconds, a new source takes over (a NAT binding 
 
 Sending is paced by one loop timer shared by every session of the process (`MediaClock`):
 each session has a `Pacer` (deadlines from its start, no drift) and the clock wakes at the
-earliest deadline and sends what is due, so 500 streams cost one timer, not 500.
+earliest deadline and sends what is due, so 500 streams cost one timer, not 500. A wake-up also
+sends what falls due within the next `EARLY` seconds: streams started at random moments have
+deadlines spread over the whole 20 ms, and waking for each one would mean 25,000 wake-ups a
+second for 500 streams. It also keeps the clock from spinning on uvloop, whose `time()` and
+timers have millisecond resolution: a deadline less than half a millisecond away was a
+`call_soon`, and the tick found it not yet due, again and again until the millisecond turned
+(measured: 100 streams took 0.8 of a core and sent packets up to 140 ms late on a loaded
+machine; tests/bench/media_bench.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
+import math
 import socket
 from dataclasses import dataclass
 
@@ -39,6 +48,9 @@ log = logging.getLogger(__name__)
 
 RELATCH_AFTER = 2.0  # seconds of silence from the latched source before another may take over
 RATE = 8000
+# A packet may leave this long before its deadline (see the module docstring); a tenth of a
+# 20 ms packet time, well inside any receiver's jitter buffer, and above uvloop's 1 ms tick.
+EARLY = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +86,15 @@ class RtpStats:
     foreign: int = 0  # from an address other than the latched one
     malformed: int = 0
     late_sends: int = 0  # packets sent more than 20 ms after their deadline
+
+
+@functools.lru_cache(maxsize=16)
+def _frames(pcm: bytes, codec: Codec, samples: int) -> tuple[bytes, ...]:
+    """The payloads of `pcm`, one per packet, encoded once for every session that plays it:
+    500 callers hearing the same 45 s announcement share one copy (not 500: 225 MB), and a
+    call no longer spends a millisecond encoding it. Bounded: 16 x 60 s of audio at most."""
+    payload = encode(codec, pcm)
+    return tuple(payload[i : i + samples] for i in range(0, len(payload), samples))
 
 
 class _Sockets:
@@ -116,27 +137,31 @@ class MediaClock:
 
     def schedule(self, session: RtpSession, at: float) -> None:
         heapq.heappush(self._heap, (at, next(self._ids), session))
-        if at < self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = at
-            self._timer = self._loop.call_at(at, self._tick)
+        if at < self._timer_at:  # never during a tick (-inf): the tick arms once at its end
+            self._arm(at)
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._tick)
 
     def _tick(self) -> None:
         self._timer = None
-        self._timer_at = float("inf")
+        self._timer_at = -math.inf  # sessions re-scheduling below only queue
         now = self._loop.time()
+        horizon = now + EARLY
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= horizon:
             _, _, session = heapq.heappop(heap)
             try:
-                session._send_due(now)
+                session._send_due(now, horizon)
             except Exception:  # one broken session must not stop everyone's audio
                 log.exception("RTP send failed")
                 session.stop_playing()
+        self._timer_at = math.inf
         if heap:
-            self._timer_at = heap[0][0]
-            self._timer = self._loop.call_at(self._timer_at, self._tick)
+            self._arm(heap[0][0])
 
 
 class _Rtp(asyncio.DatagramProtocol):
@@ -175,7 +200,7 @@ class RtpSession:
         self._dtmf = DtmfReceiver()
         self._transport: asyncio.DatagramTransport | None = None
         self._rtcp: asyncio.DatagramTransport | None = None
-        self._frames: list[bytes] = []  # encoded payloads still to send
+        self._frames: tuple[bytes, ...] = ()  # encoded payloads (shared: see `_frames`)
         self._frame_index = 0
         self._pacer: Pacer | None = None
         self._played: asyncio.Future[bool] | None = None
@@ -220,9 +245,7 @@ class RtpSession:
         plan = self._plan
         codec = plan.codec if plan is not None else Codec.PCMU
         ptime = ptime_ms or (plan.ptime if plan is not None else 20)
-        samples = RATE * ptime // 1000
-        payload = encode(codec, pcm)
-        self._frames = [payload[i : i + samples] for i in range(0, len(payload), samples)]
+        self._frames = _frames(pcm, codec, RATE * ptime // 1000)
         self._frame_index = 0
         fut: asyncio.Future[bool] = self._loop.create_future()
         self._played = fut
@@ -235,29 +258,30 @@ class RtpSession:
 
     def stop_playing(self) -> None:
         fut, self._played = self._played, None
-        self._frames = []
+        self._frames = ()
         self._pacer = None
         if fut is not None and not fut.done():
             fut.set_result(False)
 
-    def _send_due(self, now: float) -> None:
+    def _send_due(self, now: float, horizon: float) -> None:
+        """Send the packets due by `horizon` (`now` plus what may leave early)."""
         pacer = self._pacer
         if pacer is None or self._played is None:
             return  # stopped since it was scheduled
         if now - pacer.deadline() > 0.020:
             self.stats.late_sends += 1
-        due = pacer.due(now)
-        plan = self._plan
-        pt = plan.payload_type if plan is not None else 0
+        due = pacer.due(horizon)
         for _ in range(due.skipped):
             self._skip_frame()
-        for _ in range(due.send):
-            if self._frame_index >= len(self._frames):
-                break
-            frame = self._frames[self._frame_index]
-            self._frame_index += 1
-            self._send(self._stream.media(frame, payload_type=pt, samples=len(frame)).build())
-        if self._frame_index >= len(self._frames):
+        frames, start = self._frames, self._frame_index
+        if due.send:
+            plan = self._plan
+            pt = plan.payload_type if plan is not None else 0
+            self._frame_index = min(start + due.send, len(frames))
+            stamp = self._stream.media_bytes
+            for frame in frames[start : self._frame_index]:
+                self._send(stamp(frame, payload_type=pt, samples=len(frame)))
+        if self._frame_index >= len(frames):
             fut, self._played = self._played, None
             self._pacer = None
             if fut is not None and not fut.done():
