@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -86,6 +87,8 @@ async def _media(config: Any, args: argparse.Namespace) -> int:
     runner = None
     try:
         await app.start()
+        gc.collect()
+        gc.freeze()  # the start-up heap is never scanned again: no full-collection pauses
         print(_listening(app), flush=True)
         http = args.http if args.http is not None else HostPort("127.0.0.1", 8090)
         if http != "off":
@@ -121,7 +124,10 @@ async def _serve_metrics(app: Any, http: HostPort) -> web.AppRunner:
     from prometheus_client import generate_latest
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(app.registry), content_type="text/plain")
+        # the media service's own metrics and its SIP endpoint's (two registries: the SIP
+        # counters carry the switch's names, which a node's registry already holds)
+        body = generate_latest(app.registry) + generate_latest(app.sip_metrics.registry)
+        return web.Response(body=body, content_type="text/plain")
 
     web_app = web.Application()
     web_app.router.add_get("/metrics", metrics)

@@ -63,9 +63,13 @@ class MediaApp:
         return f"sip:media@{f'[{host}]' if ':' in host else host}:{port}"
 
     async def start(self) -> None:
-        sip_metrics = Metrics()  # the media hop's own SIP counters (not the switch's names)
+        self.sip_metrics = sip_metrics = Metrics()  # the media hop's own SIP counters
         self.endpoint = SipEndpoint(TransactionLayer(Timers()), sip_metrics)
+        # The proxies hand calls over at the service's own rate (a hand-off, an ACK and a BYE
+        # per call): their addresses are exempt from the per-source flood limit; a media
+        # service open to anyone (no allowed_sources) keeps it.
         self.transports = TransportManager(self.endpoint, sip_metrics, TransportSettings())
+        self.transports.set_exempt(sorted(self.settings.allowed_sources or ()))
         await self.transports.start((self.listen.host, self.listen.port), None, None)
         self.endpoint.attach(self.transports)
         deps = dataclasses.replace(self.deps, on_event=self.metrics.count)

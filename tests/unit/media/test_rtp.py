@@ -291,3 +291,31 @@ def test_stats_never_crash_and_stay_consistent(seqs: list[int]) -> None:
     assert stats.received + stats.duplicates <= len(seqs)
     assert 0 <= stats.fraction_lost() <= 255
     assert stats.jitter >= 0
+
+
+@given(
+    seed=st.integers(0, 2**32),
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["media", "pause"]), st.integers(1, 480), st.sampled_from([0, 8])
+        ),
+        max_size=60,
+    ),
+)
+def test_media_bytes_is_media_then_build(seed: int, steps: list[tuple[str, int, int]]) -> None:
+    """The fast path of paced streams gives the same bytes and leaves the stream in the same
+    state as building the packet object (wrap-around of sequence and timestamp included)."""
+    fast = RtpStream(rng=random.Random(seed))
+    slow = RtpStream(rng=random.Random(seed))
+    for kind, samples, pt in steps:
+        if kind == "pause":
+            fast.pause(samples)
+            slow.pause(samples)
+            continue
+        payload = bytes(samples)
+        assert (
+            fast.media_bytes(payload, payload_type=pt, samples=samples)
+            == slow.media(payload, payload_type=pt, samples=samples).build()
+        )
+        assert (fast.sequence, fast.timestamp) == (slow.sequence, slow.timestamp)
+    assert fast.packets_sent == slow.packets_sent
