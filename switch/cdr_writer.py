@@ -112,7 +112,7 @@ class WriterSettings:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CdrConfig:
     """The `[cdr]` section: `batch_size`, `batch_interval` (s), `max_queue`, `retry_max` (s),
-    `retention_days`, `node` (the CDRs' node name; default the host name), `pg_insert`
+    `retention_days`, `node` (the CDRs' node name; default, or "", the host name), `pg_insert`
     (how batches go into PostgreSQL: "copy", "unnest" or "values", see
     provisioning/store/queries/cdrs.py)."""
 
@@ -136,7 +136,8 @@ class CdrConfig:
                 f"unknown configuration keys: {', '.join(f'cdr.{k}' for k in unknown)}"
             )
         writer = WriterSettings(**{k: v for k, v in section.items() if k in writer_keys})
-        rest = {k: v for k, v in section.items() if k not in writer_keys}
+        # node = "": the host name (the default), as the example file shows it
+        rest = {k: v for k, v in section.items() if k not in writer_keys and v != ""}
         return cls(writer=writer, **rest)
 
 
