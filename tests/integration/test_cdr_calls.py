@@ -306,3 +306,20 @@ def test_a_switch_that_took_no_call_has_no_cdr(switch_proc: Any) -> None:
     sw = switch_proc(Tenant([Dev("desk1")]).toml())
     got = api_of(sw).get("/tenants/t1/calls")
     assert got.status == 200 and got.body["items"] == [], got
+
+
+def test_the_cdr_enabled_false_option_keeps_no_records(switch_proc: Any, sipp: Any) -> None:
+    """`[cdr] enabled = false`: the call goes through as ever and leaves no record."""
+    dev_port = free_port()
+    desk = Dev("desk1")
+    seed = Tenant([desk, Dev("spare1")], ring_group=["desk1"])
+    sw = switch_proc(seed.toml(), config_toml="[cdr]\nenabled = false\n")
+    register(sipp, sw, desk, dev_port)
+    device = sipp("uas", local_port=dev_port, calls=1, timeout_s=15, name="desk1").start()
+    ur = carrier(sipp, sw, hold_ms=200).run()
+    device.wait()
+    assert ur.successful == 1, ur.report() + sw.logs()
+    time.sleep(1.0)  # twenty batch intervals
+    got = api_of(sw).get("/tenants/t1/calls")
+    assert got.status == 200 and got.body["items"] == [], got
+    assert sw.metrics().total("cdr_calls_total") == 0

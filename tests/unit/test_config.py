@@ -70,7 +70,7 @@ def test_example_file_loads_and_equals_defaults() -> None:
     assert cdr == CdrConfig()  # every key at its default ("" node: the host name)
     assert set(loaded.extra["cdr"]) == {
         "batch_size", "batch_interval", "max_queue", "retry_max", "retention_days", "node",
-        "pg_insert",
+        "pg_insert", "enabled",
     }  # fmt: skip
 
 
@@ -200,6 +200,7 @@ def test_proxy_and_media_sections_reach_the_proxy_config(tmp_path: Path) -> None
         "[cdr]\nbatch_size = 0\n",
         "[cdr]\npg_insert = 'bulk'\n",
         "[cdr]\nretention_days = 0\n",
+        "[cdr]\nenabled = 'no'\n",
         "cdr = 1\n",
     ],
 )
