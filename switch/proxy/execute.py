@@ -276,8 +276,8 @@ class DecisionExecutor:
             plan = BranchPlan(uri=media.uri_for(handoff, index), target=target, flow=target)
             stage = Stage(payloads=(plan,), failover=n > 0, response_timeout=MEDIA_RESPONSE_TIMEOUT)
             stages.append(stage)
-        if self._cdrs is not None and ctx.initial_invite:
-            self._cdrs.to_media(fwd.call_id, decision)
+        if self._cdrs is not None and ctx.initial_invite and not ctx.cancelled:
+            self._cdrs.to_media(fwd.call_id, decision)  # (a CANCEL first: it never got there)
         ctx.start(fwd, stages, self._config.timer_c)
 
     async def _to_gateway(

@@ -14,9 +14,10 @@ two runs between invocations is up to the caller (the machine is shared; `--orde
 
 Reported for each run: the highest rate held; CPU-seconds per 1,000 calls of the switch
 process at every step. With CDRs on, also:
-- every call leaves one CDR: after each step (the writer drained: `cdr_unsaved_records` 0),
-  the rows in PostgreSQL grew by exactly the calls the UAC completed, one per Call-ID
-  (`count(*)` and `count(DISTINCT call_id)`);
+- every call leaves one CDR: after each held step (the writer drained: `cdr_unsaved_records`
+  0), the rows in PostgreSQL grew by exactly the calls the UAC completed, one per Call-ID
+  (`count(*)` and `count(DISTINCT call_id)`); a failed step's calls end in records too
+  (printed, not compared: SIPp's count of failed calls is not the switch's);
 - the write path's CPU per 1,000 CDRs: the switch's CPU per 1,000 calls with CDRs on minus
   off at the same rate (the tracker on the call path, the writer's rating, row building and
   COPY, the client side), plus the PostgreSQL backends' CPU of the database (the server
@@ -123,7 +124,9 @@ def wait_drained(sw: SwitchProcess, timeout: float = 20.0) -> None:
     raise RuntimeError("the CDR writer did not drain")
 
 
-def one_run(work: Path, cdrs: bool, steps: list[int], seconds: float, devices: int) -> Run:
+def one_run(
+    work: Path, cdrs: bool, steps: list[int], seconds: float, devices: int, cdr_keys: str = ""
+) -> Run:
     run = Run(cdrs)
     name = create_pg_database()
     url = pg_url(name)
@@ -134,6 +137,8 @@ def one_run(work: Path, cdrs: bool, steps: list[int], seconds: float, devices: i
         config = '[security]\nexempt = ["127.0.0.0/8"]\n'  # capacity, not the flood limit
         if not cdrs:
             config += "[cdr]\nenabled = false\n"
+        elif cdr_keys:  # a writer setting under test (named in the output)
+            config += "[cdr]\n" + cdr_keys.replace(";", "\n") + "\n"
         sw = SwitchProcess(
             work / f"switch-{'on' if cdrs else 'off'}", seed, cert=cert, key=key,
             config_toml=config, extra_args=["--database", url],
@@ -154,7 +159,10 @@ def one_run(work: Path, cdrs: bool, steps: list[int], seconds: float, devices: i
                 rows1, distinct, pg1 = pg_state(url)
                 out.new_rows, out.distinct_call_ids = rows1 - rows0, distinct
                 out.pg_cpu_seconds = round(pg1 - pg0, 3)
-                every = every and out.new_rows == step.uac_successful and distinct == rows1
+                # a held step: every call completed, one row each; a failed step's calls
+                # still end in a record each, counted but not compared
+                if step.ok:
+                    every = every and out.new_rows == step.uac_successful and distinct == rows1
             run.steps.append(out)
             log(
                 f"CDRs {'on ' if cdrs else 'off'} {rate}/s: {'held' if step.ok else 'FAILED'} "
@@ -205,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-seconds", type=float, default=5.0)
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--order", choices=("off-on", "on-off"), default="off-on")
+    ap.add_argument("--cdr", default="", help="[cdr] keys for the on run: 'batch_interval = 0.25'")
     ap.add_argument("--out", default=str(REPO / "bench-results"))
     args = ap.parse_args(argv)
     steps = sorted({int(s) for s in args.steps.split(",") if s.strip()})
@@ -218,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for cdrs in (False, True) if args.order == "off-on" else (True, False):
             runs[cdrs] = one_run(work / ("on" if cdrs else "off"), cdrs, steps,
-                                 args.step_seconds, args.devices)  # fmt: skip
+                                 args.step_seconds, args.devices, args.cdr)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
     off, on = runs[False], runs[True]
@@ -226,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"CDRs off: highest rate held {off.max_rate_held}/s"
         + (f" (error: {off.error})" if off.error else ""),
-        f"CDRs on : highest rate held {on.max_rate_held}/s; every call one CDR: "
+        f"CDRs on{' (' + args.cdr + ')' if args.cdr else ''}: highest rate held "
+        f"{on.max_rate_held}/s; every call one CDR: "
         f"{on.every_call_one_cdr}; batch write mean {on.write_seconds_mean_ms} ms"
         + (f" (error: {on.error})" if on.error else ""),
     ]
@@ -244,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     path = out / f"cdr-calls-{started:%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps({
         "started": started.isoformat(), "load_before": load, "steps": steps,
-        "step_seconds": args.step_seconds, "devices": args.devices,
+        "step_seconds": args.step_seconds, "devices": args.devices, "cdr": args.cdr,
         "off": asdict(off), "on": asdict(on), "write_path_cpu": cpu, "summary": lines,
     }, indent=2))  # fmt: skip
     print(f"written {path}")
