@@ -216,3 +216,14 @@ async def test_a_proxy_without_records_keeps_none() -> None:
     req = env.request("INVITE", f"sip:0355500100@{US}")
     await env.send(req)
     env.respond(env.branches()[0], 200)
+
+
+async def test_the_carriers_calling_party_category_is_kept() -> None:
+    """RFC 4694 `cpc` of the carrier's caller identity (toll-free calls are rated by it)."""
+    env, _, sink = make_env()
+    await env.register_both()
+    pai = ("P-Asserted-Identity", "<tel:+81312345678;cpc=payphone>")
+    txn = await call(env, CONTRACT, extra=[pai])
+    await env.cancel(txn)
+    env.respond(env.branches()[0], 487)
+    assert sink.only().caller_category == "payphone"
