@@ -31,13 +31,15 @@ test-deps:
 	@scripts/ensure-test-deps.sh
 
 ## Benchmark: stepped call rates through the switch and through Kamailio (reference); media
-## streams from one media process and announce-then-hang-up calls/s (tests/bench/media_bench.py).
+## streams from one media process and announce-then-hang-up calls/s (tests/bench/media_bench.py);
+## the call steps with CDRs on and off on PostgreSQL (tests/bench/cdr_calls_bench.py).
 bench: $(STAMP) test-deps
 	@scripts/ensure-test-deps.sh --bench
 	$(VPY) -m tests.bench.run
 	$(VPY) -m tests.bench.routing_bench --inbound-only
 	$(VPY) -m tests.bench.routing_bench
 	$(VPY) -m tests.bench.media_bench
+	$(VPY) -m tests.bench.cdr_calls_bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

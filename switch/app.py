@@ -49,6 +49,7 @@ from typing import Any
 
 from aiohttp import web
 
+from billing.cdr import CallRecords
 from media.ua.agent import MediaSettings
 from media.ua.app import MediaApp, MediaListen
 from media.ua.config import PROXY_KEYS, MediaConfig
@@ -57,6 +58,7 @@ from media.voicemail import VoicemailStore
 from provisioning.api.server import ApiAppRunner
 from provisioning.live import dropped_devices
 from provisioning.model import Snapshot
+from provisioning.records import CallRecord
 from provisioning.seed import load_seed
 from switch.config import Config, resolve_secret
 from switch.metrics import CONTENT_TYPE, Metrics
@@ -137,6 +139,10 @@ class SwitchApp:
         self.mwi: MwiNotifier | None = None  # message-waiting indication, with voicemail
         self.relay: RelayRuntime | None = None  # [recording] the RTP relay (switch/relaying.py)
         self.recording_finished = recording_finished or (lambda: None)
+        # [cdr] the call records the proxy keeps and where finished ones go (billing.cdr and
+        # CdrWriter.submit): set by the composition root (switch/node.py) before start()
+        self.call_records: CallRecords | None = None
+        self.cdr_sink: Callable[[CallRecord], None] | None = None
         self._snapshot: Snapshot | None = None
         self._registrations = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -404,6 +410,8 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
         guard=app.guard,
         limits=app.config.outbound_limits(),
         anchors=app.relay.anchors(app.metrics, app.core) if app.relay is not None else None,
+        call_records=app.call_records,
+        cdr_sink=app.cdr_sink,
     )
 
 

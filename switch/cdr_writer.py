@@ -112,31 +112,36 @@ class WriterSettings:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CdrConfig:
     """The `[cdr]` section: `batch_size`, `batch_interval` (s), `max_queue`, `retry_max` (s),
-    `retention_days`, `node` (the CDRs' node name; default the host name), `pg_insert`
+    `retention_days`, `node` (the CDRs' node name; default, or "", the host name), `pg_insert`
     (how batches go into PostgreSQL: "copy", "unnest" or "values", see
-    provisioning/store/queries/cdrs.py)."""
+    provisioning/store/queries/cdrs.py), `enabled` (false: no call records are kept)."""
 
     writer: WriterSettings = field(default_factory=WriterSettings)
     retention_days: int = DEFAULT_RETENTION_DAYS
     node: str = field(default_factory=socket.gethostname)
     pg_insert: str = "copy"
+    enabled: bool = True  # False: the proxy keeps no records (the history stays as it is)
 
     def __post_init__(self) -> None:
         if self.retention_days < 1 or not self.node:
             raise ValueError("cdr.retention_days >= 1 and a node name are required")
         if self.pg_insert not in INSERT_FORMS:
             raise ValueError(f"cdr.pg_insert: one of {', '.join(INSERT_FORMS)}")
+        if not isinstance(self.enabled, bool):
+            raise ValueError("cdr.enabled: true or false")
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> CdrConfig:
         writer_keys = {"batch_size", "batch_interval", "max_queue", "retry_max"}
-        unknown = sorted(set(section) - writer_keys - {"retention_days", "node", "pg_insert"})
+        rest_keys = {"retention_days", "node", "pg_insert", "enabled"}
+        unknown = sorted(set(section) - writer_keys - rest_keys)
         if unknown:
             raise ValueError(
                 f"unknown configuration keys: {', '.join(f'cdr.{k}' for k in unknown)}"
             )
         writer = WriterSettings(**{k: v for k, v in section.items() if k in writer_keys})
-        rest = {k: v for k, v in section.items() if k not in writer_keys}
+        # node = "": the host name (the default), as the example file shows it
+        rest = {k: v for k, v in section.items() if k not in writer_keys and v != ""}
         return cls(writer=writer, **rest)
 
 

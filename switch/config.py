@@ -345,7 +345,7 @@ _KEYS: dict[tuple[str, str], tuple[str, Any]] = {
 }
 _SECTIONS = {s for s, _ in _KEYS}
 # Sections other modules own (read by them from Config.extra); unknown keys there are theirs.
-EXTRA_SECTIONS = {"provisioning", "proxy", "media", "routing", "redis"}
+EXTRA_SECTIONS = {"provisioning", "proxy", "media", "routing", "redis", "cdr"}
 
 
 def config_from_mapping(doc: Mapping[str, Any], base: Config | None = None) -> Config:
@@ -369,6 +369,7 @@ def config_from_mapping(doc: Mapping[str, Any], base: Config | None = None) -> C
     if extra:
         changes["extra"] = extra
         _check_proxy_sections(extra)
+        _check_cdr_section(extra)
     try:
         return (base or Config()).replace(**changes)
     except ConfigError:
@@ -396,6 +397,21 @@ def _check_proxy_sections(extra: Mapping[str, Any]) -> None:
         MediaConfig.from_section(media)
         ProxyConfig.from_sections(proxy, {k: v for k, v in media.items() if k in PROXY_KEYS})
     except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _check_cdr_section(extra: Mapping[str, Any]) -> None:
+    """[cdr] is the CDR writer's (switch/cdr_writer.py CdrConfig): checked at load time."""
+    if "cdr" not in extra:
+        return
+    from switch.cdr_writer import CdrConfig
+
+    section = extra["cdr"]
+    if not isinstance(section, Mapping):
+        raise ConfigError("[cdr] must be a table")
+    try:
+        CdrConfig.from_section(section)
+    except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
 
 

@@ -124,6 +124,8 @@ class Node:
             wall_clock=self.wall_clock,
         )
         self.cdrs = CallRecords(node=self.cdr_config.node, on_evicted=self.cdr_writer.submit)
+        if self.cdr_config.enabled:  # the proxy drives the tracker (switch/proxy/cdrs.py)
+            self.app.call_records, self.app.cdr_sink = self.cdrs, self.cdr_writer.submit
         self.calls = CallHistoryService(store, CdrStatements(tariffs), clock=self.wall_clock)
         self._cdr_swept = 0.0
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from switch.tu import Cancellable
 
     from .anchor import MediaExchange
+    from .cdrs import CdrEvents
     from .targets import BranchPlan
 
 __all__ = ["BranchSender", "CallBook", "RequestContext", "outcome_label"]
@@ -100,6 +101,7 @@ class RequestContext:
         "caller_flow",
         "calls",
         "cancelled",
+        "cdrs",
         "counted",
         "fork",
         "initial_invite",
@@ -113,10 +115,16 @@ class RequestContext:
     )
 
     def __init__(
-        self, out: BranchSender, calls: CallBook, txn: ServerTransaction, source: Target
+        self,
+        out: BranchSender,
+        calls: CallBook,
+        txn: ServerTransaction,
+        source: Target,
+        cdrs: CdrEvents | None = None,
     ) -> None:
         self.out = out
         self.calls = calls
+        self.cdrs = cdrs
         self.txn = txn
         self.source = source
         self.template: Request | None = None
@@ -240,6 +248,11 @@ class RequestContext:
         req = self.template if single else self.template.copy()
         plan = branch.payload
         req.uri = plan.uri
+        if self.cdrs is not None and self.initial_invite:
+            if plan.device_id is not None:
+                self.cdrs.rang(req.call_id, plan.device_id)
+            elif self.fork.diverted:  # the Ring's no-answer diversion: voicemail
+                self.cdrs.to_media(req.call_id)
         if self.media is not None and not self.fork.diverted:  # [recording] relay first
             via = self.out.branch_id(self)
             sent = functools.partial(self._send_offered, branch, req, via)
@@ -290,6 +303,8 @@ class RequestContext:
         if not self.counted:
             self.counted = True
             self.out.count_outcome("answered")
+            if self.cdrs is not None:
+                self.cdrs.answered(response.call_id, branch.payload.device_id)
         self.calls.answered(response.call_id, interval)
 
     def _send_up(self, response: Response) -> None:
@@ -315,5 +330,9 @@ class RequestContext:
         if self.counted or not self.initial_invite:
             return
         self.counted = True
-        self.out.count_outcome(outcome_label(status, self.fork is not None and self.fork.cancelled))
-        self.calls.failed(self.txn.request.call_id)
+        cancelled = self.fork is not None and self.fork.cancelled
+        self.out.count_outcome(outcome_label(status, cancelled))
+        call_id = self.txn.request.call_id
+        self.calls.failed(call_id)
+        if self.cdrs is not None:
+            self.cdrs.ended(call_id, status, "cancel" if cancelled or self.cancelled else None)

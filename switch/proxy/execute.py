@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from switch.state.base import Binding
     from switch.tu import Cancellable
 
+    from .cdrs import CdrEvents
     from .config import ProxyConfig
     from .context import RequestContext
 
@@ -113,7 +114,7 @@ class Leases(Protocol):
 
     async def acquire(self, tenant_id: str, call_id: str, limit: int) -> bool: ...
 
-    def sweep(self) -> int: ...
+    def sweep(self) -> list[str]: ...
 
     @property
     def leases(self) -> int: ...
@@ -133,8 +134,10 @@ class DecisionExecutor:
         decide: Decide,
         started: Started | None = None,
         anchors: MediaAnchors | None = None,
+        cdrs: CdrEvents | None = None,
     ) -> None:
         self._scheduler = scheduler
+        self._cdrs = cdrs  # the call records (cdrs.py): a re-decision, hand-offs, expiry
         self._started = started
         self._anchors = anchors  # [recording] the relay for recorded calls (anchor.py)
         self._resolver = resolver
@@ -154,6 +157,8 @@ class DecisionExecutor:
         if not await self._take_channel(ctx, fwd, decision, inputs.snapshot):
             decision = self._lost_channel_race(inputs, decision)
             self._count(decision, fwd.call_id)
+            if self._cdrs is not None:  # the call is now what this decision makes it
+                self._cdrs.started(fwd.call_id, decision, inputs, fwd)
         elif isinstance(decision, Outbound) and ctx.initial_invite and self._started:
             await self._started(decision, fwd.call_id, inputs)  # toll-fraud usage
         await self._carry_out(ctx, fwd, inputs, decision)
@@ -271,6 +276,8 @@ class DecisionExecutor:
             plan = BranchPlan(uri=media.uri_for(handoff, index), target=target, flow=target)
             stage = Stage(payloads=(plan,), failover=n > 0, response_timeout=MEDIA_RESPONSE_TIMEOUT)
             stages.append(stage)
+        if self._cdrs is not None and ctx.initial_invite and not ctx.cancelled:
+            self._cdrs.to_media(fwd.call_id, decision)  # (a CANCEL first: it never got there)
         ctx.start(fwd, stages, self._config.timer_c)
 
     async def _to_gateway(
@@ -354,7 +361,9 @@ class DecisionExecutor:
 
         def sweep() -> None:
             self._sweeping = False
-            self._calls.sweep()
+            expired = self._calls.sweep()
+            if expired and self._cdrs is not None:
+                self._cdrs.expired(expired)
             if self._calls.leases:
                 self._arm_sweep()
 

@@ -195,9 +195,10 @@ class ActiveCalls:
         if self.on_end is not None:
             self.on_end(call_id)
 
-    def sweep(self) -> int:
+    def sweep(self) -> list[str]:
         """Forget leases whose deadline passed (the backend already ignores them) and their
-        answered entries; return how many. Called periodically by the proxy."""
+        answered entries; return their Call-IDs (the call records end those calls). Called
+        periodically by the proxy."""
         now = self._wall()
         gone = [c for c, lease in self._leases.items() if lease.deadline <= now]
         for call_id in gone:
@@ -205,7 +206,7 @@ class ActiveCalls:
             if self._answered.pop(call_id, 0) is None:
                 self._metrics.calls_active.dec()
             self._ended(call_id)
-        return len(gone)
+        return gone
 
     @property
     def leases(self) -> int:

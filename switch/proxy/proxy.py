@@ -18,7 +18,10 @@ through; None: no call is anchored, none recorded), `decide` (the routing policy
 `resolver` (targets.Resolver), `wall_clock` (epoch seconds, default time.time: the one wall
 clock of the proxy - the state backend's deadlines, digest nonces, and routing's `now`, a
 UTC datetime made from it), `flow_tokens` (targets.FlowTokens; give every node the same
-secret when several nodes share dialogs).
+secret when several nodes share dialogs), `call_records` and `cdr_sink` (billing.cdr.
+CallRecords and where finished records go, `CdrWriter.submit` in switch/node.py; both or
+neither: without them the proxy keeps no call records). cdrs.py lists where each of the
+tracker's events comes from; `dialog_ended` ends a call the switch itself ends.
 
 Modules: this one is the TransactionUser (the processing order below); context.py the
 per-request context (RequestContext: the fork's hooks, replies, outcome counts); execute.py
@@ -122,6 +125,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from billing.cdr import CallRecords
 from provisioning.model import Device, Snapshot
 from routing.call import LiveState
 from routing.caps import DEFAULT_LIMITS, OutboundLimits, OutboundUsage
@@ -137,6 +141,7 @@ from switch.state.base import StateUnavailable
 from .anchor import MediaAnchors
 from .auth import Authenticated, Refused, check, remove_our_credentials
 from .bans import AuthGuard
+from .cdrs import CdrEvents, CdrSink
 from .config import ProxyConfig
 from .context import RequestContext
 from .execute import CallInputs, Decide, DecisionExecutor
@@ -185,6 +190,8 @@ class Proxy:
         guard: AuthGuard | None = None,
         limits: OutboundLimits = DEFAULT_LIMITS,
         anchors: MediaAnchors | None = None,
+        call_records: CallRecords | None = None,
+        cdr_sink: CdrSink | None = None,
     ) -> None:
         self.sender = sender
         self.guard = guard
@@ -208,9 +215,18 @@ class Proxy:
         self.anchors = anchors
         if anchors is not None:
             self.calls.on_end = anchors.ended
+        # [cdr] the call records (cdrs.py); None: none kept
+        self.cdrs: CdrEvents | None = None
+        if (call_records is None) != (cdr_sink is None):
+            raise ValueError("call_records and cdr_sink go together")
+        if call_records is not None and cdr_sink is not None:
+            self.cdrs = CdrEvents(
+                call_records, cdr_sink, snapshot=snapshot, wall_clock=wall_clock, scheduler=sender
+            )
         self.executor = DecisionExecutor(
             scheduler=sender, resolver=self.resolver, config=config, calls=self.calls,
             metrics=metrics, decide=self.decide, started=self._outbound_started, anchors=anchors,
+            cdrs=self.cdrs,
         )  # fmt: skip
 
     # ================================================================ TransactionUser
@@ -224,7 +240,7 @@ class Proxy:
         if request.method == "CANCEL":
             self._on_cancel(txn, cancelled)
             return
-        ctx = RequestContext(self.out, self.calls, txn, source)
+        ctx = RequestContext(self.out, self.calls, txn, source, self.cdrs)
         txn.user_data = ctx
         try:
             await self._process(ctx, request)
@@ -373,11 +389,13 @@ class Proxy:
         """A request inside a dialog follows the route set (loose routing, §16.12)."""
         target = flow or await self.resolver.target(next_hop_uri(fwd))
         if fwd.method == "BYE":
-            self.calls.ended(fwd.call_id)
+            self.dialog_ended(fwd.call_id, reason="bye")
         else:
             # Any in-dialog request proves the call is alive (leases.py); a session-timer
             # refresh carries the interval it asks for.
             self.calls.touch(fwd.call_id, session_interval(fwd.headers))
+            if self.cdrs is not None:
+                self.cdrs.touched(fwd.call_id)
         plan = BranchPlan(uri=fwd.uri, target=target)
         if self.anchors is not None:  # [recording] a re-INVITE/UPDATE offer of an anchored call
             ctx.media = self.anchors.in_dialog(fwd)
@@ -399,7 +417,19 @@ class Proxy:
         decision = self.decide(inputs.call, snap, inputs.live, inputs.now)
         if ctx.initial_invite:
             self.book.observe(decision, device.id if device is not None else None)
+            if self.cdrs is not None:
+                self.cdrs.started(fwd.call_id, decision, inputs, fwd)
         await self.executor.execute(ctx, fwd, inputs, decision)
+
+    def dialog_ended(self, call_id: str, *, reason: str, status: int = 200) -> None:
+        """The call `call_id` is over: a BYE passed (reason "bye"), or the switch itself ended
+        it ("keepalive": the dialog stopped answering; "operator": hung up by an operator).
+        Its channel lease is released, its recording closed and its call record finished
+        with `reason` and `status`, and handed to the sink. Unknown or already ended
+        Call-IDs change nothing (a BYE retransmission, another node's call)."""
+        self.calls.ended(call_id)
+        if self.cdrs is not None:
+            self.cdrs.ended(call_id, status, reason)
 
     async def _outbound_started(self, decision: Outbound, call_id: str, inputs: CallInputs) -> None:
         await self.book.started(decision, call_id, inputs.snapshot, self.wall_clock())

@@ -1,6 +1,7 @@
 """Proxy micro-benchmark: microseconds of proxy work per inbound call, sans-IO.
 
-    .venv/bin/python -m tests.bench.proxy_microbench [--calls 20000] [--repeat 1]
+    .venv/bin/python -m tests.bench.proxy_microbench [--calls 20000] [--repeat 1] \
+        [--cdrs off|on|both]
 
 Each call is INVITE (carrier -> a tenant number ringing a desk phone and an app) -> 180 from
 both, 200 from the desk phone (the app branch is CANCELled and answers 487) -> ACK -> BYE -> 200,
@@ -15,6 +16,12 @@ machine do not inflate it; `--clock wall` uses `time.perf_counter`). Building an
 peers' messages happens outside the clock, so the number is the proxy's own cost per call
 (routing, forking, leases, message edits). The garbage collector runs with the switch's
 settings (switch.app._tune_gc).
+
+`--cdrs on` gives the proxy the call-record tracker (billing.cdr.CallRecords) and the CDR
+writer's `submit` (switch/cdr_writer.py, not started: the bench empties its queue after each
+call, outside the clock, as the writer's task would, and checks it got exactly one record per
+call), as switch/node.py wires them; `both` (the default) measures without and with,
+alternately, so the difference is the call path's cost of the records.
 """
 
 from __future__ import annotations
@@ -24,9 +31,14 @@ import asyncio
 import gc
 import itertools
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
+from billing import default_tariffs
+from billing.cdr import CallRecords
+from switch.cdr_writer import CdrWriter, WriterSettings
 from switch.metrics import Metrics
 from switch.proxy.proxy import Proxy, ProxyConfig
 from switch.sip.digest import DigestAuthenticator
@@ -120,10 +132,24 @@ def _response(ctxn: ClientTransaction, status: int, to_tag: str) -> Response:
 
 
 class Bench:
-    def __init__(self) -> None:
+    def __init__(self, cdrs: bool = False, calls: int = 0) -> None:
         self.sender = LeanSender()
         self.state = MemoryState()
         snap = snapshot()
+        self.writer: CdrWriter | None = None
+        records: dict[str, Any] = {}
+        if cdrs:
+            self.writer = CdrWriter(
+                None,  # type: ignore[arg-type]  # never started: nothing is written
+                spool_path=Path(tempfile.mkdtemp(prefix="cdr-bench-")) / "spool.jsonl",
+                tariffs=default_tariffs(),
+                timezone=lambda tenant: "Asia/Tokyo",
+                settings=WriterSettings(max_queue=calls + 1000, batch_size=200),
+            )
+            records = {
+                "call_records": CallRecords(node="bench"),
+                "cdr_sink": self.writer.submit,
+            }
         self.proxy = Proxy(
             sender=self.sender,
             snapshot=lambda: snap,
@@ -132,8 +158,10 @@ class Bench:
             metrics=Metrics(),
             config=ProxyConfig(),
             wall_clock=lambda: WALL,
+            **records,
         )
         self.inside = 0.0
+        self.records = 0  # CDRs the writer was handed
         self.clock = time.process_time
         self._keys = itertools.count()
 
@@ -188,10 +216,13 @@ class Bench:
         assert len(self.sender.stateless) == 1  # the ACK, forwarded
         self.sender.responses.clear()
         self.sender.stateless.clear()
+        if self.writer is not None:  # as the writer's task would: the queue drained
+            self.records += self.writer.queue_depth
+            self.writer._queue.clear()  # the bench plays the writer's task
 
 
-async def run(calls: int, clock: str) -> float:
-    bench = Bench()
+async def run(calls: int, clock: str, cdrs: bool = False) -> float:
+    bench = Bench(cdrs, calls + 200)
     if clock == "wall":
         bench.clock = time.perf_counter
     await bench.register()
@@ -206,6 +237,10 @@ async def run(calls: int, clock: str) -> float:
     for n in range(calls):
         await bench.call(n)
     assert bench.proxy.calls.leases == 0, "a lease was not released"
+    if bench.writer is not None:  # one record per call, none left open
+        assert bench.records == calls + 200, bench.records
+        assert bench.proxy.cdrs is not None and len(bench.proxy.cdrs.records) == 0
+    gc.unfreeze()
     return bench.inside / calls * 1e6
 
 
@@ -214,12 +249,24 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
+    parser.add_argument("--cdrs", choices=("off", "on", "both"), default="both")
     args = parser.parse_args()
-    results = [asyncio.run(run(args.calls, args.clock)) for _ in range(args.repeat)]
-    for r in results:
-        print(f"{r:.1f} us/call ({args.calls} calls: INVITE, 2x180, 200, ACK, BYE, 200)")
-    if len(results) > 1:
-        print(f"median {statistics.median(results):.1f} us/call")
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.cdrs]
+    results: dict[bool, list[float]] = {m: [] for m in modes}
+    for _ in range(args.repeat):
+        for mode in modes:
+            results[mode].append(asyncio.run(run(args.calls, args.clock, mode)))
+    for mode, values in results.items():
+        label = "CDRs on " if mode else "CDRs off"
+        for r in values:
+            print(
+                f"{label}: {r:.1f} us/call ({args.calls} calls: INVITE, 2x180, 200, ACK, BYE, 200)"
+            )
+        if len(values) > 1:
+            print(f"{label}: median {statistics.median(values):.1f} us/call")
+    if len(modes) == 2:
+        off, on = (statistics.median(results[m]) for m in (False, True))
+        print(f"CDRs cost {on - off:+.1f} us/call ({(on - off) / off:+.1%})")
 
 
 if __name__ == "__main__":

@@ -54,17 +54,24 @@ def test_example_file_loads_and_equals_defaults() -> None:
     # defaults.
     from media.ua.config import MEDIA_KEYS, PROXY_KEYS, MediaConfig
     from routing.settings import RoutingSettings
+    from switch.cdr_writer import CdrConfig
     from switch.proxy.proxy import ProxyConfig
 
     loaded = load_config(EXAMPLE)
     assert loaded.replace(extra={}) == Config()
-    assert set(loaded.extra) == {"proxy", "media", "routing"}
+    assert set(loaded.extra) == {"proxy", "media", "routing", "cdr"}
     media = loaded.extra["media"]
     assert set(media) == MEDIA_KEYS | PROXY_KEYS  # every key documented
     proxy_media = {k: v for k, v in media.items() if k in PROXY_KEYS}
     assert ProxyConfig.from_sections(loaded.extra["proxy"], proxy_media) == ProxyConfig()
     assert MediaConfig.from_section(media) == MediaConfig()
     assert RoutingSettings.from_section(loaded.extra["routing"]) == RoutingSettings()
+    cdr = CdrConfig.from_section(loaded.extra["cdr"])
+    assert cdr == CdrConfig()  # every key at its default ("" node: the host name)
+    assert set(loaded.extra["cdr"]) == {
+        "batch_size", "batch_interval", "max_queue", "retry_max", "retention_days", "node",
+        "pg_insert", "enabled",
+    }  # fmt: skip
 
 
 def test_file_then_overrides(tmp_path: Path) -> None:
@@ -189,6 +196,12 @@ def test_proxy_and_media_sections_reach_the_proxy_config(tmp_path: Path) -> None
         "[proxy]\nchannel_ttl = 'long'\n",
         "[media]\nuri = 'http://media'\n",
         "[media]\nurl = 'sip:media@127.0.0.1'\n",
+        "[cdr]\nbatch_sise = 10\n",  # typo
+        "[cdr]\nbatch_size = 0\n",
+        "[cdr]\npg_insert = 'bulk'\n",
+        "[cdr]\nretention_days = 0\n",
+        "[cdr]\nenabled = 'no'\n",
+        "cdr = 1\n",
     ],
 )
 def test_bad_proxy_or_media_section_is_a_config_error(tmp_path: Path, body: str) -> None:

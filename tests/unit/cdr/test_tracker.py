@@ -462,3 +462,16 @@ def test_a_call_start_is_plain_data() -> None:
     s = CallStart(direction=CallDirection.INBOUND, tenant_id=None, dialled="")
     with pytest.raises(AttributeError):
         s.dialled = "x"  # type: ignore[misc]
+
+
+def test_cdr_ids_are_distinct_uuid4s_within_and_across_trackers() -> None:
+    import uuid
+
+    from billing.cdr import cdr_ids
+
+    one, two = cdr_ids(), cdr_ids()
+    ids = [one() for _ in range(10_000)] + [two() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert {(u.version, u.variant) for u in parsed} == {(4, uuid.RFC_4122)}
+    assert str(parsed[0])[:24] != str(parsed[-1])[:24]  # random per tracker

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[3]
 # module of switch.proxy -> the switch.proxy modules it may import at run time
 PROXY_LAYERS: dict[str, set[str]] = {
     "proxy": {
-        "anchor", "auth", "bans", "config", "context", "execute", "forking", "leases",
+        "anchor", "auth", "bans", "cdrs", "config", "context", "execute", "forking", "leases",
         "messages", "outgoing", "routeset", "targets", "trunk", "usage",
     },
     "registrar": {"auth", "bans"},
@@ -24,7 +24,7 @@ PROXY_LAYERS: dict[str, set[str]] = {
     "routeset": {"targets"},
     "branches": set(), "forkphases": set(), "messages": set(), "auth": {"bans"}, "trunk": set(),
     "bans": set(), "usage": set(),
-    "leases": set(), "targets": set(), "diversion": set(), "anchor": set(),
+    "leases": set(), "targets": set(), "diversion": set(), "anchor": set(), "cdrs": set(),
 }  # fmt: skip
 
 # routing is pure: its own modules, the provisioning model, the standard library
