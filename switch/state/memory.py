@@ -218,10 +218,12 @@ class MemoryState:
         return record if record is not None and record.until > now else None
 
     async def calls(self, tenant_id: str, now: float) -> list[CallRecord]:
+        """Only calls whose lease is live: a record left by a write that raced with its
+        release (or a lease that expired) is dropped here."""
         found = []
         for call_id in list(self._tenant_calls.get(tenant_id, ())):
             record = self._calls[call_id]
-            if record.until > now:
+            if record.until > now and call_id in self._live_leases(tenant_id, now):
                 found.append(record)
             else:
                 self._forget_call(record)

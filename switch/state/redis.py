@@ -210,15 +210,22 @@ if redis.call('TTL', KEYS[2]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS
 return 1
 """
 
-# KEYS: cs   ARGV: now, record key prefix
-# The tenant's live records (JSON), oldest deadline first; dead index entries pruned.
+# KEYS: cs, ch   ARGV: now, record key prefix
+# The tenant's records (JSON) of calls whose lease is live; the others are dropped (a record
+# a write raced back after its release, a lease that expired).
 _CALLS = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
 local out = {}
 for _, id in ipairs(ids) do
   local v = redis.call('GET', ARGV[2] .. id)
-  if v then out[#out + 1] = v else redis.call('ZREM', KEYS[1], id) end
+  local lease = redis.call('ZSCORE', KEYS[2], id)
+  if v and lease and tonumber(lease) > tonumber(ARGV[1]) then
+    out[#out + 1] = v
+  else
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('DEL', ARGV[2] .. id)
+  end
 end
 return out
 """
@@ -606,7 +613,7 @@ class RedisState(GuardOps):
 
     @_redis_op
     async def calls(self, tenant_id: str, now: float) -> list[CallRecord]:
-        keys = [f"{self.prefix}cs:{tenant_id}"]
+        keys = [f"{self.prefix}cs:{tenant_id}", self._lease_key(tenant_id)]
         found: Any = await self._list_calls(keys=keys, args=[_num(now), f"{self.prefix}c:"])
         records = [r for r in map(_decode_call, found) if r is not None and r.until > now]
         return sorted(records, key=lambda r: r.started)
