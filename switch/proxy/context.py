@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from switch.tu import Cancellable
 
     from .anchor import MediaExchange
+    from .dialogs import DialogWatch
     from .targets import BranchPlan
 
 __all__ = ["BranchSender", "CallBook", "RequestContext", "outcome_label"]
@@ -110,6 +111,7 @@ class RequestContext:
         "source",
         "template",
         "txn",
+        "watch",
     )
 
     def __init__(
@@ -129,6 +131,8 @@ class RequestContext:
         self.may_divert = False  # the fork may add a voicemail branch (forking: Diversion)
         # [recording] the relay this request's SDP goes through (anchor.py); None: end to end
         self.media: MediaExchange | None = None
+        # the dialog keep-alives (dialogs.DialogWatch), told of the first 2xx of a new call
+        self.watch: DialogWatch | None = None
 
     # ---------------------------------------------------------------- the proxy's requests
     def start(
@@ -290,6 +294,9 @@ class RequestContext:
         if not self.counted:
             self.counted = True
             self.out.count_outcome("answered")
+            if self.watch is not None:
+                flow = branch.payload.flow
+                self.watch.answered(self.txn.request, response, self.caller_flow, flow)
         self.calls.answered(response.call_id, interval)
 
     def _send_up(self, response: Response) -> None:

@@ -139,6 +139,7 @@ from .auth import Authenticated, Refused, check, remove_our_credentials
 from .bans import AuthGuard
 from .config import ProxyConfig
 from .context import RequestContext
+from .dialogs import DialogWatch, Probe
 from .execute import CallInputs, Decide, DecisionExecutor
 from .forking import Stage
 from .leases import ActiveCalls, session_interval
@@ -208,6 +209,12 @@ class Proxy:
         self.anchors = anchors
         if anchors is not None:
             self.calls.on_end = anchors.ended
+        # dialog liveness (dialogs.py): keep-alives, BYE both ways when an end is gone
+        self.dialogs = DialogWatch(
+            sender, self.resolver, metrics, self._is_ours, interval=config.keepalive_interval,
+            timeout=config.keepalive_timeout, limit=config.max_dialogs,
+        )  # fmt: skip
+        self.dialogs.on_end = self._watch_ended
         self.executor = DecisionExecutor(
             scheduler=sender, resolver=self.resolver, config=config, calls=self.calls,
             metrics=metrics, decide=self.decide, started=self._outbound_started, anchors=anchors,
@@ -225,6 +232,7 @@ class Proxy:
             self._on_cancel(txn, cancelled)
             return
         ctx = RequestContext(self.out, self.calls, txn, source)
+        ctx.watch = self.dialogs
         txn.user_data = ctx
         try:
             await self._process(ctx, request)
@@ -270,11 +278,15 @@ class Proxy:
         ud = txn.user_data
         if isinstance(ud, tuple):  # (context, branch); None: the response to our CANCEL
             ud[0].on_response(ud[1], response)
+        elif isinstance(ud, Probe):  # a keep-alive or BYE of ours (dialogs.py)
+            self.dialogs.on_response(ud, response)
 
     def on_timeout(self, txn: ClientTransaction) -> None:
         ud = txn.user_data
         if isinstance(ud, tuple):
             ud[0].on_timeout(ud[1])
+        elif isinstance(ud, Probe):
+            self.dialogs.on_timeout(ud)
 
     def on_stray_response(
         self, response: Response, source: Target, txn: ClientTransaction | None
@@ -299,6 +311,24 @@ class Proxy:
         if self.anchors is not None:  # [recording] the SDP the caller got the first time
             self.anchors.rewrite_stray(response)
         self.sender.send_stateless(response, via_target(vias[1]))
+
+    # ================================================================ calls the switch ends
+    def dialog_ended(self, call_id: str, *, reason: str, status: int = 200) -> None:
+        """A call the switch ended itself (keep-alive failure, operator): its channel lease
+        is released like after a BYE. (The CDR wiring adds the call record's end here.)"""
+        self.calls.ended(call_id)
+
+    def _watch_ended(self, call_id: str, reason: str) -> None:
+        self.dialog_ended(call_id, reason=reason)
+
+    def end_call(self, call_id: str) -> bool:
+        """Operator: end the call - BYE both ways when this process holds its dialog, and
+        release its lease in any case (found by its record when another process took it).
+        True when the BYEs went out."""
+        if self.dialogs.end(call_id, "operator"):
+            return True
+        self.calls.ended(call_id)
+        return False
 
     # ================================================================ processing
     def _on_cancel(self, txn: ServerTransaction, invite: ServerTransaction | None) -> None:
@@ -372,6 +402,7 @@ class Proxy:
     async def _in_dialog(self, ctx: RequestContext, fwd: Request, flow: Target | None) -> None:
         """A request inside a dialog follows the route set (loose routing, §16.12)."""
         target = flow or await self.resolver.target(next_hop_uri(fwd))
+        self.dialogs.seen(fwd)
         if fwd.method == "BYE":
             self.calls.ended(fwd.call_id)
         else:
