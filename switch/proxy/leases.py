@@ -244,10 +244,16 @@ class ActiveCalls:
         lease.deadline = now + lease.ttl
         self._update(call_id, until=lease.deadline)
         ok = await self._state.refresh_channel(lease.tenant_id, call_id, lease.ttl, now)
-        if not ok:  # it expired meanwhile: the call is evidently alive, count it again
+        # A BYE may release the lease while we wait: never take it again then (a re-acquire
+        # racing with the release would hold the channel for the whole TTL).
+        if not ok and self._leases.get(call_id) is lease:
+            # it expired meanwhile: the call is evidently alive, count it again
             await self._state.acquire_channel(lease.tenant_id, call_id, lease.limit, lease.ttl, now)
-        if lease.also is not None:
+        if lease.also is not None and self._leases.get(call_id) is lease:
             await self._state.acquire_channel(lease.also, call_id, _UNCOUNTED, lease.ttl, now)
+        if self._leases.get(call_id) is not lease:  # released meanwhile: release again
+            tenant_id, also = lease.tenant_id, lease.also
+            await self._retrying(call_id, lambda: self._release_lease(call_id, tenant_id, also))
 
     def answered(self, call_id: str, interval: float | None = None) -> None:
         if call_id not in self._answered:
