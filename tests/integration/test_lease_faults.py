@@ -177,18 +177,16 @@ async def test_an_acquire_held_by_the_network_leaves_no_channel_taken() -> None:
     raw = Redis(decode_responses=True)
     with RedisRelay() as relay:
         state = RedisState(relay.url(0), prefix=prefix)
-        calls = ActiveCalls(Metrics(), state, time.time)
+        calls = ActiveCalls(Metrics(), state, time.time, retry_for=3.0, late_write_bound=2.0)
         try:
-            relay.hold()
+            await state.channels_in_use("t", time.time())  # a pooled connection: the command
+            relay.hold()  # itself goes out, and is held
             with pytest.raises(StateUnavailable):
                 await calls.acquire("t", "held-call", 1)
-            relay.resume()
-            await asyncio.sleep(0.3)
-            key = f"{prefix}ch:t"
-            deadline = time.monotonic() + 15
-            while await raw.zcard(key) and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
-            assert await raw.zcard(key) == 0
+            relay.resume()  # the held acquire lands now, well within LATE_WRITE_BOUND
+            # the breaker's cooldown (1 s) and the undo's retries (0.25 s doubling) pass
+            await asyncio.sleep(3.0)
+            assert await raw.zcard(f"{prefix}ch:t") == 0
             assert await calls.acquire("t", "next-call", 1)  # not busy
         finally:
             await state.close()
@@ -206,6 +204,7 @@ async def test_redis_refuses_an_acquire_that_arrives_after_the_late_write_bound(
     with RedisRelay() as relay:
         state = RedisState(relay.url(0), prefix=prefix)
         try:
+            await state.channels_in_use("t", time.time())
             relay.hold()
             with pytest.raises(StateUnavailable):
                 await state.acquire_channel("t", "late", 1, 60, time.time())
