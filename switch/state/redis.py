@@ -47,14 +47,12 @@ through as a probe until one succeeds. A black-holed Redis thus costs one caller
 up in a dead connection are few.
 
 Late writes: a command that timed out here may still reach Redis later (a network that
-held it, a relay that resumes). `acquire_channel` compares the caller's `now` with Redis's own
-clock with the time this process sent it (its real wall clock, not the caller's `now`,
-which tests fake) and refuses it (StateUnavailable) when it arrives more than
-`LATE_WRITE_BOUND` (base.py) late (clocks are NTP-synchronised, as base.py assumes), so a call that was answered 503 during an outage cannot take a channel
-afterwards (the "busy after recovery" failure); ActiveCalls also releases such a lease.
-
-Redis Cluster is not supported: `bx`/`lx` are global keys next to per-device keys. A single
-primary (with replicas / Sentinel) is the intended deployment.
+held it, a relay that resumes). `acquire_channel` compares Redis's clock with the time this
+process sent it (its real wall clock, not the caller's `now`, which tests fake) and refuses
+it (StateUnavailable) when it arrives more than `LATE_WRITE_BOUND` (base.py) late (clocks
+are NTP-synchronised, as base.py assumes). So a call answered 503 during an outage cannot
+take a channel afterwards (the "busy after recovery" failure); ActiveCalls also releases
+such a lease.
 """
 
 from __future__ import annotations

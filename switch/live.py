@@ -1,0 +1,89 @@
+"""The switch's live state for the provisioning API (provisioning.services.live.LiveSwitch):
+a tenant's active calls and registrations from the state backend (every node's, on Redis),
+and ending a call through the proxy.
+
+Active calls are the calls holding one of the tenant's channels: their `CallRecord`s
+(switch/proxy/leases.py), listed only while the lease is live. Ending one: the proxy sends
+BYE to both ends when this process holds the dialog (switch/proxy/dialogs.py) and releases
+the lease in every case - also when the dialog is another node's or was lost with a killed
+process (then `bye_sent` is false: the ends are not told, the channel is freed).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from provisioning.services.live import (
+    ActiveCall,
+    CallEnded,
+    LiveUnavailable,
+    Registration,
+)
+from switch.proxy.proxy import Proxy
+from switch.state.base import Binding, CallRecord, StateUnavailable
+
+if TYPE_CHECKING:
+    from .app import SwitchApp
+
+__all__ = ["SwitchLive"]
+
+
+def _at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+class SwitchLive:
+    def __init__(self, app: SwitchApp) -> None:
+        self._app = app
+        node = getattr(app.state, "node_id", None)
+        self.node = node if isinstance(node, str) else f"{socket.gethostname()}-{os.getpid()}"
+
+    def has_tenant(self, tenant_id: str) -> bool:
+        return tenant_id in self._app.snapshot.tenants
+
+    async def active_calls(self, tenant_id: str) -> list[ActiveCall]:
+        try:
+            records = await self._app.state.calls(tenant_id, time.time())
+        except StateUnavailable as exc:
+            raise LiveUnavailable(str(exc)) from exc
+        return [self._call(r) for r in records]
+
+    def _call(self, r: CallRecord) -> ActiveCall:
+        return ActiveCall(
+            call_id=r.call_id, caller=r.caller, called=r.called, started=_at(r.started),
+            answered=None if r.answered is None else _at(r.answered), node=r.node or self.node,
+        )  # fmt: skip
+
+    async def end_call(self, tenant_id: str, call_id: str) -> CallEnded | None:
+        try:
+            found = await self._app.state.calls(tenant_id, time.time())
+        except StateUnavailable as exc:
+            raise LiveUnavailable(str(exc)) from exc
+        record = next((r for r in found if r.call_id == call_id), None)
+        proxy = self._app.proxy
+        if record is None or not isinstance(proxy, Proxy):
+            return None
+        bye_sent = proxy.end_call(call_id)
+        return CallEnded(call_id=call_id, bye_sent=bye_sent, node=record.node or self.node)
+
+    async def registrations(self, tenant_id: str) -> list[Registration]:
+        now = time.time()
+        found = []
+        try:
+            for device in self._app.snapshot.tenant_devices.get(tenant_id, ()):
+                for b in await self._app.state.bindings(device.id, now):
+                    found.append(self._registration(b))
+        except StateUnavailable as exc:
+            raise LiveUnavailable(str(exc)) from exc
+        return found
+
+    def _registration(self, b: Binding) -> Registration:
+        return Registration(
+            device_id=b.device_id, contact=b.contact, transport=b.source.transport,
+            source=f"{b.source.host}:{b.source.port}", user_agent=b.user_agent,
+            expires=_at(b.expires_at), node=b.node or self.node,
+        )  # fmt: skip
