@@ -51,6 +51,19 @@ def test_operator_sees_registrations_and_calls_and_ends_a_call_with_bye_both_way
     assert items(api, "/tenants/t1/registrations?device=t1-spare01") == []
     assert items(api, CALLS) == []
 
+    other_tenant = api.call("POST", "/tenants", {
+        "name": "other", "contract_number": "0399990002",
+        "basic_device": {"kind": "app", "username": "other-user", "password": "other-pw-0001"},
+    })  # fmt: skip
+    assert other_tenant.status == 201, other_tenant
+    other_id = other_tenant.body["id"]
+    own = Api(
+        api.base, api.call("POST", "/tokens", {"scope": "tenant", "tenant_id": "t1"}).body["token"]
+    )
+    intruder = Api(api.base, api.call(
+        "POST", "/tokens", {"scope": "tenant", "tenant_id": other_id}
+    ).body["token"])  # fmt: skip
+
     uas = sipp("uas", local_port=port, calls=1, timeout_s=30, extra=["-aa"]).start()
     uac = carrier_call(sipp, sw, "uac_call_until_bye", timeout_s=30, extra=["-aa"]).start()
     wait_for(lambda: any(c["answered"] for c in items(api, CALLS)), 10)
@@ -58,7 +71,18 @@ def test_operator_sees_registrations_and_calls_and_ends_a_call_with_bye_both_way
     assert call["called"] == CONTRACT and call["caller"] and "0312345678" in call["caller"][-10:]
     assert call["answered_at"] >= call["started_at"] and call["node"]
 
-    path = f"{CALLS}/{urllib.parse.quote(call['call_id'], safe='')}"
+    quoted = urllib.parse.quote(call["call_id"], safe="")
+    path = f"{CALLS}/{quoted}"
+    assert own.get(CALLS).body["items"] == [call]
+    wait_for(lambda: api.get(f"/tenants/{other_id}/active-calls").status == 200, 5)
+    for refused in (
+        intruder.get(CALLS),
+        intruder.get("/tenants/t1/registrations"),  # t1's paths
+        intruder.delete(path),
+        intruder.delete(f"/tenants/{other_id}/active-calls/{quoted}"),
+    ):  # cross-tenant: 404, as on every route (api/test_isolation.py)
+        assert refused.status == 404 and refused.error_id == "not-found", refused
+    assert items(api, CALLS) == [call]  # untouched
     r = api.delete(path)
     assert r.status == 200 and r.body["bye_sent"] is True, r
     ur, sr = uac.wait(grace=5), uas.wait(grace=5)
@@ -73,21 +97,6 @@ def test_operator_sees_registrations_and_calls_and_ends_a_call_with_bye_both_way
     again = api.delete(path)
     assert again.status == 404 and again.error_id == "not-found", again
     assert api.get("/tenants/nobody/active-calls").status == 404
-    made = api.call("POST", "/tokens", {"scope": "tenant", "tenant_id": "t1"})
-    tenant = Api(api.base, made.body["token"])
-    assert tenant.get(CALLS).status == 200
-    other_tenant = api.call("POST", "/tenants", {
-        "name": "other", "contract_number": "0399990002",
-        "basic_device": {"kind": "app", "username": "other-user", "password": "other-pw-0001"},
-    })  # fmt: skip
-    assert other_tenant.status == 201, other_tenant
-    other_id = other_tenant.body["id"]
-    wait_for(lambda: api.get(f"/tenants/{other_id}/active-calls").status == 200, 5)
-    for path in (f"/tenants/{other_id}/active-calls", f"/tenants/{other_id}/registrations"):
-        refused = tenant.get(path)  # cross-tenant: 404, as on every route (test_isolation)
-        assert refused.status == 404 and refused.error_id == "not-found", refused
-    refused = tenant.delete(f"/tenants/{other_id}/active-calls/x")
-    assert refused.status == 404 and refused.error_id == "not-found", refused
 
 
 @pytest.fixture
