@@ -93,3 +93,47 @@ def test_keepalive_interval_option_ends_a_call_whose_callee_vanished(switch_proc
     elapsed = time.monotonic() - gone
     assert ur.successful == 1 and ur.failed == 0, ur.report() + sw.logs()
     assert elapsed <= INTERVAL + TIMEOUT + 2.5, elapsed
+
+
+def test_keepalive_interval_option_ends_a_call_whose_media_process_was_killed(
+    switch_proc, sipp, tmp_path
+):
+    """Issue 8: `softswitch media` as a process of its own takes a call diverted to
+    voicemail (the device did not answer; the call holds the tenant's channel), then is
+    killed mid-call. The caller gets the switch's BYE and the channel is released."""
+    from .e2e_helpers import Api, operator_token
+    from .test_media_calls import NUMBER, MediaProcess, media_seed
+
+    secret, media_port = "shared-media-secret", free_port()
+    config = (
+        SHORT_KEEPALIVE + f'[media]\nuri = "sip:media@127.0.0.1:{media_port}"\n'
+        f'secret = "{secret}"\n'
+    )
+    sw = switch_proc(media_seed(voicemail=True, after_hours=False), config_toml=config)
+    media = MediaProcess(tmp_path / "media", sw, secret, media_port)
+    api = Api(f"http://{sw.ip}:{sw.http_port}/v1", operator_token(data_dir=sw.proc.data_dir))
+    try:
+        phone = free_port()
+        register_device(sipp, sw, DeviceSpec("dev0", "dev-password-0"), phone)
+        desk = sipp("uas_noanswer", local_port=phone, calls=1, timeout_s=30).start()
+        caller = carrier_call(
+            sipp, sw, "uac_call_until_bye", service=NUMBER, timeout_s=60, extra=["-aa"]
+        ).start()
+        wait_for(lambda: active(sw) == 1, 15)  # voicemail answered after its ring time
+        (call,) = api.get("/tenants/t1/active-calls").body["items"]
+        assert call["answered"], call
+        time.sleep(INTERVAL + 1)  # the media service answers the keep-alives while alive
+        assert active(sw) == 1, sw.logs()
+        os.killpg(media.proc.pid, signal.SIGKILL)
+        gone = time.monotonic()
+        cr = caller.wait(grace=INTERVAL + TIMEOUT + 10)
+        wait_for(lambda: active(sw) == 0, INTERVAL + TIMEOUT + 5)
+        elapsed = time.monotonic() - gone
+        desk.stop()
+    finally:
+        media.stop()
+    assert cr.successful == 1 and cr.failed == 0, cr.report() + sw.logs()
+    assert api.get("/tenants/t1/active-calls").body["items"] == []  # channel released
+    assert elapsed <= INTERVAL + TIMEOUT + 2.5, elapsed
+    assert sw.metrics().get_value("sip_dialogs_ended_total", reason="keepalive") == 1
+    print(f"media process killed: caller's BYE and channel released after {elapsed:.1f} s")
