@@ -103,9 +103,7 @@ def test_bye_after_kill_9_and_restart_releases_the_lease(switch_proc, sipp, redi
 
 
 # --------------------------------------------------------------------------- Redis blip
-def test_release_during_a_redis_outage_is_retried_until_redis_is_back(
-    switch_proc, sipp, redis_db
-):
+def test_release_during_a_redis_outage_is_retried_until_redis_is_back(switch_proc, sipp, redis_db):
     with RedisRelay() as relay:
         sw = switch_proc(SeedSpec(devices=[DESK]), state_config(relay.url(DB)))
         dev_port = free_port()
