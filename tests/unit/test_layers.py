@@ -1,8 +1,8 @@
 """The layer contract of the whole code base, checked by walking every module's imports (an ast
 walk: nothing is imported or executed) against the table below. Arrows only point down:
 
-    composition root   switch.app, switch.node, switch.live, switch.cli*, switch.config, switch.prompt_source,
-                       switch.cdr_writer, switch.relaying, switch.recordings,
+    composition root   switch.app, switch.node, switch.cli*, switch.config, switch.prompt_source,
+                       switch.cdr_writer, switch.relaying, switch.recordings, switch.live,
                        switch.__main__                               (may import anything)
                        (the writer's parts: switch.cdr_metrics, the data and the writer's
                        type; switch.cdr_spool, a leaf)
