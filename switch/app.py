@@ -341,6 +341,8 @@ class SwitchApp:
                 if self.mwi is not None:
                     await self.mwi.sweep()
                 await self.guard.sync(now)
+            except StateUnavailable as exc:  # an outage: one line, not a traceback a second
+                log.warning("housekeeping: %s", exc)
             except Exception:
                 log.exception("housekeeping failed")
             with contextlib.suppress(TimeoutError):
@@ -468,7 +470,7 @@ def make_state(config: Config) -> StateBackend:
     """The runtime-state backend `state.url` names (validated by the config)."""
     if config.state_url == "memory":
         return MemoryState()
-    state = RedisState(config.state_url)
+    state = RedisState(config.state_url, timeout=config.state_timeout)
     log.info("runtime state in redis, node id %s", state.node_id)  # not the URL: a password
     return state
 
