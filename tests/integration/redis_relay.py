@@ -76,6 +76,11 @@ class RedisRelay:
             self._server.close()
         for w in self._writers:
             w.close()
+        mine = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not mine]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _drop(self) -> None:
         self._dropping = True
