@@ -98,9 +98,15 @@ Decisions
   device's call 486 with a Warning.
 
 Channel leases (leases.py): taken atomically before forking/forwarding, released on any
-final failure (CANCEL included) and when a BYE passes, refreshed by every other in-dialog
-request, TTL `channel_ttl` (2 h) or, with Session-Expires negotiated (RFC 4028), the session
-interval + `session_margin` (32 s); a lease nobody refreshes expires by itself.
+final failure (CANCEL included) and when a BYE passes - also on a process that did not take
+it (the lease's call record in the state backend names the tenant), refreshed by every other
+in-dialog request, TTL `channel_ttl` (2 h) or, with Session-Expires negotiated (RFC 4028),
+the session interval + `session_margin` (32 s); a lease nobody refreshes expires by itself.
+
+Dialog liveness (dialogs.py): the first 2xx of a new call we record-routed starts in-dialog
+OPTIONS keep-alives towards both ends (`keepalive_interval`, 60 s); a failed one (408, 481,
+no answer within `keepalive_timeout`) ends the call - BYE both ways, then `dialog_ended`
+(the lease released like after a BYE). `end_call` is the operator's way to the same end.
 
 Failures: a request the proxy cannot forward (a malformed header, a next hop that does not
 resolve) gets the error's status hint; an unreachable state backend (StateUnavailable) 503
