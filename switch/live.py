@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,9 @@ from switch.proxy.proxy import Proxy
 from switch.state.base import Binding, CallRecord, StateUnavailable
 
 if TYPE_CHECKING:
-    from .app import SwitchApp
+    from provisioning.model import Snapshot
+    from switch.state.base import StateBackend
+    from switch.tu import TransactionUser
 
 __all__ = ["SwitchLive"]
 
@@ -37,17 +40,27 @@ def _at(epoch: float) -> datetime:
 
 
 class SwitchLive:
-    def __init__(self, app: SwitchApp) -> None:
-        self._app = app
-        node = getattr(app.state, "node_id", None)
+    """Over the switch's state backend, its live snapshot and its proxy (read when a call is
+    ended: the switch app builds it at start; None ends nothing but the lease)."""
+
+    def __init__(
+        self,
+        state: StateBackend,
+        snapshot: Callable[[], Snapshot],
+        proxy: Callable[[], TransactionUser | None],
+    ) -> None:
+        self._state = state
+        self._snapshot = snapshot
+        self._proxy = proxy
+        node = getattr(state, "node_id", None)
         self.node = node if isinstance(node, str) else f"{socket.gethostname()}-{os.getpid()}"
 
     def has_tenant(self, tenant_id: str) -> bool:
-        return tenant_id in self._app.snapshot.tenants
+        return tenant_id in self._snapshot().tenants
 
     async def active_calls(self, tenant_id: str) -> list[ActiveCall]:
         try:
-            records = await self._app.state.calls(tenant_id, time.time())
+            records = await self._state.calls(tenant_id, time.time())
         except StateUnavailable as exc:
             raise LiveUnavailable(str(exc)) from exc
         return [self._call(r) for r in records]
@@ -60,22 +73,32 @@ class SwitchLive:
 
     async def end_call(self, tenant_id: str, call_id: str) -> CallEnded | None:
         try:
-            found = await self._app.state.calls(tenant_id, time.time())
+            found = await self._state.calls(tenant_id, time.time())
         except StateUnavailable as exc:
             raise LiveUnavailable(str(exc)) from exc
         record = next((r for r in found if r.call_id == call_id), None)
-        proxy = self._app.proxy
-        if record is None or not isinstance(proxy, Proxy):
+        if record is None:
             return None
-        bye_sent = proxy.end_call(call_id)
+        proxy = self._proxy()
+        if isinstance(proxy, Proxy):
+            bye_sent = proxy.end_call(call_id)
+        else:  # no proxy here: release the lease by its record, as a BYE would
+            bye_sent = False
+            try:
+                await self._state.release_channel(record.tenant_id, call_id)
+                if record.also is not None:
+                    await self._state.release_channel(record.also, call_id)
+                await self._state.remove_call(call_id)
+            except StateUnavailable as exc:
+                raise LiveUnavailable(str(exc)) from exc
         return CallEnded(call_id=call_id, bye_sent=bye_sent, node=record.node or self.node)
 
     async def registrations(self, tenant_id: str) -> list[Registration]:
         now = time.time()
         found = []
         try:
-            for device in self._app.snapshot.tenant_devices.get(tenant_id, ()):
-                for b in await self._app.state.bindings(device.id, now):
+            for device in self._snapshot().tenant_devices.get(tenant_id, ()):
+                for b in await self._state.bindings(device.id, now):
                     found.append(self._registration(b))
         except StateUnavailable as exc:
             raise LiveUnavailable(str(exc)) from exc

@@ -164,7 +164,9 @@ class Node:
             converter=convert,
             calls=self.calls,
             recordings=self.recordings,
-            live=SwitchLive(switch),
+            live=SwitchLive(
+                switch.state, lambda: switch.snapshot, lambda: getattr(switch, "proxy", None)
+            ),
         )
 
     def _cdr_timezone(self, tenant_id: str) -> str:
