@@ -4,9 +4,10 @@ and ending a call through the proxy.
 
 Active calls are the calls holding one of the tenant's channels: their `CallRecord`s
 (switch/proxy/leases.py), listed only while the lease is live. Ending one: the proxy sends
-BYE to both ends when this process holds the dialog (switch/proxy/dialogs.py) and releases
-the lease in every case - also when the dialog is another node's or was lost with a killed
-process (then `bye_sent` is false: the ends are not told, the channel is freed).
+BYE to both ends when this process holds the dialog (switch/proxy/dialogs.py), cancels a
+call still ringing here (487 to the caller), and releases the lease in every case - also
+when the call is another node's or was lost with a killed process (then `signalled` is
+false: the ends are not told, the channel is freed).
 """
 
 from __future__ import annotations
@@ -81,9 +82,9 @@ class SwitchLive:
             return None
         proxy = self._proxy()
         if isinstance(proxy, Proxy):
-            bye_sent = proxy.end_call(call_id)
+            signalled = proxy.end_call(call_id)
         else:  # no proxy here: release the lease by its record, as a BYE would
-            bye_sent = False
+            signalled = False
             try:
                 await self._state.release_channel(record.tenant_id, call_id)
                 if record.also is not None:
@@ -91,7 +92,7 @@ class SwitchLive:
                 await self._state.remove_call(call_id)
             except StateUnavailable as exc:
                 raise LiveUnavailable(str(exc)) from exc
-        return CallEnded(call_id=call_id, bye_sent=bye_sent, node=record.node or self.node)
+        return CallEnded(call_id=call_id, signalled=signalled, node=record.node or self.node)
 
     async def registrations(self, tenant_id: str) -> list[Registration]:
         now = time.time()

@@ -55,7 +55,7 @@ class Registration:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallEnded:
     call_id: str
-    bye_sent: bool  # False: no process holding its dialog here; only the lease was released
+    signalled: bool  # BYE both ways / CANCEL; False: no process here held it, lease released
     node: str
 
 

@@ -98,6 +98,7 @@ class RequestContext:
     """One proxied request (see the module docstring)."""
 
     __slots__ = (
+        "__weakref__",
         "caller_flow",
         "calls",
         "cancelled",

@@ -124,6 +124,7 @@ import functools
 import hashlib
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -221,6 +222,11 @@ class Proxy:
             timeout=config.keepalive_timeout, limit=config.max_dialogs,
         )  # fmt: skip
         self.dialogs.on_end = self._watch_ended
+        # new calls not answered yet, by Call-ID (an operator may end one: CANCEL); a
+        # context leaves by itself once its fork is over and released (context.release)
+        self._new_calls: weakref.WeakValueDictionary[str, RequestContext] = (
+            weakref.WeakValueDictionary()
+        )
         self.executor = DecisionExecutor(
             scheduler=sender, resolver=self.resolver, config=config, calls=self.calls,
             metrics=metrics, decide=self.decide, started=self._outbound_started, anchors=anchors,
@@ -328,10 +334,18 @@ class Proxy:
         self.dialog_ended(call_id, reason=reason)
 
     def end_call(self, call_id: str) -> bool:
-        """Operator: end the call - BYE both ways when this process holds its dialog, and
-        release its lease in any case (found by its record when another process took it).
-        True when the BYEs went out."""
+        """Operator: end the call - BYE both ways when this process holds its dialog; a call
+        still ringing here is cancelled (CANCEL to its branches, 487 to the caller, the
+        lease given back as for any failure); and its lease is released in any case (found
+        by its record when another process took it). True when the call was ended here."""
         if self.dialogs.end(call_id, "operator"):
+            return True
+        ringing = self._new_calls.get(call_id)
+        fork = None if ringing is None else ringing.fork
+        if ringing is not None and fork is not None and not (fork.answered or fork.finished):
+            log.info("call %s: cancelled by the operator", call_id)
+            self.metrics.dialogs_ended_total.labels("operator").inc()
+            ringing.cancel()
             return True
         self.calls.ended(call_id)
         return False
@@ -432,6 +446,8 @@ class Proxy:
             remove_our_credentials(fwd.headers, self.auth.realm)
             ctx.caller_flow = ctx.source
         ctx.initial_invite = fwd.method == "INVITE"
+        if ctx.initial_invite:
+            self._new_calls[fwd.call_id] = ctx
         inputs = await self._inputs(fwd, snap, device, gw.id if gw else None)
         decision = self.decide(inputs.call, snap, inputs.live, inputs.now)
         if ctx.initial_invite:

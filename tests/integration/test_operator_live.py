@@ -84,7 +84,7 @@ def test_operator_sees_registrations_and_calls_and_ends_a_call_with_bye_both_way
         assert refused.status == 404 and refused.error_id == "not-found", refused
     assert items(api, CALLS) == [call]  # untouched
     r = api.delete(path)
-    assert r.status == 200 and r.body["bye_sent"] is True, r
+    assert r.status == 200 and r.body["signalled"] is True, r
     ur, sr = uac.wait(grace=5), uas.wait(grace=5)
     # both ends got the switch's BYE and answered it: each scenario ends on BYE/200
     assert ur.successful == 1 and sr.successful == 1, ur.report() + sr.report() + sw.logs()

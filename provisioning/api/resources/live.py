@@ -3,12 +3,13 @@ registrations per device. Read from the switch's shared state, so on Redis they 
 whole cluster's, whichever node answers.
 
     GET    /v1/tenants/{tenant_id}/active-calls              the calls holding a channel
-    DELETE /v1/tenants/{tenant_id}/active-calls/{call_id}    end one: BYE both ways, lease freed
+    DELETE /v1/tenants/{tenant_id}/active-calls/{call_id}    end one (BYE both ways, or CANCEL
+                                                             while ringing), lease freed
     GET    /v1/tenants/{tenant_id}/registrations?device=…    contacts per device
 
-A Call-ID goes URL-encoded in the path. Ending a call whose dialog no process here holds
-(the node that set it up was restarted, or it is another node's) releases its lease and says
-`bye_sent: false`. 503 `live-state-unavailable` when the switch's state cannot be reached.
+A Call-ID goes URL-encoded in the path. Ending a call no process here holds (the node that
+set it up was restarted, or it is another node's) releases its lease and says
+`signalled: false`. 503 `live-state-unavailable` when the switch's state cannot be reached.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ ACTIVE_CALL = Ref("ActiveCall", Object(_CALL_FIELDS, required=tuple(_CALL_FIELDS
 _ENDED_FIELDS = {
     "call_id": String(any_text=True),
     "ended": Boolean(),
-    "bye_sent": Boolean(description="false: no process here held the dialog; lease released"),
+    "signalled": Boolean(
+        description="true: BYE both ways (CANCEL if ringing); false: no process here held the"
+        " call, only its lease was released"
+    ),
     "node": String(any_text=True),
 }
 CALL_ENDED = Ref("CallEnded", Object(_ENDED_FIELDS, required=tuple(_ENDED_FIELDS)))
@@ -86,7 +90,7 @@ def render_registration(r: Registration, now: float) -> dict[str, Any]:
 
 
 def render_ended(e: CallEnded) -> dict[str, Any]:
-    return {"call_id": e.call_id, "ended": True, "bye_sent": e.bye_sent, "node": e.node}
+    return {"call_id": e.call_id, "ended": True, "signalled": e.signalled, "node": e.node}
 
 
 def _service(ctx: Ctx) -> LiveService:

@@ -146,3 +146,19 @@ async def test_keepalives_off() -> None:
     env.respond(env.branches()[0], 200)
     env.sched.advance(3600)
     assert sent(env, "OPTIONS") == [] and len(env.proxy.dialogs) == 0
+
+
+async def test_the_operator_cancels_a_call_still_ringing() -> None:
+    env = Env(config=ProxyConfig(keepalive_interval=INTERVAL))
+    await env.register("desk1", "sip:desk1@192.168.1.20:5060", DESK_FLOW)
+    txn = await env.send(env.request("INVITE", NUMBER_URI))
+    invite = env.branches()[0]
+    env.respond(invite, 180)
+    assert await env.state.channels_in_use("t1", WALL) == 1
+    assert env.proxy.end_call("call-1") is True
+    (cancel,) = sent(env, "CANCEL")
+    assert cancel.target == DESK_FLOW
+    env.respond(invite, 487)
+    await asyncio.sleep(0)
+    assert env.final(txn).status == 487
+    assert await env.state.channels_in_use("t1", WALL) == 0
