@@ -137,3 +137,21 @@ def test_on_redis_one_nodes_calls_and_registrations_are_listed_by_another(
     uas.wait(grace=5)
     assert ur.successful == 1, ur.report()
     wait_for(lambda: items(api_b, CALLS) == [], 5)
+
+
+def test_operator_ends_a_call_still_ringing_with_cancel_and_487(switch_proc, sipp):
+    sw = switch_proc(SeedSpec(devices=[DESK]))
+    api = api_for(sw)
+    port = free_port()
+    register_device(sipp, sw, DESK, port)
+    desk = sipp("uas_noanswer", local_port=port, calls=1, timeout_s=30).start()
+    caller = carrier_call(sipp, sw, "uac_expect_487", timeout_s=30).start()
+    wait_for(lambda: len(items(api, CALLS)) == 1, 10)
+    (call,) = items(api, CALLS)
+    assert call["answered"] is False and call["answered_at"] is None
+    r = api.delete(f"{CALLS}/{urllib.parse.quote(call['call_id'], safe='')}")
+    assert r.status == 200 and r.body["signalled"] is True, r
+    cr, dr = caller.wait(grace=5), desk.wait(grace=5)
+    assert cr.successful == 1, cr.report() + sw.logs()  # the caller got 487
+    assert dr.successful == 1, dr.report()  # the phone got the switch's CANCEL
+    wait_for(lambda: items(api, CALLS) == [], 5)
