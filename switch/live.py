@@ -5,9 +5,10 @@ and ending a call through the proxy.
 Active calls are the calls holding one of the tenant's channels: their `CallRecord`s
 (switch/proxy/leases.py), listed only while the lease is live. Ending one: the proxy sends
 BYE to both ends when this process holds the dialog (switch/proxy/dialogs.py), cancels a
-call still ringing here (487 to the caller), and releases the lease in every case - also
-when the call is another node's or was lost with a killed process (then `signalled` is
-false: the ends are not told, the channel is freed).
+call still ringing here (487 to the caller), and releases the lease in every case. A call
+of another node: that node is asked, through the state backend, to end it (its
+housekeeping, within a second, sends the BYEs - if it is alive), and `signalled` is false
+(this node cannot tell whether the ends were told); the channel is freed at once.
 """
 
 from __future__ import annotations
@@ -81,11 +82,15 @@ class SwitchLive:
         if record is None:
             return None
         proxy = self._proxy()
-        if isinstance(proxy, Proxy):
+        elsewhere = record.node is not None and record.node != self.node
+        if isinstance(proxy, Proxy) and not elsewhere:
             signalled = proxy.end_call(call_id)
-        else:  # no proxy here: release the lease by its record, as a BYE would
+        else:  # another node's call: it is asked to send the BYEs; the lease goes now
             signalled = False
             try:
+                if elsewhere:
+                    assert record.node is not None
+                    await self._state.request_end(record.node, call_id)
                 await self._state.release_channel(record.tenant_id, call_id)
                 if record.also is not None:
                     await self._state.release_channel(record.also, call_id)

@@ -54,7 +54,8 @@ Calls (the channel leases' dialogs: switch/proxy/leases.py)
 tenant, the second lease key) and what operators see of it (caller, number, since when,
 answered, node). It lives as long as the lease (`until`, refreshed with it); `calls(tenant)`
 lists a tenant's live ones from every node. `put_call` stamps the backend's node id on a
-record without one, like `put_binding`.
+record without one, like `put_binding`. `request_end`/`ends_requested` carry an operator's
+"end this call" to the node holding its dialog.
 
 Outbound usage (toll-fraud caps, routing.caps)
 -----------------------------------------------
@@ -246,6 +247,15 @@ class StateBackend(Protocol):
 
     async def remove_call(self, call_id: str) -> bool:
         """Forget the record (idempotent); True if one was stored."""
+        ...
+
+    async def request_end(self, node: str, call_id: str) -> None:
+        """Ask `node` (a record's node) to end the call: an operator's action taken through
+        another node; kept a minute at most (a node that is gone never takes it)."""
+        ...
+
+    async def ends_requested(self, node: str) -> list[str]:
+        """Take the Call-IDs other nodes asked `node` to end (each is returned once)."""
         ...
 
     # ------------------------------------------------------------------ authentication guard

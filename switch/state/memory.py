@@ -60,6 +60,7 @@ class MemoryState:
         self._calls: dict[str, CallRecord] = {}  # call_id -> record
         self._tenant_calls: dict[str, dict[str, None]] = {}  # tenant -> call_ids, oldest first
         self._call_heap: list[tuple[float, str]] = []  # (until, call_id), stale ones skipped
+        self._end_requests: dict[str, list[str]] = {}  # node -> Call-IDs to end
 
     # ------------------------------------------------------------------ registrations
     async def bindings(self, device_id: str, now: float) -> list[Binding]:
@@ -235,6 +236,12 @@ class MemoryState:
             return False
         self._forget_call(record)
         return True
+
+    async def request_end(self, node: str, call_id: str) -> None:
+        self._end_requests.setdefault(node, []).append(call_id)
+
+    async def ends_requested(self, node: str) -> list[str]:
+        return self._end_requests.pop(node, [])
 
     def _forget_call(self, record: CallRecord) -> None:
         self._calls.pop(record.call_id, None)

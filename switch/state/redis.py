@@ -15,6 +15,7 @@ Keys (P = the prefix, "softswitch:" by default; <dev> a device id, <t> a tenant 
   P ch:<t>     zset   call_id -> lease deadline: the tenant's channel leases
   P c:<call>   string CallRecord JSON (`_encode_call`), Redis TTL to its deadline + margin
   P cs:<t>     zset   call_id -> record deadline: the tenant's call records
+  P end:<node> list   Call-IDs other nodes asked this node to end (Redis TTL 60 s)
 
 Every write that touches several keys is one Lua script (atomic, no interleaving with other
 nodes); `claim_device` and `acquire_channel` are the check-and-set ones. Scripts run by
@@ -620,6 +621,23 @@ class RedisState(GuardOps):
     async def remove_call(self, call_id: str) -> bool:
         keys = [f"{self.prefix}c:{call_id}"]
         return bool(await self._remove_call(keys=keys, args=[call_id, f"{self.prefix}cs:"]))
+
+    @_redis_op
+    async def request_end(self, node: str, call_id: str) -> None:
+        key = f"{self.prefix}end:{node}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, call_id)
+            pipe.expire(key, 60)
+            await pipe.execute()
+
+    @_redis_op
+    async def ends_requested(self, node: str) -> list[str]:
+        key = f"{self.prefix}end:{node}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, 0, -1)
+            pipe.delete(key)
+            found, _ = await pipe.execute()
+        return [str(c) for c in found]
 
     # ------------------------------------------------------------------ authentication guard
     @_redis_op

@@ -115,7 +115,7 @@ def redis_db12() -> Iterator[redis.Redis]:
 
 
 @pytest.mark.redis
-def test_on_redis_one_nodes_calls_and_registrations_are_listed_by_another(
+def test_on_redis_one_nodes_calls_and_registrations_are_listed_and_ended_by_another(
     switch_proc, sipp, redis_db12
 ):
     config = '[state]\nurl = "redis://127.0.0.1:6379/12"\n'
@@ -127,15 +127,19 @@ def test_on_redis_one_nodes_calls_and_registrations_are_listed_by_another(
     (reg,) = items(api_b, "/tenants/t1/registrations")
     assert reg["device_id"] == "desk1" and reg["source"] == f"127.0.0.1:{port}"
 
-    uas = sipp("uas", local_port=port, calls=1, timeout_s=30).start()
-    uac = carrier_call(sipp, a, "uac_call", timeout_s=30, extra=["-d", "3000"]).start()
+    uas = sipp("uas", local_port=port, calls=1, timeout_s=30, extra=["-aa"]).start()
+    uac = carrier_call(sipp, a, "uac_call_until_bye", timeout_s=30, extra=["-aa"]).start()
     wait_for(lambda: any(c["answered"] for c in items(api_b, CALLS)), 10)
     (call,) = items(api_b, CALLS)
     assert call["node"] == reg["node"]  # node A took the channel and holds the flow
     assert f"node id {call['node']}" in a.logs() and f"node id {call['node']}" not in b.logs()
-    ur = uac.wait(grace=5)
-    uas.wait(grace=5)
-    assert ur.successful == 1, ur.report()
+    # ended through node B: A is asked to send the BYEs, the channel is freed at once
+    r = api_b.delete(f"{CALLS}/{urllib.parse.quote(call['call_id'], safe='')}")
+    assert r.status == 200 and r.body["signalled"] is False and r.body["node"] == call["node"]
+    assert items(api_b, CALLS) == []
+    ur, sr = uac.wait(grace=5), uas.wait(grace=5)
+    assert ur.successful == 1 and sr.successful == 1, ur.report() + sr.report() + a.logs()
+    assert "ended at another node's request" in a.logs()
     wait_for(lambda: items(api_b, CALLS) == [], 5)
 
 

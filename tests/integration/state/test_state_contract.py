@@ -682,3 +682,12 @@ async def test_a_record_written_by_one_node_is_found_and_released_by_another(
     assert await b.release_channel(found.tenant_id, "c1") and await b.remove_call("c1")
     assert await a.calls("t", now=1) == []
     assert await a.acquire_channel("t", "c2", limit=1, ttl=100, now=1)  # the channel is free
+
+
+async def test_end_requests_are_taken_once_per_node(state: StateBackend) -> None:
+    await state.request_end("node-x", "c1")
+    await state.request_end("node-x", "c2")
+    await state.request_end("node-y", "c3")
+    assert await state.ends_requested("node-x") == ["c1", "c2"]
+    assert await state.ends_requested("node-x") == []
+    assert await state.ends_requested("node-y") == ["c3"]
