@@ -155,4 +155,5 @@ ERROR_IDS: Mapping[str, int] = {
     "prompt-too-large": 413,
     "store-unavailable": 503,
     "statements-unavailable": 503,
+    "live-state-unavailable": 503,
 }

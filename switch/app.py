@@ -343,14 +343,26 @@ class SwitchApp:
             try:
                 now = time.time()
                 await self.state.expire(now)
+                await self._end_requested()
                 self._registrations = await self.state.count()
                 if self.mwi is not None:
                     await self.mwi.sweep()
                 await self.guard.sync(now)
+            except StateUnavailable as exc:  # an outage: one line, not a traceback a second
+                log.warning("housekeeping: %s", exc)
             except Exception:
                 log.exception("housekeeping failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), _HOUSEKEEPING_INTERVAL)
+
+    async def _end_requested(self) -> None:
+        """Calls an operator ended through another node (switch/live.py): BYE both ways."""
+        node = getattr(self.state, "node_id", None)
+        end_call = getattr(getattr(self, "proxy", None), "end_call", None)
+        if isinstance(node, str) and end_call is not None:
+            for call_id in await self.state.ends_requested(node):
+                log.info("call %s: ended at another node's request", call_id)
+                end_call(call_id)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -476,7 +488,7 @@ def make_state(config: Config) -> StateBackend:
     """The runtime-state backend `state.url` names (validated by the config)."""
     if config.state_url == "memory":
         return MemoryState()
-    state = RedisState(config.state_url)
+    state = RedisState(config.state_url, timeout=config.state_timeout)
     log.info("runtime state in redis, node id %s", state.node_id)  # not the URL: a password
     return state
 

@@ -110,6 +110,7 @@ class Config:
     database_url: str | None = None
     # [state]
     state_url: str = "memory"  # or redis://host:port/db (rediss:// for TLS)
+    state_timeout: float = 0.5  # seconds a Redis command may take (switch/state/redis.py)
     # [log]
     log_level: str = "INFO"
     # [security] (README "Floods and connection limits"; switch/transport/flood.py, admission.py)
@@ -153,6 +154,8 @@ class Config:
             raise ConfigError("sip.max_connections >= 1 and udp_buffer_bytes >= 0 required")
         self._check_security()
         check_state_url(self.state_url)
+        if not 0 < self.state_timeout <= 10:
+            raise ConfigError("state.timeout: seconds in (0, 10] expected")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"log.level: unknown level {self.log_level!r}")
 
@@ -322,6 +325,7 @@ _KEYS: dict[tuple[str, str], tuple[str, Any]] = {
     ("data", "seed"): ("seed", _opt_path),
     ("data", "database_url"): ("database_url", _opt_str),
     ("state", "url"): ("state_url", _str),
+    ("state", "timeout"): ("state_timeout", _num),
     ("log", "level"): ("log_level", _str),
     ("security", "flood_limit"): ("flood_limit", _int),
     ("security", "flood_window"): ("flood_window", _num),

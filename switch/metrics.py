@@ -202,6 +202,25 @@ class Metrics:
             ["cap"],
             registry=r,
         )
+        self.lease_writes_retried_total = Counter(
+            "sip_lease_writes_retried_total",
+            "Channel lease releases/records retried because the state backend failed, by"
+            " outcome (retry, done after retrying, given_up: left to the lease TTL)",
+            ["outcome"],
+            registry=r,
+        )
+        self.dialogs_ended_total = Counter(
+            "sip_dialogs_ended_total",
+            "Calls the switch ended itself (BYE both ways), by reason (keepalive, operator)",
+            ["reason"],
+            registry=r,
+        )
+        self.keepalives_total = Counter(
+            "sip_dialog_keepalives_total",
+            "In-dialog OPTIONS keep-alives sent to call ends, by result (ok, failed)",
+            ["result"],
+            registry=r,
+        )
 
     def watch_transactions(self, counts: Callable[[], dict[str, int]]) -> None:
         self._callbacks.transactions = counts

@@ -20,6 +20,8 @@
   finished records to `self.cdr_writer` (switch/cdr_writer.py: queue, batches, spool under
   the data directory, metrics in the switch's registry); the API's call history and
   statements get the statement builder (billing.statement_doc) from here.
+- Live state: the API's active calls, ending one, and registrations (switch/live.py over
+  the switch's state backend and proxy).
 - Call recordings: the relay (switch/relaying.py, started by the switch app) writes them into
   this node's directory; the `RecordingKeeper` (switch/recordings.py) registers each finished
   one in the store within seconds and runs the 30-day retention; the API serves them from
@@ -60,6 +62,7 @@ from provisioning.store.base import Store
 from .app import SwitchApp
 from .cdr_writer import CdrConfig, CdrWriter
 from .config import Config, ConfigError
+from .live import SwitchLive
 from .prompt_source import StorePrompts
 from .recordings import RecordingKeeper, RecordingPaths
 
@@ -163,6 +166,9 @@ class Node:
             converter=convert,
             calls=self.calls,
             recordings=self.recordings,
+            live=SwitchLive(
+                switch.state, lambda: switch.snapshot, lambda: getattr(switch, "proxy", None)
+            ),
         )
 
     def _cdr_timezone(self, tenant_id: str) -> str:

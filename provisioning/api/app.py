@@ -21,6 +21,9 @@ Injected by the composition root (switch/node.py):
 - `calls` (`API_CALLS`): the call history and statements, with the statement builder
   (`billing.statement_doc`). Default: the history over the services' store, no statements
   (their routes answer 503 `statements-unavailable`).
+- `live` (`API_LIVE`): the switch's live state (provisioning.services.live.LiveSwitch):
+  active calls, ending one, registrations. Default: none, those routes answer 503
+  `live-state-unavailable`.
 - `recordings`: the node's `RecordingsRepo` (the store and the recordings directory the
   relay writes into). Default: the same store with no files (every download is
   `recording-file-missing`).
@@ -38,6 +41,7 @@ from prometheus_client import CollectorRegistry
 
 from provisioning.services import AudioConverter, Services
 from provisioning.services.cdrs import CallHistoryService
+from provisioning.services.live import LiveService, LiveSwitch
 from provisioning.services.recordings import NoFiles, RecordingsRepo
 from provisioning.services.voicemail import VoicemailRepo
 
@@ -46,6 +50,7 @@ from .middleware import API_METRICS, ApiMetrics, auth_middleware, errors_middlew
 from .openapi import build_document
 from .resources import ALL_OPERATIONS
 from .resources.calls import API_CALLS
+from .resources.live import API_LIVE
 from .resources.recordings import API_RECORDINGS
 from .schema import AnyObject
 
@@ -98,6 +103,7 @@ def create_api_app(
     converter: AudioConverter | None = None,
     calls: CallHistoryService | None = None,
     recordings: RecordingsRepo | None = None,
+    live: LiveSwitch | None = None,
 ) -> web.Application:
     """The API sub-application over `services`; `registry` is the app's Prometheus registry
     (a private one when None). `prefix` is where the caller mounts it; it is only used to
@@ -115,6 +121,7 @@ def create_api_app(
     if converter is not None:
         app[API_CONVERTER] = converter
     app[API_RECORDINGS] = recordings or RecordingsRepo(services.store, NoFiles())
+    app[API_LIVE] = LiveService(live)
     ops = operations()
     app[API_DOCUMENT] = build_document(ops, prefix)
     for op in ops:
@@ -131,10 +138,11 @@ def mount_api(
     converter: AudioConverter | None = None,
     calls: CallHistoryService | None = None,
     recordings: RecordingsRepo | None = None,
+    live: LiveSwitch | None = None,
 ) -> web.Application:
     api = create_api_app(
         services, registry=registry, prefix=API_PREFIX, voicemail=voicemail,
-        converter=converter, calls=calls, recordings=recordings,
+        converter=converter, calls=calls, recordings=recordings, live=live,
     )  # fmt: skip
     parent.add_subapp(API_PREFIX, api)
     # The parent's HTTP server counts requests its parser refuses (server.ApiAppRunner).

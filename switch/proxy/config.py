@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .dialogs import DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT
 from .diversion import MediaService
 from .forking import DEFAULT_TIMER_C
 from .leases import DEFAULT_CHANNEL_TTL, SESSION_MARGIN
@@ -28,6 +29,10 @@ class ProxyConfig:
     channel_ttl: float = DEFAULT_CHANNEL_TTL
     session_margin: float = SESSION_MARGIN
     lease_sweep: float = 30.0  # how often expired leases leave the proxy's bookkeeping
+    # In-dialog OPTIONS to both ends of answered calls (dialogs.py); 0 switches them off.
+    # A call whose end vanished ends within interval + timeout.
+    keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
     media: MediaService | None = None  # [media] uri: announcements, busy message, voicemail
     forward_stray_responses: bool = False  # RFC 3261 §16.7 stateless relay of unmatched ones
 
@@ -36,6 +41,8 @@ class ProxyConfig:
             raise ValueError("Timer C must be greater than 3 minutes (RFC 3261 §16.6)")
         if self.channel_ttl <= 0 or self.session_margin < 0 or self.lease_sweep <= 0:
             raise ValueError("channel_ttl and lease_sweep > 0, session_margin >= 0 required")
+        if self.keepalive_interval < 0 or self.keepalive_timeout <= 0:
+            raise ValueError("keepalive_interval >= 0 and keepalive_timeout > 0 required")
 
     @classmethod
     def from_sections(cls, proxy: Mapping[str, Any], media: Mapping[str, Any]) -> ProxyConfig:
@@ -43,14 +50,15 @@ class ProxyConfig:
         switch.config as Config.extra). Unknown keys are errors, like everywhere else."""
         known = {
             "timer_c", "channel_ttl", "session_margin", "lease_sweep", "record_route",
-            "forward_stray_responses",
+            "forward_stray_responses", "keepalive_interval", "keepalive_timeout",
         }  # fmt: skip
         unknown = sorted(set(proxy) - known)
         unknown += sorted(f"media.{k}" for k in set(media) - {"uri", "secret"})
         if unknown:
             raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
         changes: dict[str, Any] = {}
-        for key in ("timer_c", "channel_ttl", "session_margin", "lease_sweep"):
+        numbers = ("timer_c", "channel_ttl", "session_margin", "lease_sweep")
+        for key in (*numbers, "keepalive_interval", "keepalive_timeout"):
             if key in proxy:
                 value = proxy[key]
                 if isinstance(value, bool) or not isinstance(value, int | float):

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from .anchor import MediaExchange
     from .cdrs import CdrEvents
+    from .dialogs import DialogWatch
     from .targets import BranchPlan
 
 __all__ = ["BranchSender", "CallBook", "RequestContext", "outcome_label"]
@@ -98,6 +99,7 @@ class RequestContext:
     """One proxied request (see the module docstring)."""
 
     __slots__ = (
+        "__weakref__",
         "caller_flow",
         "calls",
         "cancelled",
@@ -112,6 +114,7 @@ class RequestContext:
         "source",
         "template",
         "txn",
+        "watch",
     )
 
     def __init__(
@@ -137,6 +140,8 @@ class RequestContext:
         self.may_divert = False  # the fork may add a voicemail branch (forking: Diversion)
         # [recording] the relay this request's SDP goes through (anchor.py); None: end to end
         self.media: MediaExchange | None = None
+        # the dialog keep-alives (dialogs.DialogWatch), told of the first 2xx of a new call
+        self.watch: DialogWatch | None = None
 
     # ---------------------------------------------------------------- the proxy's requests
     def start(
@@ -305,6 +310,9 @@ class RequestContext:
             self.out.count_outcome("answered")
             if self.cdrs is not None:
                 self.cdrs.answered(response.call_id, branch.payload.device_id)
+            if self.watch is not None:
+                flow = branch.payload.flow
+                self.watch.answered(self.txn.request, response, self.caller_flow, flow)
         self.calls.answered(response.call_id, interval)
 
     def _send_up(self, response: Response) -> None:

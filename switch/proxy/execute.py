@@ -112,7 +112,16 @@ class TargetResolver(Protocol):
 class Leases(Protocol):
     """The channel leases (leases.ActiveCalls)."""
 
-    async def acquire(self, tenant_id: str, call_id: str, limit: int) -> bool: ...
+    async def acquire(
+        self,
+        tenant_id: str,
+        call_id: str,
+        limit: int,
+        ttl: float | None = None,
+        *,
+        caller: str | None = None,
+        called: str | None = None,
+    ) -> bool: ...
 
     def sweep(self) -> list[str]: ...
 
@@ -154,7 +163,7 @@ class DecisionExecutor:
         """Count a new call's decision, take its channel lease, carry it out."""
         if ctx.initial_invite:
             self._count(decision, fwd.call_id)
-        if not await self._take_channel(ctx, fwd, decision, inputs.snapshot):
+        if not await self._take_channel(ctx, fwd, decision, inputs):
             decision = self._lost_channel_race(inputs, decision)
             self._count(decision, fwd.call_id)
             if self._cdrs is not None:  # the call is now what this decision makes it
@@ -322,14 +331,19 @@ class DecisionExecutor:
 
     # ---------------------------------------------------------------- channel leases
     async def _take_channel(
-        self, ctx: RequestContext, fwd: Request, decision: Decision, snap: Snapshot
+        self, ctx: RequestContext, fwd: Request, decision: Decision, inputs: CallInputs
     ) -> bool:
         """The tenant's channel lease (service rule: simultaneous calls = number of IDs),
-        taken before forking; the state backend is the authority under a race."""
+        taken before forking; the state backend is the authority under a race. The call's
+        record names the caller (number, else the calling ID) and the number dialled."""
         tenant_id = decision.tenant_id
         if not (decision.takes_channel and ctx.initial_invite and tenant_id):
             return True
-        ok = await self._calls.acquire(tenant_id, fwd.call_id, snap.channels(tenant_id))
+        call = inputs.call
+        ok = await self._calls.acquire(
+            tenant_id, fwd.call_id, inputs.snapshot.channels(tenant_id),
+            caller=call.caller_number or call.device_id, called=call.dialled,
+        )  # fmt: skip
         if ok:
             self._arm_sweep()
         return ok

@@ -29,22 +29,35 @@ A refresh that finds the lease already gone (it expired: the TTL was shorter tha
 in the call) takes it again if a channel is free: the call is evidently up, so it should be
 counted; if none is free the call goes on uncounted (never cut by us).
 
-Several nodes: the lease itself is shared (Redis), but which tenant a Call-ID's lease
-belongs to is known only to the node that took it, so in-dialog traffic proxied by another
-node does not refresh it; with session timers on the same node, or the default TTL, the
-lease still ends correctly (released by BYE on any node would need that mapping shared
-too - left for when dialogs are shared between nodes).
+Findable from the dialog alone: with the lease goes a `CallRecord` in the same state backend
+(switch/state/base.py: tenant, second lease key, caller, number, since, answered, node). A
+BYE for a Call-ID this process holds no lease for (it was restarted after `kill -9`, or the
+call was set up through another node) looks the record up and releases what it names, so
+leases survive the loss of the process that took them. The record is also what operators
+list (the API's active calls, from every node).
+
+Releases are idempotent and retried: a release removes the Call-ID's own lease (never
+"one of the tenant's"), so doing it twice is a no-op; a backend that fails (Redis blip) gets
+the release again with backoff (`RETRY_FIRST`, doubling up to `RETRY_CAP`, for at most
+`retry_for` seconds, 300 s by default; then the TTL is the net), counted in
+`sip_lease_writes_retried_total`. An `acquire` that raised may still have been applied: the
+lease is released then too (at once, and again once `LATE_WRITE_BOUND` has passed, after
+which no delayed copy of the acquire can land - so a call answered 503 during an outage
+never holds a channel afterwards, and the tenant never sees "busy" from it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from switch.eager import run_eager
-from switch.state.base import StateUnavailable
+from switch.state.base import LATE_WRITE_BOUND, CallRecord, StateUnavailable
 
 if TYPE_CHECKING:
     from switch.metrics import Metrics
@@ -57,6 +70,9 @@ __all__ = ["DEFAULT_CHANNEL_TTL", "SESSION_MARGIN", "ActiveCalls", "session_inte
 
 DEFAULT_CHANNEL_TTL = 2 * 3600.0
 SESSION_MARGIN = 32.0
+RETRY_FIRST = 0.25  # seconds before a failed lease write is tried again (then doubled)
+RETRY_CAP = 15.0
+RETRY_FOR = 300.0
 
 
 def session_interval(headers: Headers) -> float | None:
@@ -77,6 +93,7 @@ class _Lease:
     limit: int
     ttl: float
     deadline: float
+    record: CallRecord  # the shared record (state backend), as last written
     also: str | None = None  # a second lease key counting the call (`also_count`)
 
 
@@ -96,6 +113,8 @@ class ActiveCalls:
         *,
         default_ttl: float = DEFAULT_CHANNEL_TTL,
         session_margin: float = SESSION_MARGIN,
+        retry_for: float = RETRY_FOR,
+        late_write_bound: float = LATE_WRITE_BOUND,
     ) -> None:
         self._metrics = metrics
         self._state = state
@@ -103,6 +122,9 @@ class ActiveCalls:
         self._limit = limit
         self.default_ttl = default_ttl
         self.session_margin = session_margin
+        self.retry_for = retry_for
+        self.late_write_bound = late_write_bound
+        self._retries = metrics.lease_writes_retried_total
         self._answered: dict[str, None] = {}  # insertion order = age
         self._leases: dict[str, _Lease] = {}
         # [recording] told the Call-ID of every call that ends here: failed, BYE, expired
@@ -117,15 +139,70 @@ class ActiveCalls:
         lease = self._leases.get(call_id)
         return None if lease is None else (lease.tenant_id, lease.ttl, lease.deadline)
 
+    def record(self, call_id: str) -> CallRecord | None:
+        """The call's record as this node last wrote it (None: no lease held here)."""
+        lease = self._leases.get(call_id)
+        return None if lease is None else lease.record
+
     async def acquire(
-        self, tenant_id: str, call_id: str, limit: int, ttl: float | None = None
+        self,
+        tenant_id: str,
+        call_id: str,
+        limit: int,
+        ttl: float | None = None,
+        *,
+        caller: str | None = None,
+        called: str | None = None,
     ) -> bool:
+        """Take one of the tenant's channels for the call and write its record. A backend
+        failure raises StateUnavailable, and whatever it may have applied is released."""
         ttl = self.default_ttl if ttl is None else ttl
         now = self._wall()
-        ok = await self._state.acquire_channel(tenant_id, call_id, limit, ttl, now)
+        try:
+            ok = await self._state.acquire_channel(tenant_id, call_id, limit, ttl, now)
+        except StateUnavailable:
+            self._undo_acquire(tenant_id, call_id)
+            raise
         if ok:
-            self._leases[call_id] = _Lease(tenant_id, limit, ttl, now + ttl)
+            record = CallRecord(
+                call_id=call_id, tenant_id=tenant_id, until=now + ttl, started=now,
+                caller=caller, called=called,
+            )  # fmt: skip
+            lease = self._leases[call_id] = _Lease(tenant_id, limit, ttl, now + ttl, record)
+            self._write_record(call_id, lease)
         return ok
+
+    def _undo_acquire(self, tenant_id: str, call_id: str) -> None:
+        """The acquire failed but may have reached the backend, or still may (a command
+        held by the network): release now, and again once no late copy can land."""
+        if call_id in self._leases:  # a refresh's re-acquire: the lease is ours anyway
+            return
+
+        async def undo() -> None:
+            await self._state.release_channel(tenant_id, call_id)
+
+        async def undo_late() -> None:
+            await asyncio.sleep(self.late_write_bound)
+            if call_id not in self._leases:
+                await self._retrying(call_id, undo)
+
+        self._spawn(self._retrying(call_id, undo))
+        self._spawn(undo_late())
+
+    def _write_record(self, call_id: str, lease: _Lease) -> None:
+        """(Re)write the call's shared record, retried while the lease is still ours."""
+
+        async def write() -> None:
+            if self._leases.get(call_id) is lease:
+                await self._state.put_call(lease.record)
+
+        self._spawn(self._retrying(call_id, write))
+
+    def _update(self, call_id: str, **changes: Any) -> None:
+        lease = self._leases.get(call_id)
+        if lease is not None:
+            lease.record = dataclasses.replace(lease.record, **changes)
+            self._write_record(call_id, lease)
 
     async def also_count(self, call_id: str, key: str) -> None:
         """Count the call under `key` too (the calling ID's outbound calls in progress,
@@ -135,9 +212,10 @@ class ActiveCalls:
         if lease is None:
             return
         lease.also = key
+        self._update(call_id, also=key)
         await self._state.acquire_channel(key, call_id, _UNCOUNTED, lease.ttl, self._wall())
         if self._leases.get(call_id) is not lease:  # released while we waited: undo
-            await self._state.release_channel(key, call_id)
+            await self._retrying(call_id, lambda: self._state.release_channel(key, call_id))
 
     def session(self, call_id: str, interval: float | None) -> None:
         """A 2xx or refresh negotiated Session-Expires (None: keep the TTL): the lease TTL
@@ -164,11 +242,18 @@ class ActiveCalls:
             lease.ttl = ttl
         now = self._wall()
         lease.deadline = now + lease.ttl
+        self._update(call_id, until=lease.deadline)
         ok = await self._state.refresh_channel(lease.tenant_id, call_id, lease.ttl, now)
-        if not ok:  # it expired meanwhile: the call is evidently alive, count it again
+        # A BYE may release the lease while we wait: never take it again then (a re-acquire
+        # racing with the release would hold the channel for the whole TTL).
+        if not ok and self._leases.get(call_id) is lease:
+            # it expired meanwhile: the call is evidently alive, count it again
             await self._state.acquire_channel(lease.tenant_id, call_id, lease.limit, lease.ttl, now)
-        if lease.also is not None:
+        if lease.also is not None and self._leases.get(call_id) is lease:
             await self._state.acquire_channel(lease.also, call_id, _UNCOUNTED, lease.ttl, now)
+        if self._leases.get(call_id) is not lease:  # released meanwhile: release again
+            tenant_id, also = lease.tenant_id, lease.also
+            await self._retrying(call_id, lambda: self._release_lease(call_id, tenant_id, also))
 
     def answered(self, call_id: str, interval: float | None = None) -> None:
         if call_id not in self._answered:
@@ -176,6 +261,9 @@ class ActiveCalls:
                 self.ended(next(iter(self._answered)))
             self._answered[call_id] = None
             self._metrics.calls_active.inc()
+            lease = self._leases.get(call_id)
+            if lease is not None and lease.record.answered is None:
+                self._update(call_id, answered=self._wall())
         self.touch(call_id, interval)  # the dialog's TTL counts from the answer
 
     def failed(self, call_id: str) -> None:
@@ -185,11 +273,22 @@ class ActiveCalls:
             self._ended(call_id)
 
     def ended(self, call_id: str) -> None:
-        """A BYE passed (or the entry aged out)."""
+        """A BYE passed (or the entry aged out, or the switch ended the call). A Call-ID
+        with no lease here may hold one taken by another process: its record says which."""
         if self._answered.pop(call_id, 0) is None:
             self._metrics.calls_active.dec()
-        self._release(call_id)
+        if call_id in self._leases:
+            self._release(call_id)
+        else:
+            self._spawn(self._retrying(call_id, lambda: self._release_recorded(call_id)))
         self._ended(call_id)
+
+    async def _release_recorded(self, call_id: str) -> None:
+        record = await self._state.call(call_id, self._wall())
+        if record is not None and call_id not in self._leases:
+            log.info("call %s: lease of %s (node %s) released by its record",
+                     call_id, record.tenant_id, record.node)  # fmt: skip
+            await self._release_lease(call_id, record.tenant_id, record.also)
 
     def _ended(self, call_id: str) -> None:
         if self.on_end is not None:
@@ -215,9 +314,44 @@ class ActiveCalls:
     def _release(self, call_id: str) -> None:
         lease = self._leases.pop(call_id, None)
         if lease is not None:
-            self._spawn(self._state.release_channel(lease.tenant_id, call_id))
-            if lease.also is not None:
-                self._spawn(self._state.release_channel(lease.also, call_id))
+            tenant_id, also = lease.tenant_id, lease.also
+            self._spawn(
+                self._retrying(call_id, lambda: self._release_lease(call_id, tenant_id, also))
+            )
+
+    async def _release_lease(self, call_id: str, tenant_id: str, also: str | None) -> None:
+        """Every part is idempotent (keyed by the Call-ID): safe to run again after a
+        failure part-way."""
+        await self._state.release_channel(tenant_id, call_id)
+        if also is not None:
+            await self._state.release_channel(also, call_id)
+        await self._state.remove_call(call_id)
+
+    async def _retrying(self, call_id: str, op: Callable[[], Awaitable[object]]) -> None:
+        """Run `op` until it gets through the backend: backoff from RETRY_FIRST doubling to
+        RETRY_CAP, for at most `retry_for` seconds (then the lease's TTL ends it)."""
+        delay, started = RETRY_FIRST, time.monotonic()
+        failed = False
+        while True:
+            try:
+                await op()
+            except StateUnavailable as exc:
+                if time.monotonic() - started + delay > self.retry_for:
+                    self._retries.labels("given_up").inc()
+                    log.error("call %s: lease write given up (%s); its TTL will end it",
+                              call_id, exc)  # fmt: skip
+                    return
+                if not failed:
+                    log.warning("call %s: lease write failed (%s); retrying", call_id, exc)
+                failed = True
+                self._retries.labels("retry").inc()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_CAP)
+                continue
+            if failed:
+                self._retries.labels("done").inc()
+                log.info("call %s: lease write done after retrying", call_id)
+            return
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         # Eager: the memory backend finishes at once and costs no task; a network backend

@@ -101,9 +101,15 @@ Decisions
   device's call 486 with a Warning.
 
 Channel leases (leases.py): taken atomically before forking/forwarding, released on any
-final failure (CANCEL included) and when a BYE passes, refreshed by every other in-dialog
-request, TTL `channel_ttl` (2 h) or, with Session-Expires negotiated (RFC 4028), the session
-interval + `session_margin` (32 s); a lease nobody refreshes expires by itself.
+final failure (CANCEL included) and when a BYE passes - also on a process that did not take
+it (the lease's call record in the state backend names the tenant), refreshed by every other
+in-dialog request, TTL `channel_ttl` (2 h) or, with Session-Expires negotiated (RFC 4028),
+the session interval + `session_margin` (32 s); a lease nobody refreshes expires by itself.
+
+Dialog liveness (dialogs.py): the first 2xx of a new call we record-routed starts in-dialog
+OPTIONS keep-alives towards both ends (`keepalive_interval`, 60 s); a failed one (408, 481,
+no answer within `keepalive_timeout`) ends the call - BYE both ways, then `dialog_ended`
+(the lease released like after a BYE). `end_call` is the operator's way to the same end.
 
 Failures: a request the proxy cannot forward (a malformed header, a next hop that does not
 resolve) gets the error's status hint; an unreachable state backend (StateUnavailable) 503
@@ -121,6 +127,7 @@ import functools
 import hashlib
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -144,6 +151,7 @@ from .bans import AuthGuard
 from .cdrs import CdrEvents, CdrSink
 from .config import ProxyConfig
 from .context import RequestContext
+from .dialogs import DialogWatch, Probe
 from .execute import CallInputs, Decide, DecisionExecutor
 from .forking import Stage
 from .leases import ActiveCalls, session_interval
@@ -223,6 +231,17 @@ class Proxy:
             self.cdrs = CdrEvents(
                 call_records, cdr_sink, snapshot=snapshot, wall_clock=wall_clock, scheduler=sender
             )
+        # dialog liveness (dialogs.py): keep-alives, BYE both ways when an end is gone
+        self.dialogs = DialogWatch(
+            sender, self.resolver, metrics, self._is_ours, interval=config.keepalive_interval,
+            timeout=config.keepalive_timeout, limit=config.max_dialogs,
+        )  # fmt: skip
+        self.dialogs.on_end = self._watch_ended
+        # new calls not answered yet, by Call-ID (an operator may end one: CANCEL); a
+        # context leaves by itself once its fork is over and released (context.release)
+        self._new_calls: weakref.WeakValueDictionary[str, RequestContext] = (
+            weakref.WeakValueDictionary()
+        )
         self.executor = DecisionExecutor(
             scheduler=sender, resolver=self.resolver, config=config, calls=self.calls,
             metrics=metrics, decide=self.decide, started=self._outbound_started, anchors=anchors,
@@ -241,6 +260,7 @@ class Proxy:
             self._on_cancel(txn, cancelled)
             return
         ctx = RequestContext(self.out, self.calls, txn, source, self.cdrs)
+        ctx.watch = self.dialogs
         txn.user_data = ctx
         try:
             await self._process(ctx, request)
@@ -286,11 +306,15 @@ class Proxy:
         ud = txn.user_data
         if isinstance(ud, tuple):  # (context, branch); None: the response to our CANCEL
             ud[0].on_response(ud[1], response)
+        elif isinstance(ud, Probe):  # a keep-alive or BYE of ours (dialogs.py)
+            self.dialogs.on_response(ud, response)
 
     def on_timeout(self, txn: ClientTransaction) -> None:
         ud = txn.user_data
         if isinstance(ud, tuple):
             ud[0].on_timeout(ud[1])
+        elif isinstance(ud, Probe):
+            self.dialogs.on_timeout(ud)
 
     def on_stray_response(
         self, response: Response, source: Target, txn: ClientTransaction | None
@@ -315,6 +339,27 @@ class Proxy:
         if self.anchors is not None:  # [recording] the SDP the caller got the first time
             self.anchors.rewrite_stray(response)
         self.sender.send_stateless(response, via_target(vias[1]))
+
+    # ================================================================ calls the switch ends
+    def _watch_ended(self, call_id: str, reason: str) -> None:
+        self.dialog_ended(call_id, reason=reason)
+
+    def end_call(self, call_id: str) -> bool:
+        """Operator: end the call - BYE both ways when this process holds its dialog; a call
+        still ringing here is cancelled (CANCEL to its branches, 487 to the caller, the
+        lease given back as for any failure); and its lease is released in any case (found
+        by its record when another process took it). True when the call was ended here."""
+        if self.dialogs.end(call_id, "operator"):
+            return True
+        ringing = self._new_calls.get(call_id)
+        fork = None if ringing is None else ringing.fork
+        if ringing is not None and fork is not None and not (fork.answered or fork.finished):
+            log.info("call %s: cancelled by the operator", call_id)
+            self.metrics.dialogs_ended_total.labels("operator").inc()
+            ringing.cancel()
+            return True
+        self.dialog_ended(call_id, reason="operator")
+        return False
 
     # ================================================================ processing
     def _on_cancel(self, txn: ServerTransaction, invite: ServerTransaction | None) -> None:
@@ -388,6 +433,7 @@ class Proxy:
     async def _in_dialog(self, ctx: RequestContext, fwd: Request, flow: Target | None) -> None:
         """A request inside a dialog follows the route set (loose routing, §16.12)."""
         target = flow or await self.resolver.target(next_hop_uri(fwd))
+        self.dialogs.seen(fwd)
         if fwd.method == "BYE":
             self.dialog_ended(fwd.call_id, reason="bye")
         else:
@@ -413,6 +459,8 @@ class Proxy:
             remove_our_credentials(fwd.headers, self.auth.realm)
             ctx.caller_flow = ctx.source
         ctx.initial_invite = fwd.method == "INVITE"
+        if ctx.initial_invite:
+            self._new_calls[fwd.call_id] = ctx
         inputs = await self._inputs(fwd, snap, device, gw.id if gw else None)
         decision = self.decide(inputs.call, snap, inputs.live, inputs.now)
         if ctx.initial_invite:

@@ -48,6 +48,15 @@ deadline (`Ban`). Bans and counts are shared by the nodes so that an attacker sp
 guesses over them is counted once. `remember_source` keeps the addresses an ID registered
 from (the per-ID guard lets those through). Kinds are lower-case words (no ":").
 
+Calls (the channel leases' dialogs: switch/proxy/leases.py)
+------------------------------------------------------------
+`CallRecord` is what any process needs to release a call's leases from its Call-ID alone (the
+tenant, the second lease key) and what operators see of it (caller, number, since when,
+answered, node). It lives as long as the lease (`until`, refreshed with it); `calls(tenant)`
+lists a tenant's live ones from every node. `put_call` stamps the backend's node id on a
+record without one, like `put_binding`. `request_end`/`ends_requested` carry an operator's
+"end this call" to the node holding its dialog.
+
 Outbound usage (toll-fraud caps, routing.caps)
 -----------------------------------------------
 `add_daily` / `daily` are plain counters per (day, key) — the proxy counts the outbound
@@ -66,9 +75,14 @@ from switch.tu import Unavailable
 if TYPE_CHECKING:
     from switch.sip.target import Target
 
-__all__ = ["Ban", "Binding", "StateBackend", "StateUnavailable"]
+__all__ = ["LATE_WRITE_BOUND", "Ban", "Binding", "CallRecord", "StateBackend", "StateUnavailable"]
 
 _KIND = re.compile(r"[a-z][a-z-]*")
+
+# Seconds after its `now` past which a shared backend refuses an `acquire_channel` that
+# reaches it late (a command held by the network during an outage; redis.py, Late writes).
+# A lease write the caller saw fail is certain to have no effect once this has passed.
+LATE_WRITE_BOUND = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,6 +127,25 @@ class Ban:
             raise ValueError(f"ban kind must be a lower-case word: {self.kind!r}")
         if not self.key:
             raise ValueError("a ban needs a key")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRecord:
+    """A call holding a channel lease (see Calls). Times are wall-clock epoch seconds."""
+
+    call_id: str
+    tenant_id: str
+    until: float  # the lease's deadline: the record is gone with it
+    started: float
+    caller: str | None = None  # the calling number or ID as routing saw it
+    called: str | None = None  # the number dialled
+    answered: float | None = None
+    also: str | None = None  # the second lease key counting the call (leases.also_count)
+    node: str | None = None  # the node that took the lease; None = this process
+
+    def __post_init__(self) -> None:
+        if not self.call_id or not self.tenant_id:
+            raise ValueError("CallRecord needs a call_id and a tenant_id")
 
 
 def check_kind(kind: str) -> None:
@@ -197,6 +230,32 @@ class StateBackend(Protocol):
 
     async def channels_in_use(self, tenant_id: str, now: float) -> int:
         """Live leases of the tenant."""
+        ...
+
+    # ------------------------------------------------------------------ calls
+    async def put_call(self, record: CallRecord) -> None:
+        """Insert or replace the record of `record.call_id` (live until `record.until`)."""
+        ...
+
+    async def call(self, call_id: str, now: float) -> CallRecord | None:
+        """The live record of the Call-ID, or None."""
+        ...
+
+    async def calls(self, tenant_id: str, now: float) -> list[CallRecord]:
+        """The tenant's live records, oldest first."""
+        ...
+
+    async def remove_call(self, call_id: str) -> bool:
+        """Forget the record (idempotent); True if one was stored."""
+        ...
+
+    async def request_end(self, node: str, call_id: str) -> None:
+        """Ask `node` (a record's node) to end the call: an operator's action taken through
+        another node; kept a minute at most (a node that is gone never takes it)."""
+        ...
+
+    async def ends_requested(self, node: str) -> list[str]:
+        """Take the Call-IDs other nodes asked `node` to end (each is returned once)."""
         ...
 
     # ------------------------------------------------------------------ authentication guard

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .base import Ban, Binding, check_kind
+from .base import Ban, Binding, CallRecord, check_kind
 
 __all__ = ["MemoryState"]
 
@@ -57,6 +57,10 @@ class MemoryState:
         self._sources: dict[str, dict[str, float]] = {}  # device_id -> host -> until
         self._daily: dict[str, dict[str, int]] = {}  # day -> key -> count
         self._daily_until: dict[str, float] = {}
+        self._calls: dict[str, CallRecord] = {}  # call_id -> record
+        self._tenant_calls: dict[str, dict[str, None]] = {}  # tenant -> call_ids, oldest first
+        self._call_heap: list[tuple[float, str]] = []  # (until, call_id), stale ones skipped
+        self._end_requests: dict[str, list[str]] = {}  # node -> Call-IDs to end
 
     # ------------------------------------------------------------------ registrations
     async def bindings(self, device_id: str, now: float) -> list[Binding]:
@@ -100,6 +104,12 @@ class MemoryState:
         for device_id in [d for d, lock in self._locks.items() if lock.until <= now]:
             del self._locks[device_id]
         self._expire_guard(now)
+        calls = self._call_heap
+        while calls and calls[0][0] <= now:
+            until, call_id = heapq.heappop(calls)
+            record = self._calls.get(call_id)
+            if record is not None and record.until == until:  # not refreshed since
+                self._forget_call(record)
         return dropped
 
     def _expire_guard(self, now: float) -> None:
@@ -194,6 +204,52 @@ class MemoryState:
             self._leases.pop(tenant_id, None)
             self._lease_heaps.pop(tenant_id, None)
         return len(leases)
+
+    # ------------------------------------------------------------------ calls
+    async def put_call(self, record: CallRecord) -> None:
+        old = self._calls.get(record.call_id)
+        if old is not None and old.tenant_id != record.tenant_id:
+            self._forget_call(old)
+        self._calls[record.call_id] = record
+        heapq.heappush(self._call_heap, (record.until, record.call_id))
+        self._tenant_calls.setdefault(record.tenant_id, {})[record.call_id] = None
+
+    async def call(self, call_id: str, now: float) -> CallRecord | None:
+        record = self._calls.get(call_id)
+        return record if record is not None and record.until > now else None
+
+    async def calls(self, tenant_id: str, now: float) -> list[CallRecord]:
+        """Only calls whose lease is live: a record left by a write that raced with its
+        release (or a lease that expired) is dropped here."""
+        found = []
+        for call_id in list(self._tenant_calls.get(tenant_id, ())):
+            record = self._calls[call_id]
+            if record.until > now and call_id in self._live_leases(tenant_id, now):
+                found.append(record)
+            else:
+                self._forget_call(record)
+        return sorted(found, key=lambda r: r.started)
+
+    async def remove_call(self, call_id: str) -> bool:
+        record = self._calls.get(call_id)
+        if record is None:
+            return False
+        self._forget_call(record)
+        return True
+
+    async def request_end(self, node: str, call_id: str) -> None:
+        self._end_requests.setdefault(node, []).append(call_id)
+
+    async def ends_requested(self, node: str) -> list[str]:
+        return self._end_requests.pop(node, [])
+
+    def _forget_call(self, record: CallRecord) -> None:
+        self._calls.pop(record.call_id, None)
+        ids = self._tenant_calls.get(record.tenant_id)
+        if ids is not None:
+            ids.pop(record.call_id, None)
+            if not ids:
+                del self._tenant_calls[record.tenant_id]
 
     # ------------------------------------------------------------------ authentication guard
     async def auth_failure(

@@ -13,6 +13,9 @@ Keys (P = the prefix, "softswitch:" by default; <dev> a device id, <t> a tenant 
   P l:<dev>    hash   owner, until: the one-device-per-ID lock
   P lx         zset   dev -> until, for sweeping dead locks in `expire(now)`
   P ch:<t>     zset   call_id -> lease deadline: the tenant's channel leases
+  P c:<call>   string CallRecord JSON (`_encode_call`), Redis TTL to its deadline + margin
+  P cs:<t>     zset   call_id -> record deadline: the tenant's call records
+  P end:<node> list   Call-IDs other nodes asked this node to end (Redis TTL 60 s)
 
 Every write that touches several keys is one Lua script (atomic, no interleaving with other
 nodes); `claim_device` and `acquire_channel` are the check-and-set ones. Scripts run by
@@ -34,18 +37,28 @@ is unique per process run: conn_ids are per-process counters, so a restarted pro
 not believe the flows of its previous life are its own.
 
 Failures: every redis-py error (connection refused, timeout, a server error) is raised as
-`StateUnavailable`. Commands time out after `timeout` seconds and are retried once at once
-(a pooled connection that died with a Redis restart), never with a long backoff: a caller
-is waiting on the call path. Retrying is safe: every script is idempotent.
+`StateUnavailable`. Commands time out after `timeout` seconds (0.5 s by default) and are
+retried once at once (a pooled connection that died with a Redis restart), never with a long
+backoff: a caller is waiting on the call path. Retrying is safe: every script is idempotent.
 
-Redis Cluster is not supported: `bx`/`lx` are global keys next to per-device keys. A single
-primary (with replicas / Sentinel) is the intended deployment.
+Fail fast (`_Breaker`): after a connection error or a timeout, every operation raises
+`StateUnavailable` at once for `cooldown` seconds (1 s); then one operation at a time is let
+through as a probe until one succeeds. A black-holed Redis thus costs one caller at most
+2 x `timeout` per cooldown instead of every caller the full wait, and the commands that pile
+up in a dead connection are few.
+
+Late writes: a command that timed out here may still reach Redis later (a network that
+held it, a relay that resumes). `acquire_channel` compares Redis's clock with the time this
+process sent it (its real wall clock, not the caller's `now`, which tests fake) and refuses
+it (StateUnavailable) when it arrives more than `LATE_WRITE_BOUND` (base.py) late (clocks
+are NTP-synchronised, as base.py assumes). So a call answered 503 during an outage cannot
+take a channel afterwards (the "busy after recovery" failure); ActiveCalls also releases
+such a lease.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import math
@@ -55,16 +68,18 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switch.sip.target import Target
 
-from .base import Ban, Binding, StateUnavailable
+from .base import LATE_WRITE_BOUND, Ban, Binding, CallRecord, StateUnavailable
 from .redis_guard import GuardOps
 
 __all__ = ["RedisState", "default_node_id"]
@@ -153,8 +168,13 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 
-# KEYS: ch   ARGV: call_id, limit, deadline, now, ttl
+# KEYS: ch   ARGV: call_id, limit, deadline, now, ttl, late bound, sent at
+# -1: the command arrived more than `late bound` seconds after it was sent (Redis's clock)
 _ACQUIRE = """
+local t = redis.call('TIME')
+if tonumber(t[1]) + tonumber(t[2]) / 1000000 - tonumber(ARGV[7]) > tonumber(ARGV[6]) then
+  return -1
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
 if not redis.call('ZSCORE', KEYS[1], ARGV[1])
    and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
@@ -179,6 +199,79 @@ _IN_USE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 return redis.call('ZCARD', KEYS[1])
 """
+
+
+# KEYS: c, cs   ARGV: call_id, json, until, ttl
+_PUT_CALL = """
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+if redis.call('TTL', KEYS[2]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
+return 1
+"""
+
+# KEYS: cs, ch   ARGV: now, record key prefix
+# The tenant's records (JSON) of calls whose lease is live; the others are dropped (a record
+# a write raced back after its release, a lease that expired).
+_CALLS = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+local out = {}
+for _, id in ipairs(ids) do
+  local v = redis.call('GET', ARGV[2] .. id)
+  local lease = redis.call('ZSCORE', KEYS[2], id)
+  if v and lease and tonumber(lease) > tonumber(ARGV[1]) then
+    out[#out + 1] = v
+  else
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('DEL', ARGV[2] .. id)
+  end
+end
+return out
+"""
+
+# KEYS: c   ARGV: call_id, tenant index prefix
+_REMOVE_CALL = """
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local tenant = cjson.decode(v)['tenant_id']
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', ARGV[2] .. tenant, ARGV[1])
+return 1
+"""
+
+
+class _Breaker:
+    """Fail fast while Redis is unreachable (module docstring): closed -> open on a
+    connection error or timeout; after `cooldown` one probe at a time until one succeeds."""
+
+    __slots__ = ("_clock", "_cooldown", "_probing", "_retry_at")
+
+    def __init__(self, cooldown: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._cooldown = cooldown
+        self._clock = clock
+        self._retry_at: float | None = None  # None: closed
+        self._probing = False
+
+    def admit(self) -> bool:
+        if self._retry_at is None:
+            return True
+        if self._probing or self._clock() < self._retry_at:
+            return False
+        self._probing = True
+        return True
+
+    def succeeded(self) -> None:
+        self._retry_at, self._probing = None, False
+
+    def failed(self, exc: BaseException) -> None:
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+            self._retry_at, self._probing = self._clock() + self._cooldown, False
+        else:
+            self._probing = False  # the server answered (a script error): it is up
+
+    @property
+    def open(self) -> bool:
+        return self._retry_at is not None
 
 
 def default_node_id() -> str:
@@ -238,11 +331,38 @@ def _decode(text: str) -> Binding:
     )
 
 
+def _encode_call(r: CallRecord) -> str:
+    return json.dumps(
+        {
+            "call_id": r.call_id, "tenant_id": r.tenant_id, "until": r.until,
+            "started": r.started, "caller": r.caller, "called": r.called,
+            "answered": r.answered, "also": r.also, "node": r.node,
+        },
+        separators=(",", ":"),
+    )  # fmt: skip
+
+
+def _decode_call(text: str) -> CallRecord | None:
+    try:
+        d = json.loads(text)
+        answered = d["answered"]
+        return CallRecord(
+            call_id=d["call_id"], tenant_id=d["tenant_id"], until=float(d["until"]),
+            started=float(d["started"]), caller=d["caller"], called=d["called"],
+            answered=None if answered is None else float(answered), also=d["also"],
+            node=d["node"],
+        )  # fmt: skip
+    except (ValueError, KeyError, TypeError):
+        log.warning("unreadable call record in redis skipped: %.200r", text)
+        return None
+
+
 def _redis_op(
-    method: Callable[P, Coroutine[Any, Any, R]],
-) -> Callable[P, Coroutine[Any, Any, R]]:
-    """A public operation: redis-py errors become StateUnavailable (base.py, Failures), and
-    a call from outside any asyncio task runs in a task of its own.
+    method: Callable[Concatenate[RedisState, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[RedisState, P], Coroutine[Any, Any, R]]:
+    """A public operation: refused at once while the breaker is open, redis-py errors become
+    StateUnavailable (base.py, Failures), and a call from outside any asyncio task runs in a
+    task of its own.
 
     The transport core steps a TU's coroutine by hand up to its first suspension, from a
     protocol callback (switch/eager.py, `run_eager`), and redis-py's socket
@@ -250,15 +370,26 @@ def _redis_op(
     is a real suspension, after which the TU runs in run_eager's task like any other."""
     name = method.__name__
 
-    @functools.wraps(method)
-    async def operation(*args: P.args, **kwargs: P.kwargs) -> R:
+    async def operation(self: RedisState, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        breaker = self._breaker
+        if not breaker.admit():
+            raise StateUnavailable(f"redis: {name} refused: redis unreachable (failing fast)")
         try:
             if asyncio.current_task() is None:
-                return await asyncio.ensure_future(method(*args, **kwargs))
-            return await method(*args, **kwargs)
+                result = await asyncio.ensure_future(method(self, *args, **kwargs))
+            else:
+                result = await method(self, *args, **kwargs)
         except (RedisError, OSError) as exc:
+            breaker.failed(exc)
             raise StateUnavailable(f"redis: {name} failed: {exc}") from exc
+        except BaseException as exc:  # cancelled: a probe that never finished
+            breaker.failed(exc)
+            raise
+        breaker.succeeded()
+        return result
 
+    operation.__name__ = operation.__qualname__ = name
+    operation.__doc__ = method.__doc__
     return operation
 
 
@@ -272,10 +403,12 @@ class RedisState(GuardOps):
         *,
         prefix: str = "softswitch:",
         node_id: str | None = None,
-        timeout: float = 2.0,
+        timeout: float = 0.5,
         safety_margin: float = 300.0,
+        cooldown: float = 1.0,
     ) -> None:
         self.prefix = prefix
+        self._breaker = _Breaker(cooldown)
         self.node_id = node_id or default_node_id()
         self.safety_margin = safety_margin
         self._redis: Redis = Redis.from_url(
@@ -298,6 +431,8 @@ class RedisState(GuardOps):
             script(_REFRESH),
             script(_IN_USE),
         )
+        self._put_call, self._list_calls = script(_PUT_CALL), script(_CALLS)
+        self._remove_call = script(_REMOVE_CALL)
         self._bx, self._lx = prefix + "bx", prefix + "lx"
         self._init_guard()
 
@@ -435,8 +570,14 @@ class RedisState(GuardOps):
     async def acquire_channel(
         self, tenant_id: str, call_id: str, limit: int, ttl: float, now: float
     ) -> bool:
-        args = [call_id, str(limit), _num(now + ttl), _num(now), self._ttl(ttl)]
-        return bool(await self._acquire(keys=[self._lease_key(tenant_id)], args=args))
+        args = [
+            call_id, str(limit), _num(now + ttl), _num(now), self._ttl(ttl),
+            _num(LATE_WRITE_BOUND), _num(time.time()),
+        ]  # fmt: skip
+        done = int(await self._acquire(keys=[self._lease_key(tenant_id)], args=args))
+        if done < 0:
+            raise StateUnavailable(f"redis: lease for {call_id} arrived too late, refused")
+        return bool(done)
 
     @_redis_op
     async def refresh_channel(self, tenant_id: str, call_id: str, ttl: float, now: float) -> bool:
@@ -450,6 +591,53 @@ class RedisState(GuardOps):
     @_redis_op
     async def channels_in_use(self, tenant_id: str, now: float) -> int:
         return int(await self._in_use(keys=[self._lease_key(tenant_id)], args=[_num(now)]))
+
+    # ------------------------------------------------------------------ calls
+    def _call_keys(self, record: CallRecord) -> list[str]:
+        return [f"{self.prefix}c:{record.call_id}", f"{self.prefix}cs:{record.tenant_id}"]
+
+    @_redis_op
+    async def put_call(self, record: CallRecord) -> None:
+        if record.node is None:
+            record = replace(record, node=self.node_id)
+        ttl = self._ttl(record.until - time.time())
+        args = [record.call_id, _encode_call(record), _num(record.until), ttl]
+        await self._put_call(keys=self._call_keys(record), args=args)
+
+    @_redis_op
+    async def call(self, call_id: str, now: float) -> CallRecord | None:
+        text = await self._redis.get(f"{self.prefix}c:{call_id}")
+        record = None if text is None else _decode_call(str(text))
+        return record if record is not None and record.until > now else None
+
+    @_redis_op
+    async def calls(self, tenant_id: str, now: float) -> list[CallRecord]:
+        keys = [f"{self.prefix}cs:{tenant_id}", self._lease_key(tenant_id)]
+        found: Any = await self._list_calls(keys=keys, args=[_num(now), f"{self.prefix}c:"])
+        records = [r for r in map(_decode_call, found) if r is not None and r.until > now]
+        return sorted(records, key=lambda r: r.started)
+
+    @_redis_op
+    async def remove_call(self, call_id: str) -> bool:
+        keys = [f"{self.prefix}c:{call_id}"]
+        return bool(await self._remove_call(keys=keys, args=[call_id, f"{self.prefix}cs:"]))
+
+    @_redis_op
+    async def request_end(self, node: str, call_id: str) -> None:
+        key = f"{self.prefix}end:{node}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, call_id)
+            pipe.expire(key, 60)
+            await pipe.execute()
+
+    @_redis_op
+    async def ends_requested(self, node: str) -> list[str]:
+        key = f"{self.prefix}end:{node}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, 0, -1)
+            pipe.delete(key)
+            found, _ = await pipe.execute()
+        return [str(c) for c in found]
 
     # ------------------------------------------------------------------ authentication guard
     @_redis_op

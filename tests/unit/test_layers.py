@@ -2,7 +2,7 @@
 walk: nothing is imported or executed) against the table below. Arrows only point down:
 
     composition root   switch.app, switch.node, switch.cli*, switch.config, switch.prompt_source,
-                       switch.cdr_writer, switch.relaying, switch.recordings,
+                       switch.cdr_writer, switch.relaying, switch.recordings, switch.live,
                        switch.__main__                               (may import anything)
                        (the writer's parts: switch.cdr_metrics, the data and the writer's
                        type; switch.cdr_spool, a leaf)
@@ -64,6 +64,7 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     # the composition root
     "switch.app": PACKAGES,
     "switch.node": PACKAGES,
+    "switch.live": PACKAGES,
     "switch.cli": PACKAGES,
     "switch.cli_provisioning": PACKAGES,
     "switch.cli_media": PACKAGES,

@@ -10,6 +10,7 @@ from . import (
     calls,
     devices,
     gateways,
+    live,
     number_settings,
     numbers,
     phonebook,
@@ -35,6 +36,7 @@ ALL_OPERATIONS: list[Operation] = [
     *audit.OPERATIONS,
     *calls.OPERATIONS,
     *statements.OPERATIONS,
+    *live.OPERATIONS,
 ]
 
 __all__ = ["ALL_OPERATIONS"]

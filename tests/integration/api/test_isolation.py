@@ -144,6 +144,7 @@ async def populate_victim(api: Api) -> dict[str, str]:
         "token_id": token.body["id"],
         "message_id": message_id,
         "month": "2030-01",
+        "call_id": "c1@x",  # an active call's Call-ID (live.py: checked against the tenant)
     }
 
 
@@ -218,6 +219,8 @@ async def test_own_tenant_path_with_another_tenants_ids_is_404(api: Api) -> None
         # a day or a billing month names no resource of tenant a: b's own is fine
         if "{tenant_id}" not in template or not names or names <= {"day", "month"}:
             continue
+        if names == {"call_id"}:  # live state: 503 with no switch attached; the real
+            continue  # switch's answer is checked in tests/integration/test_operator_live.py
         r = await send(api, method, template, own, intruder)
         assert (r.status, r.error_id) == (404, "not-found"), (method, template, r.body)
     assert await everything_of(api, "a") == before

@@ -26,11 +26,14 @@ from billing import default_tariffs
 from billing.cdr_rating import rate_record
 from billing.statement_doc import CdrStatements
 from provisioning.api import mount_api
+from provisioning.live import build_snapshot
 from provisioning.model import DeviceKind
 from provisioning.records import CallDirection, CallOutcome, CallRecord
 from provisioning.seed import load_seed
 from provisioning.services import Principal, Services, import_seed
 from provisioning.services.cdrs import CallHistoryService, CallRecordRepo
+from switch.live import SwitchLive
+from switch.state.memory import MemoryState
 
 REPO = Path(__file__).resolve().parents[3]
 ST = Path(sys.executable).with_name("st")
@@ -74,9 +77,12 @@ async def test_schemathesis_finds_nothing(
     )
     token = created.token
     root = web.Application()
-    # as the node mounts it: the call history with billing's statement builder
+    # as the node mounts it: the call history with billing's statement builder, the live
+    # state over a (memory) state backend and the seed's snapshot
     calls = CallHistoryService(service.store, CdrStatements(default_tariffs()))
-    mount_api(root, service, calls=calls)
+    snapshot = await build_snapshot(service.store)
+    live = SwitchLive(MemoryState(), lambda: snapshot, lambda: None)
+    mount_api(root, service, calls=calls, live=live)
     server = await aiohttp_server(root, host="127.0.0.1")
     url = f"http://127.0.0.1:{server.port}/v1/openapi.json"
     proc = await asyncio.create_subprocess_exec(

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from switch.eager import run_eager
 from switch.sip.target import Target
-from switch.state.base import Ban, Binding, StateBackend, StateUnavailable
+from switch.state.base import Ban, Binding, CallRecord, StateBackend, StateUnavailable
 from switch.state.memory import MemoryState
 from switch.state.redis import RedisState
 
@@ -630,3 +630,64 @@ async def test_a_server_error_is_state_unavailable(redis_nodes: RedisNodes) -> N
         await state.put_binding(b("sip:a@h", 100))
     with pytest.raises(StateUnavailable):
         await state.bindings("d1", now=0)
+
+
+# --------------------------------------------------------------------------- call records
+def rec(call_id: str, tenant: str = "t", until: float = 100.0, started: float = 1.0) -> CallRecord:
+    return CallRecord(
+        call_id=call_id, tenant_id=tenant, until=until, started=started, caller="0312345678",
+        called="0355500100",
+    )  # fmt: skip
+
+
+async def test_call_records_live_with_their_lease(state: StateBackend) -> None:
+    assert await state.acquire_channel("t", "c1", limit=5, ttl=100, now=0)
+    assert await state.acquire_channel("t", "c2", limit=5, ttl=100, now=0)
+    await state.put_call(rec("c2", started=2.0))
+    await state.put_call(rec("c1", started=1.0))
+    await state.put_call(dataclasses.replace(rec("c1"), answered=3.0, also="id:d1"))
+    found = await state.calls("t", now=10)
+    assert [r.call_id for r in found] == ["c1", "c2"]  # oldest first
+    assert found[0].answered == 3.0 and found[0].also == "id:d1"
+    assert found[0].node == own_node(state)
+    got = await state.call("c1", now=10)
+    assert got is not None and got.tenant_id == "t" and got.caller == "0312345678"
+    assert await state.calls("other", now=10) == []
+    # released lease: the record no longer lists, even if a late write put it back
+    assert await state.release_channel("t", "c2")
+    await state.put_call(rec("c2", started=2.0))
+    assert [r.call_id for r in await state.calls("t", now=10)] == ["c1"]
+    assert await state.remove_call("c1")
+    assert not await state.remove_call("c1")  # idempotent
+    assert await state.call("c1", now=10) is None
+
+
+async def test_call_records_expire_with_their_deadline(state: StateBackend) -> None:
+    assert await state.acquire_channel("t", "c1", limit=5, ttl=50, now=0)
+    await state.put_call(rec("c1", until=50.0))
+    assert await state.call("c1", now=49) is not None
+    assert await state.call("c1", now=50) is None
+    assert await state.calls("t", now=50) == []
+
+
+@redis_only
+async def test_a_record_written_by_one_node_is_found_and_released_by_another(
+    redis_nodes: RedisNodes,
+) -> None:
+    a, b = redis_nodes.node("node-a"), redis_nodes.node("node-b")
+    assert await a.acquire_channel("t", "c1", limit=1, ttl=100, now=0)
+    await a.put_call(rec("c1"))
+    found = await b.call("c1", now=1)
+    assert found is not None and found.node == "node-a"
+    assert await b.release_channel(found.tenant_id, "c1") and await b.remove_call("c1")
+    assert await a.calls("t", now=1) == []
+    assert await a.acquire_channel("t", "c2", limit=1, ttl=100, now=1)  # the channel is free
+
+
+async def test_end_requests_are_taken_once_per_node(state: StateBackend) -> None:
+    await state.request_end("node-x", "c1")
+    await state.request_end("node-x", "c2")
+    await state.request_end("node-y", "c3")
+    assert await state.ends_requested("node-x") == ["c1", "c2"]
+    assert await state.ends_requested("node-x") == []
+    assert await state.ends_requested("node-y") == ["c3"]

@@ -12,14 +12,15 @@ ROOT = Path(__file__).resolve().parents[3]
 # module of switch.proxy -> the switch.proxy modules it may import at run time
 PROXY_LAYERS: dict[str, set[str]] = {
     "proxy": {
-        "anchor", "auth", "bans", "cdrs", "config", "context", "execute", "forking", "leases",
-        "messages", "outgoing", "routeset", "targets", "trunk", "usage",
+        "anchor", "auth", "bans", "cdrs", "config", "context", "dialogs", "execute", "forking",
+        "leases", "messages", "outgoing", "routeset", "targets", "trunk", "usage",
     },
     "registrar": {"auth", "bans"},
     "execute": {"anchor", "diversion", "forking", "messages", "targets", "trunk"},
     "context": {"forking", "leases", "messages"},
     "outgoing": {"messages"},
-    "config": {"diversion", "forking", "leases"},
+    "config": {"dialogs", "diversion", "forking", "leases"},
+    "dialogs": {"routeset", "targets"},
     "forking": {"branches", "forkphases"},
     "routeset": {"targets"},
     "branches": set(), "forkphases": set(), "messages": set(), "auth": {"bans"}, "trunk": set(),

@@ -1,0 +1,137 @@
+"""Channel leases (switch/proxy/leases.py) against the memory backend with a failing wrapper
+(our own seam): releases findable from the Call-ID alone, idempotent, retried; a failed
+acquire undone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from switch.metrics import Metrics
+from switch.proxy import leases
+from switch.proxy.leases import ActiveCalls
+from switch.state.base import StateUnavailable
+from switch.state.memory import MemoryState
+
+WALL = 1_800_000_000.0
+
+
+class FlakyState(MemoryState):
+    """Fails the next `failures[op]` calls of an operation; `apply_then_fail` applies an
+    acquire and then raises (a reply lost on the way back)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures: dict[str, int] = {}
+        self.apply_then_fail = False
+
+    def _maybe_fail(self, op: str) -> None:
+        if self.failures.get(op, 0) > 0:
+            self.failures[op] -= 1
+            raise StateUnavailable(f"{op}: down")
+
+    async def release_channel(self, tenant_id: str, call_id: str) -> bool:
+        self._maybe_fail("release")
+        return await super().release_channel(tenant_id, call_id)
+
+    async def acquire_channel(
+        self, tenant_id: str, call_id: str, limit: int, ttl: float, now: float
+    ) -> bool:
+        done = await super().acquire_channel(tenant_id, call_id, limit, ttl, now)
+        if self.apply_then_fail:
+            raise StateUnavailable("reply lost")
+        return done
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(leases, "RETRY_FIRST", 0.01)
+
+
+def calls_on(state: MemoryState, **kw: float) -> ActiveCalls:
+    return ActiveCalls(Metrics(), state, lambda: WALL, **kw)
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0.02)
+
+
+async def test_a_bye_on_a_process_without_the_lease_releases_it_by_its_record() -> None:
+    state = MemoryState()
+    before_crash = calls_on(state)
+    assert await before_crash.acquire("t", "c1", 2, caller="0312345678", called="0355500100")
+    assert await before_crash.acquire("t", "c2", 2)
+    before_crash.answered("c1")
+    await settle()
+    (record, _) = await state.calls("t", WALL)
+    assert record.caller == "0312345678" and record.answered == WALL
+    after_restart = calls_on(state)  # knows nothing of c1
+    after_restart.ended("c1")
+    await settle()
+    assert await state.channels_in_use("t", WALL) == 1  # c2 untouched
+    assert [r.call_id for r in await state.calls("t", WALL)] == ["c2"]
+    after_restart.ended("c1")  # a retransmitted BYE: nothing more
+    await settle()
+    assert await state.channels_in_use("t", WALL) == 1
+
+
+async def test_a_release_is_retried_until_the_backend_takes_it() -> None:
+    state = FlakyState()
+    metrics = Metrics()
+    calls = ActiveCalls(metrics, state, lambda: WALL)
+    assert await calls.acquire("t", "c1", 1)
+    state.failures["release"] = 3
+    calls.ended("c1")
+    await settle()
+    assert await state.channels_in_use("t", WALL) == 0
+    assert metrics.value("sip_lease_writes_retried_total", {"outcome": "retry"}) == 3
+    assert metrics.value("sip_lease_writes_retried_total", {"outcome": "done"}) == 1
+
+
+async def test_retries_are_bounded() -> None:
+    state = FlakyState()
+    metrics = Metrics()
+    calls = ActiveCalls(metrics, state, lambda: WALL, retry_for=0.1)
+    assert await calls.acquire("t", "c1", 1)
+    state.failures["release"] = 1000
+    calls.ended("c1")
+    await settle()
+    assert metrics.value("sip_lease_writes_retried_total", {"outcome": "given_up"}) == 1
+    assert await state.channels_in_use("t", WALL) == 1  # left to the TTL
+
+
+async def test_an_acquire_that_raised_after_applying_is_undone() -> None:
+    state = FlakyState()
+    calls = calls_on(state, late_write_bound=0.05)
+    state.apply_then_fail = True
+    with pytest.raises(StateUnavailable):
+        await calls.acquire("t", "c1", 1)
+    state.apply_then_fail = False
+    await settle()
+    assert await state.channels_in_use("t", WALL) == 0
+    assert await calls.acquire("t", "c2", 1)  # not busy
+
+
+class SlowRefresh(MemoryState):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def refresh_channel(self, tenant_id: str, call_id: str, ttl: float, now: float) -> bool:
+        await self.gate.wait()
+        return await super().refresh_channel(tenant_id, call_id, ttl, now)
+
+
+async def test_a_refresh_racing_with_the_release_never_retakes_the_channel() -> None:
+    state = SlowRefresh()
+    calls = calls_on(state)
+    assert await calls.acquire("t", "c1", 1)
+    refresh = asyncio.ensure_future(calls.refresh("c1"))
+    await asyncio.sleep(0)  # the refresh is on its way to the backend
+    calls.ended("c1")  # the BYE's release lands first
+    state.gate.set()
+    await refresh  # it finds no lease: "expired meanwhile" must not take it again
+    await settle()
+    assert await state.channels_in_use("t", WALL) == 0
