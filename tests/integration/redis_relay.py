@@ -39,6 +39,8 @@ class RedisRelay:
         self._call(self._stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()  # else its __del__ warns (an unraisable exception in pytest)
 
     def url(self, db: int) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
@@ -105,4 +107,7 @@ class RedisRelay:
                     await dst.drain()
             dst.close()
 
-        await asyncio.gather(pipe(r, uw), pipe(ur, w))
+        # Cancelled at stop: end quietly (asyncio's stream callback would log the cancellation
+        # of a connection handler as an error).
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(pipe(r, uw), pipe(ur, w))
