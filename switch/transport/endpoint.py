@@ -90,6 +90,7 @@ class SipEndpoint:
     def attach(self, transports: TransportManager) -> None:
         """Called once the transports are bound: learn our own addresses."""
         self.transports = transports
+        transports.set_transaction_view(self.layer.find_server, lambda: self.layer.pending_invites)
         self._local_via.clear()
         for host, port in transports.bound.values():
             self._local_ports.add(port)

@@ -1,0 +1,125 @@
+"""Overload control: past capacity, refuse new calls early instead of collapsing (sans-IO).
+
+Why: one process serves SIP from one UDP socket. Offered more than it can handle, the
+kernel's receive queue (SO_RCVBUF, 8 MB by default here: thousands of datagrams) fills, every
+message waits behind the queue, the callers' INVITEs time out at T1 and are retransmitted,
+which adds load: the classic SIP congestion collapse (issue 11 measured "no call completes
+for 7 s" at 1,000 calls/s). The cure (RFC 7339's loss-based overload control, done locally
+like Kamailio's ratelimit/pike) is to refuse part of the *new* work early and cheaply, so
+that what is accepted still completes.
+
+The measured signals, sampled every `interval` seconds by the glue (switch.transport.manager):
+
+- **Event-loop lag**: how late a periodic timer fires. Catches stalls (a long GC pause, a
+  blocking call, a burst of timers) that delay every message.
+- **UDP receive-queue fill**: the bytes waiting in the socket's receive queue over its size
+  (Linux SO_MEMINFO, one getsockopt). Catches saturation: with one socket the loop reads a
+  datagram at a time and stays responsive, so lag alone does not show that the queue grows.
+
+The controller keeps a *refusal fraction* `f`: each sample over a threshold raises it
+(+`STEP_UP`), each sample under both lowers it (-`STEP_DOWN`): it rises within a few
+hundred milliseconds and falls back to 0 within `1 / STEP_DOWN * interval` (2.5 s) after the
+overload ends, oscillating around the capacity in between. New INVITEs are refused
+deterministically at that fraction (an accumulator, not a random draw).
+
+A hard cap, off by default: `max_pending_invites`, the INVITE server transactions that have
+no final response yet (calls being set up). Past it every new INVITE is refused. It is the
+operator's knob for a known capacity (and what the integration test uses to force overload
+on a noisy machine); note that ringing calls count, so size it as rate x ring time.
+
+What is never refused: anything but an out-of-dialog INVITE. Retransmissions of an INVITE
+the switch accepted (they match a server transaction), ACK, CANCEL, BYE, re-INVITEs (a To
+tag) and REGISTER (a refused REGISTER is retried by the phone at once and costs as much as
+an accepted one with its digest round; refusing it saves little and unregisters devices)
+all go through. Refused: a stateless 503 with Retry-After (RFC 3261 §8.2.7, §21.5.4) and a
+To tag the glue derives from the request, so that its retransmissions get the same answer,
+and whose prefix lets the glue drop the ACK of that 503 unparsed.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["OverloadControl", "OverloadSettings", "Refused"]
+
+STEP_UP = 0.1  # refusal fraction added per overloaded sample
+STEP_DOWN = 0.02  # removed per normal sample: from 1.0 to 0 in 50 samples
+
+
+class Refused(enum.StrEnum):
+    """Why a new INVITE was refused (the `reason` label of sip_overload_rejected_total)."""
+
+    LOAD = "load"  # the measured signals: loop lag or UDP queue
+    PENDING = "pending_invites"  # the max_pending_invites cap
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OverloadSettings:
+    max_loop_lag: float = 0.1  # seconds; 0: the lag never counts as overload
+    max_udp_queue: float = 0.1  # fraction of SO_RCVBUF in use; 0: the queue never counts
+    max_pending_invites: int = 0  # INVITEs without a final response; 0: no cap
+    retry_after: int = 5  # seconds, in the 503's Retry-After
+    interval: float = 0.05  # seconds between samples
+
+    def __post_init__(self) -> None:
+        if self.max_loop_lag < 0 or not 0 <= self.max_udp_queue <= 1:
+            raise ValueError("overload: max_loop_lag >= 0 and 0 <= max_udp_queue <= 1")
+        if self.max_pending_invites < 0 or self.retry_after < 0:
+            raise ValueError("overload: max_pending_invites >= 0 and retry_after >= 0")
+        if not 0 < self.interval <= 1:
+            raise ValueError("overload: 0 < interval <= 1")
+
+
+class OverloadControl:
+    """The refusal fraction and the decision per new INVITE. `sample()` every interval;
+    `refuse(pending)` for each new out-of-dialog INVITE while `armed`."""
+
+    def __init__(self, settings: OverloadSettings) -> None:
+        self.settings = settings
+        self.fraction = 0.0  # of new INVITEs refused now
+        self.lag = 0.0  # last sample
+        self.queue = 0.0  # last sample
+        self.refused = {reason: 0 for reason in Refused}
+        self.overloaded_samples = 0
+        self._debt = 0.0
+
+    @property
+    def armed(self) -> bool:
+        """Whether new INVITEs must be looked at at all (cheap: read per datagram)."""
+        return self.fraction > 0 or self.settings.max_pending_invites > 0
+
+    @property
+    def active(self) -> bool:
+        """Refusing because of the measured load (the sip_overload_active gauge)."""
+        return self.fraction > 0
+
+    def sample(self, lag: float, queue: float) -> None:
+        """One sample: the loop lag (s) and the UDP receive-queue fill (0..1)."""
+        s = self.settings
+        self.lag, self.queue = lag, queue
+        over = (s.max_loop_lag > 0 and lag > s.max_loop_lag) or (
+            s.max_udp_queue > 0 and queue > s.max_udp_queue
+        )
+        if over:
+            self.overloaded_samples += 1
+            self.fraction = min(1.0, self.fraction + STEP_UP)
+        else:
+            self.fraction = max(0.0, self.fraction - STEP_DOWN)
+            if self.fraction == 0.0:
+                self._debt = 0.0
+
+    def refuse(self, pending: int) -> Refused | None:
+        """Whether to refuse this new INVITE (counted), given the INVITEs pending now."""
+        cap = self.settings.max_pending_invites
+        if cap and pending >= cap:
+            self.refused[Refused.PENDING] += 1
+            return Refused.PENDING
+        if self.fraction <= 0:
+            return None
+        self._debt += self.fraction
+        if self._debt < 1.0:
+            return None
+        self._debt -= 1.0
+        self.refused[Refused.LOAD] += 1
+        return Refused.LOAD
