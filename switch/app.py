@@ -142,6 +142,7 @@ class SwitchApp:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._unwatch_gc: Callable[[], None] | None = None
         self.sip_addresses: dict[str, tuple[str, int]] = {}
         self.http_address: tuple[str, int] | None = None
         self.admin_token = ""
@@ -225,6 +226,7 @@ class SwitchApp:
         self._start_mwi()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         _tune_gc()
+        self._unwatch_gc = self.metrics.watch_gc()
         if cfg.http is not None:
             await self._start_http()
 
@@ -354,6 +356,8 @@ class SwitchApp:
     async def stop(self) -> None:
         """Graceful: stop listening, close connections, stop HTTP, end background tasks."""
         self._stopping.set()
+        if self._unwatch_gc is not None:
+            self._unwatch_gc()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.media is not None:

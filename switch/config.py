@@ -123,7 +123,7 @@ class Config:
     untrusted_idle_timeout: float = 30.0  # idle timeout until a connection is trusted
     # [overload] (README "Overload"; switch/transport/overload.py)
     overload_max_loop_lag: float = 0.1  # s of event-loop lag counted as overload; 0 = ignore
-    overload_max_udp_queue: float = 0.1  # share of the UDP receive buffer in use; 0 = ignore
+    overload_max_udp_queue: float = 0.25  # share of the UDP receive buffer in use; 0 = ignore
     overload_max_pending_invites: int = 0  # INVITEs without a final response; 0 = no cap
     overload_retry_after: int = 5  # s, Retry-After of the 503 to refused INVITEs
     # [security] password guessing (README "Password guessing"; switch/proxy/bans.py)

@@ -19,6 +19,7 @@ the same names, labels and `_created` samples as prometheus_client Counters.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterator
 
@@ -258,6 +259,30 @@ class Metrics:
         """(blocks started, messages dropped, sources blocked now) of the flood guard:
         `sip_flood_blocks_total`, `sip_flood_dropped_total`, `sip_flood_blocked_sources`."""
         self._flood.source = stats
+
+    def watch_gc(self) -> Callable[[], None]:
+        """Time every cyclic garbage collection into `python_gc_pause_seconds{generation}`
+        (a gc.callbacks hook: two calls per collection, nothing per message): a collection
+        stops the event loop for its duration, so this is one source of tail latency an
+        operator can see. Returns the function that removes the hook."""
+        pause = Histogram(
+            "python_gc_pause_seconds",
+            "Cyclic garbage collections and how long each stopped the process, by generation",
+            ["generation"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
+            registry=self.registry,
+        )
+        children = [pause.labels(str(g)) for g in range(3)]
+        started = [0.0]
+
+        def hook(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                children[info["generation"]].observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(hook)
+        return lambda: gc.callbacks.remove(hook) if hook in gc.callbacks else None
 
     def watch_overload(self, stats: Callable[[], OverloadSample]) -> None:
         """The overload control and the pending INVITEs: `sip_overload_rejected_total`,

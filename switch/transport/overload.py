@@ -57,7 +57,7 @@ class Refused(enum.StrEnum):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OverloadSettings:
     max_loop_lag: float = 0.1  # seconds; 0: the lag never counts as overload
-    max_udp_queue: float = 0.1  # fraction of SO_RCVBUF in use; 0: the queue never counts
+    max_udp_queue: float = 0.25  # fraction of SO_RCVBUF in use; 0: the queue never counts
     max_pending_invites: int = 0  # INVITEs without a final response; 0: no cap
     retry_after: int = 5  # seconds, in the 503's Retry-After
     interval: float = 0.05  # seconds between samples

@@ -52,7 +52,7 @@ class TransportSettings:
     flood_block: float = 10.0
     flood_exempt: tuple[str, ...] = ()
     overload_max_loop_lag: float = 0.1
-    overload_max_udp_queue: float = 0.1
+    overload_max_udp_queue: float = 0.25
     overload_max_pending_invites: int = 0
     overload_retry_after: int = 5
 
