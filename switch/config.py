@@ -122,8 +122,7 @@ class Config:
     first_message_timeout: float = 5.0  # a new connection must deliver a message by then
     untrusted_idle_timeout: float = 30.0  # idle timeout until a connection is trusted
     # [overload] (README "Overload"; switch/transport/overload.py)
-    overload_max_loop_lag: float = 0.1  # s of event-loop lag counted as overload; 0 = ignore
-    overload_max_udp_queue: float = 0.25  # share of the UDP receive buffer in use; 0 = ignore
+    overload_max_delay: float = 0.2  # s a message waits (loop lag, UDP queue); 0 = no refusal
     overload_max_pending_invites: int = 0  # INVITEs without a final response; 0 = no cap
     overload_retry_after: int = 5  # s, Retry-After of the 503 to refused INVITEs
     # [security] password guessing (README "Password guessing"; switch/proxy/bans.py)
@@ -163,8 +162,8 @@ class Config:
             raise ConfigError(f"log.level: unknown level {self.log_level!r}")
 
     def _check_overload(self) -> None:
-        if self.overload_max_loop_lag < 0 or not 0 <= self.overload_max_udp_queue <= 1:
-            raise ConfigError("overload: max_loop_lag >= 0 and 0 <= max_udp_queue <= 1")
+        if self.overload_max_delay < 0:
+            raise ConfigError("overload: max_delay >= 0")
         if self.overload_max_pending_invites < 0 or self.overload_retry_after < 0:
             raise ConfigError("overload: max_pending_invites >= 0 and retry_after >= 0")
 
@@ -343,8 +342,7 @@ _KEYS: dict[tuple[str, str], tuple[str, Any]] = {
     ("security", "max_untrusted_per_source"): ("max_untrusted_per_source", _int),
     ("security", "first_message_timeout"): ("first_message_timeout", _num),
     ("security", "untrusted_idle_timeout"): ("untrusted_idle_timeout", _num),
-    ("overload", "max_loop_lag"): ("overload_max_loop_lag", _num),
-    ("overload", "max_udp_queue"): ("overload_max_udp_queue", _num),
+    ("overload", "max_delay"): ("overload_max_delay", _num),
     ("overload", "max_pending_invites"): ("overload_max_pending_invites", _int),
     ("overload", "retry_after"): ("overload_retry_after", _int),
     ("security", "auth_max_failures"): ("auth_max_failures", _int),

@@ -22,7 +22,8 @@ Hardening (what one host can take from everyone else):
   `sip_connections_closed_total`).
 
 Overload (switch.transport.overload): a probe every 50 ms measures the event-loop lag and
-the UDP receive-queue fill and feeds the `OverloadControl`. While it refuses, a datagram that
+the UDP queue delay (a CRLF datagram sent from a socket of our own to the SIP socket, timed
+until it is read) and feeds the `OverloadControl`. While it refuses, a datagram that
 starts with "INVITE " has only its start line and header fields read (`parse_head`); a new
 out-of-dialog INVITE that matches no server transaction (`set_transaction_view`) may then be
 answered 503 + Retry-After right here, statelessly, and the ACK of that 503 is dropped as
@@ -50,6 +51,7 @@ import socket
 import ssl
 import struct
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Protocol, assert_never
 
@@ -135,6 +137,10 @@ class TransportManager:
         self._udp_sock: socket.socket | None = None
         self._probe: asyncio.TimerHandle | None = None
         self._probe_due = 0.0
+        self._echo: socket.socket | None = None  # sends the UDP delay probes
+        self._echo_addr: tuple[str, int] | None = None
+        self._echo_sent: deque[float] = deque(maxlen=64)  # probes on their way (loop time)
+        self._echo_delay = 0.0  # the longest a probe took since the last sample
         self._screen = self._overload.armed  # look at INVITEs/ACKs before parsing them
         self._refusal_tag = "ovl" + secrets.token_hex(3)  # To tag prefix of our 503s
         self._acks_until = 0.0  # ACKs of our 503s are looked for until then
@@ -160,6 +166,7 @@ class TransportManager:
             self.bound["tls"] = server.sockets[0].getsockname()[:2]
         self._arm_sweep()
         self._arm_untrusted_sweep()
+        self._open_echo()
         self._arm_probe()
         if self.settings.flood_limit:
             self._arm_flood_tick()
@@ -217,6 +224,8 @@ class TransportManager:
         for timer in (self._sweep, self._untrusted_sweep, self._flood_tick, self._probe):
             if timer is not None:
                 timer.cancel()
+        if self._echo is not None:
+            self._echo.close()
         for server in self._servers:
             server.close()
         conns = list(self._conns.values())
@@ -250,6 +259,8 @@ class TransportManager:
 
     def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         if is_keepalive(data):
+            if addr[:2] == self._echo_addr:
+                self._echo_received()
             return
         if self._screen and self._screened(data, addr):
             return
@@ -464,6 +475,47 @@ class TransportManager:
         self._find_server = find_server
         self._pending_invites = pending_invites
 
+    def _open_echo(self) -> None:
+        """The socket the UDP delay probes are sent from: the SIP socket's address family,
+        bound to its host (loopback when it listens on the wildcard address)."""
+        if self._udp_sock is None:
+            return
+        host, port = self.bound["udp"]
+        if _unspecified(host):
+            host = "::1" if ":" in host else "127.0.0.1"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        echo = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            echo.bind((host, 0))
+            echo.setblocking(False)
+            echo.connect((host, port))
+        except OSError as exc:
+            echo.close()
+            log.warning("no UDP delay probe (the overload control sees loop lag only): %s", exc)
+            return
+        self._echo = echo
+        self._echo_addr = echo.getsockname()[:2]
+
+    def _echo_received(self) -> None:
+        if self._echo_sent:  # FIFO: the queue keeps the order; lost probes age out (maxlen)
+            delay = self._loop.time() - self._echo_sent.popleft()
+            self._echo_delay = max(self._echo_delay, delay)
+
+    def _send_echo(self, now: float) -> float:
+        """The UDP queue delay since the last sample: the longest a probe took to arrive, or
+        how long the oldest one still on its way has been; then send the next probe."""
+        delay = self._echo_delay
+        if self._echo_sent:
+            delay = max(delay, now - self._echo_sent[0])
+        self._echo_delay = 0.0
+        if self._echo is not None:
+            try:
+                self._echo.send(b"\r\n\r\n")
+                self._echo_sent.append(now)
+            except OSError:
+                pass  # the probe is lost; the next one is sent at the next sample
+        return delay
+
     def _arm_probe(self) -> None:
         self._probe_due = self._loop.time() + self._overload.settings.interval
         self._probe = self._loop.call_at(self._probe_due, self._on_probe)
@@ -473,7 +525,7 @@ class TransportManager:
             now = self._loop.time()
             lag = max(0.0, now - self._probe_due)
             self.metrics.loop_lag.observe(lag)
-            self._overload.sample(lag, self._udp_queue())
+            self._overload.sample(max(lag, self._send_echo(now)), self._udp_queue())
             self._screen = self._overload.armed or now < self._acks_until
         except Exception:
             self._fault("overload-probe")
@@ -673,6 +725,10 @@ class TransportManager:
 
     def connection_count(self) -> int:
         return len(self._conns)
+
+
+def _unspecified(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "")
 
 
 def _admit_all(source: str) -> bool:

@@ -8,15 +8,24 @@ for 7 s" at 1,000 calls/s). The cure (RFC 7339's loss-based overload control, do
 like Kamailio's ratelimit/pike) is to refuse part of the *new* work early and cheaply, so
 that what is accepted still completes.
 
-The measured signals, sampled every `interval` seconds by the glue (switch.transport.manager):
+The measured signal is the *delay* a new message waits before the switch handles it,
+sampled every `interval` seconds by the glue (switch.transport.manager) as the larger of:
 
-- **Event-loop lag**: how late a periodic timer fires. Catches stalls (a long GC pause, a
-  blocking call, a burst of timers) that delay every message.
-- **UDP receive-queue fill**: the bytes waiting in the socket's receive queue over its size
-  (Linux SO_MEMINFO, one getsockopt). Catches saturation: with one socket the loop reads a
-  datagram at a time and stays responsive, so lag alone does not show that the queue grows.
+- **event-loop lag**: how late a periodic timer fires. Catches stalls (a long GC pause, a
+  blocking call, a burst of timers) that delay every message;
+- **UDP queue delay**: how long a probe datagram the process sends to its own SIP socket
+  (a CRLF keep-alive, so nothing else ever parses it) waits in the receive queue behind the
+  datagrams already there, and while it has not arrived, how long it has been on its way.
+  Catches saturation: with one socket the loop reads datagram after datagram and its timers
+  still fire on time, while the queue (SO_RCVBUF, 8 MB: thousands of datagrams) grows.
+  Measured in time, not in bytes, it means the same on a machine that has a whole core to
+  give and on one whose neighbours leave the switch half a core.
 
-The controller keeps a *refusal fraction* `f`: each sample over a threshold raises it
+`max_delay` (0.2 s) is under half of T1: refusing starts before the callers' INVITEs are
+retransmitted, which is what turns overload into collapse. The fill of the receive queue
+(SO_MEMINFO) is sampled too, for the dashboard only.
+
+The controller keeps a *refusal fraction* `f`: each sample over the threshold raises it
 (+`STEP_UP`), each sample under both lowers it (-`STEP_DOWN`): it rises within a few
 hundred milliseconds and falls back to 0 within `1 / STEP_DOWN * interval` (2.5 s) after the
 overload ends, oscillating around the capacity in between. New INVITEs are refused
@@ -50,21 +59,20 @@ STEP_DOWN = 0.02  # removed per normal sample: from 1.0 to 0 in 50 samples
 class Refused(enum.StrEnum):
     """Why a new INVITE was refused (the `reason` label of sip_overload_rejected_total)."""
 
-    LOAD = "load"  # the measured signals: loop lag or UDP queue
+    LOAD = "load"  # the measured delay: loop lag or UDP queue
     PENDING = "pending_invites"  # the max_pending_invites cap
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OverloadSettings:
-    max_loop_lag: float = 0.1  # seconds; 0: the lag never counts as overload
-    max_udp_queue: float = 0.25  # fraction of SO_RCVBUF in use; 0: the queue never counts
+    max_delay: float = 0.2  # seconds a message waits (loop lag, UDP queue); 0: never refuse
     max_pending_invites: int = 0  # INVITEs without a final response; 0: no cap
     retry_after: int = 5  # seconds, in the 503's Retry-After
     interval: float = 0.05  # seconds between samples
 
     def __post_init__(self) -> None:
-        if self.max_loop_lag < 0 or not 0 <= self.max_udp_queue <= 1:
-            raise ValueError("overload: max_loop_lag >= 0 and 0 <= max_udp_queue <= 1")
+        if self.max_delay < 0:
+            raise ValueError("overload: max_delay >= 0")
         if self.max_pending_invites < 0 or self.retry_after < 0:
             raise ValueError("overload: max_pending_invites >= 0 and retry_after >= 0")
         if not 0 < self.interval <= 1:
@@ -78,8 +86,8 @@ class OverloadControl:
     def __init__(self, settings: OverloadSettings) -> None:
         self.settings = settings
         self.fraction = 0.0  # of new INVITEs refused now
-        self.lag = 0.0  # last sample
-        self.queue = 0.0  # last sample
+        self.delay = 0.0  # last sample (s)
+        self.queue = 0.0  # last sample: UDP receive queue / SO_RCVBUF (shown, not used)
         self.refused = {reason: 0 for reason in Refused}
         self.overloaded_samples = 0
         self._debt = 0.0
@@ -94,14 +102,12 @@ class OverloadControl:
         """Refusing because of the measured load (the sip_overload_active gauge)."""
         return self.fraction > 0
 
-    def sample(self, lag: float, queue: float) -> None:
-        """One sample: the loop lag (s) and the UDP receive-queue fill (0..1)."""
-        s = self.settings
-        self.lag, self.queue = lag, queue
-        over = (s.max_loop_lag > 0 and lag > s.max_loop_lag) or (
-            s.max_udp_queue > 0 and queue > s.max_udp_queue
-        )
-        if over:
+    def sample(self, delay: float, queue: float = 0.0) -> None:
+        """One sample: the delay (s: the larger of loop lag and UDP queue delay) and the UDP
+        receive-queue fill (0..1, for the gauge)."""
+        limit = self.settings.max_delay
+        self.delay, self.queue = delay, queue
+        if limit > 0 and delay > limit:
             self.overloaded_samples += 1
             self.fraction = min(1.0, self.fraction + STEP_UP)
         else:

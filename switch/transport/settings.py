@@ -27,8 +27,7 @@ _FROM_CONFIG = {
     "untrusted_idle_timeout": "untrusted_idle_timeout",
     "flood_limit": "flood_limit", "flood_window": "flood_window",
     "flood_block": "flood_block", "flood_exempt": "flood_exempt",
-    "overload_max_loop_lag": "overload_max_loop_lag",
-    "overload_max_udp_queue": "overload_max_udp_queue",
+    "overload_max_delay": "overload_max_delay",
     "overload_max_pending_invites": "overload_max_pending_invites",
     "overload_retry_after": "overload_retry_after",
 }  # fmt: skip
@@ -51,8 +50,7 @@ class TransportSettings:
     flood_window: float = 2.0
     flood_block: float = 10.0
     flood_exempt: tuple[str, ...] = ()
-    overload_max_loop_lag: float = 0.1
-    overload_max_udp_queue: float = 0.25
+    overload_max_delay: float = 0.2
     overload_max_pending_invites: int = 0
     overload_retry_after: int = 5
 
@@ -91,8 +89,7 @@ class TransportSettings:
     @property
     def overload(self) -> OverloadSettings:
         return OverloadSettings(
-            max_loop_lag=self.overload_max_loop_lag,
-            max_udp_queue=self.overload_max_udp_queue,
+            max_delay=self.overload_max_delay,
             max_pending_invites=self.overload_max_pending_invites,
             retry_after=self.overload_retry_after,
         )

@@ -315,7 +315,7 @@ def run_step(
     sr = uas.wait(grace=3)
     if uas.running:
         sr = uas.stop()
-    load = watch.stop(tree_cpu_seconds(target.pid) - cpu0)
+    load = watch.stop()
     ok = (
         ur.returncode == 0
         and ur.successful == calls

@@ -132,3 +132,27 @@ async def test_refused_over_tcp_on_the_connection(gate) -> None:  # type: ignore
     assert reply.headers.get("Retry-After") == "7"
     assert rec.messages.empty()
     writer.close()
+
+
+async def test_the_udp_delay_probe_measures_the_receive_queue() -> None:
+    """While the SIP socket is not read (its reading paused: the loop itself stays on time,
+    as it does when it reads datagram after datagram of a long queue), the probes wait in the
+    queue and the delay the control samples grows past max_delay: the switch refuses new
+    INVITEs; once the queue is read again, the delay is small and the refusals end."""
+    rec = Recorder()
+    tm = TransportManager(rec, Metrics(), TransportSettings(overload_max_delay=0.2))
+    await tm.start(("127.0.0.1", 0), None, None)
+    try:
+        await asyncio.sleep(0.3)
+        assert not tm._overload.active
+        assert tm._udp is not None
+        tm._udp.pause_reading()
+        await asyncio.sleep(0.5)
+        assert tm._overload.active and tm._overload.delay >= 0.4
+        tm._udp.resume_reading()
+        await asyncio.sleep(0.2)
+        assert tm._overload.delay < 0.1
+        lag = tm.metrics.value("sip_event_loop_lag_seconds_sum")
+        assert lag < 0.1 * tm.metrics.value("sip_event_loop_lag_seconds_count")  # on time
+    finally:
+        await tm.close()
