@@ -122,7 +122,7 @@ class Config:
     first_message_timeout: float = 5.0  # a new connection must deliver a message by then
     untrusted_idle_timeout: float = 30.0  # idle timeout until a connection is trusted
     # [overload] (README "Overload"; switch/transport/overload.py)
-    overload_max_delay: float = 0.2  # s a message waits (loop lag, UDP queue); 0 = no refusal
+    overload_max_delay: float = 0.1  # s a message waits (loop lag, UDP queue); 0 = no refusal
     overload_max_pending_invites: int = 0  # INVITEs without a final response; 0 = no cap
     overload_retry_after: int = 5  # s, Retry-After of the 503 to refused INVITEs
     # [security] password guessing (README "Password guessing"; switch/proxy/bans.py)

@@ -21,11 +21,15 @@ sampled every `interval` seconds by the glue (switch.transport.manager) as the l
   Measured in time, not in bytes, it means the same on a machine that has a whole core to
   give and on one whose neighbours leave the switch half a core.
 
-`max_delay` (0.2 s) is under half of T1: refusing starts before the callers' INVITEs are
-retransmitted, which is what turns overload into collapse. The fill of the receive queue
-(SO_MEMINFO) is sampled too, for the dashboard only.
+What counts is a *standing* delay, as in CoDel: the smallest of the last `WINDOW` samples
+(200 ms) over `max_delay` (0.1 s). A burst or a short stall (a GC pause, a neighbour taking
+the core for a moment) delays a few messages and passes; a queue that stays is overload. The
+threshold is a fifth of T1: refusing starts well before the callers' INVITEs are
+retransmitted, which is what turns overload into collapse, and the calls accepted during an
+overload wait about that long. The fill of the receive queue (SO_MEMINFO) is sampled too, for
+the dashboard only.
 
-The controller keeps a *refusal fraction* `f`: each sample over the threshold raises it
+The controller keeps a *refusal fraction* `f`: each overloaded sample raises it
 (+`STEP_UP`), each sample under both lowers it (-`STEP_DOWN`): it rises within a few
 hundred milliseconds and falls back to 0 within `1 / STEP_DOWN * interval` (2.5 s) after the
 overload ends, oscillating around the capacity in between. New INVITEs are refused
@@ -48,10 +52,12 @@ and whose prefix lets the glue drop the ACK of that 503 unparsed.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass
 
 __all__ = ["OverloadControl", "OverloadSettings", "Refused"]
 
+WINDOW = 4  # samples whose smallest delay must exceed max_delay (4 x 50 ms)
 STEP_UP = 0.1  # refusal fraction added per overloaded sample
 STEP_DOWN = 0.02  # removed per normal sample: from 1.0 to 0 in 50 samples
 
@@ -65,7 +71,7 @@ class Refused(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OverloadSettings:
-    max_delay: float = 0.2  # seconds a message waits (loop lag, UDP queue); 0: never refuse
+    max_delay: float = 0.1  # seconds a message waits (loop lag, UDP queue); 0: never refuse
     max_pending_invites: int = 0  # INVITEs without a final response; 0: no cap
     retry_after: int = 5  # seconds, in the 503's Retry-After
     interval: float = 0.05  # seconds between samples
@@ -90,6 +96,7 @@ class OverloadControl:
         self.queue = 0.0  # last sample: UDP receive queue / SO_RCVBUF (shown, not used)
         self.refused = {reason: 0 for reason in Refused}
         self.overloaded_samples = 0
+        self._recent: deque[float] = deque(maxlen=WINDOW)
         self._debt = 0.0
 
     @property
@@ -107,7 +114,9 @@ class OverloadControl:
         receive-queue fill (0..1, for the gauge)."""
         limit = self.settings.max_delay
         self.delay, self.queue = delay, queue
-        if limit > 0 and delay > limit:
+        self._recent.append(delay)
+        recent = self._recent
+        if limit > 0 and len(recent) == WINDOW and min(recent) > limit:
             self.overloaded_samples += 1
             self.fraction = min(1.0, self.fraction + STEP_UP)
         else:

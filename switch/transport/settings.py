@@ -50,7 +50,7 @@ class TransportSettings:
     flood_window: float = 2.0
     flood_block: float = 10.0
     flood_exempt: tuple[str, ...] = ()
-    overload_max_delay: float = 0.2
+    overload_max_delay: float = 0.1
     overload_max_pending_invites: int = 0
     overload_retry_after: int = 5
 

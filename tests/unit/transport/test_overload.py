@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from switch.transport.overload import STEP_DOWN, OverloadControl, OverloadSettings, Refused
+from switch.transport.overload import (
+    STEP_DOWN,
+    WINDOW,
+    OverloadControl,
+    OverloadSettings,
+    Refused,
+)
 
 LAG = 0.1
 
@@ -29,7 +35,8 @@ def test_idle_switch_refuses_nothing_and_is_not_armed() -> None:
 @pytest.mark.parametrize("delay", [0.5, LAG * 1.01, 30.0])
 def test_a_delay_over_the_threshold_raises_the_fraction(delay: float) -> None:
     c = control()
-    c.sample(delay)
+    for _ in range(WINDOW):
+        c.sample(delay)
     assert c.active and c.fraction == pytest.approx(0.1)
     for _ in range(20):
         c.sample(delay)
@@ -40,13 +47,26 @@ def test_a_delay_over_the_threshold_raises_the_fraction(delay: float) -> None:
 
 def test_at_the_threshold_is_not_overload() -> None:
     c = control()
-    c.sample(LAG)
+    for _ in range(10):
+        c.sample(LAG)
     assert not c.active
+
+
+def test_a_burst_is_not_overload_a_standing_delay_is() -> None:
+    """Only when every sample of the window is over the threshold (CoDel's standing queue):
+    a GC pause or a burst delays a sample or two and passes."""
+    c = control()
+    for delay in [0.5, 0.5, 0.5, 0.01] * 5:
+        c.sample(delay)
+    assert not c.active
+    for _ in range(WINDOW):
+        c.sample(0.5)
+    assert c.active
 
 
 def test_refusals_follow_the_fraction_deterministically() -> None:
     c = control()
-    for _ in range(3):
+    for _ in range(WINDOW + 2):
         c.sample(1.0)
     assert c.fraction == pytest.approx(0.3)
     assert refusals(c, 1000) == pytest.approx(300, abs=1)

@@ -140,7 +140,7 @@ async def test_the_udp_delay_probe_measures_the_receive_queue() -> None:
     queue and the delay the control samples grows past max_delay: the switch refuses new
     INVITEs; once the queue is read again, the delay is small and the refusals end."""
     rec = Recorder()
-    tm = TransportManager(rec, Metrics(), TransportSettings(overload_max_delay=0.2))
+    tm = TransportManager(rec, Metrics(), TransportSettings())
     await tm.start(("127.0.0.1", 0), None, None)
     try:
         await asyncio.sleep(0.3)
