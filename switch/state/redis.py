@@ -33,6 +33,11 @@ binding held by another node with `source.conn_id=None` (base.py, Flows). The de
 is unique per process run: conn_ids are per-process counters, so a restarted process must
 not believe the flows of its previous life are its own.
 
+Connections: one `BlockingConnectionPool` of at most `POOL_SIZE` (64) connections. Under
+load a command waits for a free connection (up to `timeout`) instead of failing: redis-py's
+default pool caps at 100 and raises "Too many connections" at once, which at 500 calls/s
+failed most calls (issue 11). A `?max_connections=N` in the URL overrides the size.
+
 Failures: every redis-py error (connection refused, timeout, a server error) is raised as
 `StateUnavailable`. Commands time out after `timeout` seconds and are retried once at once
 (a pooled connection that died with a Redis restart), never with a long backoff: a caller
@@ -57,7 +62,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -75,6 +80,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _SWEEP_BATCH = 500  # expired entries handled per round trip in expire()
+POOL_SIZE = 64  # connections per process; more commands in flight wait for one
 
 # KEYS: b, o, bx   ARGV: contact, json, expires_at, member, ttl
 _PUT = """
@@ -278,13 +284,16 @@ class RedisState(GuardOps):
         self.prefix = prefix
         self.node_id = node_id or default_node_id()
         self.safety_margin = safety_margin
-        self._redis: Redis = Redis.from_url(
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=POOL_SIZE,
+            timeout=timeout,  # the longest a command waits for a free connection
             decode_responses=True,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
         )
+        self._redis: Redis = Redis.from_pool(pool)
         script = self._redis.register_script
         self._put, self._remove, self._remove_all = (
             script(_PUT),
