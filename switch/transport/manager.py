@@ -51,7 +51,6 @@ import socket
 import ssl
 import struct
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Protocol, assert_never
 
@@ -84,6 +83,7 @@ _BACKLOG = 1024  # listen backlog: a burst of connects (an office rebooting) is 
 _SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)  # Linux >= 4.6; Python does not name it
 _MEMINFO = struct.Struct("9I")  # sk_meminfo: [0] rmem_alloc (queued bytes), [1] rcvbuf
 _ACK_WINDOW = 32.0  # s (64*T1): how long the ACKs of the 503s refused are looked for
+_ECHO_SLOTS = 32  # delay probes told apart (by their length: 2 + slot CRLFs) on their way
 
 
 class Receiver(Protocol):
@@ -139,10 +139,13 @@ class TransportManager:
         self._probe_due = 0.0
         self._echo: socket.socket | None = None  # sends the UDP delay probes
         self._echo_addr: tuple[str, int] | None = None
-        self._echo_sent: deque[float] = deque(maxlen=64)  # probes on their way (loop time)
+        self._echo_times = [0.0] * _ECHO_SLOTS  # send time of probe n at n % _ECHO_SLOTS
+        self._echo_next = 0  # sequence number of the next probe
+        self._echo_oldest = 0  # the oldest probe still on its way (== next: none)
         self._echo_delay = 0.0  # the longest a probe took since the last sample
         self._screen = self._overload.armed  # look at INVITEs/ACKs before parsing them
         self._refusal_tag = "ovl" + secrets.token_hex(3)  # To tag prefix of our 503s
+        self._refusal_tag_b = self._refusal_tag.encode()
         self._acks_until = 0.0  # ACKs of our 503s are looked for until then
         self._find_server: Callable[[Request], object] = _nothing
         self._pending_invites: Callable[[], int] = _zero
@@ -248,7 +251,7 @@ class TransportManager:
         # exception escaping datagram_received would make the loop close the UDP socket).
         # The flood guard comes first: a blocked source costs one dict update, no parsing.
         try:
-            if addr in self._exempt_flows or self._admit(addr[0]):
+            if addr == self._echo_addr or addr in self._exempt_flows or self._admit(addr[0]):
                 self._datagram(data, addr)
         except Exception:
             self._fault("udp-receive")
@@ -260,7 +263,7 @@ class TransportManager:
     def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         if is_keepalive(data):
             if addr[:2] == self._echo_addr:
-                self._echo_received()
+                self._echo_received(len(data))
             return
         if self._screen and self._screened(data, addr):
             return
@@ -496,24 +499,39 @@ class TransportManager:
         self._echo = echo
         self._echo_addr = echo.getsockname()[:2]
 
-    def _echo_received(self) -> None:
-        if self._echo_sent:  # FIFO: the queue keeps the order; lost probes age out (maxlen)
-            delay = self._loop.time() - self._echo_sent.popleft()
-            self._echo_delay = max(self._echo_delay, delay)
+    def _echo_received(self, size: int) -> None:
+        """Probe number n is 2 + n % _ECHO_SLOTS CRLFs long. The queue keeps the order, so
+        the probes sent before the one that arrived and still missing were lost (dropped by
+        a full queue): they are forgotten."""
+        slot = size // 2 - 2
+        if not 0 <= slot < _ECHO_SLOTS:
+            return
+        oldest = self._echo_oldest
+        seq = oldest + (slot - oldest) % _ECHO_SLOTS
+        if seq >= self._echo_next:
+            return  # not on its way (a duplicate)
+        delay = self._loop.time() - self._echo_times[slot]
+        self._echo_delay = max(self._echo_delay, delay)
+        self._echo_oldest = seq + 1
 
     def _send_echo(self, now: float) -> float:
         """The UDP queue delay since the last sample: the longest a probe took to arrive, or
         how long the oldest one still on its way has been; then send the next probe."""
         delay = self._echo_delay
-        if self._echo_sent:
-            delay = max(delay, now - self._echo_sent[0])
+        if self._echo_oldest < self._echo_next:
+            delay = max(delay, now - self._echo_times[self._echo_oldest % _ECHO_SLOTS])
         self._echo_delay = 0.0
-        if self._echo is not None:
-            try:
-                self._echo.send(b"\r\n\r\n")
-                self._echo_sent.append(now)
-            except OSError:
-                pass  # the probe is lost; the next one is sent at the next sample
+        if self._echo is None:
+            return delay
+        if self._echo_next - self._echo_oldest >= _ECHO_SLOTS:
+            self._echo_oldest += 1  # its slot is reused: count it lost
+        slot = self._echo_next % _ECHO_SLOTS
+        try:
+            self._echo.send(b"\r\n" * (2 + slot))
+        except OSError:
+            return delay  # not sent; the next one goes at the next sample
+        self._echo_times[slot] = now
+        self._echo_next += 1
         return delay
 
     def _arm_probe(self) -> None:
@@ -548,9 +566,9 @@ class TransportManager:
         ACK of such a 503. Only the head of an INVITE/ACK is read; anything that cannot be
         read that cheaply goes the normal way (which answers 400 where due)."""
         if data.startswith(b"INVITE "):
-            if not self._overload.armed:
-                return False
-        elif not (data.startswith(b"ACK ") and self._refusal_tag.encode() in data):
+            if not self._overload.due(self._pending_invites):
+                return False  # the usual case, even while refusing: nothing parsed twice
+        elif not (data.startswith(b"ACK ") and self._refusal_tag_b in data):
             return False
         try:
             head = parse_head(data)
@@ -561,7 +579,12 @@ class TransportManager:
         return self._gate(head, lambda reply: self._sendto(reply, addr))
 
     def _screened_stream(self, message: Request | Response, conn: Connection) -> bool:
-        if not isinstance(message, Request) or message.method not in ("INVITE", "ACK"):
+        if not isinstance(message, Request):
+            return False
+        if message.method == "INVITE":
+            if not self._overload.due(self._pending_invites):
+                return False
+        elif message.method != "ACK":
             return False
         return self._gate(message, lambda reply: bool(conn.write(reply)))
 
@@ -576,7 +599,7 @@ class TransportManager:
                 return False  # in-dialog, or a retransmission of an INVITE accepted
         except ParseError:
             return False
-        if self._overload.refuse(self._pending_invites()) is None:
+        if self._overload.refuse(self._pending_invites) is None:
             return False
         self._count_request("INVITE")
         send(self._refusal(head))

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["OverloadControl", "OverloadSettings", "Refused"]
@@ -86,8 +87,11 @@ class OverloadSettings:
 
 
 class OverloadControl:
-    """The refusal fraction and the decision per new INVITE. `sample()` every interval;
-    `refuse(pending)` for each new out-of-dialog INVITE while `armed`."""
+    """The refusal fraction and the decision per new INVITE. `sample()` every interval.
+    For each INVITE while `armed`: `due(pending)`, cheap, before anything is parsed; only if
+    it is due, the glue reads the head, and if it is a new out-of-dialog INVITE,
+    `refuse(pending)` decides and counts. So refusing at a fraction f parses f of the INVITEs
+    twice (head, then in full if let through after all), not all of them."""
 
     def __init__(self, settings: OverloadSettings) -> None:
         self.settings = settings
@@ -124,15 +128,23 @@ class OverloadControl:
             if self.fraction == 0.0:
                 self._debt = 0.0
 
-    def refuse(self, pending: int) -> Refused | None:
-        """Whether to refuse this new INVITE (counted), given the INVITEs pending now."""
+    def due(self, pending: Callable[[], int]) -> bool:
+        """An INVITE arrived: is a refusal due (the cap reached, or the fraction's share)?
+        Every INVITE counts towards the share, retransmissions and re-INVITEs too."""
         cap = self.settings.max_pending_invites
-        if cap and pending >= cap:
+        if cap and pending() >= cap:
+            return True
+        if self.fraction <= 0:
+            return False
+        self._debt = min(self._debt + self.fraction, 2.0)
+        return self._debt >= 1.0
+
+    def refuse(self, pending: Callable[[], int]) -> Refused | None:
+        """Refuse this new out-of-dialog INVITE, if due (counted), or None."""
+        cap = self.settings.max_pending_invites
+        if cap and pending() >= cap:
             self.refused[Refused.PENDING] += 1
             return Refused.PENDING
-        if self.fraction <= 0:
-            return None
-        self._debt += self.fraction
         if self._debt < 1.0:
             return None
         self._debt -= 1.0

@@ -21,7 +21,7 @@ def control(**kw: float) -> OverloadControl:
 
 
 def refusals(c: OverloadControl, n: int, pending: int = 0) -> int:
-    return sum(c.refuse(pending) is not None for _ in range(n))
+    return sum(c.due(lambda: pending) and c.refuse(lambda: pending) is not None for _ in range(n))
 
 
 def test_idle_switch_refuses_nothing_and_is_not_armed() -> None:
@@ -95,9 +95,9 @@ def test_zero_max_delay_never_refuses_for_load() -> None:
 def test_pending_cap_refuses_every_new_invite_at_or_over_it() -> None:
     c = control(max_pending_invites=3)
     assert c.armed and not c.active  # looked at, but nothing measured
-    assert c.refuse(2) is None
-    assert c.refuse(3) is Refused.PENDING
-    assert c.refuse(10) is Refused.PENDING
+    assert not c.due(lambda: 2) and c.refuse(lambda: 2) is None
+    assert c.due(lambda: 3) and c.refuse(lambda: 3) is Refused.PENDING
+    assert c.refuse(lambda: 10) is Refused.PENDING
     assert c.refused == {Refused.LOAD: 0, Refused.PENDING: 2}
 
 
@@ -113,3 +113,15 @@ def test_pending_cap_refuses_every_new_invite_at_or_over_it() -> None:
 def test_bad_settings_are_refused(kw: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="overload"):
         OverloadSettings(**kw)  # type: ignore[arg-type]
+
+
+def test_an_invite_that_is_not_refused_after_all_leaves_the_refusal_due() -> None:
+    """A retransmission or a re-INVITE drew the refusal (`due`) but is let through: the next
+    new INVITE is refused instead, so the share refused stays the fraction."""
+    c = control()
+    for _ in range(WINDOW + 4):
+        c.sample(1.0)
+    assert c.fraction == pytest.approx(0.5)
+    assert not c.due(lambda: 0)
+    assert c.due(lambda: 0)  # a retransmission: not refused (refuse() not called)
+    assert c.due(lambda: 0) and c.refuse(lambda: 0) is Refused.LOAD

@@ -156,3 +156,23 @@ async def test_the_udp_delay_probe_measures_the_receive_queue() -> None:
         assert lag < 0.1 * tm.metrics.value("sip_event_loop_lag_seconds_count")  # on time
     finally:
         await tm.close()
+
+
+async def test_lost_delay_probes_are_forgotten_once_a_later_one_arrives() -> None:
+    """A full queue drops probes: the first later probe that arrives ends the wait for the
+    lost ones, so the delay measured is the arrived one's, not the age of a lost one."""
+    tm = TransportManager(Recorder(), Metrics(), TransportSettings())
+    await tm.start(("127.0.0.1", 0), None, None)
+    try:
+        assert tm._udp is not None
+        tm._udp.pause_reading()
+        t0 = asyncio.get_running_loop().time()
+        for _ in range(3):  # three probes sent 1 s ago: the first two are lost
+            tm._send_echo(t0 - 1.0)
+        tm._echo_received(2 * (2 + (tm._echo_next - 1) % 32))  # the third arrives now
+        assert tm._echo_oldest == tm._echo_next
+        assert tm._send_echo(t0) >= 0.9  # the one that arrived took 1 s
+        assert tm._send_echo(t0 + 0.01) == pytest.approx(0.01)  # not the lost ones' age
+    finally:
+        tm._udp.resume_reading()
+        await tm.close()
