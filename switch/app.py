@@ -457,8 +457,9 @@ def _tune_gc() -> None:
     that retransmissions pile up behind. The start-up heap is moved to the permanent
     generation (gc.freeze: never scanned again; frozen objects are still freed by reference
     counting, only a cycle among them would outlive its use) and the young generation is
-    collected every 2,000 allocations instead of 700 (see below). Calls no longer leave reference cycles
-    behind (the proxy breaks them when a call ends; a GC probe found no cyclic garbage), so the
+    collected every 2,000 allocations instead of 700 (see below). Calls no longer leave
+    reference cycles behind (the proxy breaks them when a call ends; a GC probe found no
+    cyclic garbage), so the
     older generations are collected rarely too: at 1,000 calls/s the default (10, 10) made
     ~1 middle-generation collection a second (up to 80 ms each) that freed nothing. Full
     collections still run (every 100 middle ones, and CPython's 1/4 rule), so a cycle that
