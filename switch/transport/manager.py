@@ -149,6 +149,7 @@ class TransportManager:
         self._acks_until = 0.0  # ACKs of our 503s are looked for until then
         self._find_server: Callable[[Request], object] = _nothing
         self._pending_invites: Callable[[], int] = _zero
+        self._routing_delay: Callable[[float], float] = lambda now: 0.0
         metrics.watch_overload(self._overload_stats)
 
     # ------------------------------------------------------------------ start / stop
@@ -470,13 +471,18 @@ class TransportManager:
 
     # ------------------------------------------------------------------ overload
     def set_transaction_view(
-        self, find_server: Callable[[Request], object], pending_invites: Callable[[], int]
+        self,
+        find_server: Callable[[Request], object],
+        pending_invites: Callable[[], int],
+        routing_delay: Callable[[float], float] = lambda now: 0.0,
     ) -> None:
-        """What the overload gate asks the transaction layer: the server transaction a
-        request belongs to (an INVITE that has one is a retransmission: never refused), and
-        the INVITEs without a final response (for `max_pending_invites`)."""
+        """What the overload gate asks the layers above: the server transaction a request
+        belongs to (an INVITE that has one is a retransmission: never refused), the INVITEs
+        without a final response (for `max_pending_invites`), and how long the oldest new
+        INVITE still being routed has waited (a measured delay, as the loop lag)."""
         self._find_server = find_server
         self._pending_invites = pending_invites
+        self._routing_delay = routing_delay
 
     def _open_echo(self) -> None:
         """The socket the UDP delay probes are sent from: the SIP socket's address family,
@@ -543,7 +549,8 @@ class TransportManager:
             now = self._loop.time()
             lag = max(0.0, now - self._probe_due)
             self.metrics.loop_lag.observe(lag)
-            self._overload.sample(max(lag, self._send_echo(now)), self._udp_queue())
+            delay = max(lag, self._send_echo(now), self._routing_delay(now))
+            self._overload.sample(delay, self._udp_queue())
             self._screen = self._overload.armed or now < self._acks_until
         except Exception:
             self._fault("overload-probe")

@@ -19,7 +19,10 @@ sampled every `interval` seconds by the glue (switch.transport.manager) as the l
   Catches saturation: with one socket the loop reads datagram after datagram and its timers
   still fire on time, while the queue (SO_RCVBUF, 8 MB: thousands of datagrams) grows.
   Measured in time, not in bytes, it means the same on a machine that has a whole core to
-  give and on one whose neighbours leave the switch half a core.
+  give and on one whose neighbours leave the switch half a core;
+- **routing delay**: how long the oldest new INVITE whose transaction user is suspended
+  (waiting on a network state backend: Redis) has waited (switch.transport.endpoint). There
+  the work that does not fit piles up in tasks awaiting replies, not in the UDP queue.
 
 What counts is a *standing* delay, as in CoDel: the smallest of the last `WINDOW` samples
 (200 ms) over `max_delay` (0.1 s). A burst or a short stall (a GC pause, a neighbour taking

@@ -16,6 +16,8 @@ import pytest
 from switch.metrics import Metrics
 from switch.sip.message import Request, Response
 from switch.sip.parser import parse_message
+from switch.sip.transaction import TransactionLayer
+from switch.transport.endpoint import SipEndpoint
 from switch.transport.manager import TransportManager, TransportSettings
 
 from .test_stream import Recorder
@@ -176,3 +178,42 @@ async def test_lost_delay_probes_are_forgotten_once_a_later_one_arrives() -> Non
     finally:
         tm._udp.resume_reading()
         await tm.close()
+
+
+class Slow:
+    """A TU that waits (as on Redis) before it answers: the INVITE stays being routed."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+
+    async def on_request(self, txn: object, request: Request, *a: object) -> None:
+        await self.go.wait()
+
+    async def on_ack(self, request: Request, source: object) -> None: ...
+    def on_response(self, *a: object) -> None: ...
+    def on_timeout(self, *a: object) -> None: ...
+    def on_stray_response(self, *a: object) -> None: ...
+
+
+async def test_invites_waiting_in_a_suspended_tu_count_as_delay() -> None:
+    """On a network state backend the backlog waits in suspended TU tasks: the routing
+    delay (the oldest new INVITE still in its TU's hands) is sampled like the loop lag."""
+    core = SipEndpoint(TransactionLayer(), Metrics())
+    slow = Slow()
+    core.users.default = slow  # type: ignore[assignment]
+    tm = TransportManager(core, Metrics(), TransportSettings())
+    await tm.start(("127.0.0.1", 0), None, None)
+    core.attach(tm)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.sendto(request("INVITE", "slow1"), tm.bound["udp"])
+        await asyncio.sleep(0.5)
+        assert core.routing_delay(asyncio.get_running_loop().time()) >= 0.4
+        assert tm._overload.active  # a standing delay over 0.1 s
+        slow.go.set()
+        await asyncio.sleep(0.05)
+        assert core.routing_delay(asyncio.get_running_loop().time()) == 0.0
+    finally:
+        sock.close()
+        await tm.close()
+        core.close()
