@@ -335,6 +335,9 @@ class RedisState(GuardOps):
             pipe.hgetall(b_key)
             pipe.zrange(o_key, 0, -1)
             stored, order = await pipe.execute()
+        return self._live(stored, order, now)
+
+    def _live(self, stored: dict[str, str], order: list[str], now: float) -> list[Binding]:
         rank = {contact: i for i, contact in enumerate(order)}
         found = []
         for contact in sorted(stored, key=lambda c: rank.get(c, len(rank))):
@@ -342,6 +345,29 @@ class RedisState(GuardOps):
             if binding is not None and binding.expires_at > now:
                 found.append(binding)
         return found
+
+    @_redis_op
+    async def routing_lookup(
+        self, device_ids: Sequence[str], tenant_id: str | None, now: float
+    ) -> tuple[dict[str, list[Binding]], int | None]:
+        """One MULTI/EXEC round trip: each ID's HGETALL + ZRANGE (as `bindings`), and the
+        tenant's ZREMRANGEBYSCORE + ZCARD (what the _IN_USE script does, as atomically)."""
+        if not device_ids and tenant_id is None:
+            return {}, None
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for device_id in device_ids:
+                b_key, o_key, _ = self._binding_keys(device_id)
+                pipe.hgetall(b_key)
+                pipe.zrange(o_key, 0, -1)
+            if tenant_id is not None:
+                key = self._lease_key(tenant_id)
+                pipe.zremrangebyscore(key, "-inf", _num(now))
+                pipe.zcard(key)
+            replies = await pipe.execute()
+        bindings = {
+            d: self._live(replies[2 * i], replies[2 * i + 1], now) for i, d in enumerate(device_ids)
+        }
+        return bindings, None if tenant_id is None else int(replies[-1])
 
     def _read(self, text: str) -> Binding | None:
         try:
