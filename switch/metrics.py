@@ -89,7 +89,7 @@ class _OverloadStats(Collector):
         refused = CounterMetricFamily(
             "sip_overload_rejected",
             "New INVITEs refused with 503 + Retry-After by the overload control, by reason "
-            "(load: loop lag or UDP queue; pending_invites: the configured cap)",
+            "(load: the measured delay; pending_invites: the configured cap)",
             labels=["reason"],
         )
         gauges = {
