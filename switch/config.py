@@ -122,6 +122,10 @@ class Config:
     max_untrusted_per_source: int = 100  # of which not yet trusted
     first_message_timeout: float = 5.0  # a new connection must deliver a message by then
     untrusted_idle_timeout: float = 30.0  # idle timeout until a connection is trusted
+    # [overload] (README "Overload"; switch/transport/overload.py)
+    overload_max_delay: float = 0.1  # s a message waits (loop lag, UDP queue); 0 = no refusal
+    overload_max_pending_invites: int = 0  # INVITEs without a final response; 0 = no cap
+    overload_retry_after: int = 5  # s, Retry-After of the 503 to refused INVITEs
     # [security] password guessing (README "Password guessing"; switch/proxy/bans.py)
     auth_max_failures: int = 5  # digest failures per source address within auth_window
     auth_id_max_failures: int = 10  # per username (from any address) within auth_window
@@ -153,11 +157,18 @@ class Config:
         if self.max_connections < 1 or self.udp_buffer_bytes < 0:
             raise ConfigError("sip.max_connections >= 1 and udp_buffer_bytes >= 0 required")
         self._check_security()
+        self._check_overload()
         check_state_url(self.state_url)
         if not 0 < self.state_timeout <= 10:
             raise ConfigError("state.timeout: seconds in (0, 10] expected")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"log.level: unknown level {self.log_level!r}")
+
+    def _check_overload(self) -> None:
+        if self.overload_max_delay < 0:
+            raise ConfigError("overload: max_delay >= 0")
+        if self.overload_max_pending_invites < 0 or self.overload_retry_after < 0:
+            raise ConfigError("overload: max_pending_invites >= 0 and retry_after >= 0")
 
     def _check_security(self) -> None:
         if self.flood_limit < 0 or not (self.flood_window > 0 and self.flood_block > 0):
@@ -335,6 +346,9 @@ _KEYS: dict[tuple[str, str], tuple[str, Any]] = {
     ("security", "max_untrusted_per_source"): ("max_untrusted_per_source", _int),
     ("security", "first_message_timeout"): ("first_message_timeout", _num),
     ("security", "untrusted_idle_timeout"): ("untrusted_idle_timeout", _num),
+    ("overload", "max_delay"): ("overload_max_delay", _num),
+    ("overload", "max_pending_invites"): ("overload_max_pending_invites", _int),
+    ("overload", "retry_after"): ("overload_retry_after", _int),
     ("security", "auth_max_failures"): ("auth_max_failures", _int),
     ("security", "auth_id_max_failures"): ("auth_id_max_failures", _int),
     ("security", "auth_window"): ("auth_window", _num),

@@ -7,7 +7,9 @@ several apps in one process. The proxy imports `Metrics` and uses `calls_total` 
 Gauges that mirror live state (`sip_transactions_active`, `sip_registrations_active`) are
 filled by callbacks registered by the app (`watch_transactions`, `watch_registrations`) at
 scrape time, so the hot path never touches them; so are the flood guard's counters
-(`watch_flood`, registered by the transport manager).
+(`watch_flood`, registered by the transport manager) and the overload control's
+(`watch_overload`). `sip_event_loop_lag_seconds` is a histogram of how late the transport's
+50 ms probe timer fired: what every message waited on top of its own work.
 
 `sip_requests_total` and `sip_responses_total` are counted once per SIP message, so they are
 plain dict counters (`request_counts`, `response_counts`, incremented by the transport
@@ -17,12 +19,16 @@ the same names, labels and `_created` samples as prometheus_client Counters.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+# (refused by reason, (active 0/1, refused fraction, UDP queue ratio, pending INVITEs))
+OverloadSample = tuple[dict[str, int], tuple[float, float, float, float]]
 
 __all__ = ["CONTENT_TYPE", "MessageCounts", "Metrics"]
 
@@ -71,6 +77,38 @@ class _FloodStats(Collector):
         now = GaugeMetricFamily("sip_flood_blocked_sources", "Sources blocked right now")
         now.add_metric([], float(blocked))
         yield now
+
+
+class _OverloadStats(Collector):
+    """The overload control's state and counters (switch.transport.overload), at scrape time."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], OverloadSample] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        refused = CounterMetricFamily(
+            "sip_overload_rejected",
+            "New INVITEs refused with 503 + Retry-After by the overload control, by reason "
+            "(load: the measured delay; pending_invites: the configured cap)",
+            labels=["reason"],
+        )
+        gauges = {
+            name: GaugeMetricFamily(name, text)
+            for name, text in (
+                ("sip_overload_active", "1 while new INVITEs are refused for measured load"),
+                ("sip_overload_refused_fraction", "Share of new INVITEs refused now (0..1)"),
+                ("sip_udp_receive_queue_ratio", "UDP receive queue in use / SO_RCVBUF"),
+                ("sip_invites_pending", "INVITE server transactions without a final response"),
+            )
+        }
+        if self.source is not None:
+            counts, values = self.source()
+            for reason, n in counts.items():
+                refused.add_metric([reason], float(n))
+            for family, value in zip(gauges.values(), values, strict=True):
+                family.add_metric([], value)
+        yield refused
+        yield from gauges.values()
 
 
 class MessageCounts(Collector):
@@ -175,6 +213,14 @@ class Metrics:
         r.register(self._callbacks)
         self._flood = _FloodStats()
         r.register(self._flood)
+        self._overload = _OverloadStats()
+        r.register(self._overload)
+        self.loop_lag = Histogram(
+            "sip_event_loop_lag_seconds",
+            "How late the SIP transport's periodic probe timer fired (event-loop lag)",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+            registry=r,
+        )
 
     def _security(self, r: CollectorRegistry) -> None:
         """The authentication guard (switch/proxy/bans.py) and the outbound caps
@@ -232,6 +278,36 @@ class Metrics:
         """(blocks started, messages dropped, sources blocked now) of the flood guard:
         `sip_flood_blocks_total`, `sip_flood_dropped_total`, `sip_flood_blocked_sources`."""
         self._flood.source = stats
+
+    def watch_gc(self) -> Callable[[], None]:
+        """Time every cyclic garbage collection into `python_gc_pause_seconds{generation}`
+        (a gc.callbacks hook: two calls per collection, nothing per message): a collection
+        stops the event loop for its duration, so this is one source of tail latency an
+        operator can see. Returns the function that removes the hook."""
+        pause = Histogram(
+            "python_gc_pause_seconds",
+            "Cyclic garbage collections and how long each stopped the process, by generation",
+            ["generation"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
+            registry=self.registry,
+        )
+        children = [pause.labels(str(g)) for g in range(3)]
+        started = [0.0]
+
+        def hook(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                children[info["generation"]].observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(hook)
+        return lambda: gc.callbacks.remove(hook) if hook in gc.callbacks else None
+
+    def watch_overload(self, stats: Callable[[], OverloadSample]) -> None:
+        """The overload control and the pending INVITEs: `sip_overload_rejected_total`,
+        `sip_overload_active`, `sip_overload_refused_fraction`, `sip_udp_receive_queue_ratio`,
+        `sip_invites_pending`."""
+        self._overload.source = stats
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""

@@ -173,7 +173,7 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from switch.metrics import Metrics
-    from switch.state.base import Binding, StateBackend
+    from switch.state.base import StateBackend
     from switch.tu import Sender
 
 __all__ = ["ALLOW", "BranchPlan", "Proxy", "ProxyConfig"]
@@ -489,12 +489,10 @@ class Proxy:
         call = call_for(fwd, device, gateway_id)
         need = needs(call, snap)
         wall = self.wall_clock()
-        bindings: dict[str, list[Binding]] = {}
-        for device_id in need.device_ids:
-            bindings[device_id] = await self.state.bindings(device_id, wall)
-        channels = {}
-        if need.channels and need.tenant_id is not None and fwd.method == "INVITE":
-            channels[need.tenant_id] = await self.state.channels_in_use(need.tenant_id, wall)
+        tenant = need.tenant_id if need.channels and fwd.method == "INVITE" else None
+        # one round trip on Redis (was one per ID plus one for the channels)
+        bindings, in_use = await self.state.routing_lookup(list(need.device_ids), tenant, wall)
+        channels = {tenant: in_use} if tenant is not None and in_use is not None else {}
         usage: dict[str, OutboundUsage] = {}
         if need.usage_of and need.tenant_id is not None and fwd.method == "INVITE":
             usage[need.usage_of] = await self.book.usage(snap, need.tenant_id, need.usage_of, wall)

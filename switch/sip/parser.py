@@ -28,6 +28,7 @@ __all__ = [
     "KeepAlive",
     "StreamFramer",
     "is_keepalive",
+    "parse_head",
     "parse_message",
     "partial_of",
 ]
@@ -104,6 +105,26 @@ def parse_message(
     except ParseError:
         raise
     except Exception as exc:  # safety net: the contract allows no other exception type
+        raise ParseError(f"malformed message ({type(exc).__name__})") from exc
+
+
+def parse_head(data: bytes, *, max_headers: int = DEFAULT_MAX_HEADERS) -> Request | Response:
+    """Only the start line and the raw header fields of a datagram: no body framing, no
+    header value parsed or validated (values are parsed on demand, e.g. `top_via`). For a
+    decision that must be cheap (the overload gate answers a new INVITE with 503 from this);
+    whatever it lets through is parsed in full by `parse_message`. ParseError (any kind) when
+    even that much cannot be read."""
+    try:
+        start = 0
+        while data.startswith(b"\r\n", start):
+            start += 2
+        end = data.find(b"\r\n\r\n", start)
+        if end < 0:
+            raise ParseError("no empty line after the header fields")
+        return _read_head(data[start:end].decode("utf-8"), max_headers)[0]
+    except ParseError:
+        raise
+    except Exception as exc:
         raise ParseError(f"malformed message ({type(exc).__name__})") from exc
 
 

@@ -219,6 +219,9 @@ class TransactionLayer:
         self._counts = {k.value: 0 for k in Kind}
         self._entry = entry_rules(timers)
         self.stats: dict[str, int] = {"ignored": 0, "stray_responses": 0, "malformed": 0}
+        # INVITE server transactions without a final response yet (calls being set up): a
+        # measure of load the overload control can cap (switch.transport.overload).
+        self.pending_invites = 0
 
     # ------------------------------------------------------------------ public API
     def receive(self, message: Request | Response, source: Target, now: float) -> list[Event]:
@@ -321,6 +324,8 @@ class TransactionLayer:
         txn = ServerTransaction(key, request, source, via)
         self._servers[key] = txn
         self._counts[txn._kind.value] += 1
+        if txn.is_invite:
+            self.pending_invites += 1
         cancelled = None
         if method == "CANCEL":
             cancelled = self._servers.get(server_key(request, via, "INVITE"))
@@ -451,6 +456,8 @@ class TransactionLayer:
 
     def _enter(self, txn: Transaction, state: State, now: float, events: list[Event]) -> None:
         """Enter a (non-terminated) state: cancel and arm timers per `entry_timers`."""
+        if txn._kind is Kind.INVITE_SERVER and txn.state is State.PROCEEDING:
+            self.pending_invites -= 1  # the INVITE got its final response
         txn.state = state
         if state in LINGERING:
             # The transaction now only lingers (absorbing retransmissions, up to 32 s): let
@@ -476,6 +483,8 @@ class TransactionLayer:
             events += self._step(txn, timer, now, None, None)
 
     def _terminate(self, txn: Transaction, reason: str, events: list[Event]) -> None:
+        if txn._kind is Kind.INVITE_SERVER and txn.state is State.PROCEEDING:
+            self.pending_invites -= 1
         txn.state = State.TERMINATED
         self._cancel_timers(txn)
         if isinstance(txn, ClientTransaction):

@@ -169,6 +169,14 @@ class StateBackend(Protocol):
         """Live (expires_at > now) bindings of the ID, in registration order."""
         ...
 
+    async def routing_lookup(
+        self, device_ids: Sequence[str], tenant_id: str | None, now: float
+    ) -> tuple[dict[str, list[Binding]], int | None]:
+        """What routing reads for a new request, at once: `bindings()` of each ID and, when
+        `tenant_id` is given, `channels_in_use(tenant_id)` (else None), with the same
+        results as those calls. A network backend reads it in one round trip."""
+        ...
+
     async def put_binding(self, binding: Binding) -> None:
         """Insert or replace the binding with the same (device_id, contact)."""
         ...

@@ -69,6 +69,13 @@ class MemoryState:
             return []
         return [b for b in found.values() if b.expires_at > now]
 
+    async def routing_lookup(
+        self, device_ids: Sequence[str], tenant_id: str | None, now: float
+    ) -> tuple[dict[str, list[Binding]], int | None]:
+        bindings = {d: await self.bindings(d, now) for d in device_ids}
+        in_use = None if tenant_id is None else await self.channels_in_use(tenant_id, now)
+        return bindings, in_use
+
     async def put_binding(self, binding: Binding) -> None:
         per_device = self._bindings.setdefault(binding.device_id, {})
         if binding.contact not in per_device:

@@ -36,6 +36,11 @@ binding held by another node with `source.conn_id=None` (base.py, Flows). The de
 is unique per process run: conn_ids are per-process counters, so a restarted process must
 not believe the flows of its previous life are its own.
 
+Connections: one `BlockingConnectionPool` of at most `POOL_SIZE` (64) connections. Under
+load a command waits for a free connection (up to `timeout`) instead of failing: redis-py's
+default pool caps at 100 and raises "Too many connections" at once, which at 500 calls/s
+failed most calls (issue 11). A `?max_connections=N` in the URL overrides the size.
+
 Failures: every redis-py error (connection refused, timeout, a server error) is raised as
 `StateUnavailable`. Commands time out after `timeout` seconds (0.5 s by default) and are
 retried once at once (a pooled connection that died with a Redis restart), never with a long
@@ -70,7 +75,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -90,6 +95,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _SWEEP_BATCH = 500  # expired entries handled per round trip in expire()
+POOL_SIZE = 64  # connections per process; more commands in flight wait for one
 
 # KEYS: b, o, bx   ARGV: contact, json, expires_at, member, ttl
 _PUT = """
@@ -264,7 +270,9 @@ class _Breaker:
         self._retry_at, self._probing = None, False
 
     def failed(self, exc: BaseException) -> None:
-        if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+        if _pool_exhausted(exc):  # Redis is up, this process is busy: not an outage
+            self._probing = False
+        elif isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
             self._retry_at, self._probing = self._clock() + self._cooldown, False
         else:
             self._probing = False  # the server answered (a script error): it is up
@@ -272,6 +280,17 @@ class _Breaker:
     @property
     def open(self) -> bool:
         return self._retry_at is not None
+
+
+def _pool_exhausted(exc: BaseException) -> bool:
+    """The waiting pool found no free connection within `timeout` (redis-py raises it as a
+    ConnectionError from a TimeoutError): a load peak here, which must not open the breaker
+    (that would refuse every call for `cooldown`, turning a peak into an outage)."""
+    return (
+        isinstance(exc, RedisConnectionError)
+        and isinstance(exc.__cause__, TimeoutError)
+        and "No connection available" in str(exc)
+    )
 
 
 def default_node_id() -> str:
@@ -411,13 +430,16 @@ class RedisState(GuardOps):
         self._breaker = _Breaker(cooldown)
         self.node_id = node_id or default_node_id()
         self.safety_margin = safety_margin
-        self._redis: Redis = Redis.from_url(
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=POOL_SIZE,
+            timeout=timeout,  # the longest a command waits for a free connection
             decode_responses=True,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
         )
+        self._redis: Redis = Redis.from_pool(pool)
         script = self._redis.register_script
         self._put, self._remove, self._remove_all = (
             script(_PUT),
@@ -461,6 +483,9 @@ class RedisState(GuardOps):
             pipe.hgetall(b_key)
             pipe.zrange(o_key, 0, -1)
             stored, order = await pipe.execute()
+        return self._live(stored, order, now)
+
+    def _live(self, stored: dict[str, str], order: list[str], now: float) -> list[Binding]:
         rank = {contact: i for i, contact in enumerate(order)}
         found = []
         for contact in sorted(stored, key=lambda c: rank.get(c, len(rank))):
@@ -468,6 +493,29 @@ class RedisState(GuardOps):
             if binding is not None and binding.expires_at > now:
                 found.append(binding)
         return found
+
+    @_redis_op
+    async def routing_lookup(
+        self, device_ids: Sequence[str], tenant_id: str | None, now: float
+    ) -> tuple[dict[str, list[Binding]], int | None]:
+        """One MULTI/EXEC round trip: each ID's HGETALL + ZRANGE (as `bindings`), and the
+        tenant's ZREMRANGEBYSCORE + ZCARD (what the _IN_USE script does, as atomically)."""
+        if not device_ids and tenant_id is None:
+            return {}, None
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for device_id in device_ids:
+                b_key, o_key, _ = self._binding_keys(device_id)
+                pipe.hgetall(b_key)
+                pipe.zrange(o_key, 0, -1)
+            if tenant_id is not None:
+                key = self._lease_key(tenant_id)
+                pipe.zremrangebyscore(key, "-inf", _num(now))
+                pipe.zcard(key)
+            replies = await pipe.execute()
+        bindings = {
+            d: self._live(replies[2 * i], replies[2 * i + 1], now) for i, d in enumerate(device_ids)
+        }
+        return bindings, None if tenant_id is None else int(replies[-1])
 
     def _read(self, text: str) -> Binding | None:
         try:

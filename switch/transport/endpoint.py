@@ -25,6 +25,11 @@ for a TU that accepts a connection by other means.
 Hot path: TU coroutines are stepped synchronously (`run_eager`); only a coroutine that
 actually suspends (a network state backend) becomes an asyncio task. With the memory state
 nothing suspends, so a REGISTER costs no task at all.
+
+Backlog: a new INVITE whose TU suspended (waiting on Redis) is remembered with the time it
+arrived until its TU coroutine ends; `routing_delay(now)` is the age of the oldest one. On a
+network state backend the work that does not fit waits there, not in the UDP queue, so the
+overload control (switch.transport.overload) samples it with the loop lag and the queue.
 """
 
 from __future__ import annotations
@@ -86,10 +91,14 @@ class SipEndpoint:
         self._local_ports: set[int] = set()
         self._local_via: dict[str, tuple[str, int]] = {}
         self._faults = FaultLog(log, _FAULT_LOG_INTERVAL, self._loop.time)
+        self._routing: dict[asyncio.Task[None], float] = {}  # INVITE TU tasks -> arrival
 
     def attach(self, transports: TransportManager) -> None:
         """Called once the transports are bound: learn our own addresses."""
         self.transports = transports
+        transports.set_transaction_view(
+            self.layer.find_server, lambda: self.layer.pending_invites, self.routing_delay
+        )
         self._local_via.clear()
         for host, port in transports.bound.values():
             self._local_ports.add(port)
@@ -175,7 +184,20 @@ class SipEndpoint:
         if tu is None:
             self.send_response(ev.txn, make_response(req, 503))
             return
-        run_eager(self._guarded(tu, ev))
+        now = self._loop.time()
+        task = run_eager(self._guarded(tu, ev))
+        if task is not None and req.method == "INVITE":
+            self._routing[task] = now
+            task.add_done_callback(self._routing_done)
+
+    def _routing_done(self, task: asyncio.Task[None]) -> None:
+        self._routing.pop(task, None)
+
+    def routing_delay(self, now: float) -> float:
+        """How long the oldest INVITE still in its TU's hands (suspended) has waited."""
+        if not self._routing:
+            return 0.0
+        return now - next(iter(self._routing.values()))  # insertion order: oldest first
 
     async def _guarded(self, tu: TransactionUser, ev: RequestReceived) -> None:
         """A TU that fails must not leave the transaction unanswered: 500 (§8.2.6), or 503

@@ -21,6 +21,15 @@ Hardening (what one host can take from everyone else):
   Refusals and closes are counted by reason (`sip_connections_refused_total`,
   `sip_connections_closed_total`).
 
+Overload (switch.transport.overload): a probe every 50 ms measures the event-loop lag and
+the UDP queue delay (a CRLF datagram sent from a socket of our own to the SIP socket, timed
+until it is read) and feeds the `OverloadControl`. While it refuses, a datagram that
+starts with "INVITE " has only its start line and header fields read (`parse_head`); a new
+out-of-dialog INVITE that matches no server transaction (`set_transaction_view`) may then be
+answered 503 + Retry-After right here, statelessly, and the ACK of that 503 is dropped as
+unparsed as it came. Everything else takes the normal path. In normal operation the cost per
+datagram is one attribute test (`_screen`).
+
 The seam towards the transaction users: `mark_trusted(source)` — the Target a request came
 from (its `conn_id` names the connection) carried a request the switch accepted (a REGISTER
 answered 2xx, a call put through), so the connection gets the long keep-alive timeout. The
@@ -37,19 +46,23 @@ import contextlib
 import errno
 import itertools
 import logging
+import secrets
 import socket
 import ssl
+import struct
+import zlib
 from collections.abc import Callable, Iterable
 from typing import Protocol, assert_never
 
 from switch.eager import FaultLog
-from switch.metrics import Metrics
-from switch.sip.message import ParseError, Request, Response
-from switch.sip.parser import is_keepalive, parse_message, partial_of
+from switch.metrics import Metrics, OverloadSample
+from switch.sip.message import ParseError, Request, Response, make_response
+from switch.sip.parser import is_keepalive, parse_head, parse_message, partial_of
 from switch.sip.target import Target
 
 from .admission import CloseReason, Refusal, SourceBook, close_reason
 from .flood import Blocked, FloodEvent, FloodGuard, Unblocked
+from .overload import OverloadControl
 from .rules import error_response, fix_request_via
 from .settings import TransportSettings, server_tls_context
 from .stream import Connection
@@ -67,6 +80,10 @@ KNOWN_METHODS = frozenset(
 _BIND_ATTEMPTS = 20  # ephemeral port: UDP port free but TCP taken -> try another (bounded)
 _CONNECT_TIMEOUT = 10.0
 _BACKLOG = 1024  # listen backlog: a burst of connects (an office rebooting) is not lost
+_SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)  # Linux >= 4.6; Python does not name it
+_MEMINFO = struct.Struct("9I")  # sk_meminfo: [0] rmem_alloc (queued bytes), [1] rcvbuf
+_ACK_WINDOW = 32.0  # s (64*T1): how long the ACKs of the 503s refused are looked for
+_ECHO_SLOTS = 32  # delay probes told apart (by their length: 2 + slot CRLFs) on their way
 
 
 class Receiver(Protocol):
@@ -116,6 +133,24 @@ class TransportManager:
         self._exempt_flows: frozenset[tuple[str, int]] = frozenset()
         self._flood_tick: asyncio.TimerHandle | None = None
         metrics.watch_flood(self._flood_stats)
+        self._overload = OverloadControl(settings.overload)
+        self._udp_sock: socket.socket | None = None
+        self._probe: asyncio.TimerHandle | None = None
+        self._probe_due = 0.0
+        self._echo: socket.socket | None = None  # sends the UDP delay probes
+        self._echo_addr: tuple[str, int] | None = None
+        self._echo_times = [0.0] * _ECHO_SLOTS  # send time of probe n at n % _ECHO_SLOTS
+        self._echo_next = 0  # sequence number of the next probe
+        self._echo_oldest = 0  # the oldest probe still on its way (== next: none)
+        self._echo_delay = 0.0  # the longest a probe took since the last sample
+        self._screen = self._overload.armed  # look at INVITEs/ACKs before parsing them
+        self._refusal_tag = "ovl" + secrets.token_hex(3)  # To tag prefix of our 503s
+        self._refusal_tag_b = self._refusal_tag.encode()
+        self._acks_until = 0.0  # ACKs of our 503s are looked for until then
+        self._find_server: Callable[[Request], object] = _nothing
+        self._pending_invites: Callable[[], int] = _zero
+        self._routing_delay: Callable[[float], float] = lambda now: 0.0
+        metrics.watch_overload(self._overload_stats)
 
     # ------------------------------------------------------------------ start / stop
     async def start(
@@ -135,6 +170,8 @@ class TransportManager:
             self.bound["tls"] = server.sockets[0].getsockname()[:2]
         self._arm_sweep()
         self._arm_untrusted_sweep()
+        self._open_echo()
+        self._arm_probe()
         if self.settings.flood_limit:
             self._arm_flood_tick()
 
@@ -159,6 +196,7 @@ class TransportManager:
                 lambda: _Udp(self._on_datagram), sock=sock
             )
             self._servers.append(server)
+            self._udp_sock = sock
             self.bound["udp"] = sock.getsockname()[:2]
             self.bound["tcp"] = server.sockets[0].getsockname()[:2]
             return
@@ -187,9 +225,11 @@ class TransportManager:
         return sock
 
     async def close(self) -> None:
-        for timer in (self._sweep, self._untrusted_sweep, self._flood_tick):
+        for timer in (self._sweep, self._untrusted_sweep, self._flood_tick, self._probe):
             if timer is not None:
                 timer.cancel()
+        if self._echo is not None:
+            self._echo.close()
         for server in self._servers:
             server.close()
         conns = list(self._conns.values())
@@ -212,7 +252,7 @@ class TransportManager:
         # exception escaping datagram_received would make the loop close the UDP socket).
         # The flood guard comes first: a blocked source costs one dict update, no parsing.
         try:
-            if addr in self._exempt_flows or self._admit(addr[0]):
+            if addr == self._echo_addr or addr in self._exempt_flows or self._admit(addr[0]):
                 self._datagram(data, addr)
         except Exception:
             self._fault("udp-receive")
@@ -223,6 +263,10 @@ class TransportManager:
 
     def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         if is_keepalive(data):
+            if addr[:2] == self._echo_addr:
+                self._echo_received(len(data))
+            return
+        if self._screen and self._screened(data, addr):
             return
         # Peers are few and send many datagrams: one (immutable) Target per address, not a
         # frozen-dataclass construction per datagram. Bounded against address churn.
@@ -342,7 +386,9 @@ class TransportManager:
     def stream_message(self, message: Request | Response, conn: Connection) -> None:
         assert conn.peer is not None
         try:
-            if self._admit(conn.peer.host):
+            if self._admit(conn.peer.host) and not (
+                self._screen and self._screened_stream(message, conn)
+            ):
                 self._deliver(message, conn.peer)
         except Exception:
             self._fault(f"{conn.name}-receive")
@@ -422,6 +468,171 @@ class TransportManager:
         """(blocks started, messages dropped, sources blocked now) for /metrics."""
         g = self._guard
         return g.blocks, g.dropped, g.blocked_sources()
+
+    # ------------------------------------------------------------------ overload
+    def set_transaction_view(
+        self,
+        find_server: Callable[[Request], object],
+        pending_invites: Callable[[], int],
+        routing_delay: Callable[[float], float] = lambda now: 0.0,
+    ) -> None:
+        """What the overload gate asks the layers above: the server transaction a request
+        belongs to (an INVITE that has one is a retransmission: never refused), the INVITEs
+        without a final response (for `max_pending_invites`), and how long the oldest new
+        INVITE still being routed has waited (a measured delay, as the loop lag)."""
+        self._find_server = find_server
+        self._pending_invites = pending_invites
+        self._routing_delay = routing_delay
+
+    def _open_echo(self) -> None:
+        """The socket the UDP delay probes are sent from: the SIP socket's address family,
+        bound to its host (loopback when it listens on the wildcard address)."""
+        if self._udp_sock is None:
+            return
+        host, port = self.bound["udp"]
+        if _unspecified(host):
+            host = "::1" if ":" in host else "127.0.0.1"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        echo = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            echo.bind((host, 0))
+            echo.setblocking(False)
+            echo.connect((host, port))
+        except OSError as exc:
+            echo.close()
+            log.warning("no UDP delay probe (the overload control sees loop lag only): %s", exc)
+            return
+        self._echo = echo
+        self._echo_addr = echo.getsockname()[:2]
+
+    def _echo_received(self, size: int) -> None:
+        """Probe number n is 2 + n % _ECHO_SLOTS CRLFs long. The queue keeps the order, so
+        the probes sent before the one that arrived and still missing were lost (dropped by
+        a full queue): they are forgotten."""
+        slot = size // 2 - 2
+        if not 0 <= slot < _ECHO_SLOTS:
+            return
+        oldest = self._echo_oldest
+        seq = oldest + (slot - oldest) % _ECHO_SLOTS
+        if seq >= self._echo_next:
+            return  # not on its way (a duplicate)
+        delay = self._loop.time() - self._echo_times[slot]
+        self._echo_delay = max(self._echo_delay, delay)
+        self._echo_oldest = seq + 1
+
+    def _send_echo(self, now: float) -> float:
+        """The UDP queue delay since the last sample: the longest a probe took to arrive, or
+        how long the oldest one still on its way has been; then send the next probe."""
+        delay = self._echo_delay
+        if self._echo_oldest < self._echo_next:
+            delay = max(delay, now - self._echo_times[self._echo_oldest % _ECHO_SLOTS])
+        self._echo_delay = 0.0
+        if self._echo is None:
+            return delay
+        if self._echo_next - self._echo_oldest >= _ECHO_SLOTS:
+            self._echo_oldest += 1  # its slot is reused: count it lost
+        slot = self._echo_next % _ECHO_SLOTS
+        try:
+            self._echo.send(b"\r\n" * (2 + slot))
+        except OSError:
+            return delay  # not sent; the next one goes at the next sample
+        self._echo_times[slot] = now
+        self._echo_next += 1
+        return delay
+
+    def _arm_probe(self) -> None:
+        self._probe_due = self._loop.time() + self._overload.settings.interval
+        self._probe = self._loop.call_at(self._probe_due, self._on_probe)
+
+    def _on_probe(self) -> None:
+        try:
+            now = self._loop.time()
+            lag = max(0.0, now - self._probe_due)
+            self.metrics.loop_lag.observe(lag)
+            delay = max(lag, self._send_echo(now), self._routing_delay(now))
+            self._overload.sample(delay, self._udp_queue())
+            self._screen = self._overload.armed or now < self._acks_until
+        except Exception:
+            self._fault("overload-probe")
+        self._arm_probe()
+
+    def _udp_queue(self) -> float:
+        """The fill of the UDP socket's receive queue (0..1); 0 where SO_MEMINFO is not
+        available."""
+        if self._udp_sock is None:
+            return 0.0
+        try:
+            info = self._udp_sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO.size)
+        except OSError:
+            return 0.0
+        queued, size = _MEMINFO.unpack(info)[:2]
+        return queued / size if size else 0.0
+
+    def _screened(self, data: bytes, addr: tuple[str, int]) -> bool:
+        """A datagram the overload gate consumed: a new INVITE answered 503 here, or the
+        ACK of such a 503. Only the head of an INVITE/ACK is read; anything that cannot be
+        read that cheaply goes the normal way (which answers 400 where due)."""
+        if data.startswith(b"INVITE "):
+            if not self._overload.due(self._pending_invites):
+                return False  # the usual case, even while refusing: nothing parsed twice
+        elif not (data.startswith(b"ACK ") and self._refusal_tag_b in data):
+            return False
+        try:
+            head = parse_head(data)
+        except ParseError:
+            return False
+        if not isinstance(head, Request):
+            return False
+        return self._gate(head, lambda reply: self._sendto(reply, addr))
+
+    def _screened_stream(self, message: Request | Response, conn: Connection) -> bool:
+        if not isinstance(message, Request):
+            return False
+        if message.method == "INVITE":
+            if not self._overload.due(self._pending_invites):
+                return False
+        elif message.method != "ACK":
+            return False
+        return self._gate(message, lambda reply: bool(conn.write(reply)))
+
+    def _gate(self, head: Request, send: Callable[[bytes], object]) -> bool:
+        """True if the gate consumed `head`: refused it (503 sent with `send`) or it is the
+        ACK of a 503 the gate sent."""
+        try:
+            tag = head.to_tag
+            if head.method == "ACK":
+                return tag is not None and tag.startswith(self._refusal_tag)
+            if tag is not None or self._find_server(head) is not None:
+                return False  # in-dialog, or a retransmission of an INVITE accepted
+        except ParseError:
+            return False
+        if self._overload.refuse(self._pending_invites) is None:
+            return False
+        self._count_request("INVITE")
+        send(self._refusal(head))
+        self._acks_until = self._loop.time() + _ACK_WINDOW
+        self._screen = True
+        return True
+
+    def _refusal(self, head: Request) -> bytes:
+        """The stateless 503 (§8.2.7): the same To tag for the retransmissions of one
+        request (derived from its top Via), under this process's refusal prefix."""
+        via = head.headers.get("Via") or ""
+        tag = f"{self._refusal_tag}{zlib.crc32(via.encode()):08x}"
+        retry = [("Retry-After", str(self._overload.settings.retry_after))]
+        reply = make_response(head, 503, to_tag=tag, headers=retry)
+        self._count_response(503, "sent")
+        return reply.to_bytes()
+
+    def _sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self._udp is not None:  # to the source address, rport style (as a 400 is)
+            with contextlib.suppress(OSError, ValueError):
+                self._udp.sendto(data, addr)
+
+    def _overload_stats(self) -> OverloadSample:
+        c = self._overload
+        counts = {reason.value: n for reason, n in c.refused.items()}
+        return counts, (float(c.active), c.fraction, c.queue, float(self._pending_invites()))
 
     def _new_connection(self, name: str, outbound: bool = False) -> Connection:
         size = self.settings.max_message_bytes
@@ -546,8 +757,20 @@ class TransportManager:
         return len(self._conns)
 
 
+def _unspecified(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "")
+
+
 def _admit_all(source: str) -> bool:
     return True
+
+
+def _nothing(request: Request) -> object:
+    return None
+
+
+def _zero() -> int:
+    return 0
 
 
 def _is_response(exc: ParseError, looks_like_response: bool) -> bool:

@@ -2,7 +2,7 @@
 
 The defaults are those of switch.config ([sip] and [security]); `from_config` maps a Config.
 The hardening knobs are explained in switch.transport.admission (connections) and
-switch.transport.flood (per-source flood limits).
+switch.transport.flood (per-source flood limits), the overload knobs in switch.transport.overload.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from .admission import StreamLimits
 from .flood import FloodSettings
+from .overload import OverloadSettings
 
 __all__ = ["TransportSettings", "server_tls_context"]
 
@@ -26,6 +27,9 @@ _FROM_CONFIG = {
     "untrusted_idle_timeout": "untrusted_idle_timeout",
     "flood_limit": "flood_limit", "flood_window": "flood_window",
     "flood_block": "flood_block", "flood_exempt": "flood_exempt",
+    "overload_max_delay": "overload_max_delay",
+    "overload_max_pending_invites": "overload_max_pending_invites",
+    "overload_retry_after": "overload_retry_after",
 }  # fmt: skip
 
 
@@ -46,10 +50,14 @@ class TransportSettings:
     flood_window: float = 2.0
     flood_block: float = 10.0
     flood_exempt: tuple[str, ...] = ()
+    overload_max_delay: float = 0.1
+    overload_max_pending_invites: int = 0
+    overload_retry_after: int = 5
 
     def __post_init__(self) -> None:
         self.limits  # noqa: B018 - validates (ValueError)
         self.flood  # noqa: B018
+        self.overload  # noqa: B018
 
     @classmethod
     def from_config(cls, cfg: Any) -> TransportSettings:
@@ -76,6 +84,14 @@ class TransportSettings:
             window=self.flood_window,
             block=self.flood_block,
             exempt=self.flood_exempt,
+        )
+
+    @property
+    def overload(self) -> OverloadSettings:
+        return OverloadSettings(
+            max_delay=self.overload_max_delay,
+            max_pending_invites=self.overload_max_pending_invites,
+            retry_after=self.overload_retry_after,
         )
 
 

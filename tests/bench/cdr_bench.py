@@ -187,7 +187,7 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
                 async with store.data() as tx:
                     await tx.execute("TRUNCATE cdrs CASCADE")
                 records = [mix(i) for i in range(args.cdrs)]
-                _tune_gc()  # as `serve` runs: start-up heap frozen, young generation 10,000
+                _tune_gc()  # as `serve` runs: start-up heap frozen, young generation 2,000
                 settings = WriterSettings(batch_size=batch, max_queue=max(2000, 4 * batch))
                 repo = CallRecordRepo(store, pg_form=form)
                 result = await run_case(f"{form} batch {batch}", repo, records, settings, feed=True)

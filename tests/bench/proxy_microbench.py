@@ -230,10 +230,10 @@ async def run(calls: int, clock: str, cdrs: bool = False) -> float:
         await bench.call(-n - 1)
     bench.inside = 0.0
     # The switch's garbage-collector settings (switch.app._tune_gc): start-up heap frozen,
-    # young generation every 10,000 allocations.
+    # young generation every 2,000 allocations.
     gc.collect()
     gc.freeze()
-    gc.set_threshold(10_000, 1_000, 100)
+    gc.set_threshold(2_000, 5_000, 100)
     for n in range(calls):
         await bench.call(n)
     assert bench.proxy.calls.leases == 0, "a lease was not released"

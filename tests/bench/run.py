@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.bench.machine import CpuWatch
 from tests.integration.harness import (
     CARRIER_IP,
     REPO,
@@ -218,6 +219,7 @@ class Step:
     invite_180_p50_ms: float | None = None
     invite_180_p99_ms: float | None = None
     invite_180_samples: int = 0
+    other_cores: float | None = None  # CPU the rest of the machine used (tests/bench/machine.py)
     note: str = ""
 
 
@@ -303,6 +305,7 @@ def run_step(
     )
     uas.start()
     time.sleep(0.3)
+    watch = CpuWatch()
     cpu0 = tree_cpu_seconds(target.pid)
     t0 = time.monotonic()
     uac.start()
@@ -312,6 +315,7 @@ def run_step(
     sr = uas.wait(grace=3)
     if uas.running:
         sr = uas.stop()
+    load = watch.stop()
     ok = (
         ur.returncode == 0
         and ur.successful == calls
@@ -333,6 +337,7 @@ def run_step(
         seconds=round(elapsed, 2),
         cpu_seconds=round(cpu, 3),
         cpu_s_per_1000_calls=round(cpu / ur.successful * 1000, 4) if ur.successful > 0 else None,
+        other_cores=load.other_cores,
     )
     if short is not None:
         lat = invite_to_180(short)
@@ -370,7 +375,8 @@ def run_steps(
             f"(UAC ok {step.uac_successful}/{step.calls}, failed {step.uac_failed}; "
             f"UAS ok {step.uas_successful}, failed {step.uas_failed}; retrans "
             f"{step.retransmissions}; {step.cpu_seconds} CPU-s = "
-            f"{step.cpu_s_per_1000_calls} per 1000 calls{lat})"
+            f"{step.cpu_s_per_1000_calls} per 1000 calls{lat}; other processes "
+            f"{step.other_cores} cores)"
         )
         if not step.ok:
             break

@@ -691,3 +691,27 @@ async def test_end_requests_are_taken_once_per_node(state: StateBackend) -> None
     assert await state.ends_requested("node-x") == ["c1", "c2"]
     assert await state.ends_requested("node-x") == []
     assert await state.ends_requested("node-y") == ["c3"]
+
+
+async def test_routing_lookup_reads_what_bindings_and_channels_in_use_read(
+    state: StateBackend,
+) -> None:
+    """The batched read of the call path (one round trip on Redis) answers exactly what the
+    separate calls answer, and prunes expired leases as channels_in_use does."""
+    await state.put_binding(b("sip:a@h", 100))
+    await state.put_binding(b("sip:b@h", 50))
+    await state.put_binding(b("sip:c@h", 100, device="d2"))
+    assert await state.acquire_channel("t", "c1", limit=5, ttl=10, now=0)
+    assert await state.acquire_channel("t", "c2", limit=5, ttl=100, now=0)
+    for now in (10, 60):
+        found, in_use = await state.routing_lookup(["d1", "d2", "nobody"], "t", now)
+        assert found == {
+            "d1": await state.bindings("d1", now),
+            "d2": await state.bindings("d2", now),
+            "nobody": [],
+        }
+        assert in_use == await state.channels_in_use("t", now)
+    assert [x.contact for x in found["d1"]] == ["sip:a@h"]  # b expired at 50
+    assert in_use == 1  # c1 ended at 10 (a deadline is exclusive)
+    assert await state.routing_lookup([], None, 60) == ({}, None)
+    assert (await state.routing_lookup(["d2"], None, 60))[1] is None

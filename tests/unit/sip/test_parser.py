@@ -12,6 +12,7 @@ from switch.sip.parser import (
     KeepAlive,
     StreamFramer,
     is_keepalive,
+    parse_head,
     parse_message,
     partial_of,
 )
@@ -511,3 +512,33 @@ def test_416_only_when_everything_else_is_well_formed() -> None:
     with pytest.raises(ParseError) as info:
         parse_message(bad_cseq)
     assert info.value.status_hint == 400
+
+
+# --------------------------------------------------------------------------- parse_head
+def test_parse_head_reads_the_start_line_and_raw_fields_only() -> None:
+    """What the overload gate reads: the compact forms are named canonically, the values
+    stay text until asked, and the body is not framed (a bad Content-Length is not seen)."""
+    data = wire(
+        "INVITE sip:bob@biloxi.example.com SIP/2.0",
+        "v: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds",
+        "t: <sip:bob@biloxi.example.com>",
+        "f: <sip:alice@atlanta.example.com>;tag=1928301774",
+        "i: a84b4c76e66710",
+        "CSeq: 314159 INVITE",
+        "Content-Length: 99999",
+    )
+    head = parse_head(data)
+    assert isinstance(head, Request) and head.method == "INVITE"
+    assert head.headers.get("Via") == "SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds"
+    assert head.top_via.branch == "z9hG4bK776asdhds"
+    assert head.to_tag is None and head.call_id == "a84b4c76e66710"
+    with pytest.raises(ParseError):
+        parse_message(data)  # the full parse sees the Content-Length
+
+
+@pytest.mark.parametrize(
+    "data", [b"INVITE sip:a@b SIP/2.0\r\nVia: x", b"\xff\xfe\r\n\r\n", b"INVITE\r\nnocolon\r\n\r\n"]
+)
+def test_parse_head_raises_only_parse_error(data: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse_head(data)

@@ -749,3 +749,32 @@ def test_lingering_transactions_keep_their_messages_but_not_parsed_forms(
     assert ctxn.state is State.ACCEPTED
     assert not creq.headers._cache
     assert ctxn.request.cseq.method == "INVITE"
+
+
+# --------------------------------------------------------------------------- pending INVITEs
+def test_pending_invites_counts_invites_until_their_final_response(
+    layer: TransactionLayer,
+) -> None:
+    """`pending_invites` (the overload control's cap): INVITE server transactions without a
+    final response; provisional responses, retransmissions and non-INVITEs do not change it."""
+    a, req_a, _ = start_server(layer)
+    b, _, _ = start_server(layer)
+    start_server(layer, "OPTIONS")
+    assert layer.pending_invites == 2
+    layer.send_response(a, response(req_a, 180), 0.0)
+    layer.receive(req_a, UDP, 0.1)  # a retransmission
+    assert layer.pending_invites == 2
+    layer.send_response(a, response(req_a, 200), 0.2)  # Accepted (RFC 6026)
+    assert layer.pending_invites == 1
+    layer.transport_error(UDP, 0.3)  # b ends without a final response
+    assert layer.pending_invites == 0
+    assert b.state is State.TERMINATED
+
+
+def test_pending_invites_after_a_non_2xx_and_its_ack(layer: TransactionLayer) -> None:
+    txn, req, _ = start_server(layer)
+    layer.send_response(txn, response(req, 486), 0.0)
+    assert layer.pending_invites == 0
+    layer.receive(ack_for(req), UDP, 0.1)
+    run_timers(layer, 100.0)
+    assert layer.pending_invites == 0 and layer.counts()["server_invite"] == 0
