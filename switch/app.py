@@ -45,7 +45,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -74,6 +74,9 @@ from switch.state.redis import RedisState
 from switch.transport.endpoint import SipEndpoint
 from switch.transport.manager import TransportManager, TransportSettings, server_tls_context
 from switch.tu import TransactionUser
+
+if TYPE_CHECKING:
+    from switch.workers import WorkerRuntime
 
 __all__ = [
     "HttpHook",
@@ -124,10 +127,13 @@ class SwitchApp:
         proxy_factory: Callable[[SwitchApp], TransactionUser] | None = None,
         media: ServiceDeps | None = None,
         recording_finished: Callable[[], None] | None = None,
+        worker: WorkerRuntime | None = None,
     ) -> None:
         self.config = config
+        self.worker = worker  # one of `softswitch serve --workers N` (switch/workers.py)
         self.metrics = Metrics()
-        self.state: StateBackend = state or make_state(config)
+        node_id = worker.node_id if worker is not None else None
+        self.state: StateBackend = state or make_state(config, node_id=node_id)
         self._owns_state = state is None
         self.snapshot_source = snapshot_source or _default_source(config)
         self.http_hooks = list(http_hooks)
@@ -233,13 +239,16 @@ class SwitchApp:
         settings = TransportSettings.from_config(cfg)
         # the guard's drop mode filters banned sources before the transaction layer
         receiver = BanFilter(self.core, self.guard, self.metrics, time.time)
-        self.transports = TransportManager(receiver, self.metrics, settings)
+        worker = self.worker
+        siblings = worker.siblings if worker is not None else None
+        self.transports = TransportManager(receiver, self.metrics, settings, siblings)
         tls_ctx = None
         if cfg.tls is not None:
             assert cfg.tls_cert is not None and cfg.tls_key is not None
             tls_ctx = server_tls_context(str(cfg.tls_cert), str(cfg.tls_key))
         tls = (cfg.tls.host, cfg.tls.port) if cfg.tls is not None else None
-        await self.transports.start((cfg.sip.host, cfg.sip.port), tls, tls_ctx)
+        prebound = worker.sockets if worker is not None else None
+        await self.transports.start((cfg.sip.host, cfg.sip.port), tls, tls_ctx, prebound)
         self.core.attach(self.transports)
         self.sip_addresses = dict(self.transports.bound)
         rcv, snd = self.transports.udp_buffers
@@ -325,8 +334,10 @@ class SwitchApp:
         # HTTP limits and parser refusals answered as JSON API errors (provisioning/api/limits.py)
         self._runner = ApiAppRunner(web_app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
-        await site.start()
+        if self.worker is not None:  # the parent's socket, shared by the workers
+            await self.worker.start_http(self._runner, self.metrics)
+        else:
+            await web.TCPSite(self._runner, cfg.http.host, cfg.http.port).start()
         host, port = self._runner.addresses[0][:2]
         self.http_address = (str(host), int(port))
 
@@ -464,11 +475,12 @@ def _tune_gc() -> None:
     gc.set_threshold(*_GC_THRESHOLDS)
 
 
-def make_state(config: Config) -> StateBackend:
-    """The runtime-state backend `state.url` names (validated by the config)."""
+def make_state(config: Config, *, node_id: str | None = None) -> StateBackend:
+    """The runtime-state backend `state.url` names (validated by the config). `node_id`: the
+    workers of one `serve` are one node (their connection ids are unique among them)."""
     if config.state_url == "memory":
         return MemoryState()
-    state = RedisState(config.state_url)
+    state = RedisState(config.state_url, node_id=node_id)
     log.info("runtime state in redis, node id %s", state.node_id)  # not the URL: a password
     return state
 
@@ -493,7 +505,10 @@ def build_http_app(switch: SwitchApp) -> web.Application:
 
 async def _metrics(request: web.Request) -> web.Response:
     switch = request.app[SWITCH_APP_KEY]
-    body = switch.metrics.render()
+    if switch.worker is not None:  # every worker's registry, labelled worker="i"
+        body = await switch.worker.node_metrics(switch.metrics)
+    else:
+        body = switch.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -91,7 +91,8 @@ class SipEndpoint:
         """Called once the transports are bound: learn our own addresses."""
         self.transports = transports
         self._local_via.clear()
-        for host, port in transports.bound.values():
+        private = [transports.private] if transports.private is not None else []
+        for host, port in [*transports.bound.values(), *private]:
             self._local_ports.add(port)
             self._local_hosts |= _host_aliases(host)
         if self.advertised_host:
@@ -283,16 +284,23 @@ class SipEndpoint:
         hit = self._local_via.get(transport)
         if hit is not None:
             return hit
-        assert self.transports is not None
-        name = transport.lower()
-        host, port = self.transports.bound.get(name) or self.transports.bound["udp"]
+        host, port = self._bound(transport)
+        if self.transports is not None and self.transports.private is not None:
+            port = self.transports.private[1]  # a worker's Via: its private port (siblings.py)
         hit = self._public_host(host), port
         if len(self._local_via) < 16:  # transport names are few; never let junk grow it
             self._local_via[transport] = hit
         return hit
 
+    def _bound(self, transport: str) -> tuple[str, int]:
+        assert self.transports is not None
+        name = transport.lower()
+        return self.transports.bound.get(name) or self.transports.bound["udp"]
+
     def local_uri(self, transport: str) -> SipURI:
-        host, port = self.local_via(transport)
+        """Our URI (Record-Route, Contact): the shared SIP port, also with workers."""
+        host, port = self._bound(transport)
+        host = self._public_host(host)
         params: dict[str, str | None] = {"lr": None}
         if transport.lower() != "udp":
             params = {"transport": transport.lower(), "lr": None}

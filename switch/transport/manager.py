@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import itertools
 import logging
 import socket
@@ -52,6 +53,7 @@ from .admission import CloseReason, Refusal, SourceBook, close_reason
 from .flood import Blocked, FloodEvent, FloodGuard, Unblocked
 from .rules import error_response, fix_request_via
 from .settings import TransportSettings, server_tls_context
+from .siblings import RELAY, RELAY_FAILED, PreBound, Siblings
 from .stream import Connection
 
 __all__ = ["Receiver", "TransportManager", "TransportSettings", "server_tls_context"]
@@ -67,6 +69,7 @@ KNOWN_METHODS = frozenset(
 _BIND_ATTEMPTS = 20  # ephemeral port: UDP port free but TCP taken -> try another (bounded)
 _CONNECT_TIMEOUT = 10.0
 _BACKLOG = 1024  # listen backlog: a burst of connects (an office rebooting) is not lost
+_MAX_RELAY = 65_000  # one loopback datagram
 
 
 class Receiver(Protocol):
@@ -87,11 +90,21 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 class TransportManager:
-    def __init__(self, receiver: Receiver, metrics: Metrics, settings: TransportSettings) -> None:
+    def __init__(
+        self,
+        receiver: Receiver,
+        metrics: Metrics,
+        settings: TransportSettings,
+        siblings: Siblings | None = None,
+    ) -> None:
         self.receiver = receiver
         self.metrics = metrics
         self.settings = settings
         self.bound: dict[str, tuple[str, int]] = {}  # "udp"/"tcp"/"tls" -> (host, port)
+        # Workers (switch/transport/siblings.py): the private (host, port) of our Via
+        self.private: tuple[str, int] | None = None
+        self._siblings = siblings
+        self._private_udp: asyncio.DatagramTransport | None = None
         self.udp_buffers: tuple[int, int] = (0, 0)  # (SO_RCVBUF, SO_SNDBUF) granted
         self._udp: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.Server] = []
@@ -99,7 +112,7 @@ class TransportManager:
         self._by_addr: dict[tuple[str, str, int], dict[int, Connection]] = {}
         self._pending: dict[tuple[str, str, int], list[tuple[bytes, Target]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ids = itertools.count(1)
+        self._ids = itertools.count((siblings.conn_base if siblings is not None else 0) + 1)
         self._sweep: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
         self._counts = metrics.messages
@@ -119,10 +132,17 @@ class TransportManager:
 
     # ------------------------------------------------------------------ start / stop
     async def start(
-        self, sip: tuple[str, int], tls: tuple[str, int] | None, tls_ctx: ssl.SSLContext | None
+        self,
+        sip: tuple[str, int],
+        tls: tuple[str, int] | None,
+        tls_ctx: ssl.SSLContext | None,
+        prebound: PreBound | None = None,
     ) -> None:
-        await self._bind_udp_tcp(*sip)
-        if tls is not None:
+        if prebound is not None:
+            await self._adopt(prebound, tls_ctx)
+        else:
+            await self._bind_udp_tcp(*sip)
+        if tls is not None and "tls" not in self.bound:
             assert tls_ctx is not None
             # The handshake happens before the connection is ours to count: bound it by
             # the first-message timeout (asyncio's default is 60 s).
@@ -164,6 +184,39 @@ class TransportManager:
             return
         raise OSError(errno.EADDRINUSE, f"no port free for both UDP and TCP on {host}")
 
+    async def _adopt(self, pb: PreBound, tls_ctx: ssl.SSLContext | None) -> None:
+        """A worker's sockets, bound by the parent (switch/transport/siblings.py)."""
+        loop = self._loop
+        self._udp, _ = await loop.create_datagram_endpoint(
+            lambda: _Udp(self._on_datagram), sock=pb.udp
+        )
+        self._private_udp, _ = await loop.create_datagram_endpoint(
+            lambda: _Udp(self._on_private_datagram), sock=pb.private_udp
+        )
+        streams: list[tuple[str, socket.socket, ssl.SSLContext | None]] = [
+            ("tcp", pb.tcp, None),
+            ("tcp", pb.private_tcp, None),
+        ]
+        if pb.tls is not None:
+            assert tls_ctx is not None
+            streams.append(("tls", pb.tls, tls_ctx))
+        for name, sock, ctx in streams:
+            server = await loop.create_server(
+                functools.partial(self._new_connection, name), sock=sock, ssl=ctx,
+                backlog=_BACKLOG,
+                ssl_handshake_timeout=self._limits.first_message_timeout if ctx else None,
+            )  # fmt: skip
+            self._servers.append(server)
+        self.bound["udp"] = pb.udp.getsockname()[:2]
+        self.bound["tcp"] = pb.tcp.getsockname()[:2]
+        if pb.tls is not None:
+            self.bound["tls"] = pb.tls.getsockname()[:2]
+        self.private = pb.private_udp.getsockname()[:2]
+        self.udp_buffers = (
+            pb.udp.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            pb.udp.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+        )
+
     def _udp_socket(self, host: str, port: int) -> socket.socket:
         info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
         sock = socket.socket(info[0], socket.SOCK_DGRAM)
@@ -197,8 +250,9 @@ class TransportManager:
             conn.close()
         for task in list(self._tasks):
             task.cancel()
-        if self._udp is not None:
-            self._udp.close()
+        for udp in (self._udp, self._private_udp):
+            if udp is not None:
+                udp.close()
         if conns:
             await asyncio.wait([c.closed for c in conns], timeout=2.0)
         for server in self._servers:
@@ -216,6 +270,33 @@ class TransportManager:
                 self._datagram(data, addr)
         except Exception:
             self._fault("udp-receive")
+
+    def _on_private_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        """The worker's private port: responses to what it sent, and relays from the other
+        workers (switch/transport/siblings.py)."""
+        if data[:5] in (RELAY, RELAY_FAILED):
+            try:
+                self._relayed(data, addr)
+            except Exception:
+                self._fault("relay-receive")
+            return
+        self._on_datagram(data, addr)
+
+    def _relayed(self, data: bytes, addr: tuple[str, int]) -> None:
+        opened = self._siblings.open(data, addr) if self._siblings is not None else None
+        if opened is None:
+            self.metrics.messages_dropped_total.labels("relay_refused").inc()
+            return
+        target, body = opened
+        if data.startswith(RELAY_FAILED):
+            self.receiver.on_send_error(target)
+            return
+        conn = self._conns.get(target.conn_id) if target.conn_id is not None else None
+        if conn is None or not conn.open or not conn.write(body):
+            assert self._siblings is not None and self._private_udp is not None
+            failed = self._siblings.envelope(RELAY_FAILED, target)
+            with contextlib.suppress(OSError, ValueError):
+                self._private_udp.sendto(failed, addr)
 
     def _fault(self, where: str) -> None:
         self.metrics.internal_errors_total.labels(where).inc()
@@ -235,6 +316,8 @@ class TransportManager:
             message = parse_message(data, max_size=self.settings.max_message_bytes)
         except ParseError as exc:
             self._parse_error(exc, source, None, data.startswith(b"SIP/"))
+            return
+        if self._siblings is not None and self._for_sibling(message, data):
             return
         self._deliver(message, source)
 
@@ -342,8 +425,11 @@ class TransportManager:
     def stream_message(self, message: Request | Response, conn: Connection) -> None:
         assert conn.peer is not None
         try:
-            if self._admit(conn.peer.host):
-                self._deliver(message, conn.peer)
+            if not self._admit(conn.peer.host):
+                return
+            if self._siblings is not None and self._for_sibling(message, None):
+                return
+            self._deliver(message, conn.peer)
         except Exception:
             self._fault(f"{conn.name}-receive")
 
@@ -461,7 +547,41 @@ class TransportManager:
                 return conn
         return None
 
+    def _for_sibling(self, message: Request | Response, data: bytes | None) -> bool:
+        """A response to a request another worker sent (its private port is the top Via's):
+        a device that answers from where it received (not to the Via), or over a connection
+        of ours. Forwarded as received to that worker's private port."""
+        if not isinstance(message, Response):
+            return False
+        assert self._siblings is not None
+        owner = self._siblings.sibling_of_port(message.top_via.port)
+        if owner is None:
+            return False
+        self._to_sibling(owner, data if data is not None else message.to_bytes())
+        return True
+
+    def _to_sibling(self, owner: int, data: bytes) -> None:
+        assert self._siblings is not None
+        if self._private_udp is None or self._private_udp.is_closing():
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self._private_udp.sendto(data, self._siblings.relay_address(owner))
+
+    def _relay(self, owner: int, data: bytes, target: Target) -> None:
+        """Hand a message for another worker's connection to that worker."""
+        assert self._siblings is not None
+        envelope = self._siblings.envelope(RELAY, target)
+        if self._private_udp is None or len(envelope) + len(data) > _MAX_RELAY:
+            self._loop.call_soon(self.receiver.on_send_error, target)
+            return
+        self._to_sibling(owner, envelope + data)
+
     def _send_stream(self, data: bytes, target: Target) -> None:
+        if target.conn_id is not None and self._siblings is not None:
+            owner = self._siblings.owner(target.conn_id)
+            if owner != self._siblings.index:
+                self._relay(owner, data, target)
+                return
         conn = self.connection_for(target)
         if conn is not None:
             conn.write(data)
