@@ -60,7 +60,7 @@ from provisioning.store.base import Store
 
 from .app import SwitchApp
 from .cdr_writer import CdrConfig, CdrWriter
-from .config import Config, ConfigError
+from .config import Config, ConfigError, resolve_secret
 from .prompt_source import StorePrompts
 from .recordings import RecordingKeeper, RecordingPaths
 
@@ -157,8 +157,10 @@ class Node:
 
     @staticmethod
     async def prepare(config: Config) -> None:
-        """Before the workers start: the store opened once (migrated) and the seed imported
-        if it is empty, so the workers never race on either."""
+        """Before the workers start: the generated secrets written, the store opened once
+        (migrated) and the seed imported if it is empty, so the workers never race on them."""
+        for name in ("nonce-secret", "admin-token", "media-secret"):
+            resolve_secret(None, config.data_dir, name)  # created once, read by every worker
         store = await open_store(config.effective_database_url)
         try:
             await _seed(config, store)

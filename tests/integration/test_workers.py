@@ -182,6 +182,13 @@ def test_tcp_device_reached_from_the_other_worker(switch_proc: Any, sipp: Any, t
         m = sw.metrics()
         assert m.get_value("sip_connections_active", transport="tcp", worker=other) == 0
         assert m.total("sip_calls_total", outcome="answered") == calls
+        # every request reached the phone on the one connection it registered on
+        trace = phone.trace()
+        into_phone = [t for t in trace if t.method and t.dst[1] != sw.sip_port]
+        assert {t.method for t in into_phone} >= {"INVITE", "ACK", "BYE"}, trace
+        assert {(t.transport, t.src, t.dst) for t in into_phone} == {
+            ("TCP", ("127.0.0.1", sw.sip_port), into_phone[0].dst)
+        }, trace
     finally:
         phone.stop()
 
