@@ -206,6 +206,7 @@ def test_killed_worker_is_restarted_and_calls_work_again(switch_proc: Any, sipp:
     n = 20
     ur, sr = calls_through(sipp, sw, desk, n, "after-kill")
     assert ur.successful == n and ur.failed == 0, ur.report() + "\n" + sw.logs()
+    assert sr.successful == n, sr.report()
     assert min(invites_by_worker(sw).values()) > 0
     workers = sw.proc.worker_pids()
     assert sw.proc.stop() == 0  # SIGTERM: the supervisor stops every worker, cleanly
