@@ -280,6 +280,12 @@ class TransportManager:
             except Exception:
                 self._fault("relay-receive")
             return
+        if self._siblings is not None and self._siblings.is_sibling(addr):
+            try:  # a response forwarded by another worker: not a flood from our own address
+                self._datagram(data, addr)
+            except Exception:
+                self._fault("udp-receive")
+            return
         self._on_datagram(data, addr)
 
     def _relayed(self, data: bytes, addr: tuple[str, int]) -> None:

@@ -82,6 +82,12 @@ class Siblings:
                 return i
         return None
 
+    def is_sibling(self, source: tuple[str, int]) -> bool:
+        """Did this datagram come from another worker's private socket?"""
+        return source[0] in self.local_hosts and any(
+            p == source[1] for i, (_, p) in enumerate(self.private) if i != self.index
+        )
+
     def relay_address(self, index: int) -> tuple[str, int]:
         host, port = self.private[index]
         return (_loopback_for(host), port)

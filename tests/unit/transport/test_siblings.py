@@ -49,6 +49,9 @@ def test_sibling_ports() -> None:
     assert s.sibling_of_port(40001) is None  # our own
     assert s.sibling_of_port(5060) is None
     assert s.relay_address(1) == ("127.0.0.1", 40002)
+    assert s.is_sibling(("127.0.0.1", 40002))
+    assert not s.is_sibling(("127.0.0.1", 40001))  # ourselves
+    assert not s.is_sibling(("192.0.2.1", 40002))  # not a local address
 
 
 def test_worker_count_rules() -> None:
