@@ -15,8 +15,7 @@ registered, one step, stopped). Printed per step: calls ok/failed, the switch's 
 1,000 calls (every process of the switch: supervisor and workers), INVITE->180 p50/p99 at
 the UAC, the INVITEs each worker received, and the CPU that every other process on the
 machine used meanwhile (a lower bound: processes that ended within the step, our SIPp UAC
-among them, are not counted; the switch and the SIPp processes running at the start are
-left out), so a disturbed step
+among them, are not counted; the switch and our SIPp UAS are left out), so a disturbed step
 can be discounted. Redis: `--redis` (default DB 9, a pool large enough for the rate:
 `max_connections=1000`; the client's default pool of 100 connections is exhausted at these
 rates, see issue 11).
@@ -101,7 +100,7 @@ def step(setup: Setup, rate: int, seconds: float, work: Path, seed: str, redis: 
         register_uas(target, work, uas_port, UAS_PASSWORD)
         time.sleep(0.5)
         before = all_cpu()
-        s_pids = [p for p in before if _is_sipp(p)]  # the UAS (and nobody else's, we hope)
+        s_pids = [p for p in before if _runs_in(p, work)]  # our UAS
         many_sources = ["-t", "un", "-max_socket", str(max(rate * 3, 600))]
         s = run_step(target, work, uas_port, rate, seconds, latency=True, uac_extra=many_sources)
         after = all_cpu()
@@ -124,10 +123,11 @@ def step(setup: Setup, rate: int, seconds: float, work: Path, seed: str, redis: 
         sw.stop()
 
 
-def _is_sipp(pid: int) -> bool:
+def _runs_in(pid: int, work: Path) -> bool:
+    """Is `pid` one of ours (its command line names our work directory)?"""
     try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip() == "sipp"
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return str(work).encode() in f.read()
     except OSError:
         return False
 
