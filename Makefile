@@ -35,6 +35,7 @@ test-deps:
 bench: $(STAMP) test-deps
 	@scripts/ensure-test-deps.sh --bench
 	$(VPY) -m tests.bench.run
+	$(VPY) -m tests.bench.workers_bench
 	$(VPY) -m tests.bench.routing_bench --inbound-only
 	$(VPY) -m tests.bench.routing_bench
 	$(VPY) -m tests.bench.media_bench

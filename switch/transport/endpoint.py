@@ -286,7 +286,7 @@ class SipEndpoint:
             return hit
         host, port = self._bound(transport)
         if self.transports is not None and self.transports.private is not None:
-            port = self.transports.private[1]  # a worker's Via: its private port (siblings.py)
+            port = self.transports.private[1]  # a worker's private port (siblings.py)
         hit = self._public_host(host), port
         if len(self._local_via) < 16:  # transport names are few; never let junk grow it
             self._local_via[transport] = hit
@@ -298,9 +298,11 @@ class SipEndpoint:
         return self.transports.bound.get(name) or self.transports.bound["udp"]
 
     def local_uri(self, transport: str) -> SipURI:
-        """Our URI (Record-Route, Contact): the shared SIP port, also with workers."""
-        host, port = self._bound(transport)
-        host = self._public_host(host)
+        """Our Record-Route URI: the Via's address, so that a worker's dialogs come back to it
+        (TLS: the shared port, a worker's private port has no TLS listener)."""
+        tls = transport.lower() == "tls"
+        host, port = self._bound(transport) if tls else self.local_via(transport)
+        host = self._public_host(host) if tls else host
         params: dict[str, str | None] = {"lr": None}
         if transport.lower() != "udp":
             params = {"transport": transport.lower(), "lr": None}

@@ -9,7 +9,9 @@ sending a source to the same socket) and every port stays the same across restar
   socket, so a phone's retransmissions, ACK and CANCEL reach the worker that holds the
   transaction; a TCP/TLS connection belongs to the worker that accepted it.
 - a private port per worker (UDP and TCP on the same number): the port of the worker's Via
-  sent-by. A response to a request this worker sent (a device, a carrier, a media service
+  sent-by and of its Record-Route (UDP/TCP; TLS records the shared port: the private port
+  has no TLS listener), so a dialog's in-dialog requests (the callee's BYE, re-INVITEs) come
+  back to the worker that knows the call's channel lease. A response to a request this worker sent (a device, a carrier, a media service
   answering a branch) comes from another address than the caller's and would hash to any
   worker on the shared port; it goes to the Via, i.e. straight to this worker. Requests still
   leave from the shared UDP socket, so a NAT pinhole opened by the device's REGISTER to the
@@ -17,7 +19,11 @@ sending a source to the same socket) and every port stays the same across restar
   A peer that answers where the request came from instead (symmetric response, SIPp does)
   reaches the shared port, i.e. any worker: a worker that receives a response whose top Via
   port is another worker's private port forwards it, as received, to that port (one loopback
-  hop more for those peers, nothing lost).
+  hop more for those peers, nothing lost). Such a peer also sends its in-dialog requests
+  to the shared port, i.e. to the worker its address hashes to: that worker forwards them
+  statelessly, but only the worker that took the call's channel lease releases it on BYE
+  (switch/proxy/leases.py: the lease's tenant is known to that process); elsewhere the
+  lease ends at its TTL.
 
 Stream flows owned by another worker: a device registered over TCP/TLS on worker A is
 reachable only over A's connection. Connection ids carry their owner in the high bits

@@ -10,6 +10,7 @@ its own: the Redis server is shared with other tests.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -128,6 +129,13 @@ def test_calls_through_the_shared_port_use_both_workers(switch_proc: Any, sipp: 
     answered = m.total("sip_calls_total", outcome="answered")
     assert answered == n, m
     assert m.get_value("softswitch_workers") == 2
+    # the device sees a worker's private port as Via sent-by and Record-Route (not the shared
+    # port): its answers and its in-dialog requests go to the worker holding the call
+    invite = sr.messages()[sr.messages().find("INVITE sip:") :]
+    via = re.search(r"(?im)^Via:\s*SIP/2\.0/UDP 127\.0\.0\.1:(\d+);branch", invite)
+    rr = re.search(r"(?im)^Record-Route:\s*<sip:(?:[^@>]+@)?127\.0\.0\.1:(\d+);lr>", invite)
+    assert via and rr, invite[:1500]
+    assert via[1] == rr[1] != str(sw.sip_port), invite[:1500]
 
 
 def test_ten_percent_loss_with_two_workers(switch_proc: Any, sipp: Any) -> None:
