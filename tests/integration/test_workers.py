@@ -129,6 +129,7 @@ def test_calls_through_the_shared_port_use_both_workers(switch_proc: Any, sipp: 
     answered = m.total("sip_calls_total", outcome="answered")
     assert answered == n, m
     assert m.get_value("softswitch_workers") == 2
+    wait_for(lambda: sw.metrics().total("sip_calls_active") == 0, 5, "every call ended")
     # the device sees a worker's private port as Via sent-by and Record-Route (not the shared
     # port): its answers and its in-dialog requests go to the worker holding the call
     invite = sr.messages()[sr.messages().find("INVITE sip:") :]
