@@ -43,6 +43,8 @@ import ssl
 from collections.abc import Callable, Iterable
 from typing import Protocol, assert_never
 
+from prometheus_client import Counter
+
 from switch.eager import FaultLog
 from switch.metrics import Metrics
 from switch.sip.message import ParseError, Request, Response
@@ -105,6 +107,7 @@ class TransportManager:
         self.private: tuple[str, int] | None = None
         self._siblings = siblings
         self._private_udp: asyncio.DatagramTransport | None = None
+        self._handovers = _handover_counter(metrics) if siblings is not None else None
         self.udp_buffers: tuple[int, int] = (0, 0)  # (SO_RCVBUF, SO_SNDBUF) granted
         self._udp: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.Server] = []
@@ -295,6 +298,7 @@ class TransportManager:
             return
         target, body = opened
         if data.startswith(RELAY_FAILED):
+            self._handed_over("relay_failed")
             self.receiver.on_send_error(target)
             return
         conn = self._conns.get(target.conn_id) if target.conn_id is not None else None
@@ -303,6 +307,12 @@ class TransportManager:
             failed = self._siblings.envelope(RELAY_FAILED, target)
             with contextlib.suppress(OSError, ValueError):
                 self._private_udp.sendto(failed, addr)
+            return
+        self._handed_over("relay_written")
+
+    def _handed_over(self, kind: str) -> None:
+        if self._handovers is not None:
+            self._handovers.labels(kind).inc()
 
     def _fault(self, where: str) -> None:
         self.metrics.internal_errors_total.labels(where).inc()
@@ -564,6 +574,7 @@ class TransportManager:
         if owner is None:
             return False
         self._to_sibling(owner, data if data is not None else message.to_bytes())
+        self._handed_over("response")
         return True
 
     def _to_sibling(self, owner: int, data: bytes) -> None:
@@ -581,6 +592,7 @@ class TransportManager:
             self._loop.call_soon(self.receiver.on_send_error, target)
             return
         self._to_sibling(owner, envelope + data)
+        self._handed_over("relay_sent")
 
     def _send_stream(self, data: bytes, target: Target) -> None:
         if target.conn_id is not None and self._siblings is not None:
@@ -670,6 +682,18 @@ class TransportManager:
 
     def connection_count(self) -> int:
         return len(self._conns)
+
+
+def _handover_counter(metrics: Metrics) -> Counter:
+    """Messages a worker handed to another (switch/transport/siblings.py)."""
+    return Counter(
+        "sip_worker_handovers_total",
+        "Between workers: responses forwarded to the worker that sent the request (response),"
+        " messages for another worker's connection (relay_sent), written here for another"
+        " (relay_written), or failed there (relay_failed)",
+        ["kind"],
+        registry=metrics.registry,
+    )
 
 
 def _admit_all(source: str) -> bool:

@@ -11,9 +11,10 @@ sending a source to the same socket) and every port stays the same across restar
 - a private port per worker (UDP and TCP on the same number): the port of the worker's Via
   sent-by and of its Record-Route (UDP/TCP; TLS records the shared port: the private port
   has no TLS listener), so a dialog's in-dialog requests (the callee's BYE, re-INVITEs) come
-  back to the worker that knows the call's channel lease. A response to a request this worker sent (a device, a carrier, a media service
-  answering a branch) comes from another address than the caller's and would hash to any
-  worker on the shared port; it goes to the Via, i.e. straight to this worker. Requests still
+  back to the worker that knows the call's channel lease. A response to a request this
+  worker sent (a device, a carrier, a media service answering a branch) comes from another
+  address than the caller's and would hash to any worker on the shared port; it goes to the
+  Via, i.e. straight to this worker. Requests still
   leave from the shared UDP socket, so a NAT pinhole opened by the device's REGISTER to the
   shared port matches them. Our Via carries no `rport`, so a device answers the sent-by port.
   A peer that answers where the request came from instead (symmetric response, SIPp does)
@@ -24,6 +25,9 @@ sending a source to the same socket) and every port stays the same across restar
   statelessly, but only the worker that took the call's channel lease releases it on BYE
   (switch/proxy/leases.py: the lease's tenant is known to that process); elsewhere the
   lease ends at its TTL.
+
+Counted in `sip_worker_handovers_total{kind}`: response (forwarded to the worker that sent the
+request), relay_sent, relay_written (on the owner's connection), relay_failed.
 
 Stream flows owned by another worker: a device registered over TCP/TLS on worker A is
 reachable only over A's connection. Connection ids carry their owner in the high bits

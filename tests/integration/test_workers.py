@@ -191,6 +191,10 @@ def test_tcp_device_reached_from_the_other_worker(switch_proc: Any, sipp: Any, t
         m = sw.metrics()
         assert m.get_value("sip_connections_active", transport="tcp", worker=other) == 0
         assert m.total("sip_calls_total", outcome="answered") == calls
+        handed = {k: m.total("sip_worker_handovers_total", kind=k) for k in
+                  ("relay_sent", "relay_written", "relay_failed", "response")}  # fmt: skip
+        assert handed["relay_sent"] == handed["relay_written"] >= 3, handed  # INVITE, ACK, BYE
+        assert handed["relay_failed"] == 0 and handed["response"] >= 2, handed  # 180, 200
         # every request reached the phone on the one connection it registered on
         trace = phone.trace()
         into_phone = [t for t in trace if t.method and t.dst[1] != sw.sip_port]
