@@ -30,7 +30,8 @@ test: $(STAMP) test-deps
 test-deps:
 	@scripts/ensure-test-deps.sh
 
-## Benchmark: stepped call rates through the switch and through Kamailio (reference); media
+## Benchmark: stepped call rates through the switch and through Kamailio (reference); workers
+## (2 on Redis, 1 on Redis, 1 on memory: tests/bench/workers_bench.py); media
 ## streams from one media process and announce-then-hang-up calls/s (tests/bench/media_bench.py).
 bench: $(STAMP) test-deps
 	@scripts/ensure-test-deps.sh --bench
