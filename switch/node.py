@@ -24,6 +24,10 @@
   this node's directory; the `RecordingKeeper` (switch/recordings.py) registers each finished
   one in the store within seconds and runs the 30-day retention; the API serves them from
   the same directory (`RecordingsRepo` over `DirectoryFiles`).
+- Workers (`serve --workers N`, switch/workers.py): `Node.prepare` runs once in the
+  supervisor (secrets, migrations, seed); each worker is a Node given its `WorkerRuntime`,
+  with its own CDR spool file; the retention sweeps and the recordings keeper run in
+  worker 0 only.
 
 Nothing else imports this module: it is the top of the layer table (tests/unit/test_layers.py).
 """

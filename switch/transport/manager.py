@@ -21,6 +21,11 @@ Hardening (what one host can take from everyone else):
   Refusals and closes are counted by reason (`sip_connections_refused_total`,
   `sip_connections_closed_total`).
 
+Workers (`softswitch serve --workers N`): given `Siblings` and the `PreBound` sockets the
+supervisor bound, the manager adopts them, receives on its private port too, relays what goes
+on another worker's connection and forwards responses that belong to another worker
+(switch/transport/siblings.py has the design).
+
 The seam towards the transaction users: `mark_trusted(source)` — the Target a request came
 from (its `conn_id` names the connection) carried a request the switch accepted (a REGISTER
 answered 2xx, a call put through), so the connection gets the long keep-alive timeout. The
@@ -588,7 +593,8 @@ class TransportManager:
         """Hand a message for another worker's connection to that worker."""
         assert self._siblings is not None
         envelope = self._siblings.envelope(RELAY, target)
-        if self._private_udp is None or len(envelope) + len(data) > _MAX_RELAY:
+        too_big = len(envelope) + len(data) > _MAX_RELAY
+        if self._private_udp is None or too_big or owner >= len(self._siblings.private):
             self._loop.call_soon(self.receiver.on_send_error, target)
             return
         self._to_sibling(owner, envelope + data)

@@ -137,7 +137,8 @@ def step(setup: Setup, rate: int, seconds: float, work: Path, redis: str) -> str
             per = [
                 m.get_value("sip_requests_total", method="INVITE", worker=str(i)) for i in (0, 1)
             ]
-            invites = f", INVITEs per worker {per[0]:.0f}/{per[1]:.0f}"
+            handed = m.total("sip_worker_handovers_total", kind="response")
+            invites = f", INVITEs per worker {per[0]:.0f}/{per[1]:.0f}, {handed:.0f} handed over"
         return (
             f"{setup.name:17} {rate:4}/s: {'held' if s.ok else 'FAILED'} ok {s.uac_successful}/"
             f"{s.calls} failed {s.uac_failed}; {s.cpu_s_per_1000_calls} CPU-s/1k calls; "
