@@ -21,6 +21,7 @@ import pytest
 
 from .baresip_helpers import Baresip
 from .harness import CARRIER_IP, REPO, DeviceSpec, SeedSpec, free_port
+from .sipclient import SipClient, register
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
@@ -57,7 +58,7 @@ def wait_for(check: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def register(sipp: Any, sw: Any, desk: DeviceSpec, port: int) -> None:
+def sipp_register(sipp: Any, sw: Any, desk: DeviceSpec, port: int) -> None:
     res = sipp(
         "register", remote=sw.udp, local_port=port, credentials=[(desk.id, desk.password)],
         keys={"expires": "300"}, timeout_s=8, name=f"register-{desk.id}",
@@ -81,7 +82,7 @@ def invites_by_worker(sw: Any) -> dict[str, float]:
 
 def calls_through(sipp: Any, sw: Any, desk: DeviceSpec, n: int, name: str) -> tuple[Any, Any]:
     port = free_port()
-    register(sipp, sw, desk, port)
+    sipp_register(sipp, sw, desk, port)
     uas = sipp("uas", local_port=port, calls=n, timeout_s=40, name=f"uas-{name}").start()
     ur = carrier_calls(sipp, sw, n, name=f"carrier-{name}").run()
     return ur, uas.wait()
@@ -101,9 +102,11 @@ def test_workers_refused_on_memory_state(tmp_path: Any) -> None:
     assert "SIP listening" not in proc.stdout
 
 
-def test_default_is_one_worker_per_core_on_redis(switch_proc: Any) -> None:
-    seed, _ = spec()
-    sw = switch_proc(seed, config_toml=REDIS, tls=False)
+def test_default_is_one_worker_per_core_on_redis(switch_proc: Any, tls_cert: Any) -> None:
+    """On the defaults otherwise, TLS included: REGISTERs over six TLS connections (spread
+    over the workers' TLS sockets by the kernel) all succeed and stay counted."""
+    seed, desk = spec()
+    sw = switch_proc(seed, config_toml=REDIS)
     cores = len(os.sched_getaffinity(0))
     stdout = sw.proc.stdout_path.read_text()
     if cores > 1:
@@ -111,6 +114,16 @@ def test_default_is_one_worker_per_core_on_redis(switch_proc: Any) -> None:
         assert len(sw.proc.worker_pids()) == cores
     else:
         assert "Workers:" not in stdout
+    clients = [SipClient("tls", sw.tls, cafile=tls_cert[0], timeout=4) for _ in range(6)]
+    try:
+        for c in clients:
+            _, final = register(c, user=desk.id, password=desk.password, algorithm="MD5")
+            assert final is not None and final.status == 200, (final, sw.logs())
+        m = sw.metrics()
+        assert m.total("sip_connections_active", transport="tls") == 6, m
+    finally:
+        for c in clients:
+            c.close()
 
 
 # --------------------------------------------------------------------------- calls
@@ -145,7 +158,7 @@ def test_ten_percent_loss_with_two_workers(switch_proc: Any, sipp: Any) -> None:
     seed, desk = spec(spare_ids=40)
     sw = two_workers(switch_proc, seed)
     port = free_port()
-    register(sipp, sw, desk, port)
+    sipp_register(sipp, sw, desk, port)
     n = 20
     uas = sipp("uas_200only", local_port=port, calls=n, timeout_s=60, lost=10).start()
     uac = carrier_calls(
