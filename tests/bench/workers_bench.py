@@ -10,7 +10,8 @@ the calls come from many source ports like phones do. SO_REUSEPORT spreads sourc
 workers by a hash, so one source (one socket, one carrier trunk) is always served by one
 worker: with `-t u1` the second worker would idle.
 
-At each rate the three configurations run in turn, each on a fresh switch (started, UAS
+At each rate the three configurations run in turn (the order reversed at every other rate),
+each on a fresh switch (started, UAS
 registered, one step, stopped). Printed per step: calls ok/failed, the switch's CPU-s per
 1,000 calls (every process of the switch: supervisor and workers), INVITE->180 p50/p99 at
 the UAC, the INVITEs each worker received, and the CPU that every other process on the
@@ -170,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="softswitch-workers-bench-"))
     lines = []
     try:
-        for rate in (int(r) for r in args.rates.split(",")):
-            for i, setup in enumerate(SETUPS):
+        for k, rate in enumerate(int(r) for r in args.rates.split(",")):
+            order = list(enumerate(SETUPS))
+            for i, setup in order if k % 2 == 0 else reversed(order):  # rotated per rate
                 line = step(setup, rate, args.step_seconds, work / f"{rate}-{i}", args.redis)
                 log(line)
                 lines.append(line)
