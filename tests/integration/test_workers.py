@@ -102,6 +102,23 @@ def test_workers_refused_on_memory_state(tmp_path: Any) -> None:
     assert "SIP listening" not in proc.stdout
 
 
+def test_workers_that_cannot_start_end_the_supervisor(tmp_path: Any) -> None:
+    """A configuration no worker can serve (a TLS key that does not exist) ends `serve` with
+    the workers' error instead of restarting them forever."""
+    python = str(REPO / ".venv" / "bin" / "python")
+    (tmp_path / "switch.toml").write_text(REDIS)
+    proc = subprocess.run(
+        [python, "-m", "switch", "serve", "--workers", "2", "--sip", "127.0.0.1:0",
+         "--tls", "127.0.0.1:0", "--tls-cert", str(tmp_path / "none.pem"),
+         "--tls-key", str(tmp_path / "none.key"), "--http", "off",
+         "--config", str(tmp_path / "switch.toml"), "--data", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "exited while starting" in proc.stderr
+    assert "SIP listening" not in proc.stdout
+
+
 def test_default_is_one_worker_per_core_on_redis(switch_proc: Any, tls_cert: Any) -> None:
     """On the defaults otherwise, TLS included: REGISTERs over six TLS connections (spread
     over the workers' TLS sockets by the kernel) all succeed and stay counted."""
