@@ -367,6 +367,8 @@ class SwitchApp:
         self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.worker is not None:  # its private metrics listener
+            await self.worker.close()
         if self.media is not None:
             await self.media.stop()
         if hasattr(self, "transports"):

@@ -165,7 +165,8 @@ class WorkerRuntime:
             return None  # restarting: counted out in softswitch_workers_scraped
 
     async def close(self) -> None:
-        for runner in self._runners:
+        runners, self._runners = self._runners, []
+        for runner in runners:
             await runner.cleanup()
 
 
