@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -263,3 +264,42 @@ def _zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+# --------------------------------------------------------------------------- alerting
+WORKER_ALERT_TESTS = """
+rule_files:
+  - {rules}
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # one of two workers stops answering the scrape from minute 2 on
+      - series: 'softswitch_workers{{instance="sw1",job="softswitch",worker="0"}}'
+        values: '2x10'
+      - series: 'softswitch_workers_scraped{{instance="sw1",job="softswitch",worker="0"}}'
+        values: '2 2 1x8'
+    alert_rule_test:
+      - eval_time: 3m
+        alertname: SoftswitchWorkerDown
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: SoftswitchWorkerDown
+        exp_alerts:
+          - exp_labels: {{severity: critical, instance: sw1}}
+            exp_annotations:
+              summary: "1 worker(s) of sw1 not serving for 2 minutes"
+"""
+
+
+def test_worker_down_alert_fires_when_a_worker_stays_out_of_the_scrape(tmp_path: Any) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not installed (Debian package prometheus)")
+    rules = REPO / "deploy" / "prometheus" / "softswitch-alerts.yml"
+    tests = tmp_path / "worker-alerts-test.yml"
+    tests.write_text(WORKER_ALERT_TESTS.format(rules=rules))
+    out = subprocess.run(
+        [promtool, "test", "rules", str(tests)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
