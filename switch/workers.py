@@ -217,9 +217,10 @@ class WorkerSockets:
 
     def runtime(self, index: int, generation: int, host: str) -> WorkerRuntime:
         private = tuple(pb.private_udp.getsockname()[:2] for pb in self.sip)
+        tls = tuple(int(pb.private_tls.getsockname()[1]) for pb in self.sip if pb.private_tls)
         siblings = Siblings(
             index=index, generation=generation, private=private, token=self.token,
-            local_hosts=frozenset({host, "127.0.0.1", "::1"}),
+            local_hosts=frozenset({host, "127.0.0.1", "::1"}), private_tls=tls,
         )  # fmt: skip
         return WorkerRuntime(
             index=index, count=self.count, generation=generation, node_id=self.node_id,
@@ -232,14 +233,14 @@ class WorkerSockets:
         out: list[socket.socket] = [*self.metrics, *(self.http or [])]
         for pb in self.sip:
             out += [pb.udp, pb.tcp, pb.private_udp, pb.private_tcp]
-            out += [pb.tls] if pb.tls is not None else []
+            out += [s for s in (pb.tls, pb.private_tls) if s is not None]
         return out
 
 
 def _sockets_of(runtime: WorkerRuntime) -> list[socket.socket]:
     pb = runtime.sockets
     mine = [pb.udp, pb.tcp, pb.private_udp, pb.private_tcp, *runtime.metrics_sockets]
-    mine += [pb.tls] if pb.tls is not None else []
+    mine += [s for s in (pb.tls, pb.private_tls) if s is not None]
     mine += [runtime.http] if runtime.http is not None else []
     return mine
 

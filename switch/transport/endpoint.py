@@ -91,9 +91,11 @@ class SipEndpoint:
         """Called once the transports are bound: learn our own addresses."""
         self.transports = transports
         self._local_via.clear()
-        private = [transports.private] if transports.private is not None else []
-        for host, port in [*transports.bound.values(), *private]:
+        for name, (host, port) in transports.bound.items():
             self._local_ports.add(port)
+            private = transports.via_port(name)
+            if private is not None:  # a worker's private port (siblings.py)
+                self._local_ports.add(private)
             self._local_hosts |= _host_aliases(host)
         if self.advertised_host:
             self._local_hosts.add(self.advertised_host.lower())
@@ -285,8 +287,8 @@ class SipEndpoint:
         if hit is not None:
             return hit
         host, port = self._bound(transport)
-        if self.transports is not None and self.transports.private is not None:
-            port = self.transports.private[1]  # a worker's private port (siblings.py)
+        assert self.transports is not None
+        port = self.transports.via_port(transport) or port  # a worker's private port
         hit = self._public_host(host), port
         if len(self._local_via) < 16:  # transport names are few; never let junk grow it
             self._local_via[transport] = hit
@@ -298,11 +300,9 @@ class SipEndpoint:
         return self.transports.bound.get(name) or self.transports.bound["udp"]
 
     def local_uri(self, transport: str) -> SipURI:
-        """Our Record-Route URI: the Via's address, so that a worker's dialogs come back to it
-        (TLS: the shared port, a worker's private port has no TLS listener)."""
-        tls = transport.lower() == "tls"
-        host, port = self._bound(transport) if tls else self.local_via(transport)
-        host = self._public_host(host) if tls else host
+        """Our Record-Route URI: the Via's address, so that a worker's dialogs come back to
+        it (switch/transport/siblings.py)."""
+        host, port = self.local_via(transport)
         params: dict[str, str | None] = {"lr": None}
         if transport.lower() != "udp":
             params = {"transport": transport.lower(), "lr": None}

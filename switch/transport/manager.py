@@ -110,6 +110,7 @@ class TransportManager:
         self.bound: dict[str, tuple[str, int]] = {}  # "udp"/"tcp"/"tls" -> (host, port)
         # Workers (switch/transport/siblings.py): the private (host, port) of our Via
         self.private: tuple[str, int] | None = None
+        self._private_tls_port: int | None = None
         self._siblings = siblings
         self._private_udp: asyncio.DatagramTransport | None = None
         self._handovers = _handover_counter(metrics) if siblings is not None else None
@@ -192,6 +193,12 @@ class TransportManager:
             return
         raise OSError(errno.EADDRINUSE, f"no port free for both UDP and TCP on {host}")
 
+    def via_port(self, transport: str) -> int | None:
+        """A worker's private port for `transport` (its Via and Record-Route), else None."""
+        if self.private is None:
+            return None
+        return self._private_tls_port if transport.lower() == "tls" else self.private[1]
+
     async def _adopt(self, pb: PreBound, tls_ctx: ssl.SSLContext | None) -> None:
         """A worker's sockets, bound by the parent (switch/transport/siblings.py)."""
         loop = self._loop
@@ -208,6 +215,9 @@ class TransportManager:
         if pb.tls is not None:
             assert tls_ctx is not None
             streams.append(("tls", pb.tls, tls_ctx))
+        if pb.private_tls is not None:
+            streams.append(("tls", pb.private_tls, tls_ctx))
+            self._private_tls_port = int(pb.private_tls.getsockname()[1])
         for name, sock, ctx in streams:
             server = await loop.create_server(
                 functools.partial(self._new_connection, name), sock=sock, ssl=ctx,

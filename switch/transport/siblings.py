@@ -8,13 +8,12 @@ sending a source to the same socket) and every port stays the same across restar
   on the same address (TLS likewise). The kernel hashes a UDP source (address, port) to one
   socket, so a phone's retransmissions, ACK and CANCEL reach the worker that holds the
   transaction; a TCP/TLS connection belongs to the worker that accepted it.
-- a private port per worker (UDP and TCP on the same number): the port of the worker's Via
-  sent-by and of its Record-Route (UDP/TCP; TLS records the shared port: the private port
-  has no TLS listener), so a dialog's in-dialog requests (the callee's BYE, re-INVITEs) come
-  back to the worker that knows the call's channel lease. A response to a request this
-  worker sent (a device, a carrier, a media service answering a branch) comes from another
-  address than the caller's and would hash to any worker on the shared port; it goes to the
-  Via, i.e. straight to this worker. Requests still
+- a private port per worker (UDP and TCP on the same number, TLS on one of its own): the
+  port of the worker's Via sent-by and of its Record-Route, so a dialog's in-dialog requests
+  (the callee's BYE, re-INVITEs) come back to the worker that knows the call's channel
+  lease. A response to a request this worker sent (a device, a carrier, a media service
+  answering a branch) comes from another address than the caller's and would hash to any
+  worker on the shared port; it goes to the Via, i.e. straight to this worker. Requests still
   leave from the shared UDP socket, so a NAT pinhole opened by the device's REGISTER to the
   shared port matches them. Our Via carries no `rport`, so a device answers the sent-by port.
   A peer that answers where the request came from instead (symmetric response, SIPp does)
@@ -65,6 +64,7 @@ class PreBound:
     tls: socket.socket | None
     private_udp: socket.socket
     private_tcp: socket.socket
+    private_tls: socket.socket | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ class Siblings:
     private: tuple[tuple[str, int], ...]
     token: bytes  # hex, shared by the workers of one run
     local_hosts: frozenset[str]  # relay datagrams are accepted from these sources only
+    private_tls: tuple[int, ...] = ()  # worker i's private TLS port, when TLS is served
 
     @property
     def conn_base(self) -> int:
@@ -88,6 +89,9 @@ class Siblings:
     def sibling_of_port(self, port: int | None) -> int | None:
         """The index of the other worker whose private port this is, else None."""
         for i, (_, p) in enumerate(self.private):
+            if p == port and i != self.index:
+                return i
+        for i, p in enumerate(self.private_tls):
             if p == port and i != self.index:
                 return i
         return None
@@ -155,9 +159,10 @@ def bind_group(
         rest = [_stream(host, first.getsockname()[1], reuse=True) for _ in range(count - 1)]
         tls = [first, *rest]
     private = [_pairs(host, 0, 1, buffer_bytes, reuse=False)[0] for _ in range(count)]
+    private_tls = [_stream(host, 0, reuse=False) if tls_port is not None else None for _ in tls]
     return [
-        PreBound(udp=u, tcp=t, tls=s, private_udp=pu, private_tcp=pt)
-        for (u, t), s, (pu, pt) in zip(shared, tls, private, strict=True)
+        PreBound(udp=u, tcp=t, tls=s, private_udp=pu, private_tcp=pt, private_tls=ps)
+        for (u, t), s, (pu, pt), ps in zip(shared, tls, private, private_tls, strict=True)
     ]
 
 

@@ -37,8 +37,8 @@ def spec(**kw: Any) -> tuple[SeedSpec, DeviceSpec]:
     return SeedSpec(devices=[desk], tenant=f"t-{unique}", **kw), desk
 
 
-def two_workers(switch_proc: Any, seed: SeedSpec, config: str = REDIS) -> Any:
-    sw = switch_proc(seed, config_toml=config, tls=False, extra_args=["--workers", "2"])
+def two_workers(switch_proc: Any, seed: SeedSpec, config: str = REDIS, tls: bool = False) -> Any:
+    sw = switch_proc(seed, config_toml=config, tls=tls, extra_args=["--workers", "2"])
     wait_for(lambda: scraped(sw) == 2, 10, "both workers in the metrics")
     return sw
 
@@ -190,13 +190,20 @@ def test_ten_percent_loss_with_two_workers(switch_proc: Any, sipp: Any) -> None:
     assert min(invites_by_worker(sw).values()) > 0
 
 
-def test_tcp_device_reached_from_the_other_worker(switch_proc: Any, sipp: Any, tmp_path: Any):
-    """A phone registered over TCP holds its connection on one worker; calls landing on the
-    other worker reach it over that connection (relayed through the owning worker), and its
-    answers come back to the worker holding the transaction."""
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_stream_device_reached_from_the_other_worker(
+    switch_proc: Any, sipp: Any, tmp_path: Any, tls_cert: Any, transport: str
+) -> None:
+    """A phone registered over TCP/TLS holds its connection on one worker; calls landing on
+    the other worker reach it over that connection (relayed through the owning worker), and
+    its answers come back to the worker holding the transaction."""
     seed, desk = spec(spare_ids=10)
-    sw = two_workers(switch_proc, seed)
-    phone = Baresip(tmp_path, desk, sw.sip_port, auto_answer=True, transport="tcp")
+    sw = two_workers(switch_proc, seed, tls=transport == "tls")
+    port = sw.tls_port if transport == "tls" else sw.sip_port
+    phone = Baresip(
+        tmp_path, desk, port, auto_answer=True, transport=transport,
+        cafile=tls_cert[0] if transport == "tls" else None,
+    )  # fmt: skip
     try:
         phone.connect()
         wait_for(
@@ -204,14 +211,15 @@ def test_tcp_device_reached_from_the_other_worker(switch_proc: Any, sipp: Any, t
             10, "the phone's registration",
         )  # fmt: skip
         m = sw.metrics()
-        tcp = {w: m.get_value("sip_connections_active", transport="tcp", worker=w) for w in "01"}
-        assert sorted(tcp.values()) == [0.0, 1.0], tcp
-        owner = "0" if tcp["0"] else "1"
+        conns = {w: m.get_value("sip_connections_active", transport=transport, worker=w)
+                 for w in "01"}  # fmt: skip
+        assert sorted(conns.values()) == [0.0, 1.0], conns
+        owner = "0" if conns["0"] else "1"
         other = "1" if owner == "0" else "0"
         calls = 0
         for round_ in range(8):  # one call per round, each from a new source port
             ur = carrier_calls(
-                sipp, sw, 2, name=f"tcp-{round_}", rate=1, limit=1, extra=["-d", "300"]
+                sipp, sw, 2, name=f"{transport}-{round_}", rate=1, limit=1, extra=["-d", "300"]
             ).run()
             assert ur.successful == 2 and ur.failed == 0, ur.report() + "\n" + sw.logs()
             calls += 2
@@ -220,7 +228,7 @@ def test_tcp_device_reached_from_the_other_worker(switch_proc: Any, sipp: Any, t
         invites = invites_by_worker(sw)
         assert invites[other] >= 1, f"no call landed on worker {other} in {calls} calls"
         m = sw.metrics()
-        assert m.get_value("sip_connections_active", transport="tcp", worker=other) == 0
+        assert m.get_value("sip_connections_active", transport=transport, worker=other) == 0
         assert m.total("sip_calls_total", outcome="answered") == calls
         handed = {k: m.total("sip_worker_handovers_total", kind=k) for k in
                   ("relay_sent", "relay_written", "relay_failed", "response")}  # fmt: skip
@@ -228,11 +236,15 @@ def test_tcp_device_reached_from_the_other_worker(switch_proc: Any, sipp: Any, t
         assert handed["relay_failed"] == 0 and handed["response"] >= 2, handed  # 180, 200
         # every request reached the phone on the one connection it registered on
         trace = phone.trace()
-        into_phone = [t for t in trace if t.method and t.dst[1] != sw.sip_port]
+        into_phone = [t for t in trace if t.method and t.dst[1] != port]
         assert {t.method for t in into_phone} >= {"INVITE", "ACK", "BYE"}, trace
         assert {(t.transport, t.src, t.dst) for t in into_phone} == {
-            ("TCP", ("127.0.0.1", sw.sip_port), into_phone[0].dst)
+            (transport.upper(), ("127.0.0.1", port), into_phone[0].dst)
         }, trace
+        # the phone's side of the Record-Route names a worker's private port, not the shared
+        answered = ur.messages()[ur.messages().find("SIP/2.0 200 OK") :]
+        rr = re.search(rf"<sip:[^>]*127\.0\.0\.1:(\d+);transport={transport};lr>", answered)
+        assert rr and int(rr[1]) != port, answered[:1500]
     finally:
         phone.stop()
 

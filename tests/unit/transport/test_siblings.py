@@ -93,10 +93,12 @@ def test_bind_group_shares_one_port_and_gives_each_worker_its_own() -> None:
         private = [pb.private_udp.getsockname()[1] for pb in group]
         assert len(set(private)) == 2 and not set(private) & shared
         assert [pb.private_tcp.getsockname()[1] for pb in group] == private
+        private_tls = {pb.private_tls.getsockname()[1] for pb in group if pb.private_tls}
+        assert len(private_tls) == 2 and not private_tls & (shared | tls | set(private))
         for pb in group:
             assert pb.udp.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
     finally:
         for pb in group:
-            for sock in (pb.udp, pb.tcp, pb.tls, pb.private_udp, pb.private_tcp):
+            for sock in (pb.udp, pb.tcp, pb.tls, pb.private_udp, pb.private_tcp, pb.private_tls):
                 if sock is not None:
                     sock.close()
