@@ -397,8 +397,12 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
     from routing.policy import decide
     from routing.settings import RoutingSettings
     from switch.proxy.proxy import Proxy, ProxyConfig
+    from switch.proxy.targets import FlowTokens
 
     extra = app.config.extra
+    flows = None
+    if app.worker is not None:  # one key for the workers: any of them decodes a dialog's flows
+        flows = FlowTokens(resolve_secret(None, app.config.data_dir, "flow-secret").encode())
     media = {k: v for k, v in extra.get("media", {}).items() if k in PROXY_KEYS}
     if app.media is not None:  # the embedded media service, with the secret it checks
         media = {"uri": app.media.uri, "secret": app.media_secret.decode()}
@@ -417,6 +421,7 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
         guard=app.guard,
         limits=app.config.outbound_limits(),
         anchors=app.relay.anchors(app.metrics, app.core) if app.relay is not None else None,
+        flow_tokens=flows,
     )
 
 

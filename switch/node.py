@@ -163,7 +163,7 @@ class Node:
     async def prepare(config: Config) -> None:
         """Before the workers start: the generated secrets written, the store opened once
         (migrated) and the seed imported if it is empty, so the workers never race on them."""
-        for name in ("nonce-secret", "admin-token", "media-secret"):
+        for name in ("nonce-secret", "admin-token", "media-secret", "flow-secret"):
             resolve_secret(None, config.data_dir, name)  # created once, read by every worker
         store = await open_store(config.effective_database_url)
         try:

@@ -25,7 +25,9 @@ figure in every worker (take the max).
 Provisioning: every worker follows the store itself (PostgreSQL LISTEN/NOTIFY; SQLite: the
 in-process notice for its own API writes and the version poll, ≤ 5 s, for the other workers'),
 so every worker routes from the same snapshot. The supervisor opens the store once first
-(migrations, seed import), so the workers never race on them. The retention sweeps and the
+(migrations, seed import, the generated secrets: `flow-secret` keys the flow tokens of our
+Record-Route in every worker, so any worker decodes a dialog's flows), so the workers never
+race on them. The retention sweeps and the
 recordings keeper run in worker 0 only; each worker has its own CDR spool file
 (`cdr-spool.w<i>.jsonl`).
 
