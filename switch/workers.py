@@ -27,9 +27,8 @@ in-process notice for its own API writes and the version poll, ≤ 5 s, for the 
 so every worker routes from the same snapshot. The supervisor opens the store once first
 (migrations, seed import, the generated secrets: `flow-secret` keys the flow tokens of our
 Record-Route in every worker, so any worker decodes a dialog's flows), so the workers never
-race on them. The retention sweeps and the
-recordings keeper run in worker 0 only; each worker has its own CDR spool file
-(`cdr-spool.w<i>.jsonl`).
+race on them. The retention sweeps and the recordings keeper run in worker 0 only; each
+worker has its own CDR spool file (`cdr-spool.w<i>.jsonl`).
 
 Supervision: a worker that exits is restarted on the same sockets with a backoff (0.5 s,
 doubling to 30 s while it keeps dying within 30 s of its start); its transactions in flight

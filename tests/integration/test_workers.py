@@ -160,6 +160,8 @@ def test_calls_through_the_shared_port_use_both_workers(switch_proc: Any, sipp: 
     answered = m.total("sip_calls_total", outcome="answered")
     assert answered == n, m
     assert m.get_value("softswitch_workers") == 2
+    secret = sw.proc.data_dir / "flow-secret"  # one key for every worker's flow tokens
+    assert secret.read_text().strip() and secret.stat().st_mode & 0o077 == 0
     wait_for(lambda: sw.metrics().total("sip_calls_active") == 0, 5, "every call ended")
     # the device sees a worker's private port as Via sent-by and Record-Route (not the shared
     # port): its answers and its in-dialog requests go to the worker holding the call
