@@ -45,7 +45,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -76,6 +76,9 @@ from switch.state.redis import RedisState
 from switch.transport.endpoint import SipEndpoint
 from switch.transport.manager import TransportManager, TransportSettings, server_tls_context
 from switch.tu import TransactionUser
+
+if TYPE_CHECKING:
+    from switch.workers import WorkerRuntime
 
 __all__ = [
     "HttpHook",
@@ -126,10 +129,13 @@ class SwitchApp:
         proxy_factory: Callable[[SwitchApp], TransactionUser] | None = None,
         media: ServiceDeps | None = None,
         recording_finished: Callable[[], None] | None = None,
+        worker: WorkerRuntime | None = None,
     ) -> None:
         self.config = config
+        self.worker = worker  # one of `softswitch serve --workers N` (switch/workers.py)
         self.metrics = Metrics()
-        self.state: StateBackend = state or make_state(config)
+        node_id = worker.node_id if worker is not None else None
+        self.state: StateBackend = state or make_state(config, node_id=node_id)
         self._owns_state = state is None
         self.snapshot_source = snapshot_source or _default_source(config)
         self.http_hooks = list(http_hooks)
@@ -241,13 +247,16 @@ class SwitchApp:
         settings = TransportSettings.from_config(cfg)
         # the guard's drop mode filters banned sources before the transaction layer
         receiver = BanFilter(self.core, self.guard, self.metrics, time.time)
-        self.transports = TransportManager(receiver, self.metrics, settings)
+        worker = self.worker
+        siblings = worker.siblings if worker is not None else None
+        self.transports = TransportManager(receiver, self.metrics, settings, siblings)
         tls_ctx = None
         if cfg.tls is not None:
             assert cfg.tls_cert is not None and cfg.tls_key is not None
             tls_ctx = server_tls_context(str(cfg.tls_cert), str(cfg.tls_key))
         tls = (cfg.tls.host, cfg.tls.port) if cfg.tls is not None else None
-        await self.transports.start((cfg.sip.host, cfg.sip.port), tls, tls_ctx)
+        prebound = worker.sockets if worker is not None else None
+        await self.transports.start((cfg.sip.host, cfg.sip.port), tls, tls_ctx, prebound)
         self.core.attach(self.transports)
         self.sip_addresses = dict(self.transports.bound)
         rcv, snd = self.transports.udp_buffers
@@ -333,8 +342,10 @@ class SwitchApp:
         # HTTP limits and parser refusals answered as JSON API errors (provisioning/api/limits.py)
         self._runner = ApiAppRunner(web_app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
-        await site.start()
+        if self.worker is not None:  # the parent's socket, shared by the workers
+            await self.worker.start_http(self._runner, self.metrics)
+        else:
+            await web.TCPSite(self._runner, cfg.http.host, cfg.http.port).start()
         host, port = self._runner.addresses[0][:2]
         self.http_address = (str(host), int(port))
 
@@ -359,12 +370,22 @@ class SwitchApp:
 
     async def _end_requested(self) -> None:
         """Calls an operator ended through another node (switch/live.py): BYE both ways."""
-        node = getattr(self.state, "node_id", None)
+        node = self.call_owner
         end_call = getattr(getattr(self, "proxy", None), "end_call", None)
         if isinstance(node, str) and end_call is not None:
             for call_id in await self.state.ends_requested(node):
                 log.info("call %s: ended at another node's request", call_id)
                 end_call(call_id)
+
+    @property
+    def call_owner(self) -> str | None:
+        """The node named in this process's call records (switch/proxy/leases.py `owner`):
+        the state backend's node id, and the worker's index with workers (they share the
+        node id for their connections, not their dialogs)."""
+        node = getattr(self.state, "node_id", None)
+        if not isinstance(node, str):
+            return None
+        return node if self.worker is None else f"{node}/w{self.worker.index}"
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -378,6 +399,8 @@ class SwitchApp:
             self._unwatch_gc()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.worker is not None:  # its private metrics listener
+            await self.worker.close()
         if self.media is not None:
             await self.media.stop()
         if hasattr(self, "transports"):
@@ -406,12 +429,16 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
     from routing.policy import decide
     from routing.settings import RoutingSettings
     from switch.proxy.proxy import Proxy, ProxyConfig
+    from switch.proxy.targets import FlowTokens
 
     extra = app.config.extra
+    flows = None
+    if app.worker is not None:  # one key for the workers: any of them decodes a dialog's flows
+        flows = FlowTokens(resolve_secret(None, app.config.data_dir, "flow-secret").encode())
     media = {k: v for k, v in extra.get("media", {}).items() if k in PROXY_KEYS}
     if app.media is not None:  # the embedded media service, with the secret it checks
         media = {"uri": app.media.uri, "secret": app.media_secret.decode()}
-    return Proxy(
+    proxy = Proxy(
         sender=app.core,
         snapshot=lambda: app.snapshot,
         state=app.state,
@@ -428,7 +455,10 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
         anchors=app.relay.anchors(app.metrics, app.core) if app.relay is not None else None,
         call_records=app.call_records,
         cdr_sink=app.cdr_sink,
+        flow_tokens=flows,
     )
+    proxy.calls.owner = app.call_owner
+    return proxy
 
 
 class _MailboxCounts:
@@ -497,11 +527,12 @@ def _tune_gc() -> None:
     gc.set_threshold(*_GC_THRESHOLDS)
 
 
-def make_state(config: Config) -> StateBackend:
-    """The runtime-state backend `state.url` names (validated by the config)."""
+def make_state(config: Config, *, node_id: str | None = None) -> StateBackend:
+    """The runtime-state backend `state.url` names (validated by the config). `node_id`: the
+    workers of one `serve` are one node (their connection ids are unique among them)."""
     if config.state_url == "memory":
         return MemoryState()
-    state = RedisState(config.state_url, timeout=config.state_timeout)
+    state = RedisState(config.state_url, timeout=config.state_timeout, node_id=node_id)
     log.info("runtime state in redis, node id %s", state.node_id)  # not the URL: a password
     return state
 
@@ -526,7 +557,10 @@ def build_http_app(switch: SwitchApp) -> web.Application:
 
 async def _metrics(request: web.Request) -> web.Response:
     switch = request.app[SWITCH_APP_KEY]
-    body = switch.metrics.render()
+    if switch.worker is not None:  # every worker's registry, labelled worker="i"
+        body = await switch.worker.node_metrics(switch.metrics)
+    else:
+        body = switch.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -2,7 +2,7 @@
 
     softswitch serve [--config FILE] [--sip HOST:PORT] [--tls HOST:PORT] [--tls-cert PEM]
                      [--tls-key PEM] [--http HOST:PORT|off] [--seed FILE] [--data DIR]
-                     [--log-level LEVEL]
+                     [--log-level LEVEL] [--workers N]
     softswitch device release DEVICE_ID [--config FILE] [--http HOST:PORT] [--data DIR]
                      [--token TOKEN]
 
@@ -12,6 +12,11 @@ port), then serves until SIGINT/SIGTERM:
     SIP listening on udp+tcp 127.0.0.1:5060
     SIP listening on tls 127.0.0.1:5061
     HTTP listening on http://127.0.0.1:8080 (API at /v1, metrics at /metrics)
+
+`--workers N` (switch/workers.py): N worker processes on the same ports, supervised by this
+one; the default is one per core on shared (Redis) state and one on memory state, where more
+is refused (exit code 2). With workers the lines are printed once every worker serves, plus
+"Workers: N".
 
 Subcommands of other modules: `build_parser()` imports `switch.cli_provisioning` when it exists
 and calls its `register(subparsers)`; each subcommand sets `func=callable(args) -> int` with
@@ -102,6 +107,12 @@ def _add_serve(sub: Any) -> None:
         "--database", metavar="URL", help="postgresql://… (default: SQLite under the data dir)"
     )
     p.add_argument("--log-level", metavar="LEVEL")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes (default: one per core on Redis state, 1 on memory state)",
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -148,7 +159,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # password-equivalent for digest), its -wal/-shm, the generated secrets.
     os.umask(0o077)
     secure_data_files(config)
-    return _run(_serve(config))
+    from switch.workers import WorkersError, check_workers, default_workers
+
+    count = args.workers if args.workers is not None else default_workers(config.state_url)
+    try:
+        check_workers(count, config.state_url)
+    except WorkersError as exc:
+        print(f"softswitch: {exc}", file=sys.stderr)
+        return 2
+    if count == 1:
+        return _run(_serve(config))
+    return _serve_workers(config, count)
+
+
+def _serve_workers(config: Config, count: int) -> int:
+    """The supervisor of `count` workers (switch/workers.py)."""
+    from provisioning.errors import ProvisioningError
+    from provisioning.seed import SeedError
+    from switch.node import Node
+    from switch.workers import bind_workers, listening_ports, supervise
+
+    try:
+        _run(Node.prepare(config))
+    except (SeedError, ProvisioningError) as exc:
+        print(f"softswitch: cannot load the seed: {exc}", file=sys.stderr)
+        return 2
+    try:
+        sockets = bind_workers(config, count)
+    except OSError as exc:
+        print(f"softswitch: cannot listen: {exc}", file=sys.stderr)
+        return 1
+
+    def serve_one(runtime: Any, ready: Callable[[], None]) -> int:
+        return _run(_serve(config, runtime, ready))
+
+    def announce() -> None:
+        bound = listening_ports(sockets)
+        http = bound.pop("http", None)
+        app = argparse.Namespace(sip_addresses=bound, http_address=http, media=None)
+        for line in [*listening_lines(app), f"Workers: {count}"]:
+            print(line, flush=True)
+
+    return supervise(sockets, config.sip.host, serve_one, announce)
 
 
 def secure_data_files(config: Config) -> list[Path]:
@@ -194,13 +246,16 @@ def _run(coro: Any) -> int:
         return result
 
 
-async def _serve(config: Config) -> int:
+async def _serve(
+    config: Config, worker: Any = None, ready: Callable[[], None] | None = None
+) -> int:
+    """One node in this process: alone, or as `worker` (then `ready()` instead of the lines)."""
     from provisioning.errors import ProvisioningError
     from provisioning.seed import SeedError
     from switch.node import Node
 
     try:
-        node = await Node.open(config)
+        node = await Node.open(config, worker)
     except (SeedError, ProvisioningError) as exc:
         print(f"softswitch: cannot load the seed: {exc}", file=sys.stderr)
         return 2
@@ -210,8 +265,11 @@ async def _serve(config: Config) -> int:
         print(f"softswitch: cannot listen: {exc}", file=sys.stderr)
         await node.stop()
         return 1
-    for line in listening_lines(node.app):
-        print(line, flush=True)
+    if ready is not None:
+        ready()
+    else:
+        for line in listening_lines(node.app):
+            print(line, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -50,11 +50,13 @@ class SwitchLive:
         state: StateBackend,
         snapshot: Callable[[], Snapshot],
         proxy: Callable[[], TransactionUser | None],
+        node: str | None = None,
     ) -> None:
         self._state = state
         self._snapshot = snapshot
         self._proxy = proxy
-        node = getattr(state, "node_id", None)
+        # the node name of this process's call records (SwitchApp.call_owner)
+        node = node or getattr(state, "node_id", None)
         self.node = node if isinstance(node, str) else f"{socket.gethostname()}-{os.getpid()}"
 
     def has_tenant(self, tenant_id: str) -> bool:

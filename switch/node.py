@@ -26,6 +26,10 @@
   this node's directory; the `RecordingKeeper` (switch/recordings.py) registers each finished
   one in the store within seconds and runs the 30-day retention; the API serves them from
   the same directory (`RecordingsRepo` over `DirectoryFiles`).
+- Workers (`serve --workers N`, switch/workers.py): `Node.prepare` runs once in the
+  supervisor (secrets, migrations, seed); each worker is a Node given its `WorkerRuntime`,
+  with its own CDR spool file; the retention sweeps and the recordings keeper run in
+  worker 0 only.
 
 Nothing else imports this module: it is the top of the layer table (tests/unit/test_layers.py).
 """
@@ -38,6 +42,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -61,10 +66,13 @@ from provisioning.store.base import Store
 
 from .app import SwitchApp
 from .cdr_writer import CdrConfig, CdrWriter
-from .config import Config, ConfigError
+from .config import Config, ConfigError, resolve_secret
 from .live import SwitchLive
 from .prompt_source import StorePrompts
 from .recordings import RecordingKeeper, RecordingPaths
+
+if TYPE_CHECKING:
+    from .workers import WorkerRuntime
 
 __all__ = ["Node"]
 
@@ -76,9 +84,17 @@ CDR_SWEEP_INTERVAL = 86_400.0  # seconds between CDR retention sweeps
 
 class Node:
     def __init__(
-        self, config: Config, store: Store, *, wall_clock: Callable[[], datetime] | None = None
+        self,
+        config: Config,
+        store: Store,
+        *,
+        wall_clock: Callable[[], datetime] | None = None,
+        worker: WorkerRuntime | None = None,
     ) -> None:
         self.config = config
+        self.worker = worker
+        # with workers, the retention sweeps and the recordings keeper run in worker 0
+        self.runs_jobs = worker is None or worker.index == 0
         self.store = store
         self.services = Services(store)
         self.voicemail = VoicemailRepo(store)
@@ -100,6 +116,7 @@ class Node:
                 timezone=self._timezone,
             ),
             recording_finished=self._recording_finished,
+            worker=worker,
         )
         self._sweeper: asyncio.Task[None] | None = None
         # message-waiting indication hears every mailbox change (deposit, heard, deleted)
@@ -119,7 +136,7 @@ class Node:
         tariffs = default_tariffs()
         self.cdr_writer = CdrWriter(
             CallRecordRepo(store, pg_form=self.cdr_config.pg_insert),
-            spool_path=config.data_dir / "cdr-spool.jsonl",
+            spool_path=config.data_dir / self._spool_name(),
             tariffs=tariffs,
             timezone=self._cdr_timezone,
             registry=self.app.metrics.registry,
@@ -132,16 +149,32 @@ class Node:
         self.calls = CallHistoryService(store, CdrStatements(tariffs), clock=self.wall_clock)
         self._cdr_swept = 0.0
 
+    def _spool_name(self) -> str:
+        """One spool file per worker: each replays its own at start."""
+        return "cdr-spool.jsonl" if self.worker is None else f"cdr-spool.w{self.worker.index}.jsonl"
+
     @classmethod
-    async def open(cls, config: Config) -> Node:
+    async def open(cls, config: Config, worker: WorkerRuntime | None = None) -> Node:
         store = await open_store(config.effective_database_url)
         try:
-            if config.seed is not None and await seed_if_empty(store, load_seed(config.seed)):
-                log.info("seed %s imported into the empty store", config.seed)
-            return cls(config, store)
+            if worker is None:
+                await _seed(config, store)
+            return cls(config, store, worker=worker)
         except BaseException:
             await store.close()
             raise
+
+    @staticmethod
+    async def prepare(config: Config) -> None:
+        """Before the workers start: the generated secrets written, the store opened once
+        (migrated) and the seed imported if it is empty, so the workers never race on them."""
+        for name in ("nonce-secret", "admin-token", "media-secret", "flow-secret"):
+            resolve_secret(None, config.data_dir, name)  # created once, read by every worker
+        store = await open_store(config.effective_database_url)
+        try:
+            await _seed(config, store)
+        finally:
+            await store.close()
 
     def _mount(self, web_app: web.Application, switch: SwitchApp) -> None:
         """The REST API under /v1, counted in the switch's Prometheus registry, on the node's
@@ -167,7 +200,10 @@ class Node:
             calls=self.calls,
             recordings=self.recordings,
             live=SwitchLive(
-                switch.state, lambda: switch.snapshot, lambda: getattr(switch, "proxy", None)
+                switch.state,
+                lambda: switch.snapshot,
+                lambda: getattr(switch, "proxy", None),
+                node=switch.call_owner,
             ),
         )
 
@@ -185,10 +221,13 @@ class Node:
 
     async def start(self) -> None:
         await self.cdr_writer.start()  # replays a spool left by a previous run
-        self.keeper = self._keeper()
+        if self.runs_jobs:
+            self.keeper = self._keeper()
         await self.app.start()
-        await self.keeper.start()
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        if self.keeper is not None:
+            await self.keeper.start()
+        if self.runs_jobs:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     def _keeper(self) -> RecordingKeeper:
         section = MediaConfig.from_section(dict(self.config.extra.get("media", {})))
@@ -249,3 +288,8 @@ class Node:
         if self.keeper is not None:  # after the relay: what it finished while stopping
             await self.keeper.stop()
         await self.store.close()
+
+
+async def _seed(config: Config, store: Store) -> None:
+    if config.seed is not None and await seed_if_empty(store, load_seed(config.seed)):
+        log.info("seed %s imported into the empty store", config.seed)

@@ -130,6 +130,10 @@ class ActiveCalls:
         # [recording] told the Call-ID of every call that ends here: failed, BYE, expired
         # (anchor.MediaAnchors.ended deletes the call at the relay)
         self.on_end: Callable[[str], None] | None = None
+        # the name the call records carry as their node (None: the state backend's node id);
+        # a worker of `serve --workers N` names itself, so that an operator's request to end
+        # one of its calls (switch/live.py) reaches the process holding the dialog
+        self.owner: str | None = None
 
     def __len__(self) -> int:
         return len(self._answered)
@@ -166,7 +170,7 @@ class ActiveCalls:
         if ok:
             record = CallRecord(
                 call_id=call_id, tenant_id=tenant_id, until=now + ttl, started=now,
-                caller=caller, called=called,
+                caller=caller, called=called, node=self.owner,
             )  # fmt: skip
             lease = self._leases[call_id] = _Lease(tenant_id, limit, ttl, now + ttl, record)
             self._write_record(call_id, lease)

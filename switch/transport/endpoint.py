@@ -100,8 +100,11 @@ class SipEndpoint:
             self.layer.find_server, lambda: self.layer.pending_invites, self.routing_delay
         )
         self._local_via.clear()
-        for host, port in transports.bound.values():
+        for name, (host, port) in transports.bound.items():
             self._local_ports.add(port)
+            private = transports.via_port(name)
+            if private is not None:  # a worker's private port (siblings.py)
+                self._local_ports.add(private)
             self._local_hosts |= _host_aliases(host)
         if self.advertised_host:
             self._local_hosts.add(self.advertised_host.lower())
@@ -305,15 +308,22 @@ class SipEndpoint:
         hit = self._local_via.get(transport)
         if hit is not None:
             return hit
+        host, port = self._bound(transport)
         assert self.transports is not None
-        name = transport.lower()
-        host, port = self.transports.bound.get(name) or self.transports.bound["udp"]
+        port = self.transports.via_port(transport) or port  # a worker's private port
         hit = self._public_host(host), port
         if len(self._local_via) < 16:  # transport names are few; never let junk grow it
             self._local_via[transport] = hit
         return hit
 
+    def _bound(self, transport: str) -> tuple[str, int]:
+        assert self.transports is not None
+        name = transport.lower()
+        return self.transports.bound.get(name) or self.transports.bound["udp"]
+
     def local_uri(self, transport: str) -> SipURI:
+        """Our Record-Route URI: the Via's address, so that a worker's dialogs come back to
+        it (switch/transport/siblings.py)."""
         host, port = self.local_via(transport)
         params: dict[str, str | None] = {"lr": None}
         if transport.lower() != "udp":

@@ -30,6 +30,11 @@ answered 503 + Retry-After right here, statelessly, and the ACK of that 503 is d
 unparsed as it came. Everything else takes the normal path. In normal operation the cost per
 datagram is one attribute test (`_screen`).
 
+Workers (`softswitch serve --workers N`): given `Siblings` and the `PreBound` sockets the
+supervisor bound, the manager adopts them, receives on its private port too, relays what goes
+on another worker's connection and forwards responses that belong to another worker
+(switch/transport/siblings.py has the design).
+
 The seam towards the transaction users: `mark_trusted(source)` — the Target a request came
 from (its `conn_id` names the connection) carried a request the switch accepted (a REGISTER
 answered 2xx, a call put through), so the connection gets the long keep-alive timeout. The
@@ -44,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import itertools
 import logging
 import secrets
@@ -53,6 +59,8 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable
 from typing import Protocol, assert_never
+
+from prometheus_client import Counter
 
 from switch.eager import FaultLog
 from switch.metrics import Metrics, OverloadSample
@@ -65,6 +73,7 @@ from .flood import Blocked, FloodEvent, FloodGuard, Unblocked
 from .overload import OverloadControl
 from .rules import error_response, fix_request_via
 from .settings import TransportSettings, server_tls_context
+from .siblings import RELAY, RELAY_FAILED, PreBound, Siblings
 from .stream import Connection
 
 __all__ = ["Receiver", "TransportManager", "TransportSettings", "server_tls_context"]
@@ -84,6 +93,7 @@ _SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)  # Linux >= 4.6; Python does not
 _MEMINFO = struct.Struct("9I")  # sk_meminfo: [0] rmem_alloc (queued bytes), [1] rcvbuf
 _ACK_WINDOW = 32.0  # s (64*T1): how long the ACKs of the 503s refused are looked for
 _ECHO_SLOTS = 32  # delay probes told apart (by their length: 2 + slot CRLFs) on their way
+_MAX_RELAY = 65_000  # one loopback datagram
 
 
 class Receiver(Protocol):
@@ -104,11 +114,23 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 class TransportManager:
-    def __init__(self, receiver: Receiver, metrics: Metrics, settings: TransportSettings) -> None:
+    def __init__(
+        self,
+        receiver: Receiver,
+        metrics: Metrics,
+        settings: TransportSettings,
+        siblings: Siblings | None = None,
+    ) -> None:
         self.receiver = receiver
         self.metrics = metrics
         self.settings = settings
         self.bound: dict[str, tuple[str, int]] = {}  # "udp"/"tcp"/"tls" -> (host, port)
+        # Workers (switch/transport/siblings.py): the private (host, port) of our Via
+        self.private: tuple[str, int] | None = None
+        self._private_tls_port: int | None = None
+        self._siblings = siblings
+        self._private_udp: asyncio.DatagramTransport | None = None
+        self._handovers = _handover_counter(metrics) if siblings is not None else None
         self.udp_buffers: tuple[int, int] = (0, 0)  # (SO_RCVBUF, SO_SNDBUF) granted
         self._udp: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.Server] = []
@@ -116,7 +138,7 @@ class TransportManager:
         self._by_addr: dict[tuple[str, str, int], dict[int, Connection]] = {}
         self._pending: dict[tuple[str, str, int], list[tuple[bytes, Target]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ids = itertools.count(1)
+        self._ids = itertools.count((siblings.conn_base if siblings is not None else 0) + 1)
         self._sweep: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
         self._counts = metrics.messages
@@ -154,10 +176,17 @@ class TransportManager:
 
     # ------------------------------------------------------------------ start / stop
     async def start(
-        self, sip: tuple[str, int], tls: tuple[str, int] | None, tls_ctx: ssl.SSLContext | None
+        self,
+        sip: tuple[str, int],
+        tls: tuple[str, int] | None,
+        tls_ctx: ssl.SSLContext | None,
+        prebound: PreBound | None = None,
     ) -> None:
-        await self._bind_udp_tcp(*sip)
-        if tls is not None:
+        if prebound is not None:
+            await self._adopt(prebound, tls_ctx)
+        else:
+            await self._bind_udp_tcp(*sip)
+        if tls is not None and "tls" not in self.bound:
             assert tls_ctx is not None
             # The handshake happens before the connection is ours to count: bound it by
             # the first-message timeout (asyncio's default is 60 s).
@@ -202,6 +231,48 @@ class TransportManager:
             return
         raise OSError(errno.EADDRINUSE, f"no port free for both UDP and TCP on {host}")
 
+    def via_port(self, transport: str) -> int | None:
+        """A worker's private port for `transport` (its Via and Record-Route), else None."""
+        if self.private is None:
+            return None
+        return self._private_tls_port if transport.lower() == "tls" else self.private[1]
+
+    async def _adopt(self, pb: PreBound, tls_ctx: ssl.SSLContext | None) -> None:
+        """A worker's sockets, bound by the parent (switch/transport/siblings.py)."""
+        loop = self._loop
+        self._udp, _ = await loop.create_datagram_endpoint(
+            lambda: _Udp(self._on_datagram), sock=pb.udp
+        )
+        self._private_udp, _ = await loop.create_datagram_endpoint(
+            lambda: _Udp(self._on_private_datagram), sock=pb.private_udp
+        )
+        streams: list[tuple[str, socket.socket, ssl.SSLContext | None]] = [
+            ("tcp", pb.tcp, None),
+            ("tcp", pb.private_tcp, None),
+        ]
+        if pb.tls is not None:
+            assert tls_ctx is not None
+            streams.append(("tls", pb.tls, tls_ctx))
+        if pb.private_tls is not None:
+            streams.append(("tls", pb.private_tls, tls_ctx))
+            self._private_tls_port = int(pb.private_tls.getsockname()[1])
+        for name, sock, ctx in streams:
+            server = await loop.create_server(
+                functools.partial(self._new_connection, name), sock=sock, ssl=ctx,
+                backlog=_BACKLOG,
+                ssl_handshake_timeout=self._limits.first_message_timeout if ctx else None,
+            )  # fmt: skip
+            self._servers.append(server)
+        self.bound["udp"] = pb.udp.getsockname()[:2]
+        self.bound["tcp"] = pb.tcp.getsockname()[:2]
+        if pb.tls is not None:
+            self.bound["tls"] = pb.tls.getsockname()[:2]
+        self.private = pb.private_udp.getsockname()[:2]
+        self.udp_buffers = (
+            pb.udp.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            pb.udp.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+        )
+
     def _udp_socket(self, host: str, port: int) -> socket.socket:
         info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
         sock = socket.socket(info[0], socket.SOCK_DGRAM)
@@ -237,8 +308,9 @@ class TransportManager:
             conn.close()
         for task in list(self._tasks):
             task.cancel()
-        if self._udp is not None:
-            self._udp.close()
+        for udp in (self._udp, self._private_udp):
+            if udp is not None:
+                udp.close()
         if conns:
             await asyncio.wait([c.closed for c in conns], timeout=2.0)
         for server in self._servers:
@@ -256,6 +328,46 @@ class TransportManager:
                 self._datagram(data, addr)
         except Exception:
             self._fault("udp-receive")
+
+    def _on_private_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        """The worker's private port: responses to what it sent, and relays from the other
+        workers (switch/transport/siblings.py)."""
+        if data[:5] in (RELAY, RELAY_FAILED):
+            try:
+                self._relayed(data, addr)
+            except Exception:
+                self._fault("relay-receive")
+            return
+        if self._siblings is not None and self._siblings.is_sibling(addr):
+            try:  # a response forwarded by another worker: not a flood from our own address
+                self._datagram(data, addr)
+            except Exception:
+                self._fault("udp-receive")
+            return
+        self._on_datagram(data, addr)
+
+    def _relayed(self, data: bytes, addr: tuple[str, int]) -> None:
+        opened = self._siblings.open(data, addr) if self._siblings is not None else None
+        if opened is None:
+            self.metrics.messages_dropped_total.labels("relay_refused").inc()
+            return
+        target, body = opened
+        if data.startswith(RELAY_FAILED):
+            self._handed_over("relay_failed")
+            self.receiver.on_send_error(target)
+            return
+        conn = self._conns.get(target.conn_id) if target.conn_id is not None else None
+        if conn is None or not conn.open or not conn.write(body):
+            assert self._siblings is not None and self._private_udp is not None
+            failed = self._siblings.envelope(RELAY_FAILED, target)
+            with contextlib.suppress(OSError, ValueError):
+                self._private_udp.sendto(failed, addr)
+            return
+        self._handed_over("relay_written")
+
+    def _handed_over(self, kind: str) -> None:
+        if self._handovers is not None:
+            self._handovers.labels(kind).inc()
 
     def _fault(self, where: str) -> None:
         self.metrics.internal_errors_total.labels(where).inc()
@@ -279,6 +391,8 @@ class TransportManager:
             message = parse_message(data, max_size=self.settings.max_message_bytes)
         except ParseError as exc:
             self._parse_error(exc, source, None, data.startswith(b"SIP/"))
+            return
+        if self._siblings is not None and self._for_sibling(message, data):
             return
         self._deliver(message, source)
 
@@ -386,10 +500,13 @@ class TransportManager:
     def stream_message(self, message: Request | Response, conn: Connection) -> None:
         assert conn.peer is not None
         try:
-            if self._admit(conn.peer.host) and not (
-                self._screen and self._screened_stream(message, conn)
-            ):
-                self._deliver(message, conn.peer)
+            if not self._admit(conn.peer.host):
+                return
+            if self._siblings is not None and self._for_sibling(message, None):
+                return
+            if self._screen and self._screened_stream(message, conn):
+                return
+            self._deliver(message, conn.peer)
         except Exception:
             self._fault(f"{conn.name}-receive")
 
@@ -672,7 +789,44 @@ class TransportManager:
                 return conn
         return None
 
+    def _for_sibling(self, message: Request | Response, data: bytes | None) -> bool:
+        """A response to a request another worker sent (its private port is the top Via's):
+        a device that answers from where it received (not to the Via), or over a connection
+        of ours. Forwarded as received to that worker's private port."""
+        if not isinstance(message, Response):
+            return False
+        assert self._siblings is not None
+        owner = self._siblings.sibling_of_port(message.top_via.port)
+        if owner is None:
+            return False
+        self._to_sibling(owner, data if data is not None else message.to_bytes())
+        self._handed_over("response")
+        return True
+
+    def _to_sibling(self, owner: int, data: bytes) -> None:
+        assert self._siblings is not None
+        if self._private_udp is None or self._private_udp.is_closing():
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self._private_udp.sendto(data, self._siblings.relay_address(owner))
+
+    def _relay(self, owner: int, data: bytes, target: Target) -> None:
+        """Hand a message for another worker's connection to that worker."""
+        assert self._siblings is not None
+        envelope = self._siblings.envelope(RELAY, target)
+        too_big = len(envelope) + len(data) > _MAX_RELAY
+        if self._private_udp is None or too_big or owner >= len(self._siblings.private):
+            self._loop.call_soon(self.receiver.on_send_error, target)
+            return
+        self._to_sibling(owner, envelope + data)
+        self._handed_over("relay_sent")
+
     def _send_stream(self, data: bytes, target: Target) -> None:
+        if target.conn_id is not None and self._siblings is not None:
+            owner = self._siblings.owner(target.conn_id)
+            if owner != self._siblings.index:
+                self._relay(owner, data, target)
+                return
         conn = self.connection_for(target)
         if conn is not None:
             conn.write(data)
@@ -759,6 +913,18 @@ class TransportManager:
 
 def _unspecified(host: str) -> bool:
     return host in ("0.0.0.0", "::", "")
+
+
+def _handover_counter(metrics: Metrics) -> Counter:
+    """Messages a worker handed to another (switch/transport/siblings.py)."""
+    return Counter(
+        "sip_worker_handovers_total",
+        "Between workers: responses forwarded to the worker that sent the request (response),"
+        " messages for another worker's connection (relay_sent), written here for another"
+        " (relay_written), or failed there (relay_failed)",
+        ["kind"],
+        registry=metrics.registry,
+    )
 
 
 def _admit_all(source: str) -> bool:

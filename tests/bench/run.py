@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -263,7 +263,13 @@ def register_uas(target: Target, work: Path, uas_port: int, password: str) -> No
 
 
 def run_step(
-    target: Target, work: Path, uas_port: int, rate: int, seconds: float, latency: bool
+    target: Target,
+    work: Path,
+    uas_port: int,
+    rate: int,
+    seconds: float,
+    latency: bool,
+    uac_extra: Sequence[str] = (),
 ) -> Step:
     calls = int(rate * seconds)
     budget = seconds + 5
@@ -283,11 +289,11 @@ def run_step(
         name=f"{target.name}-uas-{rate}",
         extra=["-default_behaviors", "all,-abortunexp"],
     )
-    extra: list[str] = []
+    extra: list[str] = list(uac_extra)
     short = None
     if latency:
         short = uas.dir.parent / f"{target.name}-shortmsg-{rate}.log"
-        extra = ["-trace_shortmsg", "-shortmessage_file", str(short)]
+        extra += ["-trace_shortmsg", "-shortmessage_file", str(short)]
     uac = Sipp(
         "uac_call",
         work,

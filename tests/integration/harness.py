@@ -94,6 +94,15 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_of(pid: int) -> list[int]:
+    """The live child processes of `pid` (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
 def proc_rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -404,7 +413,17 @@ class SwitchProcess:
         return Metrics(parse_metrics(self.metrics_text()))
 
     def cpu_seconds(self) -> float:
-        return proc_cpu_seconds(self.pid)
+        """The switch's CPU: the process and, with --workers, its worker processes (those
+        alive now: a worker that died took its CPU time with it)."""
+        total = proc_cpu_seconds(self.pid)
+        for pid in self.worker_pids():
+            with contextlib.suppress(OSError):
+                total += proc_cpu_seconds(pid)
+        return total
+
+    def worker_pids(self) -> list[int]:
+        """The switch's worker processes (`--workers`), from /proc; [] when it has none."""
+        return children_of(self.pid)
 
     def rss_kib(self) -> int:
         return proc_rss_kib(self.pid)

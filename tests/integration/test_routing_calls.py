@@ -144,11 +144,11 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def active(sw: Any) -> float:
-    return float(sw.metrics().get_value("sip_calls_active"))
+    return float(sw.metrics().total("sip_calls_active"))  # summed over workers, if any
 
 
 def decisions(sw: Any, rule: str) -> float:
-    return float(sw.metrics().get_value("routing_decisions_total", rule=rule))
+    return float(sw.metrics().total("routing_decisions_total", rule=rule))
 
 
 # --------------------------------------------------------------------------- tests

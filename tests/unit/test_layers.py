@@ -2,6 +2,7 @@
 walk: nothing is imported or executed) against the table below. Arrows only point down:
 
     composition root   switch.app, switch.node, switch.cli*, switch.config, switch.prompt_source,
+                       switch.workers (worker processes),
                        switch.cdr_writer, switch.relaying, switch.recordings, switch.live,
                        switch.__main__                               (may import anything)
                        (the writer's parts: switch.cdr_metrics, the data and the writer's
@@ -76,6 +77,7 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "switch.cdr_writer": PACKAGES,
     "switch.cdr_metrics": ("switch.cdr_writer", *DATA),
     "switch.cdr_spool": (),
+    "switch.workers": PACKAGES,
     "switch.__main__": PACKAGES,
     "switch": (),  # the package itself (switch/__init__.py)
 }
