@@ -131,8 +131,11 @@ def test_on_redis_one_nodes_calls_and_registrations_are_listed_and_ended_by_anot
     uac = carrier_call(sipp, a, "uac_call_until_bye", timeout_s=30, extra=["-aa"]).start()
     wait_for(lambda: any(c["answered"] for c in items(api_b, CALLS)), 10)
     (call,) = items(api_b, CALLS)
-    assert call["node"] == reg["node"]  # node A took the channel and holds the flow
-    assert f"node id {call['node']}" in a.logs() and f"node id {call['node']}" not in b.logs()
+    # node A (one of its workers: one per core on Redis, "<node>/w<i>") took the channel;
+    # node A holds the flow
+    node, _, worker = call["node"].partition("/w")
+    assert node == reg["node"] and worker.isdigit(), call
+    assert f"node id {node}" in a.logs() and f"node id {node}" not in b.logs()
     # ended through node B: A is asked to send the BYEs, the channel is freed at once
     r = api_b.delete(f"{CALLS}/{urllib.parse.quote(call['call_id'], safe='')}")
     assert r.status == 200 and r.body["signalled"] is False and r.body["node"] == call["node"]
