@@ -225,9 +225,10 @@ class TransportManager:
         self._udp, _ = await loop.create_datagram_endpoint(
             lambda: _Udp(self._on_datagram), sock=pb.udp
         )
-        assert self._relay is not None, "a worker's sockets come with its siblings"
-        self._relay.udp, _ = await loop.create_datagram_endpoint(
-            lambda: _Udp(self._relay_datagram), sock=pb.private_udp
+        relay = self._relay
+        assert relay is not None, "a worker's sockets come with its siblings"
+        relay.udp, _ = await loop.create_datagram_endpoint(
+            lambda: _Udp(relay.on_datagram), sock=pb.private_udp
         )
         streams: list[tuple[str, socket.socket, ssl.SSLContext | None]] = [
             ("tcp", pb.tcp, None),
@@ -311,10 +312,6 @@ class TransportManager:
                 self._datagram(data, addr)
         except Exception:
             self._fault("udp-receive")
-
-    def _relay_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
-        assert self._relay is not None
-        self._relay.on_datagram(data, addr)
 
     def _set_screen(self, on: bool) -> None:
         self._screen = on
