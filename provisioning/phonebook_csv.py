@@ -1,7 +1,7 @@
 """The web phonebook's CSV import format (pure: text in, rows and per-row errors out).
 
 Rows are `name,number[,company[,note]]`; each row is checked by
-`provisioning.rules.check_phonebook_entry`. Japanese Excel writes CP932, everything else
+`provisioning.fields.check_phonebook_entry`. Japanese Excel writes CP932, everything else
 UTF-8 (with or without a BOM): both are accepted. The import itself (all-or-nothing, the
 1,000-entry limit) is `provisioning.services.phonebook`.
 """
@@ -12,7 +12,7 @@ import csv
 import io
 
 from .errors import InvalidInput
-from .rules import PhonebookRow, check_phonebook_entry
+from .fields import PhonebookRow, check_phonebook_entry
 
 __all__ = ["decode_csv", "parse_phonebook_csv"]
 

@@ -1,5 +1,7 @@
 """Process wiring: config -> snapshot source -> state -> transaction layer -> registrar and
-proxy -> transports -> HTTP (metrics, health, admin).
+proxy -> transports -> HTTP (metrics, health, admin). The helpers that build single parts
+(snapshot sources, the state backend, the proxy, the GC tuning) are in switch/wiring.py;
+this module puts them together in `SwitchApp` and serves its HTTP.
 
 Snapshot source (the seam towards provisioning)
 -----------------------------------------------
@@ -37,14 +39,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import gc
 import hmac
-import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -52,14 +50,12 @@ from aiohttp import web
 from billing.cdr import CallRecords
 from media.ua.agent import MediaSettings
 from media.ua.app import MediaApp, MediaListen
-from media.ua.config import PROXY_KEYS, MediaConfig
+from media.ua.config import MediaConfig
 from media.ua.services import ServiceDeps
-from media.voicemail import VoicemailStore
 from provisioning.api.server import ApiAppRunner
 from provisioning.live import dropped_devices
 from provisioning.model import Snapshot
 from provisioning.records import CallRecord
-from provisioning.seed import load_seed
 from switch.config import Config, resolve_secret
 from switch.metrics import CONTENT_TYPE, Metrics
 from switch.mwi import MwiNotifier
@@ -71,19 +67,31 @@ from switch.sip.digest import DigestAuthenticator
 from switch.sip.transaction import TransactionLayer
 from switch.sip.transitions import Timers
 from switch.state.base import StateBackend, StateUnavailable
-from switch.state.memory import MemoryState
 from switch.state.redis import RedisState
 from switch.transport.endpoint import SipEndpoint
 from switch.transport.manager import TransportManager, TransportSettings, server_tls_context
 from switch.tu import TransactionUser
+from switch.wiring import (
+    MailboxCounts,
+    SnapshotSource,
+    any_recording,
+    default_source,
+    make_proxy,
+    make_state,
+    media_hosts,
+    seed_source,
+    static_source,
+    tune_gc,
+)
 
 if TYPE_CHECKING:
     from switch.workers import WorkerRuntime
 
-__all__ = [
+__all__ = [  # the wiring helpers are re-exported: callers build a SwitchApp with them
     "HttpHook",
     "SnapshotSource",
     "SwitchApp",
+    "make_proxy",
     "make_state",
     "seed_source",
     "static_source",
@@ -91,28 +99,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SnapshotSource = Callable[[], AsyncIterator[Snapshot]]
 HttpHook = Callable[[web.Application, "SwitchApp"], None]
 _HOUSEKEEPING_INTERVAL = 1.0  # seconds between binding expiry sweeps
 _FIRST_SNAPSHOT_TIMEOUT = 60.0
-# Cyclic GC after start-up (see _tune_gc): young-generation threshold in allocations.
-_GC_THRESHOLDS = (2_000, 5_000, 100)
-
-
-def seed_source(path: str | Path) -> SnapshotSource:
-    """The seed file's snapshot, once."""
-
-    async def source() -> AsyncIterator[Snapshot]:
-        yield load_seed(path).snapshot()
-
-    return source
-
-
-def static_source(snapshot: Snapshot) -> SnapshotSource:
-    async def source() -> AsyncIterator[Snapshot]:
-        yield snapshot
-
-    return source
 
 
 class SwitchApp:
@@ -137,7 +126,7 @@ class SwitchApp:
         node_id = worker.node_id if worker is not None else None
         self.state: StateBackend = state or make_state(config, node_id=node_id)
         self._owns_state = state is None
-        self.snapshot_source = snapshot_source or _default_source(config)
+        self.snapshot_source = snapshot_source or default_source(config)
         self.http_hooks = list(http_hooks)
         self.proxy_factory = proxy_factory or make_proxy
         self.media_deps = media
@@ -168,7 +157,7 @@ class SwitchApp:
     def apply_snapshot(self, new: Snapshot) -> None:
         old, self._snapshot = self._snapshot, new
         self._exempt_peers()
-        if self.relay is not None and _records(new):  # [recording] relay up before the call
+        if self.relay is not None and any_recording(new):  # [recording] relay up before the call
             self.relay.prepare()
         if old is None:
             return
@@ -237,7 +226,7 @@ class SwitchApp:
         self.core.users.add("REGISTER", self.registrar)
         self._start_mwi()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
-        _tune_gc()
+        tune_gc()
         self._unwatch_gc = self.metrics.watch_gc()
         if cfg.http is not None:
             await self._start_http()
@@ -271,7 +260,7 @@ class SwitchApp:
         section = MediaConfig.from_section(dict(self.config.extra.get("media", {})))
         mwi = MwiNotifier(
             sender=self.core, snapshot=lambda: self.snapshot, state=self.state,
-            authenticator=self.authenticator, counts=_MailboxCounts(self.media_deps.voicemail),
+            authenticator=self.authenticator, counts=MailboxCounts(self.media_deps.voicemail),
             registry=self.metrics.registry, unsolicited=section.mwi_unsolicited, guard=self.guard,
         )  # fmt: skip
         mwi.sender = self.core.sender_for(mwi)
@@ -286,7 +275,7 @@ class SwitchApp:
         if not hasattr(self, "transports") or self._snapshot is None:
             return
         peers = [s for gw in self._snapshot.gateways for s in gw.allowed_sources]
-        peers += _media_uris(self.config)
+        peers += media_hosts(self.config)
         if self.media is not None and self.media.address is not None:
             # the embedded media service: its one flow only (phones may share its address)
             self.transports.set_exempt_flows([self.media.address])
@@ -329,7 +318,7 @@ class SwitchApp:
             finished=self.recording_finished,
         )  # fmt: skip
         await self.relay.start()
-        if _records(self.snapshot):
+        if any_recording(self.snapshot):
             self.relay.prepare()
 
     async def _start_http(self) -> None:
@@ -421,126 +410,6 @@ class SwitchApp:
 
 
 SWITCH_APP_KEY = web.AppKey("switch_app", SwitchApp)
-
-
-def make_proxy(app: SwitchApp) -> TransactionUser:
-    """The real proxy (switch/proxy/proxy.py) with the routing policy (routing.policy) and
-    the `[proxy]` / `[media]` / `[routing]` sections of the configuration."""
-    from routing.policy import decide
-    from routing.settings import RoutingSettings
-    from switch.proxy.proxy import Proxy, ProxyConfig
-    from switch.proxy.targets import FlowTokens
-
-    extra = app.config.extra
-    flows = None
-    if app.worker is not None:  # one key for the workers: any of them decodes a dialog's flows
-        flows = FlowTokens(resolve_secret(None, app.config.data_dir, "flow-secret").encode())
-    media = {k: v for k, v in extra.get("media", {}).items() if k in PROXY_KEYS}
-    if app.media is not None:  # the embedded media service, with the secret it checks
-        media = {"uri": app.media.uri, "secret": app.media_secret.decode()}
-    proxy = Proxy(
-        sender=app.core,
-        snapshot=lambda: app.snapshot,
-        state=app.state,
-        authenticator=app.authenticator,
-        metrics=app.metrics,
-        config=ProxyConfig.from_sections(extra.get("proxy", {}), media),
-        decide=functools.partial(
-            decide,
-            settings=RoutingSettings.from_section(extra.get("routing", {})),
-            limits=app.config.outbound_limits(),
-        ),
-        guard=app.guard,
-        limits=app.config.outbound_limits(),
-        anchors=app.relay.anchors(app.metrics, app.core) if app.relay is not None else None,
-        call_records=app.call_records,
-        cdr_sink=app.cdr_sink,
-        flow_tokens=flows,
-    )
-    proxy.calls.owner = app.call_owner
-    return proxy
-
-
-class _MailboxCounts:
-    """MWI's counts over the voicemail store the media service uses."""
-
-    def __init__(self, store: VoicemailStore) -> None:
-        self._store = store
-
-    async def counts(self, tenant_id: str, mailboxes: tuple[str, ...]) -> tuple[int, int]:
-        messages = await self._store.messages(tenant_id, mailboxes)
-        new = sum(1 for m in messages if not m.heard)
-        return new, len(messages) - new
-
-
-def _records(snapshot: Snapshot) -> bool:
-    """[recording] Does any number have the recording option?"""
-    return any(n.options.recording for n in snapshot.numbers.values())
-
-
-def _media_uris(config: Config) -> list[str]:
-    """The address hosts of the configured external media services (`[media] uri`); names
-    are left out (the flood guard takes addresses)."""
-    from switch.proxy.diversion import MediaService
-
-    uri = config.extra.get("media", {}).get("uri")
-    if not uri:
-        return []
-    hosts = [u.host.strip("[]") for u in MediaService.parse(uri).uris]
-    return [h for h in hosts if _is_address(h)]
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _tune_gc() -> None:
-    """Keep the cyclic garbage collector off the call path once the process has started.
-
-    Measured with tests/bench/profile_switch.py (300 calls/s): with the default thresholds
-    the full collections scanned the whole start-up heap (snapshot, modules) plus every
-    lingering transaction, ~150 ms each, ~15 % of the switch's CPU, and every one is a pause
-    that retransmissions pile up behind. The start-up heap is moved to the permanent
-    generation (gc.freeze: never scanned again; frozen objects are still freed by reference
-    counting, only a cycle among them would outlive its use) and the young generation is
-    collected every 2,000 allocations instead of 700 (see below). Calls no longer leave
-    reference cycles behind (the proxy breaks them when a call ends; a GC probe found no
-    cyclic garbage), so the
-    older generations are collected rarely too: at 1,000 calls/s the default (10, 10) made
-    ~1 middle-generation collection a second (up to 80 ms each) that freed nothing. Full
-    collections still run (every 100 middle ones, and CPython's 1/4 rule), so a cycle that
-    does appear is reclaimed eventually.
-
-    The young threshold is 2,000, not 10,000 (issue 11, python_gc_pause_seconds at 500
-    calls/s, 12 s runs): a young collection's pause grows with the objects it scans, and with
-    10,000 each stopped the loop 2-10 ms (up to 50 ms on the busy 2-core machine), ~5 a
-    second, a share of the INVITE->180 p99; with 2,000, ~25 a second, 90 % under 1 ms, none
-    over 10 ms, for the same CPU per call (1.40-1.52 vs 1.46-1.47 CPU-ms). The middle
-    threshold rises to 5,000 so that middle collections stay as rare as before (~every
-    200 s)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*_GC_THRESHOLDS)
-
-
-def make_state(config: Config, *, node_id: str | None = None) -> StateBackend:
-    """The runtime-state backend `state.url` names (validated by the config). `node_id`: the
-    workers of one `serve` are one node (their connection ids are unique among them)."""
-    if config.state_url == "memory":
-        return MemoryState()
-    state = RedisState(config.state_url, timeout=config.state_timeout, node_id=node_id)
-    log.info("runtime state in redis, node id %s", state.node_id)  # not the URL: a password
-    return state
-
-
-def _default_source(config: Config) -> SnapshotSource:
-    if config.seed is not None:
-        return seed_source(config.seed)
-    return static_source(Snapshot.empty(realm=config.realm or "softswitch"))
 
 
 # --------------------------------------------------------------------------- HTTP

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .. import rules
+from .. import fields, rules
 from ..credentials import ha1_pair
 from ..errors import Conflict, NotFound
 from ..model import Device, DeviceKind
@@ -113,7 +113,7 @@ class DeviceService(StoreService):
     ) -> Page[DeviceInfo]:
         """Ordered by id."""
         principal.require_tenant(tenant_id)
-        want = None if kind is None else rules.parse_enum(DeviceKind, kind, "kind")
+        want = None if kind is None else fields.parse_enum(DeviceKind, kind, "kind")
         after = decode_cursor(cursor, 1)
         n = page_limit(limit)
         async with self.store.read() as tx:
@@ -138,7 +138,7 @@ class DeviceService(StoreService):
             device = find_device(st, device_id)
             changes = _changes(data)
             if not isinstance(data.password, Unset):
-                password = rules.check_password(data.password)
+                password = fields.check_password(data.password)
                 md5, sha = ha1_pair(device.username, await meta.realm(tx), password)
                 changes |= {"ha1_md5": md5, "ha1_sha256": sha}
             new = replace(device, **changes)
@@ -181,7 +181,7 @@ def _changes(data: DeviceUpdate) -> dict[str, Any]:
     """The `Device` fields a `DeviceUpdate` sets, checked (the password aside)."""
     changes: dict[str, Any] = {}
     if not isinstance(data.display_name, Unset):
-        changes["display_name"] = rules.optional_text(
+        changes["display_name"] = fields.optional_text(
             data.display_name, "display_name", rules.DISPLAY_NAME_MAX
         )
     if not isinstance(data.presented_number, Unset):
@@ -196,7 +196,7 @@ def _changes(data: DeviceUpdate) -> dict[str, Any]:
 async def new_device(tx: Tx, tenant_id: str, data: DeviceCreate, default_number: str) -> Device:
     """A checked new `Device` of the tenant (not written yet): username and id free, the
     password hashed with the store's realm. Used for the basic ID of a new tenant too."""
-    username = rules.check_username(data.username)
+    username = fields.check_username(data.username)
     device_id = data.id or new_id("d")
     if await devices.username_taken(tx, username):
         raise Conflict(
@@ -204,12 +204,12 @@ async def new_device(tx: Tx, tenant_id: str, data: DeviceCreate, default_number:
         )
     if await devices.id_taken(tx, device_id):
         raise Conflict("id-taken", f"device id {device_id!r} exists", {"id": device_id})
-    md5, sha = ha1_pair(username, await meta.realm(tx), rules.check_password(data.password))
+    md5, sha = ha1_pair(username, await meta.realm(tx), fields.check_password(data.password))
     return Device(
         id=device_id,
         tenant_id=tenant_id,
         username=username,
-        kind=rules.parse_enum(DeviceKind, data.kind, "kind"),
+        kind=fields.parse_enum(DeviceKind, data.kind, "kind"),
         ha1_md5=md5,
         ha1_sha256=sha,
         presented_number=(
@@ -217,7 +217,9 @@ async def new_device(tx: Tx, tenant_id: str, data: DeviceCreate, default_number:
             if data.presented_number
             else default_number
         ),
-        display_name=rules.optional_text(data.display_name, "display_name", rules.DISPLAY_NAME_MAX),
+        display_name=fields.optional_text(
+            data.display_name, "display_name", rules.DISPLAY_NAME_MAX
+        ),
         free_calls_10min=bool(data.free_calls_10min),
         web_phonebook=bool(data.web_phonebook),
     )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from .. import rules
+from .. import fields
 from ..errors import Conflict, NotFound
 from ..model import Gateway
 from ..store.base import Tx, utcnow_text
@@ -47,7 +47,7 @@ class GatewayService(StoreService):
 
     async def create_gateway(self, principal: Principal, data: GatewayInput) -> Gateway:
         principal.require_operator()
-        gw = rules.check_gateway(
+        gw = fields.check_gateway(
             data.id or new_id("gw"),
             data.name,
             data.host,
@@ -77,7 +77,7 @@ class GatewayService(StoreService):
         principal.require_operator()
         async with self.store.write() as tx:
             old = await _find(tx, gateway_id)
-            gw = rules.check_gateway(
+            gw = fields.check_gateway(
                 old.id,
                 _pick(data.name, old.name),
                 _pick(data.host, old.host),

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .. import rules
+from .. import fields, rules
 from ..errors import Conflict, RuleViolation
 from ..model import Number, NumberKind, Tenant
 from ..store.base import Tx, utcnow_text
@@ -69,7 +69,7 @@ class NumberService(StoreService):
         number-taken, ring-group-empty, ring-group-not-own-ids, invalid-ring-delay."""
         principal.require_tenant(tenant_id)
         e164 = rules.parse_number(data.number)
-        kind = rules.parse_enum(NumberKind, data.kind, "kind")
+        kind = fields.parse_enum(NumberKind, data.kind, "kind")
         if kind is NumberKind.CONTRACT:
             raise RuleViolation(
                 "contract-number-exists",
@@ -90,9 +90,9 @@ class NumberService(StoreService):
                 tenant_id=tenant_id,
                 kind=kind,
                 ring_group=group,
-                label=rules.optional_text(data.label, "label", rules.LABEL_MAX),
+                label=fields.optional_text(data.label, "label", rules.LABEL_MAX),
                 label_in_display_name=bool(data.label_in_display_name),
-                app_ring_delay=rules.number_field(data.app_ring_delay, "app_ring_delay"),
+                app_ring_delay=fields.number_field(data.app_ring_delay, "app_ring_delay"),
             )
             rules.check_tenant(st.tenant, st.devices, [*st.numbers, number], st.prompt_ids)
             await numbers.insert_number(tx, number, utcnow_text())
@@ -115,7 +115,7 @@ class NumberService(StoreService):
         """Ordered by E.164."""
         principal.require_tenant(tenant_id)
         after = decode_cursor(cursor, 1)
-        want = None if kind is None else rules.parse_enum(NumberKind, kind, "kind")
+        want = None if kind is None else fields.parse_enum(NumberKind, kind, "kind")
         async with self.store.read() as tx:
             st = await tenant_state(tx, tenant_id)
         # A tenant has at most a handful of numbers: filter the loaded state.
@@ -178,15 +178,15 @@ def _changes(data: NumberUpdate) -> dict[str, Any]:
     if not isinstance(data.ring_group, Unset):
         changes["ring_group"] = tuple(str(x) for x in data.ring_group)
     if not isinstance(data.label, Unset):
-        changes["label"] = rules.optional_text(data.label, "label", rules.LABEL_MAX)
+        changes["label"] = fields.optional_text(data.label, "label", rules.LABEL_MAX)
     if not isinstance(data.label_in_display_name, Unset):
         changes["label_in_display_name"] = bool(data.label_in_display_name)
     if not isinstance(data.app_ring_delay, Unset):
-        changes["app_ring_delay"] = rules.number_field(data.app_ring_delay, "app_ring_delay")
+        changes["app_ring_delay"] = fields.number_field(data.app_ring_delay, "app_ring_delay")
     if not isinstance(data.max_ring_time, Unset):
-        changes["max_ring_time"] = rules.number_field(data.max_ring_time, "max_ring_time")
+        changes["max_ring_time"] = fields.number_field(data.max_ring_time, "max_ring_time")
     if not isinstance(data.voicemail_ring_time, Unset):
-        changes["voicemail_ring_time"] = rules.int_field(
+        changes["voicemail_ring_time"] = fields.int_field(
             data.voicemail_ring_time, "voicemail_ring_time"
         )
     if not isinstance(data.recording_notice, Unset):

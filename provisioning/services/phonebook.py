@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import rules
+from .. import fields, rules
 from ..errors import NotFound, PhonebookImportRejected
 from ..phonebook_csv import parse_phonebook_csv
 from ..records import PhonebookEntry
@@ -51,7 +51,7 @@ class PhonebookService(StoreService):
     ) -> PhonebookEntry:
         """Errors: phonebook-full, invalid-input."""
         principal.require_tenant(tenant_id)
-        row = rules.check_phonebook_entry(data.name, data.number, data.company, data.note)
+        row = fields.check_phonebook_entry(data.name, data.number, data.company, data.note)
         entry_id = new_id("pb")
         async with self.store.write() as tx:
             await require_tenant(tx, tenant_id)
@@ -87,7 +87,7 @@ class PhonebookService(StoreService):
         self, principal: Principal, tenant_id: str, entry_id: str, data: PhonebookEntryInput
     ) -> PhonebookEntry:
         principal.require_tenant(tenant_id)
-        row = rules.check_phonebook_entry(data.name, data.number, data.company, data.note)
+        row = fields.check_phonebook_entry(data.name, data.number, data.company, data.note)
         async with self.store.write() as tx:
             await _entry(tx, tenant_id, entry_id)
             await phonebook.update_entry(tx, entry_id, row, utcnow_text())

@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Protocol
 
-from .. import rules
+from .. import fields, rules
 from ..errors import NotFound, ProvisioningError, RuleViolation, TooLarge
 from ..records import PromptInfo
 from ..store.base import utcnow_text
@@ -105,11 +105,11 @@ class PromptService(StoreService):
         """Errors: too-many-prompts, prompt-too-large, invalid-input (empty audio or name);
         with `convert`, the `AUDIO_ERROR_IDS` (an empty upload is then audio-empty)."""
         principal.require_tenant(tenant_id)
-        name = rules.text_field(name, "name", 1, rules.PROMPT_NAME_MAX)
+        name = fields.text_field(name, "name", 1, rules.PROMPT_NAME_MAX)
         if convert is not None and not audio:
             raise audio_refused("audio-empty", "the uploaded file is empty")
         rules.check_prompt_audio(audio)
-        content_type = rules.text_field(content_type, "content_type", 1, rules.CONTENT_TYPE_MAX)
+        content_type = fields.text_field(content_type, "content_type", 1, rules.CONTENT_TYPE_MAX)
         if convert is not None:
             await self._check_room(tenant_id)  # refuse before spending CPU on the file
             audio = await _converted(convert, audio)

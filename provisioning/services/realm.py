@@ -6,7 +6,7 @@ Every HA1 hash is computed with the realm, so it can change only while no device
 
 from __future__ import annotations
 
-from .. import rules
+from .. import fields, rules
 from ..errors import RuleViolation
 from ..store.base import Tx
 from ..store.queries import devices, meta
@@ -27,7 +27,7 @@ class RealmService(StoreService):
         """Operator only; refused (`realm-locked`) once any device exists, since every HA1
         depends on it."""
         principal.require_operator()
-        realm = rules.text_field(realm, "realm", 1, rules.REALM_MAX)
+        realm = fields.text_field(realm, "realm", 1, rules.REALM_MAX)
         async with self.store.write() as tx:
             await change_realm(tx, realm)
 

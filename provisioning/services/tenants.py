@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-from .. import rules
+from .. import fields, rules
 from ..errors import Conflict, NotFound, RuleViolation
 from ..model import Number, NumberKind, Tenant, TenantStatus, is_toll_free
 from ..store.audit import note_tenant
@@ -67,7 +67,7 @@ class TenantService(StoreService):
         principal.require_operator()
         tenant = Tenant(
             id=data.id or new_id("t"),
-            name=rules.text_field(data.name, "name", 1, rules.TENANT_NAME_MAX),
+            name=fields.text_field(data.name, "name", 1, rules.TENANT_NAME_MAX),
             timezone=rules.check_timezone(data.timezone),
             identity_verified=bool(data.identity_verified),
         )
@@ -152,18 +152,18 @@ class TenantService(StoreService):
     ) -> Tenant:
         """Replaces the tenant's holiday list (the "holiday" day kind of the schedule)."""
         principal.require_tenant(tenant_id)
-        holidays = frozenset(rules.parse_date(d) for d in days)
+        holidays = frozenset(fields.parse_date(d) for d in days)
         return await self._update(tenant_id, lambda t: replace(t, holidays=holidays))
 
     async def add_holiday(self, principal: Principal, tenant_id: str, day: date) -> Tenant:
         principal.require_tenant(tenant_id)
-        d = rules.parse_date(day)
+        d = fields.parse_date(day)
         return await self._update(tenant_id, lambda t: replace(t, holidays=t.holidays | {d}))
 
     async def remove_holiday(self, principal: Principal, tenant_id: str, day: date) -> Tenant:
         """Removing a day that is not a holiday is a no-op."""
         principal.require_tenant(tenant_id)
-        d = rules.parse_date(day)
+        d = fields.parse_date(day)
         return await self._update(tenant_id, lambda t: replace(t, holidays=t.holidays - {d}))
 
     async def _update(self, tenant_id: str, change: Callable[[Tenant], Tenant]) -> Tenant:
@@ -179,11 +179,11 @@ def _changes(data: TenantUpdate) -> dict[str, Any]:
     """The `Tenant` fields a `TenantUpdate` sets, checked."""
     changes: dict[str, Any] = {}
     if not isinstance(data.name, Unset):
-        changes["name"] = rules.text_field(data.name, "name", 1, rules.TENANT_NAME_MAX)
+        changes["name"] = fields.text_field(data.name, "name", 1, rules.TENANT_NAME_MAX)
     if not isinstance(data.timezone, Unset):
         changes["timezone"] = rules.check_timezone(data.timezone)
     if not isinstance(data.identity_verified, Unset):
         changes["identity_verified"] = bool(data.identity_verified)
     if not isinstance(data.status, Unset):
-        changes["status"] = rules.parse_enum(TenantStatus, data.status, "status")
+        changes["status"] = fields.parse_enum(TenantStatus, data.status, "status")
     return changes

@@ -1,7 +1,7 @@
 """The stateful forking proxy (RFC 3261 §16): the transaction user for every request that is
 not a REGISTER.
 
-Wiring (switch/app.py)::
+Wiring (switch/wiring.py `make_proxy`)::
 
     proxy = Proxy(
         sender=sender,                  # switch.tu.Sender

@@ -9,7 +9,7 @@ like Kamailio's ratelimit/pike) is to refuse part of the *new* work early and ch
 that what is accepted still completes.
 
 The measured signal is the *delay* a new message waits before the switch handles it,
-sampled every `interval` seconds by the glue (switch.transport.manager) as the larger of:
+sampled every `interval` seconds by the glue (switch.transport.overload_gate) as the larger of:
 
 - **event-loop lag**: how late a periodic timer fires. Catches stalls (a long GC pause, a
   blocking call, a burst of timers) that delay every message;

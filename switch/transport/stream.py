@@ -1,8 +1,9 @@
 """TCP/TLS connections: one asyncio.Protocol per connection, framing with StreamFramer.
 
 A connection knows nothing about transactions; it hands framed messages and errors to its
-owner (`StreamOwner`, the TransportManager), which also keeps the connection registry and
-decides when a connection has been idle too long (switch.transport.admission: `state`
+owner (`StreamOwner`, the TransportManager), whose `ConnectionTable` (switch.transport.
+connections) keeps the registry and decides when a connection has been idle too long
+(switch.transport.admission: `state`
 records when it opened, its last octet and its last complete message, and whether it is
 trusted).
 """

@@ -16,7 +16,7 @@ What is measured:
   it is submit + rating + encoding + the asyncpg client side (PostgreSQL's own CPU is another
   process and not counted);
 - submit latency: every `submit()` timed on its own (perf_counter): p50, p99, max µs;
-- the garbage collector is tuned as `softswitch serve` tunes it (switch/app.py `_tune_gc`);
+- the garbage collector is tuned as `softswitch serve` tunes it (switch/wiring.py `tune_gc`);
 - the producer never blocks: the same with the database stalled (every batch write takes 1 s):
   submits stay at microseconds, the overflow goes to the spool (counted), nothing waits.
 
@@ -56,8 +56,8 @@ from provisioning.model import DeviceKind
 from provisioning.records import CallDirection, CallOutcome, CallRecord
 from provisioning.services.cdrs import CallRecordRepo
 from provisioning.store import open_store
-from switch.app import _tune_gc
 from switch.cdr_writer import CdrWriter, WriterSettings
+from switch.wiring import tune_gc
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 START = datetime(2026, 11, 10, 1, 0, tzinfo=UTC)
@@ -187,7 +187,7 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
                 async with store.data() as tx:
                     await tx.execute("TRUNCATE cdrs CASCADE")
                 records = [mix(i) for i in range(args.cdrs)]
-                _tune_gc()  # as `serve` runs: start-up heap frozen, young generation 2,000
+                tune_gc()  # as `serve` runs: start-up heap frozen, young generation 2,000
                 settings = WriterSettings(batch_size=batch, max_queue=max(2000, 4 * batch))
                 repo = CallRecordRepo(store, pg_form=form)
                 result = await run_case(f"{form} batch {batch}", repo, records, settings, feed=True)

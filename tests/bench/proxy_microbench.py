@@ -15,7 +15,7 @@ is counted, in CPU time of this process (`time.process_time`: other processes on
 machine do not inflate it; `--clock wall` uses `time.perf_counter`). Building and parsing the
 peers' messages happens outside the clock, so the number is the proxy's own cost per call
 (routing, forking, leases, message edits). The garbage collector runs with the switch's
-settings (switch.app._tune_gc).
+settings (switch.wiring.tune_gc).
 
 `--cdrs on` gives the proxy the call-record tracker (billing.cdr.CallRecords) and the CDR
 writer's `submit` (switch/cdr_writer.py, not started: the bench empties its queue after each
@@ -229,7 +229,7 @@ async def run(calls: int, clock: str, cdrs: bool = False) -> float:
     for n in range(200):  # warm-up (caches, first-call imports)
         await bench.call(-n - 1)
     bench.inside = 0.0
-    # The switch's garbage-collector settings (switch.app._tune_gc): start-up heap frozen,
+    # The switch's garbage-collector settings (switch.wiring.tune_gc): start-up heap frozen,
     # young generation every 2,000 allocations.
     gc.collect()
     gc.freeze()

@@ -1,7 +1,8 @@
 """The layer contract of the whole code base, checked by walking every module's imports (an ast
 walk: nothing is imported or executed) against the table below. Arrows only point down:
 
-    composition root   switch.app, switch.node, switch.cli*, switch.config, switch.prompt_source,
+    composition root   switch.app, switch.wiring (its helpers), switch.node, switch.cli*,
+                       switch.config, switch.prompt_source,
                        switch.workers (worker processes),
                        switch.cdr_writer, switch.relaying, switch.recordings, switch.live,
                        switch.__main__                               (may import anything)
@@ -64,6 +65,7 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "media.relay": ("media", "switch.eager", *DATA),
     # the composition root
     "switch.app": PACKAGES,
+    "switch.wiring": PACKAGES,
     "switch.node": PACKAGES,
     "switch.live": PACKAGES,
     "switch.cli": PACKAGES,

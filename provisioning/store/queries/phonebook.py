@@ -10,7 +10,7 @@ from ..base import Row, Tx
 from .sql import Where, like, ts
 
 if TYPE_CHECKING:
-    from ...rules import PhonebookRow
+    from ...fields import PhonebookRow
 
 __all__ = [
     "count",

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from switch import app as app_module
+from switch import wiring
 from switch.app import SwitchApp
 from switch.config import Config, HostPort
 from switch.sip.target import Target
@@ -48,7 +48,7 @@ async def test_redis_url_builds_redis_state_closed_on_stop(
             closed.append(self)
             await super().close()
 
-    monkeypatch.setattr(app_module, "RedisState", Tracked)
+    monkeypatch.setattr(wiring, "RedisState", Tracked)  # what make_state builds
     other_node = RedisState(REDIS_URL, prefix=prefix, node_id="other")
     raw = Redis.from_url(REDIS_URL, decode_responses=True)
     sw = SwitchApp(config(tmp_path, REDIS_URL))

@@ -2,7 +2,7 @@
 import executed) against the table below, and the places SQL may live.
 
     model layer   model, diff, credentials, records, errors     pure values, no I/O
-    rules         rules, phonebook_csv, seed                    pure checks and parsing
+    rules         rules, fields, phonebook_csv, seed            pure checks and parsing
     store         store.*  (store.queries.*: all the SQL)       the database seam
     services      services.*                                    rules + store, no HTTP
     api           api.*                                         HTTP over the services only
@@ -26,16 +26,16 @@ ROOT = Path(provisioning.__file__).parent
 COMPOSITION_ROOT: set[str] = set()
 
 MODEL = {"model", "diff", "credentials", "records", "errors"}
-RULES = MODEL | {"rules", "phonebook_csv", "seed"}
-STORE = MODEL | {"rules", "store"}
+RULES = MODEL | {"rules", "fields", "phonebook_csv", "seed"}
+STORE = MODEL | {"rules", "fields", "store"}
 SERVICES = RULES | {"store", "services"}
-API = MODEL | {"rules", "services", "api"}
+API = MODEL | {"rules", "fields", "services", "api"}
 GLUE = SERVICES | {"live"}
 
 # The first name after "provisioning." -> what a module there may import from provisioning.
 ALLOWED: dict[str, set[str]] = {
     **{name: MODEL for name in MODEL},
-    **{name: RULES for name in ("rules", "phonebook_csv", "seed")},
+    **{name: RULES for name in ("rules", "fields", "phonebook_csv", "seed")},
     "store": STORE,
     "services": SERVICES,
     "api": API,
@@ -43,7 +43,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 # Libraries that mean I/O: never in the pure layers.
 IO_LIBRARIES = {"asyncio", "aiohttp", "asyncpg", "aiosqlite", "sqlite3", "socket"}
-PURE = MODEL | {"rules", "phonebook_csv"}
+PURE = MODEL | {"rules", "fields", "phonebook_csv"}
 FOREIGN_PACKAGES = {"switch", "routing", "media"}
 
 

@@ -7,7 +7,7 @@ from types import MappingProxyType
 
 import pytest
 
-from provisioning import phonebook_csv, rules
+from provisioning import fields, phonebook_csv, rules
 from provisioning.errors import ERROR_IDS, InvalidInput, ProvisioningError, RuleViolation
 from provisioning.model import (
     AfterHours,
@@ -284,7 +284,7 @@ def test_phonebook_csv_encodings() -> None:
 
 
 def test_phonebook_entry_limits() -> None:
-    rules.check_phonebook_entry("x" * 100, "03")
-    assert error_of(rules.check_phonebook_entry, "x" * 101, "0311112222").status == 400
-    assert error_of(rules.check_phonebook_entry, "x", "0").status == 400
-    assert error_of(rules.check_phonebook_entry, "x", "1" * 21).status == 400
+    fields.check_phonebook_entry("x" * 100, "03")
+    assert error_of(fields.check_phonebook_entry, "x" * 101, "0311112222").status == 400
+    assert error_of(fields.check_phonebook_entry, "x", "0").status == 400
+    assert error_of(fields.check_phonebook_entry, "x", "1" * 21).status == 400

@@ -250,7 +250,7 @@ async def test_the_endpoint_trusts_a_connection_when_it_accepts_a_register(
         writer.write(register("reg"))
         line = await asyncio.wait_for(reader.readline(), WAIT)
         assert line.startswith(f"SIP/2.0 {status} ".encode())
-        source = next(iter(tm._conns.values())).peer
+        source = next(iter(tm._conns.by_id.values())).peer
         assert source is not None and tm.is_trusted(source) is trusted
         if trusted:
             await asyncio.sleep(0.8)

@@ -146,14 +146,14 @@ async def test_the_udp_delay_probe_measures_the_receive_queue() -> None:
     await tm.start(("127.0.0.1", 0), None, None)
     try:
         await asyncio.sleep(0.3)
-        assert not tm._overload.active
+        assert not tm._gate.control.active
         assert tm._udp is not None
         tm._udp.pause_reading()
         await asyncio.sleep(0.5)
-        assert tm._overload.active and tm._overload.delay >= 0.4
+        assert tm._gate.control.active and tm._gate.control.delay >= 0.4
         tm._udp.resume_reading()
         await asyncio.sleep(0.2)
-        assert tm._overload.delay < 0.1
+        assert tm._gate.control.delay < 0.1
         lag = tm.metrics.value("sip_event_loop_lag_seconds_sum")
         assert lag < 0.1 * tm.metrics.value("sip_event_loop_lag_seconds_count")  # on time
     finally:
@@ -170,11 +170,11 @@ async def test_lost_delay_probes_are_forgotten_once_a_later_one_arrives() -> Non
         tm._udp.pause_reading()
         t0 = asyncio.get_running_loop().time()
         for _ in range(3):  # three probes sent 1 s ago: the first two are lost
-            tm._send_echo(t0 - 1.0)
-        tm._echo_received(2 * (2 + (tm._echo_next - 1) % 32))  # the third arrives now
-        assert tm._echo_oldest == tm._echo_next
-        assert tm._send_echo(t0) >= 0.9  # the one that arrived took 1 s
-        assert tm._send_echo(t0 + 0.01) == pytest.approx(0.01)  # not the lost ones' age
+            tm._gate.probe.sample(t0 - 1.0)
+        tm._gate.probe.received(2 * (2 + (tm._gate.probe._next - 1) % 32))  # the third arrives now
+        assert tm._gate.probe._oldest == tm._gate.probe._next
+        assert tm._gate.probe.sample(t0) >= 0.9  # the one that arrived took 1 s
+        assert tm._gate.probe.sample(t0 + 0.01) == pytest.approx(0.01)  # not the lost ones' age
     finally:
         tm._udp.resume_reading()
         await tm.close()
@@ -209,7 +209,7 @@ async def test_invites_waiting_in_a_suspended_tu_count_as_delay() -> None:
         sock.sendto(request("INVITE", "slow1"), tm.bound["udp"])
         await asyncio.sleep(0.5)
         assert core.routing_delay(asyncio.get_running_loop().time()) >= 0.4
-        assert tm._overload.active  # a standing delay over 0.1 s
+        assert tm._gate.control.active  # a standing delay over 0.1 s
         slow.go.set()
         await asyncio.sleep(0.05)
         assert core.routing_delay(asyncio.get_running_loop().time()) == 0.0
