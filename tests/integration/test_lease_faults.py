@@ -185,6 +185,7 @@ async def test_an_acquire_held_by_the_network_leaves_no_channel_taken() -> None:
             # the breaker's cooldown (1 s) and the undo's retries (0.25 s doubling) pass
             await asyncio.sleep(3.0)
             assert await raw.zcard(f"{prefix}ch:t") == 0
+            assert not await raw.exists(f"{prefix}c:held-call")  # its record went with it
             assert await calls.acquire("t", "next-call", 1)  # not busy
         finally:
             await state.close()
