@@ -731,7 +731,11 @@ class RedisState(GuardOps):
     @_redis_op
     async def refresh_call(self, record: CallRecord, ttl: float, now: float) -> bool:
         args = [
-            record.call_id, _num(now + ttl), _num(now), self._ttl(ttl), *self._record_args(record)
+            record.call_id,
+            _num(now + ttl),
+            _num(now),
+            self._ttl(ttl),
+            *self._record_args(record),
         ]
         keys = [self._lease_key(record.tenant_id), *self._call_keys(record)]
         if record.also is not None:
