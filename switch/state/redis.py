@@ -18,8 +18,11 @@ Keys (P = the prefix, "softswitch:" by default; <dev> a device id, <t> a tenant 
   P end:<node> list   Call-IDs other nodes asked this node to end (Redis TTL 60 s)
 
 Every write that touches several keys is one Lua script (atomic, no interleaving with other
-nodes); `claim_device` and `acquire_channel` are the check-and-set ones. Scripts run by
-EVALSHA with a transparent reload on NOSCRIPT (redis-py `register_script`).
+nodes); `claim_device` and `acquire_channel` are the check-and-set ones. A call's lease and
+its record change in one script each (`acquire_call`, `refresh_call`, `release_call`), so an
+inbound call answered then hung up costs 4 round trips: `routing_lookup` (MULTI/EXEC), the
+acquire, the answer's refresh, the release (tests/bench/redis_calls_bench.py counts them).
+Scripts run by EVALSHA with a transparent reload on NOSCRIPT (redis-py `register_script`).
 
 Numbers: deadlines are computed in Python and passed as `repr(float)` strings; Lua only
 compares them (`tonumber` is exact) and hands the caller's strings to ZADD/HSET. Lua must

@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     setup = next(s for s in SETUPS if s.workers == 1 and s.redis)
     tenant = f"rc{uuid.uuid4().hex[:8]}"
     url = f"redis://127.0.0.1:6379/{args.db}"
+    s = None
     target, sw = start(setup, work / "switch", step_seed(tenant), url)
     try:
         uas_port = free_port()
@@ -129,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sw.stop()
         stop.set()
-        shutil.rmtree(work, ignore_errors=True)
+        if s is None or s.ok:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log(f"failed step: {work} kept")
     calls = s.uac_successful or 1
     log(f"{s.uac_successful}/{s.calls} calls ok, {s.uac_failed} failed, {s.seconds} s; "
         f"switch {s.cpu_s_per_1000_calls} CPU-s per 1,000 calls at {args.rate}/s; "
