@@ -93,10 +93,7 @@ class SwitchLive:
                 if elsewhere:
                     assert record.node is not None
                     await self._state.request_end(record.node, call_id)
-                await self._state.release_channel(record.tenant_id, call_id)
-                if record.also is not None:
-                    await self._state.release_channel(record.also, call_id)
-                await self._state.remove_call(call_id)
+                await self._state.release_call(record.tenant_id, call_id, record.also)
             except StateUnavailable as exc:
                 raise LiveUnavailable(str(exc)) from exc
         return CallEnded(call_id=call_id, signalled=signalled, node=record.node or self.node)

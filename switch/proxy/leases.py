@@ -36,6 +36,12 @@ call was set up through another node) looks the record up and releases what it n
 leases survive the loss of the process that took them. The record is also what operators
 list (the API's active calls, from every node).
 
+Round trips: the lease and the record change together, each change in one call of the
+state backend (base.py, Calls; one Lua script on Redis): `acquire_call` at the INVITE,
+`refresh_call` at the answer (the record's `answered` goes with the refresh the answer
+triggers) and at each in-dialog request, `release_call` at the end (both leases and the
+record). Only rare paths cost more: a refresh that finds the lease expired, `also_count`.
+
 Releases are idempotent and retried: a release removes the Call-ID's own lease (never
 "one of the tenant's"), so doing it twice is a no-op; a backend that fails (Redis blip) gets
 the release again with backoff (`RETRY_FIRST`, doubling up to `RETRY_CAP`, for at most
@@ -162,18 +168,17 @@ class ActiveCalls:
         failure raises StateUnavailable, and whatever it may have applied is released."""
         ttl = self.default_ttl if ttl is None else ttl
         now = self._wall()
+        record = CallRecord(
+            call_id=call_id, tenant_id=tenant_id, until=now + ttl, started=now,
+            caller=caller, called=called, node=self.owner,
+        )  # fmt: skip
         try:
-            ok = await self._state.acquire_channel(tenant_id, call_id, limit, ttl, now)
+            ok = await self._state.acquire_call(record, limit, ttl, now)
         except StateUnavailable:
             self._undo_acquire(tenant_id, call_id)
             raise
         if ok:
-            record = CallRecord(
-                call_id=call_id, tenant_id=tenant_id, until=now + ttl, started=now,
-                caller=caller, called=called, node=self.owner,
-            )  # fmt: skip
-            lease = self._leases[call_id] = _Lease(tenant_id, limit, ttl, now + ttl, record)
-            self._write_record(call_id, lease)
+            self._leases[call_id] = _Lease(tenant_id, limit, ttl, now + ttl, record)
         return ok
 
     def _undo_acquire(self, tenant_id: str, call_id: str) -> None:
@@ -183,7 +188,7 @@ class ActiveCalls:
             return
 
         async def undo() -> None:
-            await self._state.release_channel(tenant_id, call_id)
+            await self._state.release_call(tenant_id, call_id, None)  # the record too
 
         async def undo_late() -> None:
             await asyncio.sleep(self.late_write_bound)
@@ -203,6 +208,8 @@ class ActiveCalls:
         self._spawn(self._retrying(call_id, write))
 
     def _update(self, call_id: str, **changes: Any) -> None:
+        """Change the call's record and write it on its own (the refreshes write it with
+        the lease: `refresh`)."""
         lease = self._leases.get(call_id)
         if lease is not None:
             lease.record = dataclasses.replace(lease.record, **changes)
@@ -246,15 +253,18 @@ class ActiveCalls:
             lease.ttl = ttl
         now = self._wall()
         lease.deadline = now + lease.ttl
-        self._update(call_id, until=lease.deadline)
-        ok = await self._state.refresh_channel(lease.tenant_id, call_id, lease.ttl, now)
+        lease.record = dataclasses.replace(lease.record, until=lease.deadline)
+        # One round trip: the lease, the `also` lease and the record, only if the lease is
+        # live (the backend never takes a lease again in a refresh).
+        ok = await self._state.refresh_call(lease.record, lease.ttl, now)
         # A BYE may release the lease while we wait: never take it again then (a re-acquire
         # racing with the release would hold the channel for the whole TTL).
         if not ok and self._leases.get(call_id) is lease:
             # it expired meanwhile: the call is evidently alive, count it again
-            await self._state.acquire_channel(lease.tenant_id, call_id, lease.limit, lease.ttl, now)
-        if lease.also is not None and self._leases.get(call_id) is lease:
-            await self._state.acquire_channel(lease.also, call_id, _UNCOUNTED, lease.ttl, now)
+            if not await self._state.acquire_call(lease.record, lease.limit, lease.ttl, now):
+                await self._state.put_call(lease.record)  # uncounted, still findable
+            if lease.also is not None and self._leases.get(call_id) is lease:
+                await self._state.acquire_channel(lease.also, call_id, _UNCOUNTED, lease.ttl, now)
         if self._leases.get(call_id) is not lease:  # released meanwhile: release again
             tenant_id, also = lease.tenant_id, lease.also
             await self._retrying(call_id, lambda: self._release_lease(call_id, tenant_id, also))
@@ -267,8 +277,9 @@ class ActiveCalls:
             self._metrics.calls_active.inc()
             lease = self._leases.get(call_id)
             if lease is not None and lease.record.answered is None:
-                self._update(call_id, answered=self._wall())
-        self.touch(call_id, interval)  # the dialog's TTL counts from the answer
+                lease.record = dataclasses.replace(lease.record, answered=self._wall())
+        # the dialog's TTL counts from the answer; the refresh writes the record with it
+        self.touch(call_id, interval)
 
     def failed(self, call_id: str) -> None:
         """The initial INVITE ended without a 2xx: give the channel back."""
@@ -324,12 +335,9 @@ class ActiveCalls:
             )
 
     async def _release_lease(self, call_id: str, tenant_id: str, also: str | None) -> None:
-        """Every part is idempotent (keyed by the Call-ID): safe to run again after a
-        failure part-way."""
-        await self._state.release_channel(tenant_id, call_id)
-        if also is not None:
-            await self._state.release_channel(also, call_id)
-        await self._state.remove_call(call_id)
+        """Both leases and the record at once; idempotent (keyed by the Call-ID): safe to
+        run again after a failure."""
+        await self._state.release_call(tenant_id, call_id, also)
 
     async def _retrying(self, call_id: str, op: Callable[[], Awaitable[object]]) -> None:
         """Run `op` until it gets through the backend: backoff from RETRY_FIRST doubling to

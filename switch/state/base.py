@@ -54,7 +54,11 @@ Calls (the channel leases' dialogs: switch/proxy/leases.py)
 tenant, the second lease key) and what operators see of it (caller, number, since when,
 answered, node). It lives as long as the lease (`until`, refreshed with it); `calls(tenant)`
 lists a tenant's live ones from every node. `put_call` stamps the backend's node id on a
-record without one, like `put_binding`. `request_end`/`ends_requested` carry an operator's
+record without one, like `put_binding`. A call's lease and record change together, so three
+methods do both at once (one round trip and atomic on a shared backend, the same effect as
+the calls they name): `acquire_call` (the lease, then the record), `refresh_call` (the
+leases and the record, only while the lease is live: a refresh never takes a lease again) and
+`release_call` (both leases and the record). `request_end`/`ends_requested` carry an operator's
 "end this call" to the node holding its dialog.
 
 Outbound usage (toll-fraud caps, routing.caps)
@@ -243,6 +247,24 @@ class StateBackend(Protocol):
     # ------------------------------------------------------------------ calls
     async def put_call(self, record: CallRecord) -> None:
         """Insert or replace the record of `record.call_id` (live until `record.until`)."""
+        ...
+
+    async def acquire_call(self, record: CallRecord, limit: int, ttl: float, now: float) -> bool:
+        """`acquire_channel(record.tenant_id, record.call_id, limit, ttl, now)` and, when it
+        took the lease, `put_call(record)`; nothing is written when it refuses (or raises
+        StateUnavailable before reaching the backend, or is refused as a late write)."""
+        ...
+
+    async def refresh_call(self, record: CallRecord, ttl: float, now: float) -> bool:
+        """When the call's lease (`record.tenant_id`) is live: extend it to now+ttl, take or
+        extend the lease of `record.also` (when set; it never refuses) to the same deadline,
+        and `put_call(record)` (its `until` is the caller's: now+ttl); return True. When the
+        lease is gone (expired, released): write nothing, return False."""
+        ...
+
+    async def release_call(self, tenant_id: str, call_id: str, also: str | None) -> bool:
+        """`release_channel(tenant_id, call_id)`, `release_channel(also, call_id)` when given,
+        and `remove_call(call_id)` (idempotent); True if the tenant's lease existed."""
         ...
 
     async def call(self, call_id: str, now: float) -> CallRecord | None:

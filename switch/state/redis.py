@@ -18,8 +18,11 @@ Keys (P = the prefix, "softswitch:" by default; <dev> a device id, <t> a tenant 
   P end:<node> list   Call-IDs other nodes asked this node to end (Redis TTL 60 s)
 
 Every write that touches several keys is one Lua script (atomic, no interleaving with other
-nodes); `claim_device` and `acquire_channel` are the check-and-set ones. Scripts run by
-EVALSHA with a transparent reload on NOSCRIPT (redis-py `register_script`).
+nodes); `claim_device` and `acquire_channel` are the check-and-set ones. A call's lease and
+its record change in one script each (`acquire_call`, `refresh_call`, `release_call`), so an
+inbound call answered then hung up costs 4 round trips: `routing_lookup` (MULTI/EXEC), the
+acquire, the answer's refresh, the release (tests/bench/redis_calls_bench.py counts them).
+Scripts run by EVALSHA with a transparent reload on NOSCRIPT (redis-py `register_script`).
 
 Numbers: deadlines are computed in Python and passed as `repr(float)` strings; Lua only
 compares them (`tonumber` is exact) and hands the caller's strings to ZADD/HSET. Lua must
@@ -213,6 +216,60 @@ redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 if redis.call('TTL', KEYS[2]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
 return 1
+"""
+
+# The combined lease + record scripts (base.py, Calls): one round trip per change of a call.
+# KEYS: ch, c, cs   ARGV: call_id, limit, deadline, now, ttl, late bound, sent at,
+#                         json, record until, record ttl
+# -1 refused as late, 0 no free channel (nothing written), 1 lease and record written
+_ACQUIRE_CALL = """
+local t = redis.call('TIME')
+if tonumber(t[1]) + tonumber(t[2]) / 1000000 - tonumber(ARGV[7]) > tonumber(ARGV[6]) then
+  return -1
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+if not redis.call('ZSCORE', KEYS[1], ARGV[1])
+   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
+redis.call('SET', KEYS[2], ARGV[8], 'EX', ARGV[10])
+redis.call('ZADD', KEYS[3], ARGV[9], ARGV[1])
+if redis.call('TTL', KEYS[3]) < tonumber(ARGV[10]) then redis.call('EXPIRE', KEYS[3], ARGV[10]) end
+return 1
+"""
+
+# KEYS: ch, c, cs [, also ch]   ARGV: call_id, deadline, now, ttl, json, record until, record ttl
+# Nothing when the lease is gone: a refresh never takes a lease again (leases.py does, when
+# the call still holds it, by `acquire_call`).
+_REFRESH_CALL = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+if KEYS[4] then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[3])
+  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+  if redis.call('TTL', KEYS[4]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[4], ARGV[4]) end
+end
+redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[7])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
+if redis.call('TTL', KEYS[3]) < tonumber(ARGV[7]) then redis.call('EXPIRE', KEYS[3], ARGV[7]) end
+return 1
+"""
+
+# KEYS: ch, c [, also ch]   ARGV: call_id, tenant index prefix
+# The record's own tenant names its index (as _REMOVE_CALL).
+_RELEASE_CALL = """
+local n = redis.call('ZREM', KEYS[1], ARGV[1])
+if KEYS[3] then redis.call('ZREM', KEYS[3], ARGV[1]) end
+local v = redis.call('GET', KEYS[2])
+if v then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', ARGV[2] .. cjson.decode(v)['tenant_id'], ARGV[1])
+end
+return n
 """
 
 # KEYS: cs, ch   ARGV: now, record key prefix
@@ -455,6 +512,8 @@ class RedisState(GuardOps):
         )
         self._put_call, self._list_calls = script(_PUT_CALL), script(_CALLS)
         self._remove_call = script(_REMOVE_CALL)
+        self._acquire_call, self._refresh_call = script(_ACQUIRE_CALL), script(_REFRESH_CALL)
+        self._release_call = script(_RELEASE_CALL)
         self._bx, self._lx = prefix + "bx", prefix + "lx"
         self._init_guard()
 
@@ -651,6 +710,47 @@ class RedisState(GuardOps):
         ttl = self._ttl(record.until - time.time())
         args = [record.call_id, _encode_call(record), _num(record.until), ttl]
         await self._put_call(keys=self._call_keys(record), args=args)
+
+    def _record_args(self, record: CallRecord) -> list[str]:
+        """json, until, key TTL of a record as `put_call` writes it."""
+        if record.node is None:
+            record = replace(record, node=self.node_id)
+        ttl = self._ttl(record.until - time.time())
+        return [_encode_call(record), _num(record.until), ttl]
+
+    @_redis_op
+    async def acquire_call(self, record: CallRecord, limit: int, ttl: float, now: float) -> bool:
+        call_id = record.call_id
+        args = [
+            call_id, str(limit), _num(now + ttl), _num(now), self._ttl(ttl),
+            _num(LATE_WRITE_BOUND), _num(time.time()), *self._record_args(record),
+        ]  # fmt: skip
+        keys = [self._lease_key(record.tenant_id), *self._call_keys(record)]
+        done = int(await self._acquire_call(keys=keys, args=args))
+        if done < 0:
+            raise StateUnavailable(f"redis: lease for {call_id} arrived too late, refused")
+        return bool(done)
+
+    @_redis_op
+    async def refresh_call(self, record: CallRecord, ttl: float, now: float) -> bool:
+        args = [
+            record.call_id,
+            _num(now + ttl),
+            _num(now),
+            self._ttl(ttl),
+            *self._record_args(record),
+        ]
+        keys = [self._lease_key(record.tenant_id), *self._call_keys(record)]
+        if record.also is not None:
+            keys.append(self._lease_key(record.also))
+        return bool(await self._refresh_call(keys=keys, args=args))
+
+    @_redis_op
+    async def release_call(self, tenant_id: str, call_id: str, also: str | None) -> bool:
+        keys = [self._lease_key(tenant_id), f"{self.prefix}c:{call_id}"]
+        if also is not None:
+            keys.append(self._lease_key(also))
+        return bool(await self._release_call(keys=keys, args=[call_id, f"{self.prefix}cs:"]))
 
     @_redis_op
     async def call(self, call_id: str, now: float) -> CallRecord | None:

@@ -120,8 +120,8 @@ def test_release_during_a_redis_outage_is_retried_until_redis_is_back(switch_pro
         took = wait_for(lambda: leases(redis_db) == 0, 20)
         uas.wait(grace=5)
         m = sw.metrics()
-        assert m.get_value("sip_lease_writes_retried_total", outcome="done") >= 1, sw.logs()
-        assert m.get_value("sip_lease_writes_retried_total", outcome="given_up") == 0
+        assert m.total("sip_lease_writes_retried_total", outcome="done") >= 1, sw.logs()
+        assert m.total("sip_lease_writes_retried_total", outcome="given_up") == 0
         assert records(redis_db) == []
         print(f"lease released {took:.1f} s after Redis came back")
 
@@ -185,6 +185,7 @@ async def test_an_acquire_held_by_the_network_leaves_no_channel_taken() -> None:
             # the breaker's cooldown (1 s) and the undo's retries (0.25 s doubling) pass
             await asyncio.sleep(3.0)
             assert await raw.zcard(f"{prefix}ch:t") == 0
+            assert not await raw.exists(f"{prefix}c:held-call")  # its record went with it
             assert await calls.acquire("t", "next-call", 1)  # not busy
         finally:
             await state.close()

@@ -684,6 +684,74 @@ async def test_a_record_written_by_one_node_is_found_and_released_by_another(
     assert await a.acquire_channel("t", "c2", limit=1, ttl=100, now=1)  # the channel is free
 
 
+async def test_acquire_call_takes_the_lease_and_writes_the_record_or_nothing(
+    state: StateBackend,
+) -> None:
+    assert await state.acquire_call(rec("c1"), limit=1, ttl=100, now=0)
+    got = await state.call("c1", now=10)
+    assert got is not None and got.caller == "0312345678" and got.node == own_node(state)
+    assert [r.call_id for r in await state.calls("t", now=10)] == ["c1"]
+    assert await state.channels_in_use("t", now=99) == 1
+    assert not await state.acquire_call(rec("c2"), limit=1, ttl=100, now=10)  # busy
+    assert await state.call("c2", now=10) is None  # refused: no record either
+    assert await state.acquire_call(rec("c1", until=110), limit=1, ttl=100, now=10)  # again
+    assert await state.channels_in_use("t", now=109) == 1
+    assert await state.channels_in_use("t", now=110) == 0  # deadline now + ttl
+
+
+async def test_refresh_call_moves_leases_and_record_only_while_the_lease_is_live(
+    state: StateBackend,
+) -> None:
+    assert await state.acquire_call(rec("c1"), limit=5, ttl=100, now=0)
+    answered = dataclasses.replace(rec("c1", until=150.0), answered=5.0, also="id:d1")
+    assert await state.refresh_call(answered, ttl=100, now=50)
+    assert await state.channels_in_use("t", now=149) == 1  # moved from 100 to 150
+    assert await state.channels_in_use("id:d1", now=149) == 1  # taken, same deadline
+    got = await state.call("c1", now=120)
+    assert got is not None and got.answered == 5.0 and got.until == 150.0
+    # released (a BYE won the race): the refresh neither takes the lease nor writes
+    assert await state.release_channel("t", "c1")
+    assert not await state.refresh_call(dataclasses.replace(answered, until=300.0), 100, now=60)
+    assert await state.channels_in_use("t", now=149) == 0
+    got = await state.call("c1", now=120)
+    assert got is not None and got.until == 150.0
+    assert await state.channels_in_use("id:d1", now=150) == 0  # not moved to 160
+    # expired: the same
+    assert await state.acquire_call(rec("c2", until=210.0), limit=5, ttl=10, now=200)
+    assert not await state.refresh_call(rec("c2", until=230.0), ttl=20, now=210)
+    assert await state.channels_in_use("t", now=210) == 0
+    got = await state.call("c2", now=209)
+    assert got is not None and got.until == 210.0
+
+
+async def test_release_call_drops_both_leases_and_the_record_idempotently(
+    state: StateBackend,
+) -> None:
+    assert await state.acquire_call(rec("c1"), limit=5, ttl=100, now=0)
+    assert await state.acquire_call(rec("c2"), limit=5, ttl=100, now=0)
+    also = dataclasses.replace(rec("c1", until=110.0), also="id:d1")
+    assert await state.refresh_call(also, ttl=100, now=10)
+    assert await state.release_call("t", "c1", "id:d1")
+    assert await state.channels_in_use("t", now=20) == 1  # c2 untouched
+    assert await state.channels_in_use("id:d1", now=20) == 0
+    assert await state.call("c1", now=20) is None
+    assert [r.call_id for r in await state.calls("t", now=20)] == ["c2"]
+    assert not await state.release_call("t", "c1", "id:d1")  # a second time: nothing
+    assert await state.release_call("t", "c2", None)
+    assert await state.calls("t", now=20) == []
+
+
+@redis_only
+async def test_a_late_acquire_call_writes_neither_lease_nor_record(
+    redis_nodes: RedisNodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("switch.state.redis.LATE_WRITE_BOUND", -1.0)  # every arrival is late
+    a = redis_nodes.node("node-a")
+    with pytest.raises(StateUnavailable):
+        await a.acquire_call(rec("c1"), limit=5, ttl=100, now=0)
+    assert await redis_nodes.keys() == []
+
+
 async def test_end_requests_are_taken_once_per_node(state: StateBackend) -> None:
     await state.request_end("node-x", "c1")
     await state.request_end("node-x", "c2")

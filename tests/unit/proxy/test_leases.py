@@ -5,6 +5,7 @@ acquire undone."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -135,3 +136,52 @@ async def test_a_refresh_racing_with_the_release_never_retakes_the_channel() -> 
     await refresh  # it finds no lease: "expired meanwhile" must not take it again
     await settle()
     assert await state.channels_in_use("t", WALL) == 0
+
+
+class CountingState(MemoryState):
+    """Records the backend operations ActiveCalls calls (not those they call in turn)."""
+
+    OPS = (
+        "acquire_call", "refresh_call", "release_call", "put_call", "remove_call",
+        "acquire_channel", "refresh_channel", "release_channel", "call",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+        self._depth = 0
+        for name in self.OPS:
+            setattr(self, name, self._counted(name, getattr(self, name)))
+
+    def _counted(self, name: str, inner: Any) -> Any:
+        async def op(*args: Any, **kwargs: Any) -> Any:
+            if self._depth == 0:
+                self.ops.append(name)
+            self._depth += 1
+            try:
+                return await inner(*args, **kwargs)
+            finally:
+                self._depth -= 1
+
+        return op
+
+
+async def test_a_call_costs_one_backend_operation_per_change_of_its_lease() -> None:
+    """Acquire (lease + record), answer (refresh + record's `answered`), BYE (leases +
+    record): one operation each, one round trip each on Redis."""
+    state = CountingState()
+    calls = calls_on(state)
+    assert await calls.acquire("t", "c1", 1, caller="0312345678", called="0355500100")
+    calls.answered("c1")
+    await settle()
+    assert state.ops == ["acquire_call", "refresh_call"]
+    record = await state.call("c1", WALL)
+    assert record is not None and record.answered == WALL and record.caller == "0312345678"
+    state.ops.clear()
+    calls.touch("c1")  # an in-dialog request
+    await settle()
+    assert state.ops == ["refresh_call"]
+    calls.ended("c1")
+    await settle()
+    assert state.ops == ["refresh_call", "release_call"]
+    assert await state.channels_in_use("t", WALL) == 0 and await state.call("c1", WALL) is None
