@@ -3,7 +3,7 @@ channel leases). Same semantics as `memory.py`; see switch/state/base.py for the
 
 Keys (P = the prefix, "softswitch:" by default; <dev> a device id, <t> a tenant id)
 ----------------------------------------------------------------------------------
-  P b:<dev>    hash   contact -> binding JSON (`_encode`)
+  P b:<dev>    hash   contact -> binding JSON (`codec.encode_binding`)
   P o:<dev>    zset   contact -> registration order 1, 2, … (hash order is not guaranteed;
                       `bindings()` must return registration order, a refresh keeps its place)
   P bx         zset   binding member -> expires_at; ZCARD is `count()`, a range up to `now`
@@ -13,7 +13,7 @@ Keys (P = the prefix, "softswitch:" by default; <dev> a device id, <t> a tenant 
   P l:<dev>    hash   owner, until: the one-device-per-ID lock
   P lx         zset   dev -> until, for sweeping dead locks in `expire(now)`
   P ch:<t>     zset   call_id -> lease deadline: the tenant's channel leases
-  P c:<call>   string CallRecord JSON (`_encode_call`), Redis TTL to its deadline + margin
+  P c:<call>   string CallRecord JSON (`codec.encode_call`), Redis TTL to its deadline + margin
   P cs:<t>     zset   call_id -> record deadline: the tenant's call records
   P end:<node> list   Call-IDs other nodes asked this node to end (Redis TTL 60 s)
 
@@ -67,7 +67,6 @@ such a lease.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import os
@@ -85,8 +84,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from switch.sip.target import Target
-
+from . import redis_codec as codec
+from . import redis_scripts as lua
 from .base import LATE_WRITE_BOUND, Ban, Binding, CallRecord, StateUnavailable
 from .redis_guard import GuardOps
 
@@ -99,208 +98,6 @@ R = TypeVar("R")
 
 _SWEEP_BATCH = 500  # expired entries handled per round trip in expire()
 POOL_SIZE = 64  # connections per process; more commands in flight wait for one
-
-# KEYS: b, o, bx   ARGV: contact, json, expires_at, member, ttl
-_PUT = """
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
-  local last = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  local n = 1
-  if last[2] then n = tonumber(last[2]) + 1 end
-  redis.call('ZADD', KEYS[2], n, ARGV[1])
-end
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-local ttl = tonumber(ARGV[5])
-for i = 1, 3 do
-  if redis.call('TTL', KEYS[i]) < ttl then redis.call('EXPIRE', KEYS[i], ttl) end
-end
-return 1
-"""
-
-# KEYS: b, o, bx   ARGV: contact, member
-_REMOVE = """
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[2])
-return 1
-"""
-
-# KEYS: b, o, bx [, l, lx]   ARGV: dev
-# Drops every binding of the device; with the two lock keys, the lock too (release_device).
-_REMOVE_ALL = """
-local contacts = redis.call('HKEYS', KEYS[1])
-local head = string.len(ARGV[1]) .. ':' .. ARGV[1]
-for _, contact in ipairs(contacts) do redis.call('ZREM', KEYS[3], head .. contact) end
-redis.call('DEL', KEYS[1], KEYS[2])
-if KEYS[5] then
-  redis.call('DEL', KEYS[4])
-  redis.call('ZREM', KEYS[5], ARGV[1])
-end
-return #contacts
-"""
-
-# KEYS: b, o, bx   ARGV: contact, member, now
-# Only if the deadline is still <= now: a binding refreshed meanwhile stays.
-_EXPIRE_BINDING = """
-local s = redis.call('ZSCORE', KEYS[3], ARGV[2])
-if not s or tonumber(s) > tonumber(ARGV[3]) then return 0 end
-redis.call('ZREM', KEYS[3], ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return redis.call('HDEL', KEYS[1], ARGV[1])
-"""
-
-# KEYS: l, lx   ARGV: dev, now
-_EXPIRE_LOCK = """
-local s = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not s or tonumber(s) > tonumber(ARGV[2]) then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return 1
-"""
-
-# KEYS: l, lx   ARGV: dev, owner, until, now, ttl
-_CLAIM = """
-local cur = redis.call('HMGET', KEYS[1], 'owner', 'until')
-if cur[1] and cur[1] ~= ARGV[2] and tonumber(cur[2]) > tonumber(ARGV[4]) then return 0 end
-redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'until', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-if redis.call('TTL', KEYS[2]) < tonumber(ARGV[5]) then redis.call('EXPIRE', KEYS[2], ARGV[5]) end
-return 1
-"""
-
-# KEYS: l, lx   ARGV: dev, owner
-_UNCLAIM = """
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return 1
-"""
-
-# KEYS: ch   ARGV: call_id, limit, deadline, now, ttl, late bound, sent at
-# -1: the command arrived more than `late bound` seconds after it was sent (Redis's clock)
-_ACQUIRE = """
-local t = redis.call('TIME')
-if tonumber(t[1]) + tonumber(t[2]) / 1000000 - tonumber(ARGV[7]) > tonumber(ARGV[6]) then
-  return -1
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
-if not redis.call('ZSCORE', KEYS[1], ARGV[1])
-   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-if redis.call('TTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
-return 1
-"""
-
-# KEYS: ch   ARGV: call_id, deadline, now, ttl
-_REFRESH = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
-if redis.call('TTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
-return 1
-"""
-
-# KEYS: ch   ARGV: now
-_IN_USE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-return redis.call('ZCARD', KEYS[1])
-"""
-
-
-# KEYS: c, cs   ARGV: call_id, json, until, ttl
-_PUT_CALL = """
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-if redis.call('TTL', KEYS[2]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
-return 1
-"""
-
-# The combined lease + record scripts (base.py, Calls): one round trip per change of a call.
-# KEYS: ch, c, cs   ARGV: call_id, limit, deadline, now, ttl, late bound, sent at,
-#                         json, record until, record ttl
-# -1 refused as late, 0 no free channel (nothing written), 1 lease and record written
-_ACQUIRE_CALL = """
-local t = redis.call('TIME')
-if tonumber(t[1]) + tonumber(t[2]) / 1000000 - tonumber(ARGV[7]) > tonumber(ARGV[6]) then
-  return -1
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
-if not redis.call('ZSCORE', KEYS[1], ARGV[1])
-   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-if redis.call('TTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
-redis.call('SET', KEYS[2], ARGV[8], 'EX', ARGV[10])
-redis.call('ZADD', KEYS[3], ARGV[9], ARGV[1])
-if redis.call('TTL', KEYS[3]) < tonumber(ARGV[10]) then redis.call('EXPIRE', KEYS[3], ARGV[10]) end
-return 1
-"""
-
-# KEYS: ch, c, cs [, also ch]   ARGV: call_id, deadline, now, ttl, json, record until, record ttl
-# Nothing when the lease is gone: a refresh never takes a lease again (leases.py does, when
-# the call still holds it, by `acquire_call`).
-_REFRESH_CALL = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
-if redis.call('TTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
-if KEYS[4] then
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[3])
-  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
-  if redis.call('TTL', KEYS[4]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[4], ARGV[4]) end
-end
-redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[7])
-redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
-if redis.call('TTL', KEYS[3]) < tonumber(ARGV[7]) then redis.call('EXPIRE', KEYS[3], ARGV[7]) end
-return 1
-"""
-
-# KEYS: ch, c [, also ch]   ARGV: call_id, tenant index prefix
-# The record's own tenant names its index (as _REMOVE_CALL).
-_RELEASE_CALL = """
-local n = redis.call('ZREM', KEYS[1], ARGV[1])
-if KEYS[3] then redis.call('ZREM', KEYS[3], ARGV[1]) end
-local v = redis.call('GET', KEYS[2])
-if v then
-  redis.call('DEL', KEYS[2])
-  redis.call('ZREM', ARGV[2] .. cjson.decode(v)['tenant_id'], ARGV[1])
-end
-return n
-"""
-
-# KEYS: cs, ch   ARGV: now, record key prefix
-# The tenant's records (JSON) of calls whose lease is live; the others are dropped (a record
-# a write raced back after its release, a lease that expired).
-_CALLS = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
-local out = {}
-for _, id in ipairs(ids) do
-  local v = redis.call('GET', ARGV[2] .. id)
-  local lease = redis.call('ZSCORE', KEYS[2], id)
-  if v and lease and tonumber(lease) > tonumber(ARGV[1]) then
-    out[#out + 1] = v
-  else
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('DEL', ARGV[2] .. id)
-  end
-end
-return out
-"""
-
-# KEYS: c   ARGV: call_id, tenant index prefix
-_REMOVE_CALL = """
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
-local tenant = cjson.decode(v)['tenant_id']
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', ARGV[2] .. tenant, ARGV[1])
-return 1
-"""
 
 
 class _Breaker:
@@ -353,84 +150,6 @@ def _pool_exhausted(exc: BaseException) -> bool:
 def default_node_id() -> str:
     """host-pid-random: unique per process run (conn_ids die with the process)."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def _num(x: float) -> str:
-    """A float as Redis and Lua read it back exactly (repr round-trips)."""
-    return repr(float(x))
-
-
-def _member(device_id: str, contact: str) -> str:
-    return f"{len(device_id.encode())}:{device_id}{contact}"
-
-
-def _split_member(member: str) -> tuple[str, str]:
-    head, _, rest = member.partition(":")
-    raw = rest.encode()
-    n = int(head)
-    return raw[:n].decode(), raw[n:].decode()
-
-
-def _encode(b: Binding) -> str:
-    s = b.source
-    return json.dumps(
-        {
-            "device_id": b.device_id,
-            "contact": b.contact,
-            "instance_id": b.instance_id,
-            "expires_at": b.expires_at,
-            "source": [s.transport, s.host, s.port, s.conn_id],
-            "call_id": b.call_id,
-            "cseq": b.cseq,
-            "user_agent": b.user_agent,
-            "q": b.q,
-            "node": b.node,
-        },
-        separators=(",", ":"),
-    )
-
-
-def _decode(text: str) -> Binding:
-    d = json.loads(text)
-    transport, host, port, conn_id = d["source"]
-    return Binding(
-        device_id=d["device_id"],
-        contact=d["contact"],
-        instance_id=d["instance_id"],
-        expires_at=float(d["expires_at"]),
-        source=Target(transport, host, int(port), conn_id),
-        call_id=d["call_id"],
-        cseq=int(d["cseq"]),
-        user_agent=d["user_agent"],
-        q=d["q"],
-        node=d["node"],
-    )
-
-
-def _encode_call(r: CallRecord) -> str:
-    return json.dumps(
-        {
-            "call_id": r.call_id, "tenant_id": r.tenant_id, "until": r.until,
-            "started": r.started, "caller": r.caller, "called": r.called,
-            "answered": r.answered, "also": r.also, "node": r.node,
-        },
-        separators=(",", ":"),
-    )  # fmt: skip
-
-
-def _decode_call(text: str) -> CallRecord | None:
-    try:
-        d = json.loads(text)
-        answered = d["answered"]
-        return CallRecord(
-            call_id=d["call_id"], tenant_id=d["tenant_id"], until=float(d["until"]),
-            started=float(d["started"]), caller=d["caller"], called=d["called"],
-            answered=None if answered is None else float(answered), also=d["also"],
-            node=d["node"],
-        )  # fmt: skip
-    except (ValueError, KeyError, TypeError):
-        log.warning("unreadable call record in redis skipped: %.200r", text)
-        return None
 
 
 def _redis_op(
@@ -499,21 +218,24 @@ class RedisState(GuardOps):
         self._redis: Redis = Redis.from_pool(pool)
         script = self._redis.register_script
         self._put, self._remove, self._remove_all = (
-            script(_PUT),
-            script(_REMOVE),
-            script(_REMOVE_ALL),
+            script(lua.PUT),
+            script(lua.REMOVE),
+            script(lua.REMOVE_ALL),
         )
-        self._expire_binding, self._expire_lock = script(_EXPIRE_BINDING), script(_EXPIRE_LOCK)
-        self._claim, self._unclaim = script(_CLAIM), script(_UNCLAIM)
+        self._expire_binding, self._expire_lock = (
+            script(lua.EXPIRE_BINDING),
+            script(lua.EXPIRE_LOCK),
+        )
+        self._claim, self._unclaim = script(lua.CLAIM), script(lua.UNCLAIM)
         self._acquire, self._refresh, self._in_use = (
-            script(_ACQUIRE),
-            script(_REFRESH),
-            script(_IN_USE),
+            script(lua.ACQUIRE),
+            script(lua.REFRESH),
+            script(lua.IN_USE),
         )
-        self._put_call, self._list_calls = script(_PUT_CALL), script(_CALLS)
-        self._remove_call = script(_REMOVE_CALL)
-        self._acquire_call, self._refresh_call = script(_ACQUIRE_CALL), script(_REFRESH_CALL)
-        self._release_call = script(_RELEASE_CALL)
+        self._put_call, self._list_calls = script(lua.PUT_CALL), script(lua.CALLS)
+        self._remove_call = script(lua.REMOVE_CALL)
+        self._acquire_call, self._refresh_call = script(lua.ACQUIRE_CALL), script(lua.REFRESH_CALL)
+        self._release_call = script(lua.RELEASE_CALL)
         self._bx, self._lx = prefix + "bx", prefix + "lx"
         self._init_guard()
 
@@ -558,7 +280,7 @@ class RedisState(GuardOps):
         self, device_ids: Sequence[str], tenant_id: str | None, now: float
     ) -> tuple[dict[str, list[Binding]], int | None]:
         """One MULTI/EXEC round trip: each ID's HGETALL + ZRANGE (as `bindings`), and the
-        tenant's ZREMRANGEBYSCORE + ZCARD (what the _IN_USE script does, as atomically)."""
+        tenant's ZREMRANGEBYSCORE + ZCARD (what the lua.IN_USE script does, as atomically)."""
         if not device_ids and tenant_id is None:
             return {}, None
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -568,7 +290,7 @@ class RedisState(GuardOps):
                 pipe.zrange(o_key, 0, -1)
             if tenant_id is not None:
                 key = self._lease_key(tenant_id)
-                pipe.zremrangebyscore(key, "-inf", _num(now))
+                pipe.zremrangebyscore(key, "-inf", codec.num(now))
                 pipe.zcard(key)
             replies = await pipe.execute()
         bindings = {
@@ -578,7 +300,7 @@ class RedisState(GuardOps):
 
     def _read(self, text: str) -> Binding | None:
         try:
-            binding = _decode(text)
+            binding = codec.decode_binding(text)
         except (ValueError, KeyError, TypeError):
             log.warning("unreadable binding in redis skipped: %.200r", text)
             return None
@@ -591,14 +313,20 @@ class RedisState(GuardOps):
     async def put_binding(self, binding: Binding) -> None:
         if binding.node is None:
             binding = replace(binding, node=self.node_id)
-        member = _member(binding.device_id, binding.contact)
+        member = codec.member(binding.device_id, binding.contact)
         ttl = self._ttl(binding.expires_at - time.time())
-        args = [binding.contact, _encode(binding), _num(binding.expires_at), member, ttl]
+        args = [
+            binding.contact,
+            codec.encode_binding(binding),
+            codec.num(binding.expires_at),
+            member,
+            ttl,
+        ]
         await self._put(keys=self._binding_keys(binding.device_id), args=args)
 
     @_redis_op
     async def remove_binding(self, device_id: str, contact: str) -> bool:
-        args = [contact, _member(device_id, contact)]
+        args = [contact, codec.member(device_id, contact)]
         return bool(await self._remove(keys=self._binding_keys(device_id), args=args))
 
     @_redis_op
@@ -621,7 +349,7 @@ class RedisState(GuardOps):
         total = 0
         while True:
             found = await self._redis.zrangebyscore(
-                index, "-inf", _num(now), start=0, num=_SWEEP_BATCH
+                index, "-inf", codec.num(now), start=0, num=_SWEEP_BATCH
             )
             due = cast(list[str], found)  # decode_responses=True: members are str
             if not due:
@@ -635,15 +363,15 @@ class RedisState(GuardOps):
 
     async def _expire_one_binding(self, pipe: Any, member: str, now: float) -> None:
         try:
-            device_id, contact = _split_member(member)
+            device_id, contact = codec.split_member(member)
         except ValueError:
             pipe.zrem(self._bx, member)  # not ours to read; never block the sweep
             return
-        args = [contact, member, _num(now)]
+        args = [contact, member, codec.num(now)]
         await self._expire_binding(keys=self._binding_keys(device_id), args=args, client=pipe)
 
     async def _expire_one_lock(self, pipe: Any, device_id: str, now: float) -> None:
-        args = [device_id, _num(now)]
+        args = [device_id, codec.num(now)]
         await self._expire_lock(keys=self._lock_keys(device_id), args=args, client=pipe)
 
     @_redis_op
@@ -653,7 +381,7 @@ class RedisState(GuardOps):
     # ------------------------------------------------------------------ one device per ID
     @_redis_op
     async def claim_device(self, device_id: str, owner: str, until: float, now: float) -> bool:
-        args = [device_id, owner, _num(until), _num(now), self._ttl(until - now)]
+        args = [device_id, owner, codec.num(until), codec.num(now), self._ttl(until - now)]
         return bool(await self._claim(keys=self._lock_keys(device_id), args=args))
 
     @_redis_op
@@ -678,8 +406,8 @@ class RedisState(GuardOps):
         self, tenant_id: str, call_id: str, limit: int, ttl: float, now: float
     ) -> bool:
         args = [
-            call_id, str(limit), _num(now + ttl), _num(now), self._ttl(ttl),
-            _num(LATE_WRITE_BOUND), _num(time.time()),
+            call_id, str(limit), codec.num(now + ttl), codec.num(now), self._ttl(ttl),
+            codec.num(LATE_WRITE_BOUND), codec.num(time.time()),
         ]  # fmt: skip
         done = int(await self._acquire(keys=[self._lease_key(tenant_id)], args=args))
         if done < 0:
@@ -688,7 +416,7 @@ class RedisState(GuardOps):
 
     @_redis_op
     async def refresh_channel(self, tenant_id: str, call_id: str, ttl: float, now: float) -> bool:
-        args = [call_id, _num(now + ttl), _num(now), self._ttl(ttl)]
+        args = [call_id, codec.num(now + ttl), codec.num(now), self._ttl(ttl)]
         return bool(await self._refresh(keys=[self._lease_key(tenant_id)], args=args))
 
     @_redis_op
@@ -697,7 +425,7 @@ class RedisState(GuardOps):
 
     @_redis_op
     async def channels_in_use(self, tenant_id: str, now: float) -> int:
-        return int(await self._in_use(keys=[self._lease_key(tenant_id)], args=[_num(now)]))
+        return int(await self._in_use(keys=[self._lease_key(tenant_id)], args=[codec.num(now)]))
 
     # ------------------------------------------------------------------ calls
     def _call_keys(self, record: CallRecord) -> list[str]:
@@ -708,7 +436,7 @@ class RedisState(GuardOps):
         if record.node is None:
             record = replace(record, node=self.node_id)
         ttl = self._ttl(record.until - time.time())
-        args = [record.call_id, _encode_call(record), _num(record.until), ttl]
+        args = [record.call_id, codec.encode_call(record), codec.num(record.until), ttl]
         await self._put_call(keys=self._call_keys(record), args=args)
 
     def _record_args(self, record: CallRecord) -> list[str]:
@@ -716,14 +444,14 @@ class RedisState(GuardOps):
         if record.node is None:
             record = replace(record, node=self.node_id)
         ttl = self._ttl(record.until - time.time())
-        return [_encode_call(record), _num(record.until), ttl]
+        return [codec.encode_call(record), codec.num(record.until), ttl]
 
     @_redis_op
     async def acquire_call(self, record: CallRecord, limit: int, ttl: float, now: float) -> bool:
         call_id = record.call_id
         args = [
-            call_id, str(limit), _num(now + ttl), _num(now), self._ttl(ttl),
-            _num(LATE_WRITE_BOUND), _num(time.time()), *self._record_args(record),
+            call_id, str(limit), codec.num(now + ttl), codec.num(now), self._ttl(ttl),
+            codec.num(LATE_WRITE_BOUND), codec.num(time.time()), *self._record_args(record),
         ]  # fmt: skip
         keys = [self._lease_key(record.tenant_id), *self._call_keys(record)]
         done = int(await self._acquire_call(keys=keys, args=args))
@@ -735,8 +463,8 @@ class RedisState(GuardOps):
     async def refresh_call(self, record: CallRecord, ttl: float, now: float) -> bool:
         args = [
             record.call_id,
-            _num(now + ttl),
-            _num(now),
+            codec.num(now + ttl),
+            codec.num(now),
             self._ttl(ttl),
             *self._record_args(record),
         ]
@@ -755,14 +483,14 @@ class RedisState(GuardOps):
     @_redis_op
     async def call(self, call_id: str, now: float) -> CallRecord | None:
         text = await self._redis.get(f"{self.prefix}c:{call_id}")
-        record = None if text is None else _decode_call(str(text))
+        record = None if text is None else codec.decode_call(str(text))
         return record if record is not None and record.until > now else None
 
     @_redis_op
     async def calls(self, tenant_id: str, now: float) -> list[CallRecord]:
         keys = [f"{self.prefix}cs:{tenant_id}", self._lease_key(tenant_id)]
-        found: Any = await self._list_calls(keys=keys, args=[_num(now), f"{self.prefix}c:"])
-        records = [r for r in map(_decode_call, found) if r is not None and r.until > now]
+        found: Any = await self._list_calls(keys=keys, args=[codec.num(now), f"{self.prefix}c:"])
+        records = [r for r in map(codec.decode_call, found) if r is not None and r.until > now]
         return sorted(records, key=lambda r: r.started)
 
     @_redis_op

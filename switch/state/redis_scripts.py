@@ -1,0 +1,205 @@
+"""The Lua scripts of the Redis state backend (switch/state/redis.py explains the keys and
+why each write is one script: atomic, idempotent, one round trip). Each script's KEYS and ARGV
+are given in the comment above it."""
+
+# KEYS: b, o, bx   ARGV: contact, json, expires_at, member, ttl
+PUT = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+  local last = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  local n = 1
+  if last[2] then n = tonumber(last[2]) + 1 end
+  redis.call('ZADD', KEYS[2], n, ARGV[1])
+end
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+local ttl = tonumber(ARGV[5])
+for i = 1, 3 do
+  if redis.call('TTL', KEYS[i]) < ttl then redis.call('EXPIRE', KEYS[i], ttl) end
+end
+return 1
+"""
+
+# KEYS: b, o, bx   ARGV: contact, member
+REMOVE = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[2])
+return 1
+"""
+
+# KEYS: b, o, bx [, l, lx]   ARGV: dev
+# Drops every binding of the device; with the two lock keys, the lock too (release_device).
+REMOVE_ALL = """
+local contacts = redis.call('HKEYS', KEYS[1])
+local head = string.len(ARGV[1]) .. ':' .. ARGV[1]
+for _, contact in ipairs(contacts) do redis.call('ZREM', KEYS[3], head .. contact) end
+redis.call('DEL', KEYS[1], KEYS[2])
+if KEYS[5] then
+  redis.call('DEL', KEYS[4])
+  redis.call('ZREM', KEYS[5], ARGV[1])
+end
+return #contacts
+"""
+
+# KEYS: b, o, bx   ARGV: contact, member, now
+# Only if the deadline is still <= now: a binding refreshed meanwhile stays.
+EXPIRE_BINDING = """
+local s = redis.call('ZSCORE', KEYS[3], ARGV[2])
+if not s or tonumber(s) > tonumber(ARGV[3]) then return 0 end
+redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
+
+# KEYS: l, lx   ARGV: dev, now
+EXPIRE_LOCK = """
+local s = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not s or tonumber(s) > tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: l, lx   ARGV: dev, owner, until, now, ttl
+CLAIM = """
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'until')
+if cur[1] and cur[1] ~= ARGV[2] and tonumber(cur[2]) > tonumber(ARGV[4]) then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'until', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+if redis.call('TTL', KEYS[2]) < tonumber(ARGV[5]) then redis.call('EXPIRE', KEYS[2], ARGV[5]) end
+return 1
+"""
+
+# KEYS: l, lx   ARGV: dev, owner
+UNCLAIM = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: ch   ARGV: call_id, limit, deadline, now, ttl, late bound, sent at
+# -1: the command arrived more than `late bound` seconds after it was sent (Redis's clock)
+ACQUIRE = """
+local t = redis.call('TIME')
+if tonumber(t[1]) + tonumber(t[2]) / 1000000 - tonumber(ARGV[7]) > tonumber(ARGV[6]) then
+  return -1
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+if not redis.call('ZSCORE', KEYS[1], ARGV[1])
+   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
+return 1
+"""
+
+# KEYS: ch   ARGV: call_id, deadline, now, ttl
+REFRESH = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+return 1
+"""
+
+# KEYS: ch   ARGV: now
+IN_USE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+# KEYS: c, cs   ARGV: call_id, json, until, ttl
+PUT_CALL = """
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+if redis.call('TTL', KEYS[2]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
+return 1
+"""
+
+# The combined lease + record scripts (base.py, Calls): one round trip per change of a call.
+# KEYS: ch, c, cs   ARGV: call_id, limit, deadline, now, ttl, late bound, sent at,
+#                         json, record until, record ttl
+# -1 refused as late, 0 no free channel (nothing written), 1 lease and record written
+ACQUIRE_CALL = """
+local t = redis.call('TIME')
+if tonumber(t[1]) + tonumber(t[2]) / 1000000 - tonumber(ARGV[7]) > tonumber(ARGV[6]) then
+  return -1
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+if not redis.call('ZSCORE', KEYS[1], ARGV[1])
+   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
+redis.call('SET', KEYS[2], ARGV[8], 'EX', ARGV[10])
+redis.call('ZADD', KEYS[3], ARGV[9], ARGV[1])
+if redis.call('TTL', KEYS[3]) < tonumber(ARGV[10]) then redis.call('EXPIRE', KEYS[3], ARGV[10]) end
+return 1
+"""
+
+# KEYS: ch, c, cs [, also ch]   ARGV: call_id, deadline, now, ttl, json, record until, record ttl
+# Nothing when the lease is gone: a refresh never takes a lease again (leases.py does, when
+# the call still holds it, by `acquire_call`).
+REFRESH_CALL = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+if KEYS[4] then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[3])
+  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+  if redis.call('TTL', KEYS[4]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[4], ARGV[4]) end
+end
+redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[7])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
+if redis.call('TTL', KEYS[3]) < tonumber(ARGV[7]) then redis.call('EXPIRE', KEYS[3], ARGV[7]) end
+return 1
+"""
+
+# KEYS: ch, c [, also ch]   ARGV: call_id, tenant index prefix
+# The record's own tenant names its index (as _REMOVE_CALL).
+RELEASE_CALL = """
+local n = redis.call('ZREM', KEYS[1], ARGV[1])
+if KEYS[3] then redis.call('ZREM', KEYS[3], ARGV[1]) end
+local v = redis.call('GET', KEYS[2])
+if v then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', ARGV[2] .. cjson.decode(v)['tenant_id'], ARGV[1])
+end
+return n
+"""
+
+# KEYS: cs, ch   ARGV: now, record key prefix
+# The tenant's records (JSON) of calls whose lease is live; the others are dropped (a record
+# a write raced back after its release, a lease that expired).
+CALLS = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+local out = {}
+for _, id in ipairs(ids) do
+  local v = redis.call('GET', ARGV[2] .. id)
+  local lease = redis.call('ZSCORE', KEYS[2], id)
+  if v and lease and tonumber(lease) > tonumber(ARGV[1]) then
+    out[#out + 1] = v
+  else
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('DEL', ARGV[2] .. id)
+  end
+end
+return out
+"""
+
+# KEYS: c   ARGV: call_id, tenant index prefix
+REMOVE_CALL = """
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local tenant = cjson.decode(v)['tenant_id']
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', ARGV[2] .. tenant, ARGV[1])
+return 1
+"""
