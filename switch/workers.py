@@ -10,9 +10,12 @@ than one on memory state is refused (`WorkersError`): registrations, device lock
 leases kept in one process's memory would be invisible to the others.
 
 Sockets: the supervisor binds every socket before it forks, and a restarted worker inherits
-the sockets of the one it replaces (switch/transport/siblings.py has the SIP side: the shared
-SIP port with SO_REUSEPORT, UDP affinity by the kernel's hash, each worker's private Via port,
-TCP/TLS flows of another worker reached through a loopback relay). HTTP likewise: one
+the sockets of the one it replaces. The private ports (ephemeral the first time) are kept in
+`<data>/worker-ports.json` and taken again at the next start when free, so the dialogs
+record-routed before a restart (kill -9 included) still reach the node.
+switch/transport/siblings.py has the SIP side (the shared SIP port with SO_REUSEPORT, UDP
+affinity by the kernel's hash, each worker's private Via port, TCP/TLS flows of another
+worker reached through a loopback relay). HTTP likewise: one
 SO_REUSEPORT listener per worker on the API address, so any worker answers the API.
 
 Metrics: each worker also listens on a private loopback port, where it serves its own
@@ -44,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import multiprocessing
 import os
@@ -55,6 +59,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -251,7 +256,13 @@ def bind_workers(config: Config, count: int) -> WorkerSockets:
     metrics ports of `count` workers. OSError when an address is taken."""
     settings = TransportSettings.from_config(config)
     tls_port = config.tls.port if config.tls is not None else None
-    sip = bind_group(config.sip.host, config.sip.port, tls_port, count, settings.udp_buffer_bytes)
+    ports_file = config.data_dir / PORTS_FILE
+    udp, tls = _previous_ports(ports_file, config.sip.host)
+    sip = bind_group(
+        config.sip.host, config.sip.port, tls_port, count, settings.udp_buffer_bytes,
+        preferred=udp, preferred_tls=tls,
+    )  # fmt: skip
+    _keep_ports(ports_file, config.sip.host, sip)
     http = None
     if config.http is not None:
         first = _listener(config.http.host, config.http.port, reuse=True)
@@ -262,6 +273,32 @@ def bind_workers(config: Config, count: int) -> WorkerSockets:
         sip=sip, http=http, metrics=metrics, token=secrets.token_hex(16).encode(),
         node_id=default_node_id(),
     )  # fmt: skip
+
+
+PORTS_FILE = "worker-ports.json"
+
+
+def _previous_ports(path: Path, host: str) -> tuple[list[int], list[int]]:
+    """The private ports the workers had in the previous run on this address (none if the
+    file is missing, unreadable or for another address)."""
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("host") != host:
+            return [], []
+        return [int(p) for p in saved["udp"]], [int(p) for p in saved.get("tls", [])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return [], []
+
+
+def _keep_ports(path: Path, host: str, sip: list[PreBound]) -> None:
+    """Remember the private ports for the next run: dialogs record-routed now name them in
+    their Record-Route, and must still reach the node after a restart (kill -9 included)."""
+    udp = [int(pb.private_udp.getsockname()[1]) for pb in sip]
+    tls = [int(pb.private_tls.getsockname()[1]) for pb in sip if pb.private_tls is not None]
+    try:
+        path.write_text(json.dumps({"host": host, "udp": udp, "tls": tls}))
+    except OSError as exc:
+        log.warning("cannot keep the workers' private ports in %s: %s", path, exc)
 
 
 def _listener(host: str, port: int, *, reuse: bool) -> socket.socket:

@@ -42,10 +42,14 @@ top Via port is B's private port and forwards it, as received, to B's private UD
 from __future__ import annotations
 
 import hmac
+import logging
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from switch.sip.target import Target
+
+log = logging.getLogger(__name__)
 
 __all__ = ["RELAY", "RELAY_FAILED", "PreBound", "Siblings", "bind_group"]
 
@@ -147,23 +151,57 @@ _BACKLOG = 1024
 
 
 def bind_group(
-    host: str, port: int, tls_port: int | None, count: int, buffer_bytes: int
+    host: str,
+    port: int,
+    tls_port: int | None,
+    count: int,
+    buffer_bytes: int,
+    *,
+    preferred: Sequence[int] = (),
+    preferred_tls: Sequence[int] = (),
 ) -> list[PreBound]:
     """`count` workers' sockets: the shared SIP port (UDP + TCP, TLS when `tls_port` is not
     None) with SO_REUSEPORT, and each worker's private UDP + TCP port. Port 0: one ephemeral
-    port free for both UDP and TCP, shared by all."""
+    port free for both UDP and TCP, shared by all. `preferred` / `preferred_tls`: the private
+    ports of the previous run, taken again when free (dialogs record-routed before a restart
+    name them), else an ephemeral port."""
     shared = _pairs(host, port, count, buffer_bytes, reuse=True)
     tls: list[socket.socket | None] = [None] * count
     if tls_port is not None:
         first = _stream(host, tls_port, reuse=True)
         rest = [_stream(host, first.getsockname()[1], reuse=True) for _ in range(count - 1)]
         tls = [first, *rest]
-    private = [_pairs(host, 0, 1, buffer_bytes, reuse=False)[0] for _ in range(count)]
-    private_tls = [_stream(host, 0, reuse=False) if tls_port is not None else None for _ in tls]
+    private = [_private_pair(host, _nth(preferred, i), buffer_bytes) for i in range(count)]
+    private_tls = [
+        _private_stream(host, _nth(preferred_tls, i)) if tls_port is not None else None
+        for i in range(count)
+    ]
     return [
         PreBound(udp=u, tcp=t, tls=s, private_udp=pu, private_tcp=pt, private_tls=ps)
         for (u, t), s, (pu, pt), ps in zip(shared, tls, private, private_tls, strict=True)
     ]
+
+
+def _nth(ports: Sequence[int], i: int) -> int:
+    return ports[i] if i < len(ports) else 0
+
+
+def _private_pair(host: str, port: int, buffer_bytes: int) -> tuple[socket.socket, socket.socket]:
+    if port:
+        try:
+            return _pairs(host, port, 1, buffer_bytes, reuse=False)[0]
+        except OSError as exc:
+            log.warning("private port %d of the previous run is taken (%s): another one", port, exc)
+    return _pairs(host, 0, 1, buffer_bytes, reuse=False)[0]
+
+
+def _private_stream(host: str, port: int) -> socket.socket:
+    if port:
+        try:
+            return _stream(host, port, reuse=False)
+        except OSError as exc:
+            log.warning("private TLS port %d of the previous run is taken (%s)", port, exc)
+    return _stream(host, 0, reuse=False)
 
 
 def _pairs(

@@ -70,13 +70,20 @@ class RunningSwitch:
 def switch_proc(
     tmp_path: Path, tls_cert: tuple[Path, Path]
 ) -> Iterator[Callable[..., RunningSwitch]]:
-    """Factory: `switch_proc(seed_spec_or_toml, config_toml=None)` starts a switch."""
+    """Factory: `switch_proc(seed_spec_or_toml, config_toml=None)` starts a switch;
+    `workdir=` an earlier one's directory restarts that node (its data directory kept)."""
     started: list[SwitchProcess] = []
 
-    def start(seed: SeedSpec | str, config_toml: str | None = None, **kw: Any) -> RunningSwitch:
+    def start(
+        seed: SeedSpec | str,
+        config_toml: str | None = None,
+        *,
+        workdir: Path | None = None,
+        **kw: Any,
+    ) -> RunningSwitch:
         toml = seed.toml() if isinstance(seed, SeedSpec) else seed
         proc = SwitchProcess(
-            tmp_path / f"switch{len(started)}",
+            workdir or tmp_path / f"switch{len(started)}",
             toml,
             cert=tls_cert[0],
             key=tls_cert[1],

@@ -91,7 +91,9 @@ def test_bye_after_kill_9_and_restart_releases_the_lease(switch_proc, sipp, redi
     os.killpg(first.proc.pid, signal.SIGKILL)  # no goodbye: its memory is gone
     assert first.proc.proc is not None
     first.proc.proc.wait(5)
-    second = switch_proc(seed, config, sip_port=port)  # same address: the route set's
+    # the same node restarted: same address and data directory (the route set's Record-Route
+    # names a worker's private port, kept in the data directory and taken again)
+    second = switch_proc(seed, config, sip_port=port, workdir=first.proc.workdir)
 
     ur = uac.wait(grace=20)
     sr = uas.wait(grace=10)
