@@ -1,0 +1,159 @@
+"""Several switch nodes on one Redis (issue 11 §2, §5): real `softswitch serve` processes, each
+on its defaults (one worker per core on Redis state), SIPp as the devices and the carrier.
+
+- the same call suite against one node and against two (device registered through A, called
+  through B and A; an outbound call; the tenant's channel limit counted across nodes);
+- a device on TCP registered through A, called through B;
+- a BYE that reaches the other node releases the channel;
+- a node killed with SIGKILL under load;
+- Redis connections dropped (and its data lost) under load.
+
+Nodes share `[auth] nonce_secret` (README "Several switch nodes"). Redis database 7 is this
+file's own: its keys are deleted before and after each test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from .baresip_helpers import Baresip
+from .harness import CARRIER_IP, OUTSIDE_IP, DeviceSpec, SeedSpec, free_port
+from .redis_relay import RedisRelay
+from .sipclient import SipClient, build_request
+from .test_sip_calls import CONTRACT, carrier_call, received_requests, register_device
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
+
+DB = 7
+DESK = DeviceSpec("desk1", "desk1-secret-x")
+ALICE = DeviceSpec("alice", "alice-secret-z")
+NONCE = f'[auth]\nnonce_secret = "{"n" * 32}"\n'
+
+
+def config(url: str = f"redis://127.0.0.1:6379/{DB}", extra: str = "") -> str:
+    return f'[state]\nurl = "{url}"\n{NONCE}{extra}'
+
+
+@pytest.fixture
+def redis_db() -> Iterator[redis.Redis]:
+    client = redis.Redis(db=DB, decode_responses=True)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at 127.0.0.1:6379 is not reachable: {exc}")
+
+    def clean() -> None:
+        keys = list(client.scan_iter(match="softswitch:*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+    clean()
+    yield client
+    clean()
+    client.close()
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def leases(db: redis.Redis, tenant: str = "t1") -> int:
+    return int(db.zcard(f"softswitch:ch:{tenant}"))
+
+
+def bound(db: redis.Redis, device: str) -> list[str]:
+    return list(db.hkeys(f"softswitch:b:{device}"))
+
+
+def total(nodes: list[Any], name: str, **labels: str) -> float:
+    return sum(float(n.metrics().total(name, **labels)) for n in nodes)
+
+
+def start_nodes(switch_proc: Any, count: int, seed: SeedSpec, cfg: str) -> list[Any]:
+    nodes = [switch_proc(seed, cfg, tls=False) for _ in range(count)]
+    for n in nodes:
+        if len(os.sched_getaffinity(0)) > 1:
+            assert f"Workers: {len(os.sched_getaffinity(0))}" in n.proc.stdout_path.read_text()
+    return nodes
+
+
+def logs(nodes: list[Any]) -> str:
+    return "\n".join(n.logs() for n in nodes)
+
+
+# --------------------------------------------------------------------------- 1. the suite
+@pytest.mark.parametrize("count", [1, 2], ids=["one-node", "two-nodes"])
+def test_call_suite_on_one_and_on_two_nodes(switch_proc, sipp, redis_db, count):
+    """A = the node the devices register through, B = the other (A itself with one node)."""
+    gw_port = free_port(OUTSIDE_IP)
+    # two IDs, no spares: two channels for the tenant
+    seed = SeedSpec(
+        devices=[DESK, ALICE], ring_group=["desk1"], spare_ids=0, gw_port=gw_port
+    )  # fmt: skip
+    nodes = start_nodes(switch_proc, count, seed, config())
+    a, b = nodes[0], nodes[-1]
+    desk_port, alice_port = free_port(), free_port()
+    register_device(sipp, a, DESK, desk_port)
+    register_device(sipp, a, ALICE, alice_port)
+    assert len(bound(redis_db, "desk1")) == 1 and len(bound(redis_db, "alice")) == 1
+
+    # the carrier calls the desk through B, then through A
+    desk = sipp("uas", local_port=desk_port, calls=2, timeout_s=30, name="desk-2").start()
+    for via, node in (("B", b), ("A", a)):
+        ur = carrier_call(sipp, node, "uac_call", calls=1, timeout_s=15).run()
+        assert ur.successful == 1 and ur.failed == 0, f"via {via}\n" + ur.report() + logs(nodes)
+    dr = desk.wait(grace=5)
+    assert dr.successful == 2 and received_requests(dr.messages()).count("BYE") == 2, dr.report()
+
+    # the device calls out through B
+    gw = sipp(
+        "uas", local_ip=OUTSIDE_IP, local_port=gw_port, calls=1, timeout_s=15, name="gateway"
+    ).start()
+    out = sipp(
+        "uac_auth_call", remote=b.udp, local_port=alice_port, calls=1, rate=1,
+        service="0312345678", auth=(ALICE.id, ALICE.password), keys={"caller": ALICE.id},
+        timeout_s=15,
+    ).run()  # fmt: skip
+    gr = gw.wait(grace=5)
+    assert out.successful == 1, out.report() + gr.report() + logs(nodes)
+    assert gr.successful == 1, gr.report()
+    assert leases(redis_db) == 0
+
+    # both channels taken: one call through A, one through B; a third through either is busy
+    desk = sipp("uas", local_port=desk_port, calls=2, timeout_s=30, name="desk-held").start()
+    held = [
+        carrier_call(sipp, node, "uac_call", calls=1, timeout_s=30, extra=["-d", "6000"]).start()
+        for node in (a, b)
+    ]
+    wait_for(lambda: leases(redis_db) == 2, 10, "two channels taken")
+    gw = sipp(
+        "uas", local_ip=OUTSIDE_IP, local_port=gw_port, calls=1, timeout_s=8, name="gateway-idle"
+    ).start()
+    for node in (a, b):
+        res = sipp(
+            "uac_auth_expect_busy", remote=node.udp, local_port=alice_port, calls=1, rate=1,
+            service="0312345678", auth=(ALICE.id, ALICE.password), keys={"caller": ALICE.id},
+            timeout_s=8, name="alice-busy",
+        ).run()  # fmt: skip
+        assert res.successful == 1, res.report() + logs(nodes)
+    assert total(nodes, "routing_decisions_total", rule="outbound-channels-full") == 2
+    assert "INVITE" not in received_requests(gw.stop().messages())  # nothing reached the carrier
+    for h in held:
+        r = h.wait(grace=5)
+        assert r.successful == 1, r.report()
+    assert desk.wait(grace=5).successful == 2
+    wait_for(lambda: leases(redis_db) == 0, 5, "the channels released")
