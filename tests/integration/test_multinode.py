@@ -157,3 +157,53 @@ def test_call_suite_on_one_and_on_two_nodes(switch_proc, sipp, redis_db, count):
         assert r.successful == 1, r.report()
     assert desk.wait(grace=5).successful == 2
     wait_for(lambda: leases(redis_db) == 0, 5, "the channels released")
+
+
+# --------------------------------------------------------------------------- 2. TCP device
+def carrier_invite(node: Any, client: SipClient, call_id: str, branch: str) -> bytes:
+    return build_request(
+        "INVITE", f"sip:{CONTRACT}@{node.ip}:{node.sip_port}", transport="udp",
+        local=client.local, from_user="0312345678", to_user=CONTRACT, host="softswitch.local",
+        call_id=call_id, cseq=1, via_branch=branch,
+        extra=[f"Contact: <sip:0312345678@{client.local[0]}:{client.local[1]}>"],
+    )  # fmt: skip
+
+
+def test_tcp_device_registered_through_a_is_unreachable_through_b_which_answers_408_at_once(
+    switch_proc, sipp, redis_db, tmp_path
+):
+    """Issue 11 §2 is not met yet: a TCP connection is held by one node, and no other node
+    relays to it (no Path, no node-to-node relay: only the workers of one node relay to each
+    other). Node B reads the binding without A's connection id (switch/state/base.py, Flows),
+    tries a new TCP connection to the phone's source address (its ephemeral port: refused)
+    and answers the caller 408 at once. Through A the same phone is reached. This documents
+    the behaviour; when cross-node delivery is built, this test must change."""
+    seed = SeedSpec(devices=[DESK], spare_ids=2)
+    a, b = start_nodes(switch_proc, 2, seed, config())
+    phone = Baresip(tmp_path, DESK, a.sip_port, auto_answer=True, transport="tcp")
+    try:
+        phone.connect()
+        wait_for(lambda: bound(redis_db, "desk1"), 10, "the phone's registration")
+        with SipClient("udp", b.udp, local_ip=CARRIER_IP, timeout=8) as client:
+            call_id, branch = f"tcp-via-b-{secrets.token_hex(4)}", f"z9hG4bK-{secrets.token_hex(6)}"
+            t0 = time.monotonic()
+            final = client.request(carrier_invite(b, client, call_id, branch))
+            took = time.monotonic() - t0
+            assert final is not None, logs([a, b])
+            ack = build_request(
+                "ACK", f"sip:{CONTRACT}@{b.ip}:{b.sip_port}", transport="udp",
+                local=client.local, from_user="0312345678", to_user=CONTRACT,
+                host="softswitch.local", call_id=call_id, cseq=1, via_branch=branch,
+                extra=[f"To: {final.get('To')}"],
+            )  # fmt: skip
+            client.send(ack.replace(b"To: <sip:%s@softswitch.local>\r\n" % CONTRACT.encode(), b""))
+        assert final.status == 408 and took < 2.0, (final.raw, took)
+        assert "over tcp failed: [Errno 111] Connection refused" in b.logs()
+        assert not [t for t in phone.trace() if t.method == "INVITE"], "B reached the phone?"
+        wait_for(lambda: leases(redis_db) == 0, 5, "the failed call's channel released")
+        # through A, which holds the connection, the same phone answers
+        ur = carrier_call(sipp, a, "uac_call", calls=1, timeout_s=15, extra=["-d", "300"]).run()
+        assert ur.successful == 1 and ur.failed == 0, ur.report() + logs([a, b])
+        assert [t.transport for t in phone.trace() if t.method == "INVITE"] == ["TCP"]
+    finally:
+        phone.stop()
