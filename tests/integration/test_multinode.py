@@ -207,3 +207,65 @@ def test_tcp_device_registered_through_a_is_unreachable_through_b_which_answers_
         assert [t.transport for t in phone.trace() if t.method == "INVITE"] == ["TCP"]
     finally:
         phone.stop()
+
+
+# --------------------------------------------------------------------------- 3. BYE via B
+def in_dialog(
+    method: str, client: SipClient, call_id: str, ok: Any, cseq: int, route: bool
+) -> bytes:
+    """ACK or BYE of the carrier's answered call; `route`: with the dialog's route set."""
+    contact = re.search(r"<([^>]+)>", ok.get("Contact") or "")
+    assert contact, ok.raw
+    extra = [f"To: {ok.get('To')}"]
+    if route:
+        extra += [f"Route: {rr}" for rr in ok.all("Record-Route")]
+    raw = build_request(
+        method, contact[1], transport="udp", local=client.local, from_user="0312345678",
+        to_user=CONTRACT, host="softswitch.local", call_id=call_id, cseq=cseq, extra=extra,
+    )  # fmt: skip
+    return raw.replace(b"To: <sip:%s@softswitch.local>\r\n" % CONTRACT.encode(), b"", 1)
+
+
+def test_bye_reaching_the_other_node_is_refused_404_and_the_channel_stays_taken(
+    switch_proc, sipp, redis_db
+):
+    """Issue 11 §2 ("in-dialog requests through any node release what the call holds") is not
+    met for two live nodes. One ID, one channel; the call is set up through A. A BYE that
+    reaches B - with A's route set (Route: A's worker's private port) or without a route set
+    (as after a DNS fail-over) - is not a dialog B recognises: 404 Not Here (proxy.py step
+    5a: a node takes only its own Record-Route as ours), nothing is relayed, and the channel
+    stays taken, so the tenant hears busy. The same BYE sent to A releases it at once. The
+    release through the call's Redis record works only for a process on A's own address (a
+    restart after kill -9: test_lease_faults.py). When this is built, this test must change."""
+    seed = SeedSpec(devices=[DESK], spare_ids=0)
+    a, b = start_nodes(switch_proc, 2, seed, config())
+    port = free_port()
+    register_device(sipp, a, DESK, port)
+    desk = sipp("uas", local_port=port, calls=2, timeout_s=30).start()
+    with SipClient("udp", a.udp, local_ip=CARRIER_IP, timeout=8) as client:
+        call_id = f"bye-via-b-{secrets.token_hex(4)}"
+        ok = client.request(carrier_invite(a, client, call_id, f"z9hG4bK-{secrets.token_hex(6)}"))
+        assert ok is not None and ok.status == 200, (ok, logs([a, b]))
+        assert ok.all("Record-Route"), ok.raw
+        client.send(in_dialog("ACK", client, call_id, ok, 1, route=True))
+        wait_for(lambda: leases(redis_db) == 1, 5, "the call's channel")
+        client.remote = b.udp
+        for cseq, route in ((2, True), (3, False)):
+            refused = client.request(in_dialog("BYE", client, call_id, ok, cseq, route=route))
+            assert refused is not None and refused.status == 404, (route, refused, logs([a, b]))
+        time.sleep(1.0)
+        assert leases(redis_db) == 1, "B released the channel"
+        assert total([b], "routing_decisions_total", rule="inbound-channels-full") == 0
+        busy = carrier_call(sipp, b, "uac_call", calls=1, timeout_s=10, extra=["-d", "200"]).run()
+        assert total([b], "routing_decisions_total", rule="inbound-channels-full") == 1, (
+            busy.report() + b.logs()
+        )
+        client.remote = a.udp
+        bye_ok = client.request(in_dialog("BYE", client, call_id, ok, 4, route=True))
+        assert bye_ok is not None and bye_ok.status == 200, (bye_ok, logs([a, b]))
+    took = wait_for(lambda: leases(redis_db) == 0, 3, "the channel released by A")
+    ur = carrier_call(sipp, b, "uac_call", calls=1, timeout_s=15).run()
+    assert ur.successful == 1 and ur.failed == 0, ur.report() + logs([a, b])
+    dr = desk.wait(grace=5)
+    assert dr.successful == 2 and received_requests(dr.messages()).count("BYE") == 2, dr.report()
+    print(f"channel released {took:.2f} s after A answered the BYE")
