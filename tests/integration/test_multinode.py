@@ -269,3 +269,61 @@ def test_bye_reaching_the_other_node_is_refused_404_and_the_channel_stays_taken(
     dr = desk.wait(grace=5)
     assert dr.successful == 2 and received_requests(dr.messages()).count("BYE") == 2, dr.report()
     print(f"channel released {took:.2f} s after A answered the BYE")
+
+
+# --------------------------------------------------------------------------- 4. kill -9
+def held(db: redis.Redis, tenant: str = "t1") -> int:
+    """Channel leases not past their deadline (expired ones leave the zset lazily)."""
+    return int(db.zcount(f"softswitch:ch:{tenant}", time.time(), "+inf"))
+
+
+SHORT_TTL = "[proxy]\nchannel_ttl = 6.0\nlease_sweep = 1.0\n"
+
+
+def test_channel_ttl_option_node_killed_mid_load_calls_go_on_through_the_other(
+    switch_proc, sipp, redis_db
+):
+    """Two nodes at 10 calls/s each (1 s calls). A (where the desk registered) gets SIGKILL
+    (supervisor and workers) 3 s in: every call through B succeeds before and after, the
+    registration stays, and the channels of A's calls cut off come back by the lease TTL
+    (`channel_ttl` 6 s here, 2 h by default: the option under test)."""
+    seed = SeedSpec(devices=[DESK], spare_ids=60)
+    a, b = start_nodes(switch_proc, 2, seed, config(extra=SHORT_TTL))
+    port = free_port()
+    register_device(sipp, a, DESK, port)
+    desk = sipp("uas", local_port=port, calls=1000, timeout_s=40, trace_msg=False).start()
+    n = 80
+    loads = {
+        name: sipp(
+            "uac_call", remote=node.udp, local_ip=CARRIER_IP, calls=n, rate=10,
+            service=CONTRACT, keys={"caller": "0312345678"}, timeout_s=30, trace_msg=False,
+            name=f"load-{name}", extra=["-d", "1000"],
+        ).start()  # fmt: skip
+        for name, node in (("A", a), ("B", b))
+    }
+    time.sleep(3.0)
+    os.killpg(a.proc.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    assert a.proc.proc is not None
+    a.proc.proc.wait(5)
+    stuck = held(redis_db)
+    time.sleep(1.0)
+    ra = loads["A"].stop()
+    rb = loads["B"].wait(grace=10)
+    detail = ra.report() + "\n" + rb.report() + "\n" + b.logs()
+    assert rb.successful == n and rb.failed == 0, detail
+    assert 0 < ra.successful < n, detail  # A served calls, then died with some up
+    assert len(bound(redis_db, "desk1")) == 1, "the registration through A is gone"
+    after = sipp(
+        "uac_call", remote=b.udp, local_ip=CARRIER_IP, calls=10, rate=10, service=CONTRACT,
+        keys={"caller": "0312345678"}, timeout_s=15, name="after-kill",
+    ).run()  # fmt: skip
+    assert after.successful == 10 and after.failed == 0, after.report() + b.logs()
+    assert stuck > 0, "no call was up on A when it was killed?"
+    wait_for(lambda: held(redis_db) == 0, 6.0 + 5.0, "A's channels to come back")
+    back = time.monotonic() - killed_at
+    desk.stop()
+    # B's books agree: no call of its own left, and the tenant can fill every channel again
+    assert b.metrics().total("sip_calls_active") == 0
+    print(f"A: {ra.successful} calls done before the kill, {stuck} channels held at the kill; "
+          f"B: {rb.successful}/{n}; every channel back {back:.1f} s after the kill")
