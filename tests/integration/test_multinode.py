@@ -271,6 +271,16 @@ def test_bye_reaching_the_other_node_is_refused_404_and_the_channel_stays_taken(
     print(f"channel released {took:.2f} s after A answered the BYE")
 
 
+def load(sipp: Any, node: Any, name: str, n: int, hold_ms: int = 500) -> Any:
+    """`n` calls at 10/s through `node`, each held `hold_ms`; a 503 + Retry-After counts as
+    FailedTimeoutOnRecv (tests/sipp/uac_call_or_503.xml)."""
+    return sipp(
+        "uac_call_or_503", remote=node.udp, local_ip=CARRIER_IP, calls=n, rate=10,
+        service=CONTRACT, keys={"caller": "0312345678"}, timeout_s=30,
+        name=name, extra=["-d", str(hold_ms)],
+    ).start()  # fmt: skip
+
+
 # --------------------------------------------------------------------------- 4. kill -9
 def held(db: redis.Redis, tenant: str = "t1") -> int:
     """Channel leases not past their deadline (expired ones leave the zset lazily)."""
@@ -293,14 +303,8 @@ def test_channel_ttl_option_node_killed_mid_load_calls_go_on_through_the_other(
     register_device(sipp, a, DESK, port)
     desk = sipp("uas", local_port=port, calls=1000, timeout_s=40, trace_msg=False).start()
     n = 80
-    loads = {
-        name: sipp(
-            "uac_call", remote=node.udp, local_ip=CARRIER_IP, calls=n, rate=10,
-            service=CONTRACT, keys={"caller": "0312345678"}, timeout_s=30, trace_msg=False,
-            name=f"load-{name}", extra=["-d", "1000"],
-        ).start()  # fmt: skip
-        for name, node in (("A", a), ("B", b))
-    }
+    loads = {name: load(sipp, node, f"load-{name}", n, hold_ms=1000) for name, node in
+             (("A", a), ("B", b))}  # fmt: skip
     time.sleep(3.0)
     os.killpg(a.proc.pid, signal.SIGKILL)
     killed_at = time.monotonic()
@@ -325,5 +329,65 @@ def test_channel_ttl_option_node_killed_mid_load_calls_go_on_through_the_other(
     desk.stop()
     # B's books agree: no call of its own left, and the tenant can fill every channel again
     assert b.metrics().total("sip_calls_active") == 0
-    print(f"A: {ra.successful} calls done before the kill, {stuck} channels held at the kill; "
-          f"B: {rb.successful}/{n}; every channel back {back:.1f} s after the kill")
+    print(
+        f"A: {ra.successful} calls done before the kill, {stuck} channels held at the kill; "
+        f"B: {rb.successful}/{n}; every channel back {back:.1f} s after the kill"
+    )
+
+
+# --------------------------------------------------------------------------- 5. Redis outage
+def test_redis_connections_dropped_mid_load_503_with_retry_after_then_calls_recover(
+    switch_proc, sipp, redis_db
+):
+    """Both nodes reach Redis through a relay that drops every connection for 2.5 s in the
+    middle of 10 calls/s through each node. Calls arriving meanwhile get 503 + Retry-After
+    (uac_call_or_503 counts them as FailedTimeoutOnRecv, a 503 without Retry-After as
+    FailedRegexpHdrNotFound, anything else - 486, 408, 500 - as another failure); every call
+    after it completes; nothing is left holding a channel (15 channels: a few leaked leases
+    would make callers hear busy). Then Redis comes back empty (FLUSHDB while the relay is
+    down: a restart without persistence): the desk's refresh through B registers it again
+    and calls through both nodes reach it."""
+    with RedisRelay() as relay:
+        seed = SeedSpec(devices=[DESK], spare_ids=14)
+        a, b = start_nodes(switch_proc, 2, seed, config(relay.url(DB)))
+        nodes = [a, b]
+        port = free_port()
+        register_device(sipp, a, DESK, port)
+        desk = sipp("uas", local_port=port, calls=1000, timeout_s=60, trace_msg=False).start()
+        n = 80
+        runs = [load(sipp, a, "load-A", n), load(sipp, b, "load-B", n)]
+        time.sleep(3.0)
+        relay.drop()
+        time.sleep(2.5)
+        relay.resume()
+        results = [r.wait(grace=10) for r in runs]
+        detail = "\n".join(r.report() for r in results) + logs(nodes)
+        refused = sum(r.counter("FailedTimeoutOnRecv") for r in results)
+        for r in results:
+            assert r.created == n and r.counter("FailedRegexpHdrNotFound") == 0, detail
+            # every failed call was a 503 with Retry-After
+            assert r.failed == r.counter("FailedTimeoutOnRecv"), detail
+        assert refused > 0, "no call met the outage? " + detail
+        assert sum(r.successful for r in results) == 2 * n - refused, detail
+        assert total(nodes, "routing_decisions_total", rule="inbound-channels-full") == 0
+        wait_for(lambda: held(redis_db) == 0, 5, "every channel released")
+        after = [load(sipp, node, f"after-{i}", 15) for i, node in enumerate(nodes)]
+        for r in after:
+            res = r.wait(grace=10)
+            assert res.successful == 15 and res.failed == 0, res.report() + logs(nodes)
+
+        # Redis restarted without its data: registrations and leases are gone
+        relay.drop()
+        redis_db.flushdb()
+        relay.resume()
+        assert bound(redis_db, "desk1") == []
+        time.sleep(1.5)  # the breakers' cooldown (1 s) after the dropped connections
+        desk.stop()
+        register_device(sipp, b, DESK, port)  # the desk's refresh, through the other node
+        assert len(bound(redis_db, "desk1")) == 1
+        desk = sipp("uas", local_port=port, calls=2, timeout_s=20, name="desk-again").start()
+        for node in nodes:
+            ur = carrier_call(sipp, node, "uac_call", calls=1, timeout_s=10).run()
+            assert ur.successful == 1 and ur.failed == 0, ur.report() + logs(nodes)
+        assert desk.wait(grace=5).successful == 2
+        print(f"refused with 503 + Retry-After during the outage: {refused} of {2 * n} calls")
