@@ -43,8 +43,9 @@ the release again with backoff (`RETRY_FIRST`, doubling up to `RETRY_CAP`, for a
 `sip_lease_writes_retried_total`. Retries wake up as soon as the backend answers any operation
 of this process again (a long outage would otherwise leave releases waiting out a backoff of
 up to `RETRY_CAP` after it), and until a release has gone through, the channel count read for
-the tenant does not count that lease (`releasing`): a call that is over never makes another
-caller hear "busy" because the backend was away when it ended.
+the tenant (routing's view and the limit of an acquire) does not count that lease
+(`releasing`): a call that is over never makes another caller hear "busy" because the
+backend was away when it ended.
 An `acquire` that raised may still have been applied: the lease is released then too (at
 once, and again once `LATE_WRITE_BOUND` has passed, after which no delayed copy of the
 acquire can land - so a call answered 503 during an outage never holds a channel
@@ -173,8 +174,9 @@ class ActiveCalls:
         failure raises StateUnavailable, and whatever it may have applied is released."""
         ttl = self.default_ttl if ttl is None else ttl
         now = self._wall()
+        counted = limit + self.releasing(tenant_id)  # those are over: not in use
         try:
-            ok = await self._state.acquire_channel(tenant_id, call_id, limit, ttl, now)
+            ok = await self._state.acquire_channel(tenant_id, call_id, counted, ttl, now)
         except StateUnavailable:
             self._undo_acquire(tenant_id, call_id)
             raise

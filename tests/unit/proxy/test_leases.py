@@ -118,9 +118,11 @@ async def test_a_release_pending_is_not_in_use_and_goes_once_the_backend_answers
     await settle()
     assert await state.channels_in_use("t", WALL) == 2  # still in the backend
     assert calls.releasing("t") == 1 and calls.releasing("other") == 0
+    assert await calls.acquire("t", "c3", 2)  # c1 is over: the limit is not reached
+    assert not await calls.acquire("t", "c4", 2)
     calls.backend_answered()  # e.g. the next call's routing lookup got through
     await settle()
-    assert await state.channels_in_use("t", WALL) == 1
+    assert await state.channels_in_use("t", WALL) == 2  # c2, c3
     assert calls.releasing("t") == 0
     calls.backend_answered()  # nobody waiting: nothing happens
 
