@@ -46,15 +46,22 @@ Releases are idempotent and retried: a release removes the Call-ID's own lease (
 "one of the tenant's"), so doing it twice is a no-op; a backend that fails (Redis blip) gets
 the release again with backoff (`RETRY_FIRST`, doubling up to `RETRY_CAP`, for at most
 `retry_for` seconds, 300 s by default; then the TTL is the net), counted in
-`sip_lease_writes_retried_total`. An `acquire` that raised may still have been applied: the
-lease is released then too (at once, and again once `LATE_WRITE_BOUND` has passed, after
-which no delayed copy of the acquire can land - so a call answered 503 during an outage
-never holds a channel afterwards, and the tenant never sees "busy" from it).
+`sip_lease_writes_retried_total`. Retries wake up as soon as the backend answers any operation
+of this process again (a long outage would otherwise leave releases waiting out a backoff of
+up to `RETRY_CAP` after it), and until a release has gone through, the channel count read for
+the tenant (routing's view and the limit of an acquire) does not count that lease
+(`releasing`): a call that is over never makes another caller hear "busy" because the
+backend was away when it ended.
+An `acquire` that raised may still have been applied: the lease is released then too (at
+once, and again once `LATE_WRITE_BOUND` has passed, after which no delayed copy of the
+acquire can land - so a call answered 503 during an outage never holds a channel
+afterwards, and the tenant never sees "busy" from it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -133,6 +140,11 @@ class ActiveCalls:
         self._retries = metrics.lease_writes_retried_total
         self._answered: dict[str, None] = {}  # insertion order = age
         self._leases: dict[str, _Lease] = {}
+        # leases of calls that ended here whose release has not reached the backend yet
+        # (tenant -> Call-IDs): not counted as in use (`releasing`)
+        self._releasing: dict[str, set[str]] = {}
+        self._wake = asyncio.Event()  # set when the backend answers again (`backend_answered`)
+        self._waiting = 0  # retries sleeping on it
         # [recording] told the Call-ID of every call that ends here: failed, BYE, expired
         # (anchor.MediaAnchors.ended deletes the call at the relay)
         self.on_end: Callable[[str], None] | None = None
@@ -172,11 +184,13 @@ class ActiveCalls:
             call_id=call_id, tenant_id=tenant_id, until=now + ttl, started=now,
             caller=caller, called=called, node=self.owner,
         )  # fmt: skip
+        counted = limit + self.releasing(tenant_id)  # those are over: not in use
         try:
-            ok = await self._state.acquire_call(record, limit, ttl, now)
+            ok = await self._state.acquire_call(record, counted, ttl, now)
         except StateUnavailable:
             self._undo_acquire(tenant_id, call_id)
             raise
+        self.backend_answered()
         if ok:
             self._leases[call_id] = _Lease(tenant_id, limit, ttl, now + ttl, record)
         return ok
@@ -326,18 +340,45 @@ class ActiveCalls:
     def leases(self) -> int:
         return len(self._leases)
 
+    def releasing(self, tenant_id: str) -> int:
+        """The tenant's leases still in the backend although their call ended here (the
+        release is being retried): a channel count read from the backend subtracts them, so
+        callers never hear "busy" from calls that are over while the backend was away."""
+        pending = self._releasing.get(tenant_id)
+        return len(pending) if pending else 0
+
+    def backend_answered(self) -> None:
+        """The backend answered an operation: the releases waiting to be retried go now,
+        not at the end of their backoff (which is long after a long outage)."""
+        if self._waiting:
+            self._wake.set()
+            self._wake = asyncio.Event()
+
     def _release(self, call_id: str) -> None:
         lease = self._leases.pop(call_id, None)
         if lease is not None:
             tenant_id, also = lease.tenant_id, lease.also
-            self._spawn(
-                self._retrying(call_id, lambda: self._release_lease(call_id, tenant_id, also))
-            )
+            self._releasing.setdefault(tenant_id, set()).add(call_id)
+            self._spawn(self._release_retried(call_id, tenant_id, also))
+
+    async def _release_retried(self, call_id: str, tenant_id: str, also: str | None) -> None:
+        try:
+            await self._retrying(call_id, lambda: self._release_lease(call_id, tenant_id, also))
+        finally:
+            self._released(tenant_id, call_id)
+
+    def _released(self, tenant_id: str, call_id: str) -> None:
+        pending = self._releasing.get(tenant_id)
+        if pending is not None:
+            pending.discard(call_id)
+            if not pending:
+                del self._releasing[tenant_id]
 
     async def _release_lease(self, call_id: str, tenant_id: str, also: str | None) -> None:
         """Both leases and the record at once; idempotent (keyed by the Call-ID): safe to
         run again after a failure."""
         await self._state.release_call(tenant_id, call_id, also)
+        self._released(tenant_id, call_id)  # no longer counted by the backend
 
     async def _retrying(self, call_id: str, op: Callable[[], Awaitable[object]]) -> None:
         """Run `op` until it gets through the backend: backoff from RETRY_FIRST doubling to
@@ -357,13 +398,23 @@ class ActiveCalls:
                     log.warning("call %s: lease write failed (%s); retrying", call_id, exc)
                 failed = True
                 self._retries.labels("retry").inc()
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 delay = min(delay * 2, RETRY_CAP)
                 continue
             if failed:
+                self.backend_answered()
                 self._retries.labels("done").inc()
                 log.info("call %s: lease write done after retrying", call_id)
             return
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep `delay`, or less if the backend answers someone meanwhile."""
+        self._waiting += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+        finally:
+            self._waiting -= 1
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         # Eager: the memory backend finishes at once and costs no task; a network backend

@@ -492,7 +492,11 @@ class Proxy:
         tenant = need.tenant_id if need.channels and fwd.method == "INVITE" else None
         # one round trip on Redis (was one per ID plus one for the channels)
         bindings, in_use = await self.state.routing_lookup(list(need.device_ids), tenant, wall)
-        channels = {tenant: in_use} if tenant is not None and in_use is not None else {}
+        self.calls.backend_answered()
+        channels = {}
+        if tenant is not None and in_use is not None:
+            # leases of calls over whose release is still being retried are not in use
+            channels[tenant] = max(0, in_use - self.calls.releasing(tenant))
         usage: dict[str, OutboundUsage] = {}
         if need.usage_of and need.tenant_id is not None and fwd.method == "INVITE":
             usage[need.usage_of] = await self.book.usage(snap, need.tenant_id, need.usage_of, wall)

@@ -103,6 +103,31 @@ async def test_retries_are_bounded() -> None:
     assert await state.channels_in_use("t", WALL) == 1  # left to the TTL
 
 
+async def test_a_release_pending_is_not_in_use_and_goes_once_the_backend_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 11 §2 (found with two nodes and a Redis outage under load): a call that ended
+    while the backend was away must not count as a channel in use, and its release must not
+    wait out a long backoff once the backend is back."""
+    monkeypatch.setattr(leases, "RETRY_FIRST", 30.0)  # without the wake-up: 30 s
+    state = FlakyState()
+    calls = calls_on(state)
+    assert await calls.acquire("t", "c1", 2)
+    assert await calls.acquire("t", "c2", 2)
+    state.failures["release"] = 1
+    calls.ended("c1")
+    await settle()
+    assert await state.channels_in_use("t", WALL) == 2  # still in the backend
+    assert calls.releasing("t") == 1 and calls.releasing("other") == 0
+    assert await calls.acquire("t", "c3", 2)  # c1 is over: the limit is not reached
+    assert not await calls.acquire("t", "c4", 2)
+    calls.backend_answered()  # e.g. the next call's routing lookup got through
+    await settle()
+    assert await state.channels_in_use("t", WALL) == 2  # c2, c3
+    assert calls.releasing("t") == 0
+    calls.backend_answered()  # nobody waiting: nothing happens
+
+
 async def test_an_acquire_that_raised_after_applying_is_undone() -> None:
     state = FlakyState()
     calls = calls_on(state, late_write_bound=0.05)
