@@ -27,7 +27,8 @@ actually suspends (a network state backend) becomes an asyncio task. With the me
 nothing suspends, so a REGISTER costs no task at all.
 
 Backlog: a new INVITE whose TU suspended (waiting on Redis) is remembered with the time it
-arrived until its TU coroutine ends; `routing_delay(now)` is the age of the oldest one. On a
+arrived until its TU coroutine ends; `routing_delay(now)` is the age of the oldest one while
+at least `ROUTING_BACKLOG` (4) wait (fewer: a backend outage, not load). On a
 network state backend the work that does not fit waits there, not in the UDP queue, so the
 overload control (switch.transport.overload) samples it with the loop lag and the queue.
 """
@@ -64,6 +65,8 @@ from .rules import DEFAULT_PORTS, response_fallback
 __all__ = ["SipEndpoint"]
 
 log = logging.getLogger(__name__)
+
+ROUTING_BACKLOG = 4  # INVITEs waiting in suspended TUs before their age counts as load
 
 _FAULT_LOG_INTERVAL = 60.0  # seconds between tracebacks logged for one kind of fault
 
@@ -197,8 +200,11 @@ class SipEndpoint:
         self._routing.pop(task, None)
 
     def routing_delay(self, now: float) -> float:
-        """How long the oldest INVITE still in its TU's hands (suspended) has waited."""
-        if not self._routing:
+        """How long the oldest INVITE still in its TU's hands (suspended) has waited, once
+        `ROUTING_BACKLOG` of them wait: a backlog is load; one or two INVITEs waiting long
+        are a slow or unreachable backend, which its own timeout and breaker answer (503
+        with Retry-After) and which must not make the switch shed calls after it recovers."""
+        if len(self._routing) < ROUTING_BACKLOG:
             return 0.0
         return now - next(iter(self._routing.values()))  # insertion order: oldest first
 

@@ -21,7 +21,8 @@ sampled every `interval` seconds by the glue (switch.transport.overload_gate) as
   Measured in time, not in bytes, it means the same on a machine that has a whole core to
   give and on one whose neighbours leave the switch half a core;
 - **routing delay**: how long the oldest new INVITE whose transaction user is suspended
-  (waiting on a network state backend: Redis) has waited (switch.transport.endpoint). There
+  (waiting on a network state backend: Redis) has waited, once a backlog of them waits
+  (switch.transport.endpoint, ROUTING_BACKLOG). There
   the work that does not fit piles up in tasks awaiting replies, not in the UDP queue.
 
 What counts is a *standing* delay, as in CoDel: the smallest of the last `WINDOW` samples

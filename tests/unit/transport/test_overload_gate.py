@@ -17,7 +17,7 @@ from switch.metrics import Metrics
 from switch.sip.message import Request, Response
 from switch.sip.parser import parse_message
 from switch.sip.transaction import TransactionLayer
-from switch.transport.endpoint import SipEndpoint
+from switch.transport.endpoint import ROUTING_BACKLOG, SipEndpoint
 from switch.transport.manager import TransportManager, TransportSettings
 
 from .test_stream import Recorder
@@ -197,7 +197,8 @@ class Slow:
 
 async def test_invites_waiting_in_a_suspended_tu_count_as_delay() -> None:
     """On a network state backend the backlog waits in suspended TU tasks: the routing
-    delay (the oldest new INVITE still in its TU's hands) is sampled like the loop lag."""
+    delay (the oldest new INVITE still in its TU's hands, once ROUTING_BACKLOG wait) is
+    sampled like the loop lag."""
     core = SipEndpoint(TransactionLayer(), Metrics())
     slow = Slow()
     core.users.default = slow  # type: ignore[assignment]
@@ -206,13 +207,36 @@ async def test_invites_waiting_in_a_suspended_tu_count_as_delay() -> None:
     core.attach(tm)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        sock.sendto(request("INVITE", "slow1"), tm.bound["udp"])
+        for n in range(ROUTING_BACKLOG):
+            sock.sendto(request("INVITE", f"slow{n}"), tm.bound["udp"])
         await asyncio.sleep(0.5)
         assert core.routing_delay(asyncio.get_running_loop().time()) >= 0.4
         assert tm._gate.control.active  # a standing delay over 0.1 s
         slow.go.set()
         await asyncio.sleep(0.05)
         assert core.routing_delay(asyncio.get_running_loop().time()) == 0.0
+    finally:
+        sock.close()
+        await tm.close()
+        core.close()
+
+
+async def test_one_invite_waiting_on_an_unreachable_backend_is_not_load() -> None:
+    """A single INVITE waiting long (a black-holed Redis: its timeout and breaker answer it
+    503) is no backlog: no shedding, so none lingers after the backend recovers."""
+    core = SipEndpoint(TransactionLayer(), Metrics())
+    slow = Slow()
+    core.users.default = slow  # type: ignore[assignment]
+    tm = TransportManager(core, Metrics(), TransportSettings())
+    await tm.start(("127.0.0.1", 0), None, None)
+    core.attach(tm)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.sendto(request("INVITE", "alone"), tm.bound["udp"])
+        await asyncio.sleep(0.5)
+        assert core.routing_delay(asyncio.get_running_loop().time()) == 0.0
+        assert not tm._gate.control.active
+        slow.go.set()
     finally:
         sock.close()
         await tm.close()
