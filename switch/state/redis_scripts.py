@@ -81,7 +81,7 @@ return 1
 
 # KEYS: ch   ARGV: call_id, limit, deadline, now, ttl, late bound, sent at
 # -1: the command arrived more than `late bound` seconds after it was sent (Redis's clock)
-ACQUIRE = """
+_TAKE_LEASE = """
 local t = redis.call('TIME')
 if tonumber(t[1]) + tonumber(t[2]) / 1000000 - tonumber(ARGV[7]) > tonumber(ARGV[6]) then
   return -1
@@ -93,17 +93,17 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1])
 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 if redis.call('TTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
-return 1
 """
+ACQUIRE = _TAKE_LEASE + "return 1\n"
 
 # KEYS: ch   ARGV: call_id, deadline, now, ttl
-REFRESH = """
+_EXTEND_LEASE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
 if redis.call('TTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
-return 1
 """
+REFRESH = _EXTEND_LEASE + "return 1\n"
 
 # KEYS: ch   ARGV: now
 IN_USE = """
@@ -112,57 +112,43 @@ return redis.call('ZCARD', KEYS[1])
 """
 
 
+def _put_record(c: int, cs: int, json: int, until: int, ttl: int) -> str:
+    """Lua writing a call record: KEYS[c] = ARGV[json] for ARGV[ttl] s, ARGV[1] (the Call-ID)
+    in the tenant's index KEYS[cs] at score ARGV[until]."""
+    return (
+        f"redis.call('SET', KEYS[{c}], ARGV[{json}], 'EX', ARGV[{ttl}])\n"
+        f"redis.call('ZADD', KEYS[{cs}], ARGV[{until}], ARGV[1])\n"
+        f"if redis.call('TTL', KEYS[{cs}]) < tonumber(ARGV[{ttl}]) then"
+        f" redis.call('EXPIRE', KEYS[{cs}], ARGV[{ttl}]) end\n"
+    )
+
+
 # KEYS: c, cs   ARGV: call_id, json, until, ttl
-PUT_CALL = """
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-if redis.call('TTL', KEYS[2]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
-return 1
-"""
+PUT_CALL = _put_record(1, 2, json=2, until=3, ttl=4) + "return 1\n"
 
 # The combined lease + record scripts (base.py, Calls): one round trip per change of a call.
 # KEYS: ch, c, cs   ARGV: call_id, limit, deadline, now, ttl, late bound, sent at,
 #                         json, record until, record ttl
 # -1 refused as late, 0 no free channel (nothing written), 1 lease and record written
-ACQUIRE_CALL = """
-local t = redis.call('TIME')
-if tonumber(t[1]) + tonumber(t[2]) / 1000000 - tonumber(ARGV[7]) > tonumber(ARGV[6]) then
-  return -1
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
-if not redis.call('ZSCORE', KEYS[1], ARGV[1])
-   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-if redis.call('TTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
-redis.call('SET', KEYS[2], ARGV[8], 'EX', ARGV[10])
-redis.call('ZADD', KEYS[3], ARGV[9], ARGV[1])
-if redis.call('TTL', KEYS[3]) < tonumber(ARGV[10]) then redis.call('EXPIRE', KEYS[3], ARGV[10]) end
-return 1
-"""
+ACQUIRE_CALL = _TAKE_LEASE + _put_record(2, 3, json=8, until=9, ttl=10) + "return 1\n"
 
 # KEYS: ch, c, cs [, also ch]   ARGV: call_id, deadline, now, ttl, json, record until, record ttl
 # Nothing when the lease is gone: a refresh never takes a lease again (leases.py does, when
 # the call still holds it, by `acquire_call`).
-REFRESH_CALL = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
-if redis.call('TTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
-if KEYS[4] then
+REFRESH_CALL = (
+    _EXTEND_LEASE
+    + """if KEYS[4] then
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[3])
   redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
   if redis.call('TTL', KEYS[4]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[4], ARGV[4]) end
 end
-redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[7])
-redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
-if redis.call('TTL', KEYS[3]) < tonumber(ARGV[7]) then redis.call('EXPIRE', KEYS[3], ARGV[7]) end
-return 1
 """
+    + _put_record(2, 3, json=5, until=6, ttl=7)
+    + "return 1\n"
+)
 
 # KEYS: ch, c [, also ch]   ARGV: call_id, tenant index prefix
-# The record's own tenant names its index (as _REMOVE_CALL).
+# The record's own tenant names its index (as REMOVE_CALL).
 RELEASE_CALL = """
 local n = redis.call('ZREM', KEYS[1], ARGV[1])
 if KEYS[3] then redis.call('ZREM', KEYS[3], ARGV[1]) end
