@@ -14,9 +14,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+import redis
+
 REDIS_PORT = 6379
+
+
+@contextlib.contextmanager
+def clean_redis_db(db: int) -> Iterator[redis.Redis]:
+    """A client of the real Redis's database `db` with the switch's keys (softswitch:*)
+    removed before and after: the database a test's switches use. Fails loudly when Redis
+    is not there."""
+    client = redis.Redis(port=REDIS_PORT, db=db, decode_responses=True)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at 127.0.0.1:{REDIS_PORT} is not reachable: {exc}")
+
+    def clean() -> None:
+        keys = list(client.scan_iter(match="softswitch:*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+    clean()
+    try:
+        yield client
+    finally:
+        clean()
+        client.close()
 
 
 class RedisRelay:

@@ -32,7 +32,7 @@ from switch.state.base import StateUnavailable
 from switch.state.redis import RedisState
 
 from .harness import CARRIER_IP, DeviceSpec, SeedSpec, free_port
-from .redis_relay import RedisRelay
+from .redis_relay import RedisRelay, clean_redis_db
 from .sipclient import SipClient, build_request
 from .test_dialog_liveness import wait_for
 from .test_sip_calls import CONTRACT, carrier_call, register_device
@@ -45,21 +45,8 @@ DESK = DeviceSpec("desk1", "desk1-secret-x")
 
 @pytest.fixture
 def redis_db() -> Iterator[redis.Redis]:
-    client = redis.Redis(db=DB, decode_responses=True)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at 127.0.0.1:6379 is not reachable: {exc}")
-
-    def clean() -> None:
-        keys = list(client.scan_iter(match="softswitch:*", count=1000))
-        if keys:
-            client.delete(*keys)
-
-    clean()
-    yield client
-    clean()
-    client.close()
+    with clean_redis_db(DB) as client:
+        yield client
 
 
 def leases(db: redis.Redis, tenant: str = "t1") -> int:

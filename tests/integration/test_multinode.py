@@ -28,7 +28,7 @@ import redis
 
 from .baresip_helpers import Baresip
 from .harness import CARRIER_IP, OUTSIDE_IP, DeviceSpec, SeedSpec, free_port
-from .redis_relay import RedisRelay
+from .redis_relay import RedisRelay, clean_redis_db
 from .sipclient import SipClient, build_request
 from .test_sip_calls import CONTRACT, carrier_call, received_requests, register_device
 
@@ -46,21 +46,8 @@ def config(url: str = f"redis://127.0.0.1:6379/{DB}", extra: str = "") -> str:
 
 @pytest.fixture
 def redis_db() -> Iterator[redis.Redis]:
-    client = redis.Redis(db=DB, decode_responses=True)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at 127.0.0.1:6379 is not reachable: {exc}")
-
-    def clean() -> None:
-        keys = list(client.scan_iter(match="softswitch:*", count=1000))
-        if keys:
-            client.delete(*keys)
-
-    clean()
-    yield client
-    clean()
-    client.close()
+    with clean_redis_db(DB) as client:
+        yield client
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str) -> float:

@@ -14,6 +14,7 @@ import redis
 
 from .e2e_helpers import Api, operator_token
 from .harness import DeviceSpec, SeedSpec, free_port
+from .redis_relay import clean_redis_db
 from .test_dialog_liveness import wait_for
 from .test_sip_calls import CONTRACT, carrier_call, register_device
 
@@ -101,17 +102,8 @@ def test_operator_sees_registrations_and_calls_and_ends_a_call_with_bye_both_way
 
 @pytest.fixture
 def redis_db12() -> Iterator[redis.Redis]:
-    client = redis.Redis(db=12, decode_responses=True)
-
-    def clean() -> None:
-        keys = list(client.scan_iter(match="softswitch:*", count=1000))
-        if keys:
-            client.delete(*keys)
-
-    clean()
-    yield client
-    clean()
-    client.close()
+    with clean_redis_db(12) as client:
+        yield client
 
 
 @pytest.mark.redis
