@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from provisioning import rules
 from provisioning.model import normalize_number
 from provisioning.services import UNSET, Page
+from provisioning.services.base import invalid_filter
 
 from .core import PathParam
 from .schema import (
@@ -125,6 +126,20 @@ def page_args(query: Mapping[str, Any]) -> dict[str, Any]:
     if "limit" in query:
         args["limit"] = query["limit"]
     return args
+
+
+def instant_filter(name: str, text: str | None) -> datetime | None:
+    """A date-time filter of a list (`since`, `until`): RFC 3339 with its UTC offset, or
+    400 invalid-filter."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise invalid_filter(name, "not an RFC 3339 date-time") from None
+    if value.utcoffset() is None:
+        raise invalid_filter(name, "needs a UTC offset (Z or +09:00)")
+    return value
 
 
 def iso(value: datetime | date | None) -> str | None:

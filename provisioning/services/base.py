@@ -142,6 +142,13 @@ def page_of(items: list[T], limit: int, key: Callable[[T], list[str]]) -> Page[T
 # --------------------------------------------------------------------------- helpers
 
 
+def invalid_filter(name: str, reason: str) -> InvalidInput:
+    """A list filter that cannot be applied (400 `invalid-filter`, naming it and why)."""
+    return InvalidInput(
+        "invalid-filter", f"filter {name}: {reason}", {"filter": name, "reason": reason}
+    )
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 

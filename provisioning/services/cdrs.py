@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ..errors import InvalidInput, NotFound, ProvisioningError
+from ..errors import NotFound, ProvisioningError
 from ..records import CallQuery, CallRecord, DeviceRole, MonthSpan
 from ..rules import PAGE_DEFAULT
 from ..store.base import Store
@@ -46,7 +46,6 @@ __all__ = [
     "StatementBuilder",
     "StatementSheet",
     "StatementsUnavailable",
-    "invalid_filter",
 ]
 
 DEFAULT_RETENTION_DAYS = 400
@@ -74,10 +73,6 @@ class StatementsUnavailable(ProvisioningError):
 
     def __init__(self) -> None:
         super().__init__("statements-unavailable", "this node computes no statements")
-
-
-def invalid_filter(name: str, reason: str) -> InvalidInput:
-    return InvalidInput("invalid-filter", f"filter {name}: {reason}", {"filter": name})
 
 
 # --------------------------------------------------------------------------- writing

@@ -35,9 +35,18 @@ from ..records import NewRecording, RecordingInfo, RecordingQuery
 from ..store.base import Store
 from ..store.queries import recordings as q
 from ..store.queries import tenants
-from .base import Page, Principal, decode_cursor, new_id, page_limit, page_of, require_tenant
+from .base import (
+    Page,
+    Principal,
+    decode_cursor,
+    invalid_filter,
+    new_id,
+    page_limit,
+    page_of,
+    require_tenant,
+)
 
-__all__ = ["DirectoryFiles", "NoFiles", "RecordingFiles", "RecordingsRepo", "invalid_filter"]
+__all__ = ["DirectoryFiles", "NoFiles", "RecordingFiles", "RecordingsRepo"]
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +96,6 @@ class DirectoryFiles:
         for each in (wav, wav.with_suffix(".json")):
             with contextlib.suppress(FileNotFoundError):
                 each.unlink()
-
-
-def invalid_filter(name: str, reason: str) -> InvalidInput:
-    return InvalidInput(
-        "invalid-filter", f"filter {name}: {reason}", {"filter": name, "reason": reason}
-    )
 
 
 DeleteListener = Callable[[str, list[RecordingInfo]], None]

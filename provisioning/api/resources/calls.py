@@ -37,7 +37,8 @@ from aiohttp import web
 
 from provisioning.model import normalize_number
 from provisioning.records import CallDirection, CallOutcome, CallQuery, CallRecord, DeviceRole
-from provisioning.services.cdrs import CallHistoryService, HistoryItem, invalid_filter
+from provisioning.services.base import invalid_filter
+from provisioning.services.cdrs import CallHistoryService, HistoryItem
 
 from ..common import (
     DEVICE_ID,
@@ -46,6 +47,7 @@ from ..common import (
     TENANT_ID,
     TIMESTAMP,
     ident,
+    instant_filter,
     page_args,
     page_of,
 )
@@ -225,21 +227,9 @@ def _csv_rows(items: list[HistoryItem]) -> bytes:
 
 
 # --------------------------------------------------------------------------- handlers
-def _instant(name: str, text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise invalid_filter(name, "not an RFC 3339 date-time") from None
-    if value.utcoffset() is None:
-        raise invalid_filter(name, "needs a UTC offset (Z or +09:00)")
-    return value
-
-
 def _query(ctx: Ctx, tenant_id: str | None) -> CallQuery:
     q = ctx.query
-    since, until = _instant("since", q.get("since")), _instant("until", q.get("until"))
+    since, until = instant_filter("since", q.get("since")), instant_filter("until", q.get("until"))
     if since is not None and until is not None and since >= until:
         raise invalid_filter("until", "must be after since")
     number = q.get("number")

@@ -40,7 +40,8 @@ from provisioning import rules
 from provisioning.errors import NotFound
 from provisioning.model import normalize_number
 from provisioning.records import RecordingInfo, RecordingQuery
-from provisioning.services.recordings import RecordingsRepo, invalid_filter
+from provisioning.services.base import invalid_filter
+from provisioning.services.recordings import RecordingsRepo
 
 from ..audio import Binary, byte_range
 from ..common import (
@@ -50,6 +51,7 @@ from ..common import (
     PAGE_QUERY,
     TENANT_ID,
     TIMESTAMP,
+    instant_filter,
     iso,
     page_args,
     page_body,
@@ -146,18 +148,6 @@ def render_recording(r: RecordingInfo) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- filters
-def _instant(name: str, text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise invalid_filter(name, "not an RFC 3339 date-time") from None
-    if value.utcoffset() is None:
-        raise invalid_filter(name, "needs a UTC offset (Z or +09:00)")
-    return value
-
-
 def party_key(text: str) -> str:
     """How the other party is stored and matched: E.164 when it is a Japanese number."""
     try:
@@ -167,7 +157,10 @@ def party_key(text: str) -> str:
 
 
 def recording_query(given: dict[str, Any]) -> RecordingQuery:
-    since, until = _instant("since", given.get("since")), _instant("until", given.get("until"))
+    since, until = (
+        instant_filter("since", given.get("since")),
+        instant_filter("until", given.get("until")),
+    )
     if since is not None and until is not None and since >= until:
         raise invalid_filter("until", "must be after since")
     number = given.get("number")
