@@ -61,6 +61,7 @@ from switch.metrics import CONTENT_TYPE, Metrics
 from switch.mwi import MwiNotifier
 from switch.proxy.bans import AuthGuard, BanFilter, BanKind
 from switch.proxy.registrar import Registrar, RegistrarPolicy
+from switch.proxy.targets import NodePaths
 from switch.recordings import RecordingPaths, notice_file
 from switch.relaying import RelayRuntime
 from switch.sip.digest import DigestAuthenticator
@@ -76,6 +77,7 @@ from switch.wiring import (
     SnapshotSource,
     any_recording,
     default_source,
+    make_flow_tokens,
     make_proxy,
     make_state,
     media_hosts,
@@ -195,6 +197,7 @@ class SwitchApp:
         )
         self.layer = TransactionLayer(Timers(t1=cfg.t1, t2=cfg.t2, t4=cfg.t4))
         self.core = SipEndpoint(self.layer, self.metrics, advertised_host=cfg.advertised_host)
+        self.flows = make_flow_tokens(cfg, workers=self.worker is not None)
         self.guard = AuthGuard(self.state, cfg.guard_settings(), self.metrics)
         try:  # the bans other nodes made; an unreachable backend is the housekeeping's turn
             await self.guard.sync(time.time())
@@ -208,6 +211,8 @@ class SwitchApp:
                 warn_agent=cfg.advertised_host or cfg.sip.host,
             ),
             metrics=self.metrics, sender=self.core, guard=self.guard,
+            # several nodes: each binding says how the others reach its flow through us
+            paths=NodePaths(self.flows, self.core.local_uri) if self._shared_state else None,
         )  # fmt: skip
         self.metrics.watch_transactions(self.layer.counts)
         self.metrics.watch_registrations(lambda: self._registrations)
@@ -365,6 +370,11 @@ class SwitchApp:
             for call_id in await self.state.ends_requested(node):
                 log.info("call %s: ended at another node's request", call_id)
                 end_call(call_id)
+
+    @property
+    def _shared_state(self) -> bool:
+        """Does the state backend serve several nodes (it names this one)?"""
+        return isinstance(getattr(self.state, "node_id", None), str)
 
     @property
     def call_owner(self) -> str | None:

@@ -255,6 +255,15 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.node_relays_total = Counter(
+            "sip_node_relays_total",
+            "Requests passed between nodes: branches sent through the node holding a device's"
+            " flow (path_sent), initial requests forwarded down a flow held here for another"
+            " node (path_received), in-dialog requests passed on to the node holding the"
+            " dialog (peer)",
+            ["kind"],
+            registry=r,
+        )
         self.dialogs_ended_total = Counter(
             "sip_dialogs_ended_total",
             "Calls the switch ended itself (BYE both ways), by reason (keepalive, operator)",

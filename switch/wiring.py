@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import hmac
 import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +28,7 @@ from media.voicemail import VoicemailStore
 from provisioning.model import Snapshot
 from provisioning.seed import load_seed
 from switch.config import Config, resolve_secret
+from switch.proxy.targets import FlowTokens
 from switch.state.base import StateBackend
 from switch.state.memory import MemoryState
 from switch.state.redis import RedisState
@@ -40,6 +42,7 @@ __all__ = [
     "SnapshotSource",
     "any_recording",
     "default_source",
+    "make_flow_tokens",
     "make_proxy",
     "make_state",
     "media_hosts",
@@ -77,12 +80,8 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
     from routing.policy import decide
     from routing.settings import RoutingSettings
     from switch.proxy.proxy import Proxy, ProxyConfig
-    from switch.proxy.targets import FlowTokens
 
     extra = app.config.extra
-    flows = None
-    if app.worker is not None:  # one key for the workers: any of them decodes a dialog's flows
-        flows = FlowTokens(resolve_secret(None, app.config.data_dir, "flow-secret").encode())
     media = {k: v for k, v in extra.get("media", {}).items() if k in PROXY_KEYS}
     if app.media is not None:  # the embedded media service, with the secret it checks
         media = {"uri": app.media.uri, "secret": app.media_secret.decode()}
@@ -103,7 +102,7 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
         anchors=app.relay.anchors(app.metrics, app.core) if app.relay is not None else None,
         call_records=app.call_records,
         cdr_sink=app.cdr_sink,
-        flow_tokens=flows,
+        flow_tokens=app.flows,
     )
     proxy.calls.owner = app.call_owner
     return proxy
@@ -173,6 +172,19 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*_GC_THRESHOLDS)
+
+
+def make_flow_tokens(config: Config, *, workers: bool) -> FlowTokens:
+    """The key of the flow tokens in our Record-Route and Path URIs (targets.FlowTokens).
+    Nodes sharing a tenant base read each other's tokens (a BYE that reaches the wrong node,
+    routeset.py): with `[auth] nonce_secret` set - which such nodes must share (README) - the
+    key is derived from it. Else one key per data directory (a node's workers, and the same
+    node after a restart), or, for a lone process, a random one."""
+    if config.nonce_secret:
+        return FlowTokens(hmac.digest(config.nonce_secret.encode(), b"flow-tokens", "sha256"))
+    if workers:
+        return FlowTokens(resolve_secret(None, config.data_dir, "flow-secret").encode())
+    return FlowTokens()
 
 
 def make_state(config: Config, *, node_id: str | None = None) -> StateBackend:

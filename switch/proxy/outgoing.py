@@ -30,7 +30,10 @@ DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 class Outgoing:
     """The proxy's BranchSender (see the module docstring)."""
 
-    __slots__ = ("_calls_total", "_flows", "_outcomes", "_record_route", "_rr_cache", "_sender")
+    __slots__ = (
+        "_calls_total", "_flows", "_outcomes", "_path_sent", "_record_route", "_rr_cache",
+        "_sender",
+    )  # fmt: skip
 
     def __init__(
         self, sender: Sender, flows: FlowTokens, metrics: Metrics, *, record_route: bool
@@ -40,6 +43,7 @@ class Outgoing:
         self._record_route = record_route
         self._rr_cache: dict[str, str] = {}  # transport -> "host:port;params" of our RR URI
         self._calls_total = metrics.calls_total
+        self._path_sent = metrics.node_relays_total.labels("path_sent")
         # Counter children per outcome: .labels() takes a lock and builds a key every call.
         self._outcomes: dict[str, Any] = {}
 
@@ -59,6 +63,9 @@ class Outgoing:
         the received request's loop hash, §16.6 step 8), then a client transaction.
         `via_branch`: the branch already chosen (the relay knows the branch by it)."""
         self._add_record_route(request, ctx, plan)
+        if plan.route is not None:  # through the node that holds the device's flow
+            request.headers.prepend("Route", plan.route)
+            self._path_sent.inc()
         self.push_via(request, plan.target, via_branch or self.branch_id(ctx))
         return self._sender.send_request(request, plan.target, user_data)
 

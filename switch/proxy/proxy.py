@@ -54,7 +54,15 @@ Processing of a request (§16.3-16.6), in order:
       with no device end: carrier to media service, a forwarded call); 403 for anyone else
       (a device could otherwise reach the trunk with a replayed or forged Route and no
       credentials; an ACK is dropped, reason "ack_not_in_dialog").
+   d. No Route of ours, but the first Route is another node's with a valid token of this
+      dialog (nodes sharing the flow secret, routeset.py): relayed to that node, which holds
+      the call (its lease, its call record, its keep-alives) and the devices' flows. A BYE
+      that lands on the wrong node (DNS or a VIP moved) still ends the call where it is.
    With Record-Route off, in-dialog requests follow their Route/Request-URI unchecked.
+5'. An initial request with our Route holding a path token (targets.NodePaths) was routed by
+   another node to a device whose flow we hold: forwarded down that flow as it is, with our
+   Record-Route, and nothing else (no authentication, routing, lease or call record: the
+   node that routed it did all that, and it alone holds the call).
 6. Out-of-dialog requests: a carrier gateway is trusted; anyone else must authenticate with
    Proxy-Authorization (407, counted in sip_auth_failures_total when credentials fail; 403
    unverified from a source banned for password guessing, bans.py).
@@ -395,6 +403,8 @@ class Proxy:
                 self.out.reply(ctx.txn, *refusal)
                 return
             await self._in_dialog(ctx, fwd, routed.flow)
+        elif routed.path and routed.flow is not None:
+            self._for_peer(ctx, fwd, routed.flow)
         else:
             await self._out_of_dialog(ctx, fwd)
 
@@ -403,6 +413,9 @@ class Proxy:
         its route set, else the reply: 404 Not Here without a Route of ours, 403 with our
         Route but no valid flow token from anyone but the carrier."""
         if not self.config.record_route:
+            return None
+        if routed.peer:
+            self.metrics.node_relays_total.labels("peer").inc()
             return None
         if not routed.ours:
             return 404, "Not Here", []
@@ -445,6 +458,13 @@ class Proxy:
         plan = BranchPlan(uri=fwd.uri, target=target)
         if self.anchors is not None:  # [recording] a re-INVITE/UPDATE offer of an anchored call
             ctx.media = self.anchors.in_dialog(fwd)
+        ctx.start(fwd, [Stage(payloads=(plan,))], self.config.timer_c)
+
+    def _for_peer(self, ctx: RequestContext, fwd: Request, flow: Target) -> None:
+        """Step 5': another node routed this initial request to a flow we hold."""
+        self.metrics.node_relays_total.labels("path_received").inc()
+        ctx.caller_flow = ctx.source  # the other node: the far end of our Record-Route token
+        plan = BranchPlan(uri=fwd.uri, target=flow, flow=flow)
         ctx.start(fwd, [Stage(payloads=(plan,))], self.config.timer_c)
 
     async def _out_of_dialog(self, ctx: RequestContext, fwd: Request) -> None:

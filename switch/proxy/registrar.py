@@ -119,6 +119,7 @@ class Registrar:
         sender: Sender | None = None,
         on_registered: Callable[[Device, list[Binding]], None] | None = None,
         guard: AuthGuard | None = None,
+        paths: Callable[[Target, str], str | None] | None = None,
     ) -> None:
         self.state = state
         self.guard = guard
@@ -131,6 +132,9 @@ class Registrar:
         # called after a REGISTER that added or refreshed contacts (e.g. MWI's unsolicited
         # NOTIFY); it must not raise (failures are logged)
         self.on_registered = on_registered
+        # with several nodes: the Path URI stored with a binding, how the other nodes reach
+        # its flow through this one (targets.NodePaths; state/base.py, Flows)
+        self.paths = paths
 
     # ------------------------------------------------------------------ TU glue
     async def on_request(
@@ -323,6 +327,7 @@ class Registrar:
                     device_id=device.id, contact=c.uri, instance_id=c.instance,
                     expires_at=now + c.expires, source=source, call_id=request.call_id,
                     cseq=request.cseq.seq, user_agent=ua, q=c.q,
+                    path=self.paths(source, c.uri) if self.paths is not None else None,
                 )
             )  # fmt: skip
         return removes, puts

@@ -8,6 +8,12 @@ targets.FlowTokens). `preprocess_routes` says what the received route set tells 
 request: whether it carried a Route of ours at all, whether one held a valid flow token for
 the request's Call-ID, and the flow it names. The proxy's rules for in-dialog requests
 (proxy.py) are built on these three facts.
+
+Several nodes sharing the flow secret (derived from `[auth] nonce_secret`) read each other's
+tokens, which adds two facts: `path`, our Route carried a path token (targets.NodePaths: an
+initial request another node routed to a device whose flow we hold), and `peer`, no Route of
+ours but the first one is another node's with a valid token of this dialog (an in-dialog
+request that reached us instead of that node: we pass it on to it).
 """
 
 from __future__ import annotations
@@ -28,15 +34,19 @@ class Routed:
     """What route preprocessing found. `ours`: a Route value of ours was present (we are in
     the request's route set). `token`: one of them carried a valid flow token of this
     Call-ID (the request belongs to a dialog we record-routed). `flow`: where the request
-    must go when the token named the other end's flow (None: follow Route/Request-URI)."""
+    must go when the token named the other end's flow (None: follow Route/Request-URI).
+    `path`, `peer`: see the module docstring."""
 
     flow: Target | None = None
     token: bool = False
     ours: bool = False
+    path: bool = False
+    peer: bool = False
 
 
 _NOT_OURS = Routed()
 _OURS_NO_TOKEN = Routed(ours=True)
+_PEER = Routed(peer=True)
 
 
 def same_flow(a: Target, b: Target) -> bool:
@@ -75,11 +85,28 @@ def preprocess_routes(
         ours, user = True, user or first.user
         h.pop_first_value("Route")
     if not ours:
-        return _NOT_OURS
+        return _PEER if _peer_route(h, req.call_id, flows) else _NOT_OURS
     decoded = flows.decode(user, req.call_id) if user is not None else None
     if decoded is None:
+        if user is not None and req.to_tag is None:
+            flow = flows.decode_path(user, req.uri)
+            if flow is not None:
+                return Routed(flow, True, True, path=True)
         return _OURS_NO_TOKEN
     return Routed(_other_end(decoded, source), True, True)
+
+
+def _peer_route(h: Headers, call_id: str, flows: FlowTokens) -> bool:
+    """Is the first Route another node's Record-Route of this dialog (a valid token)?"""
+    value = _first_route(h)
+    if value is None or "@" not in value:  # cheap: tokens are user parts
+        return False
+    try:
+        uri = route_uri(value)
+    except ParseError:
+        return False
+    user = uri.user if isinstance(uri, SipURI) else None
+    return user is not None and flows.decode(user, call_id) is not None
 
 
 def _first_route(h: Headers) -> str | None:

@@ -13,6 +13,12 @@
   in which case they go on by their Request-URI). Tokens are authenticated with an HMAC
   bound to the Call-ID (nobody can make the proxy send to an address of their choosing)
   and enciphered (the carrier does not learn the devices' addresses).
+- `NodePaths`: with several nodes, a device is reachable only through the node its REGISTER
+  reached (its TCP/TLS connection, its NAT pinhole). That node stores with the binding a
+  Path URI (RFC 3327 in spirit): its own address, and a flow token bound to the contact
+  instead of a Call-ID. Another node ringing the binding sends the request there with that
+  URI as Route (`plans_for`), and the holder, finding its own Route with a path token,
+  forwards it down the flow (proxy.py, `_for_peer`).
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import logging
 import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from switch.sip.message import SipURI, Via
+from switch.sip.message import ParseError, SipURI, Via, parse_uri
 from switch.sip.target import Target
 
 if TYPE_CHECKING:
@@ -37,12 +44,15 @@ if TYPE_CHECKING:
 __all__ = [
     "BranchPlan",
     "FlowTokens",
+    "NodePaths",
     "ResolveError",
     "Resolver",
     "plans_for",
     "uri_hop",
     "via_target",
 ]
+
+log = logging.getLogger(__name__)
 
 _DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}
 _KNOWN = frozenset(_DEFAULT_PORT)
@@ -128,6 +138,11 @@ class Resolver:
         return Target(transport, await self.address(host), port)
 
 
+# What path tokens are bound to, before the contact: a Call-ID has no space (RFC 3261 §25.1
+# `word`), so no dialog's token can pass for a path token, nor the other way round.
+_PATH = "path "
+
+
 class FlowTokens:
     """Encode the flows of a dialog's two ends (each a `Target` or None) into a URI user part
     and back. `a` is the caller's flow, `b` the callee's.
@@ -169,6 +184,15 @@ class FlowTokens:
         if _plain(a) and _plain(b):  # what decode() will answer for it: known already
             self._remember((token, call_id), (a, b))
         return token
+
+    def encode_path(self, flow: Target, contact: str) -> str:
+        """A path token (NodePaths): the flow, bound to the registered contact."""
+        return self.encode(None, flow, _PATH + contact)
+
+    def decode_path(self, user: str | None, request_uri: str) -> Target | None:
+        """The flow a path token names for a request to `request_uri` (the contact)."""
+        decoded = self.decode(user, _PATH + request_uri)
+        return decoded[1] if decoded is not None else None
 
     def decode(self, user: str | None, call_id: str) -> tuple[Target | None, Target | None] | None:
         """The flows named by a token, None for anything that is not a valid token."""
@@ -230,21 +254,87 @@ def _flow_parse(text: str) -> Target | None:
 @dataclass(frozen=True, slots=True)
 class BranchPlan:
     """One branch: the Request-URI to send, where to, and the flow to remember in our
-    Record-Route (set when the target is a registered device's flow)."""
+    Record-Route (set when the target is a registered device's flow). `route`: a Route
+    value to put first (the Path of a binding another node holds)."""
 
     uri: str
     target: Target
     flow: Target | None = None
     device_id: str | None = None
+    route: str | None = None
 
 
 def plans_for(
     device_ids: tuple[str, ...], bindings: Mapping[str, list[Binding]]
 ) -> tuple[BranchPlan, ...]:
     """One branch per live binding: the Request-URI is the registered Contact, the target
-    is the flow the REGISTER came on (reachable behind NAT)."""
-    return tuple(
-        BranchPlan(uri=b.contact, target=b.source, flow=b.source, device_id=d)
-        for d in device_ids
-        for b in bindings.get(d, ())
-    )
+    is the flow the REGISTER came on (reachable behind NAT), or the node holding that flow
+    when the binding has a path (another node's: state/base.py, Flows)."""
+    return tuple(_plan(d, b) for d in device_ids for b in bindings.get(d, ()))
+
+
+def _plan(device_id: str, b: Binding) -> BranchPlan:
+    if b.path is not None:
+        try:
+            hop = _path_hop(b.path)
+        except ValueError:
+            log.warning("binding of %s: unusable path %.200r", device_id, b.path)
+        else:
+            # the holder is the flow remembered in our Record-Route: in-dialog requests
+            # towards the device go through it too
+            return BranchPlan(
+                uri=b.contact, target=hop, flow=hop, device_id=device_id, route=f"<{b.path}>"
+            )
+    return BranchPlan(uri=b.contact, target=b.source, flow=b.source, device_id=device_id)
+
+
+def _path_hop(path: str) -> Target:
+    """Where a path URI points (an IP literal: NodePaths writes no names)."""
+    try:
+        uri = parse_uri(path)
+        if not isinstance(uri, SipURI):
+            raise ValueError("not a SIP URI")
+        transport, host, port = uri_hop(uri)
+    except (ParseError, ResolveError) as exc:
+        raise ValueError(str(exc)) from exc
+    host = _unbracket(host)
+    if not _is_ip(host):
+        raise ValueError("not an IP address")
+    return Target(transport, host, port)
+
+
+class NodePaths:
+    """The Path URI a node stores with a binding it receives (module docstring): where it
+    can be reached from the other nodes (its UDP address as in its Record-Route: a worker's
+    private port) with a token naming the flow.
+
+    Only a flow that another node cannot reach by itself gets one: a TCP/TLS connection, or
+    a UDP device behind NAT (its Contact is not the address the REGISTER came from, as
+    Kamailio's nathelper tests it: the pinhole is open towards this node only). A UDP device
+    on its own address is rung directly by any node, which also keeps it reachable when the
+    node it registered through is gone. None as well when our address is a name (another
+    node would have to resolve it per call)."""
+
+    def __init__(self, flows: FlowTokens, local_uri: Callable[[str], SipURI]) -> None:
+        self._flows = flows
+        self._local_uri = local_uri
+
+    def __call__(self, flow: Target, contact: str) -> str | None:
+        if flow.transport == "udp" and _reaches(contact, flow):
+            return None
+        uri = self._local_uri("udp")
+        if not _is_ip(_unbracket(uri.host)):
+            return None
+        return str(uri.with_(user=self._flows.encode_path(flow, contact)))
+
+
+def _reaches(contact: str, flow: Target) -> bool:
+    """Is `contact` the flow's own address (no NAT between the device and us)?"""
+    try:
+        uri = parse_uri(contact)
+        if not isinstance(uri, SipURI):
+            return False
+        transport, host, port = uri_hop(uri)
+    except (ParseError, ResolveError):
+        return False
+    return transport == "udp" and _unbracket(host) == flow.host and port == flow.port

@@ -27,6 +27,15 @@ connection, or none); it falls back to the address (transport, host, port). `Red
 enforces this on read: bindings held by another node come back with `source.conn_id=None`
 and `node` set to the holder.
 
+`Binding.path` (RFC 3327 in spirit) is how another node reaches the flow: a SIP URI of the
+process that received the REGISTER, whose user part is a token naming the flow (with its
+conn_id) that only the nodes' shared secret makes and reads (switch/proxy/targets.py,
+NodePaths). A node that rings a binding held by another node sends the request there with
+that URI as its Route, and the holder delivers it over the flow: a TCP/TLS connection it
+holds, or a NAT pinhole opened towards its own address. A shared backend returns `path` only
+for bindings held by another node (None for its own: they are reached directly); the memory
+backend has none.
+
 Failures
 --------
 A network backend raises `StateUnavailable` (and nothing else) when it cannot reach its
@@ -103,6 +112,7 @@ class Binding:
     user_agent: str | None = None
     q: float | None = None  # Contact ;q= (0.0 to 1.0), None when absent
     node: str | None = None  # node holding source.conn_id; None = this process (see Flows)
+    path: str | None = None  # how another node reaches the flow: the holder's URI (see Flows)
 
     def __post_init__(self) -> None:
         if not self.device_id or not self.contact:

@@ -304,7 +304,10 @@ class RedisState(GuardOps):
         except (ValueError, KeyError, TypeError):
             log.warning("unreadable binding in redis skipped: %.200r", text)
             return None
-        if binding.node not in (None, self.node_id) and binding.source.conn_id is not None:
+        if binding.node in (None, self.node_id):
+            # Ours: reached directly, not through our own path (base.py, Flows).
+            return binding if binding.path is None else replace(binding, path=None)
+        if binding.source.conn_id is not None:
             # Another node's connection number means nothing here (base.py, Flows).
             binding = replace(binding, source=replace(binding.source, conn_id=None))
         return binding

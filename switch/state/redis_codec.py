@@ -44,6 +44,7 @@ def encode_binding(b: Binding) -> str:
             "user_agent": b.user_agent,
             "q": b.q,
             "node": b.node,
+            "path": b.path,
         },
         separators=(",", ":"),
     )
@@ -63,6 +64,7 @@ def decode_binding(text: str) -> Binding:
         user_agent=d["user_agent"],
         q=d["q"],
         node=d["node"],
+        path=d.get("path"),  # absent in bindings written before paths existed
     )
 
 

@@ -27,6 +27,7 @@ from switch.state.redis import RedisState
 REDIS_URL = "redis://127.0.0.1:6379/0"
 SRC = Target("udp", "192.0.2.1", 5060)
 FLOW = Target("tcp", "198.51.100.7", 40123, conn_id=7)
+PATH = "sip:f-token@10.0.0.1:5161;lr"
 
 BACKENDS = [
     pytest.param("memory", id="memory"),
@@ -397,6 +398,12 @@ async def test_two_nodes_share_bindings_and_lock(redis_nodes: RedisNodes) -> Non
     assert seen_by_b["sip:a@h"].node == "node-a"
     assert seen_by_a["sip:b@h"].node == seen_by_b["sip:b@h"].node == "node-b"
     assert seen_by_a["sip:b@h"].source == SRC
+    # The path (how the others reach the flow through its holder) only for the others.
+    await a.put_binding(dataclasses.replace(b("sip:a@h", 100, source=FLOW), path=PATH))
+    assert [x.path for x in await a.bindings("d1", now=1) if x.contact == "sip:a@h"] == [None]
+    assert [x.path for x in await b_.bindings("d1", now=1) if x.contact == "sip:a@h"] == [PATH]
+    bindings, _ = await b_.routing_lookup(["d1"], None, now=1)
+    assert {x.contact: x.path for x in bindings["d1"]} == {"sip:a@h": PATH, "sip:b@h": None}
 
     assert await b_.expire(100) == 2
     assert await a.count() == 0

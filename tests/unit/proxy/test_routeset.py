@@ -73,3 +73,50 @@ def test_loop_hash_follows_route_and_uri() -> None:
     assert a == loop_hash(_req([f"<sip:{US};lr>"]))
     assert a != loop_hash(_req([f"<sip:{US};transport=tcp;lr>"]))
     assert a != loop_hash(_req([f"<sip:{US};lr>"], uri="sip:carol@192.0.2.20"))
+
+
+# ----------------------------------------------------------------- several nodes
+def test_another_nodes_route_with_a_token_of_this_dialog_is_a_peer_route() -> None:
+    """A BYE that reached us with another node's Record-Route (same secret): passed on."""
+    tokens = FlowTokens(b"k" * 16)
+    tok = tokens.encode(None, Target("udp", "203.0.113.5", 12345), "c1")
+    req = _req([f"<sip:{tok}@10.0.0.2:5161;lr>"])
+    routed = preprocess_routes(req, SRC, _ours, tokens)
+    assert routed.peer and not routed.ours and routed.flow is None
+    assert req.headers.get_fields("Route") == [f"<sip:{tok}@10.0.0.2:5161;lr>"]  # kept
+    other = tokens.encode(None, Target("udp", "203.0.113.5", 12345), "another-call")
+    for route in (f"<sip:{other}@10.0.0.2;lr>", "<sip:f-forged@10.0.0.2;lr>",
+                  "<sip:alice@10.0.0.2;lr>", "<sip:10.0.0.2;lr>"):  # fmt: skip
+        routed = preprocess_routes(_req([route]), SRC, _ours, tokens)
+        assert not routed.peer and not routed.ours, route
+    stranger = FlowTokens(b"x" * 16)  # a node with another secret
+    assert not preprocess_routes(_req([f"<sip:{tok}@10.0.0.2;lr>"]), SRC, _ours, stranger).peer
+
+
+def _invite(route: str, uri: str) -> Request:
+    fields = [
+        ("Via", "SIP/2.0/UDP 10.0.0.2:5161;branch=z9hG4bKy"),
+        ("Route", route),
+        ("From", "<sip:0312345678@x>;tag=1"),
+        ("To", "<sip:desk1@y>"),
+        ("Call-ID", "c9"),
+        ("CSeq", "1 INVITE"),
+    ]
+    return Request(method="INVITE", uri=uri, headers=Headers(fields))
+
+
+def test_our_route_with_a_path_token_names_the_flow_of_an_initial_request() -> None:
+    tokens = FlowTokens(b"k" * 16)
+    flow = Target("tcp", "203.0.113.5", 40000, conn_id=3)
+    contact = "sip:desk1@203.0.113.5:5070;transport=tcp"
+    tok = tokens.encode_path(flow, contact)
+    req = _invite(f"<sip:{tok}@{US};lr>", contact)
+    routed = preprocess_routes(req, Target("udp", "10.0.0.2", 5161), _ours, tokens)
+    assert routed.path and routed.ours and routed.flow == flow
+    assert req.headers.get_fields("Route") == []
+    # another Request-URI, or inside a dialog: not a path
+    routed = preprocess_routes(_invite(f"<sip:{tok}@{US};lr>", "sip:x@y"), SRC, _ours, tokens)
+    assert routed.ours and not routed.path and routed.flow is None
+    bye = _req([f"<sip:{tok}@{US};lr>"], uri=contact)
+    routed = preprocess_routes(bye, SRC, _ours, tokens)
+    assert routed.ours and not routed.path and not routed.token

@@ -8,10 +8,19 @@ import socket
 
 import pytest
 
-from switch.proxy.targets import FlowTokens, ResolveError, Resolver, uri_hop, via_target
+from switch.proxy.targets import (
+    FlowTokens,
+    NodePaths,
+    ResolveError,
+    Resolver,
+    plans_for,
+    uri_hop,
+    via_target,
+)
 from switch.sip.message import SipURI, parse_uri
 from switch.sip.parser import parse_message
 from switch.sip.target import Target
+from switch.state.base import Binding
 
 
 def sip(text: str) -> SipURI:
@@ -131,3 +140,72 @@ def test_flow_tokens_encode_primes_the_decode_cache_with_the_same_answer() -> No
     fresh = FlowTokens(b"k" * 16)  # same secret, nothing cached: decoded for real
     assert tokens.decode(tok, "call-1") == fresh.decode(tok, "call-1") == (a, b)
     assert tokens.decode(tok, "call-2") is None
+
+
+# ----------------------------------------------------------------- paths (several nodes)
+def _binding(path: str | None, source: Target) -> Binding:
+    return Binding(
+        device_id="desk1", contact="sip:desk1@192.0.2.50:5070;transport=tcp", instance_id=None,
+        expires_at=1e10, source=source, call_id="reg-1", cseq=1, node="node-a", path=path,
+    )  # fmt: skip
+
+
+def test_path_tokens_name_the_flow_for_the_contact_only() -> None:
+    tokens = FlowTokens(b"k" * 16)
+    flow = Target("tcp", "192.0.2.50", 40000, conn_id=12)
+    contact = "sip:desk1@192.0.2.50:5070;transport=tcp"
+    tok = tokens.encode_path(flow, contact)
+    assert tokens.decode_path(tok, contact) == flow
+    assert tokens.decode_path(tok, "sip:desk2@192.0.2.50:5070") is None  # another contact
+    assert tokens.decode(tok, contact) is None  # not a dialog's token...
+    dialog = tokens.encode(None, flow, "call-1")
+    assert tokens.decode_path(dialog, "call-1") is None  # ...nor the other way round
+    assert FlowTokens(b"x" * 16).decode_path(tok, contact) is None
+
+
+def test_node_paths_name_the_local_udp_uri_and_the_flow() -> None:
+    tokens = FlowTokens(b"k" * 16)
+    flow = Target("tcp", "192.0.2.50", 40000, conn_id=12)
+    paths = NodePaths(tokens, lambda t: SipURI(host="10.0.0.1", port=5161, params={"lr": None}))
+    path = paths(flow, "sip:desk1@x")
+    assert path is not None
+    uri = sip(path)
+    assert (uri.host, uri.port, "lr" in uri.params) == ("10.0.0.1", 5161, True)
+    assert tokens.decode_path(uri.user, "sip:desk1@x") == flow
+    named = NodePaths(tokens, lambda t: SipURI(host="sip.example.jp", port=5060))
+    assert named(flow, "sip:desk1@x") is None  # another node must not resolve names per call
+
+
+@pytest.mark.parametrize(
+    ("flow", "contact", "has_path"),
+    [
+        (Target("udp", "192.0.2.50", 5070), "sip:d@192.0.2.50:5070", False),  # reachable
+        (Target("udp", "192.0.2.50", 5060), "sip:d@192.0.2.50", False),
+        (Target("udp", "203.0.113.9", 40123), "sip:d@192.168.1.20:5060", True),  # NAT
+        (Target("udp", "192.0.2.50", 40123), "sip:d@192.0.2.50:5060", True),  # port mapped
+        (Target("udp", "192.0.2.50", 5070), "sip:d@192.0.2.50:5070;transport=tcp", True),
+        (Target("tcp", "192.0.2.50", 40000, 3), "sip:d@192.0.2.50:40000;transport=tcp", True),
+        (Target("tls", "192.0.2.50", 40000, 3), "sips:d@192.0.2.50:5061", True),
+        (Target("udp", "192.0.2.50", 5070), "sip:d@phone.example:5070", True),  # a name
+    ],
+)  # fmt: skip
+def test_only_flows_other_nodes_cannot_reach_get_a_path(
+    flow: Target, contact: str, has_path: bool
+) -> None:
+    paths = NodePaths(FlowTokens(b"k" * 16), lambda t: SipURI(host="10.0.0.1", port=5161))
+    assert (paths(flow, contact) is not None) is has_path
+
+
+def test_plans_go_through_the_path_of_a_binding_another_node_holds() -> None:
+    source = Target("tcp", "192.0.2.50", 40000)
+    path = "sip:f-abc@10.0.0.2:5161;lr"
+    plan, direct = plans_for(
+        ("desk1",), {"desk1": [_binding(path, source), _binding(None, source)]}
+    )
+    hop = Target("udp", "10.0.0.2", 5161)
+    assert (plan.target, plan.flow, plan.route) == (hop, hop, f"<{path}>")
+    assert plan.uri == "sip:desk1@192.0.2.50:5070;transport=tcp" and plan.device_id == "desk1"
+    assert (direct.target, direct.flow, direct.route) == (source, source, None)
+    # a path that is not an IP literal SIP URI is not followed: the flow's address is tried
+    (bad,) = plans_for(("desk1",), {"desk1": [_binding("sip:f-x@node-a.example;lr", source)]})
+    assert (bad.target, bad.route) == (source, None)
