@@ -31,15 +31,15 @@ test-deps:
 	@scripts/ensure-test-deps.sh
 
 ## Benchmark: stepped call rates through the switch and through Kamailio (reference); the
-## switch offered 1.5x and 3x the rate it holds (tests/bench/overload_bench.py); workers
-## (2 on Redis, 1 on Redis, 1 on memory: tests/bench/workers_bench.py); media
+## switch offered 1.5x and 3x the rate it holds (tests/bench/overload_bench.py); the scale
+## table (Kamailio, 1 worker on memory, 1 and 2 on Redis, two nodes: tests/bench/scale_bench.py); media
 ## streams from one media process and announce-then-hang-up calls/s (tests/bench/media_bench.py);
 ## the call steps with CDRs on and off on PostgreSQL (tests/bench/cdr_calls_bench.py).
 bench: $(STAMP) test-deps
 	@scripts/ensure-test-deps.sh --bench
 	$(VPY) -m tests.bench.run
 	$(VPY) -m tests.bench.overload_bench
-	$(VPY) -m tests.bench.workers_bench
+	$(VPY) -m tests.bench.scale_bench
 	$(VPY) -m tests.bench.routing_bench --inbound-only
 	$(VPY) -m tests.bench.routing_bench
 	$(VPY) -m tests.bench.media_bench
