@@ -248,7 +248,9 @@ def _trace(path: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------- REGISTER
-def register_rate(config: Config, work: Path, url: str, count: int) -> float | None:
+def register_rate(
+    config: Config, work: Path, url: str, count: int, concurrency: int = 200
+) -> float | None:
     """REGISTER with digest per second through fresh instances of `config` (None: failures)."""
     if config.kind == "kamailio":
         return None
@@ -273,7 +275,7 @@ def register_rate(config: Config, work: Path, url: str, count: int) -> float | N
                 keys={"expires": "3600"},
                 calls=share,
                 rate=20000,
-                limit=200 // len(nodes),
+                limit=concurrency // len(nodes),
                 timeout_s=max(60, count / 50),
                 trace_msg=False,
                 name=f"register-{i}",
