@@ -474,9 +474,18 @@ def resolve_secret(configured: str | None, data_dir: Path, name: str) -> str:
 
 
 def check_state_url(url: str) -> None:
-    """ "memory", or redis[s]://[[user]:password@]host[:port][/db][?options] (redis-py's
-    URL). The message never repeats the URL: it may hold a password."""
+    """ "memory", redis[s]://[[user]:password@]host[:port][/db][?options] (redis-py's URL),
+    or redis+sentinel://… (switch/state/redis_pool.py). The message never repeats the URL: it
+    may hold a password."""
     if url == "memory":
+        return
+    if url.startswith("redis+sentinel://"):
+        from switch.state.redis_pool import parse_sentinel_url  # redis-py: only when asked
+
+        try:
+            parse_sentinel_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"state.url: {exc}") from None
         return
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):

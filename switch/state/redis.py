@@ -39,7 +39,8 @@ binding held by another node with `source.conn_id=None` (base.py, Flows). The de
 is unique per process run: conn_ids are per-process counters, so a restarted process must
 not believe the flows of its previous life are its own.
 
-Connections: one `BlockingConnectionPool` of at most `POOL_SIZE` (64) connections. Under
+Connections: one blocking pool of at most `POOL_SIZE` (64) connections (redis_pool.py: one
+server, or the master Redis Sentinel names). Under
 load a command waits for a free connection (up to `timeout`) instead of failing: redis-py's
 default pool caps at 100 and raises "Too many connections" at once, which at 500 calls/s
 failed most calls (issue 11). A `?max_connections=N` in the URL overrides the size.
@@ -77,9 +78,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -88,6 +87,7 @@ from . import redis_codec as codec
 from . import redis_scripts as lua
 from .base import LATE_WRITE_BOUND, Ban, Binding, CallRecord, StateUnavailable
 from .redis_guard import GuardOps
+from .redis_pool import connection_pool
 
 __all__ = ["RedisState", "default_node_id"]
 
@@ -206,15 +206,8 @@ class RedisState(GuardOps):
         self._breaker = _Breaker(cooldown)
         self.node_id = node_id or default_node_id()
         self.safety_margin = safety_margin
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=POOL_SIZE,
-            timeout=timeout,  # the longest a command waits for a free connection
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1),
-        )
+        # one server, or the master Redis Sentinel names (redis_pool.py)
+        pool = connection_pool(url, size=POOL_SIZE, timeout=timeout)
         self._redis: Redis = Redis.from_pool(pool)
         script = self._redis.register_script
         self._put, self._remove, self._remove_all = (

@@ -145,6 +145,9 @@ def test_digest_algorithms(tmp_path: Path, body: str, expected: tuple[str, ...])
         "redis://redis.example.net",
         "rediss://:s3cret@[2001:db8::1]:6380/2",
         "redis://user:pw@h:6379/0?socket_keepalive=true",
+        "redis+sentinel://10.0.0.1:26379/softswitch",
+        "redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26379,[2001:db8::3]:26379/ss/2",
+        "redis+sentinel://s1.example:26379/ss?sentinel_password=x",
     ],
 )
 def test_state_url(tmp_path: Path, url: str) -> None:
@@ -154,10 +157,32 @@ def test_state_url(tmp_path: Path, url: str) -> None:
     assert load_config(f).state_url == url
 
 
-def test_state_url_errors_do_not_echo_the_password() -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:s3cret@h:99999/0",
+        "redis+sentinel://:s3cret@h/ss",  # no port
+        "redis+sentinel://:s3cret@h:26379",  # no service
+        "redis+sentinel://:s3cret@h:26379/ss/x",  # bad database
+        "redis+sentinel://:s3cret@h:26379/ss/0/1",
+        "redis+sentinel://:s3cret@h:26379,:26380/ss",
+        "redis+sentinel://:s3cret@h:26379/ss?max_connections=5",  # an option we do not pass
+    ],
+)
+def test_state_url_errors_do_not_echo_the_password(url: str) -> None:
     with pytest.raises(ConfigError, match=r"state\.url") as info:
-        Config(state_url="redis://:s3cret@h:99999/0")
+        Config(state_url=url)
     assert "s3cret" not in str(info.value)
+
+
+def test_sentinel_url_parts() -> None:
+    from switch.state.redis_pool import parse_sentinel_url
+
+    u = parse_sentinel_url("redis+sentinel://me:p%40ss@a:1,[::1]:2/my%20ss/3?sentinel_password=q")
+    assert (u.sentinels, u.service, u.db) == ([("a", 1), ("::1", 2)], "my ss", 3)
+    assert (u.username, u.password, u.sentinel_password) == ("me", "p@ss", "q")
+    u = parse_sentinel_url("redis+sentinel://a:26379/ss")
+    assert (u.db, u.username, u.password, u.sentinel_password) == (0, None, None, None)
 
 
 def test_missing_file_is_config_error(tmp_path: Path) -> None:
