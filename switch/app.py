@@ -61,7 +61,7 @@ from switch.metrics import CONTENT_TYPE, Metrics
 from switch.mwi import MwiNotifier
 from switch.proxy.bans import AuthGuard, BanFilter, BanKind
 from switch.proxy.registrar import Registrar, RegistrarPolicy
-from switch.proxy.targets import NodePaths
+from switch.proxy.targets import NodePaths, Peers
 from switch.recordings import RecordingPaths, notice_file
 from switch.relaying import RelayRuntime
 from switch.sip.digest import DigestAuthenticator
@@ -103,6 +103,9 @@ log = logging.getLogger(__name__)
 
 HttpHook = Callable[[web.Application, "SwitchApp"], None]
 _HOUSEKEEPING_INTERVAL = 1.0  # seconds between binding expiry sweeps
+# Seconds a process's announcement holds (state/base.py, Processes): it announces itself at
+# every housekeeping round, so the others count it dead within this long after it died.
+_ALIVE_FOR = 4.0
 _FIRST_SNAPSHOT_TIMEOUT = 60.0
 
 
@@ -198,6 +201,7 @@ class SwitchApp:
         self.layer = TransactionLayer(Timers(t1=cfg.t1, t2=cfg.t2, t4=cfg.t4))
         self.core = SipEndpoint(self.layer, self.metrics, advertised_host=cfg.advertised_host)
         self.flows = make_flow_tokens(cfg, workers=self.worker is not None)
+        self.peers = Peers()  # the other nodes' live processes, from the housekeeping
         self.guard = AuthGuard(self.state, cfg.guard_settings(), self.metrics)
         try:  # the bans other nodes made; an unreachable backend is the housekeeping's turn
             await self.guard.sync(time.time())
@@ -349,6 +353,7 @@ class SwitchApp:
         while not self._stopping.is_set():
             try:
                 now = time.time()
+                await self._announce(now)
                 await self.state.expire(now)
                 await self._end_requested()
                 self._registrations = await self.state.count()
@@ -361,6 +366,16 @@ class SwitchApp:
                 log.exception("housekeeping failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), _HOUSEKEEPING_INTERVAL)
+
+    async def _announce(self, now: float) -> None:
+        """With several nodes: this process is alive, at the addresses its Record-Route and
+        paths name (UDP, TCP), and the view of which others are (state/base.py, Processes)."""
+        process = self.call_owner
+        if process is None:
+            return
+        where = ",".join("{}:{}".format(*self.core.local_via(t)) for t in ("udp", "tcp"))
+        alive = await self.state.announce(process, where, now + _ALIVE_FOR, now)
+        self.peers.update(alive.values())
 
     async def _end_requested(self) -> None:
         """Calls an operator ended through another node (switch/live.py): BYE both ways."""

@@ -103,6 +103,7 @@ def make_proxy(app: SwitchApp) -> TransactionUser:
         call_records=app.call_records,
         cdr_sink=app.cdr_sink,
         flow_tokens=app.flows,
+        peers=app.peers,
     )
     proxy.calls.owner = app.call_owner
     return proxy

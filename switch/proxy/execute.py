@@ -54,7 +54,7 @@ from .diversion import (
 )
 from .forking import Stage
 from .messages import called_party, device_identity, prefix_display
-from .targets import BranchPlan, ResolveError, plans_for
+from .targets import BranchPlan, Peers, ResolveError, plans_for
 from .trunk import identity_headers, outbound_request_uri
 
 if TYPE_CHECKING:
@@ -144,8 +144,10 @@ class DecisionExecutor:
         started: Started | None = None,
         anchors: MediaAnchors | None = None,
         cdrs: CdrEvents | None = None,
+        peers: Peers | None = None,
     ) -> None:
         self._scheduler = scheduler
+        self._peers = peers  # several nodes: whose paths lead to a live process
         self._cdrs = cdrs  # the call records (cdrs.py): a re-decision, hand-offs, expiry
         self._started = started
         self._anchors = anchors  # [recording] the relay for recorded calls (anchor.py)
@@ -209,7 +211,7 @@ class DecisionExecutor:
             prefix_display(fwd.headers, decision.display_prefix)
         stages = [
             Stage(
-                payloads=plans_for(s.device_ids, inputs.bindings),
+                payloads=plans_for(s.device_ids, inputs.bindings, self._peers),
                 delay=s.delay_s,
                 only_if_earlier_ringing=s.only_if_earlier_stage_ringing,
             )
@@ -250,7 +252,7 @@ class DecisionExecutor:
             device_identity(fwd.headers, inputs.device, realm)
         if decision.via_number:
             called_party(fwd.headers, decision.via_number, realm)
-        stages = [Stage(payloads=plans_for(decision.device_ids, inputs.bindings))]
+        stages = [Stage(payloads=plans_for(decision.device_ids, inputs.bindings, self._peers))]
         ctx.start(fwd, stages, self._config.timer_c)
 
     async def _to_media(

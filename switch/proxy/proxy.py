@@ -18,10 +18,12 @@ through; None: no call is anchored, none recorded), `decide` (the routing policy
 `resolver` (targets.Resolver), `wall_clock` (epoch seconds, default time.time: the one wall
 clock of the proxy - the state backend's deadlines, digest nonces, and routing's `now`, a
 UTC datetime made from it), `flow_tokens` (targets.FlowTokens; give every node the same
-secret when several nodes share dialogs), `call_records` and `cdr_sink` (billing.cdr.
-CallRecords and where finished records go, `CdrWriter.submit` in switch/node.py; both or
-neither: without them the proxy keeps no call records). cdrs.py lists where each of the
-tracker's events comes from; `dialog_ended` ends a call the switch itself ends.
+secret when several nodes share dialogs), `peers` (targets.Peers: the other nodes' live
+processes, whose paths are followed and whose dialogs are taken over once they are gone),
+`call_records` and `cdr_sink` (billing.cdr.CallRecords and where finished records go,
+`CdrWriter.submit` in switch/node.py; both or neither: without them the proxy keeps no call
+records). cdrs.py lists where each of the tracker's events comes from; `dialog_ended` ends a
+call the switch itself ends.
 
 Modules: this one is the TransactionUser (the processing order below); context.py the
 per-request context (RequestContext: the fork's hooks, replies, outcome counts); execute.py
@@ -58,6 +60,9 @@ Processing of a request (§16.3-16.6), in order:
       dialog (nodes sharing the flow secret, routeset.py): relayed to that node, which holds
       the call (its lease, its call record, its keep-alives) and the devices' flows. A BYE
       that lands on the wrong node (DNS or a VIP moved) still ends the call where it is.
+      When that node is known dead (`peers`), its Route counts as ours (b. above): the
+      request goes where the token says and a BYE releases the call's channel through the
+      call's shared record (leases.py).
    With Record-Route off, in-dialog requests follow their Route/Request-URI unchecked.
 5'. An initial request with our Route holding a path token (targets.NodePaths) was routed by
    another node to a device whose flow we hold: forwarded down that flow as it is, with our
@@ -173,7 +178,7 @@ from .messages import (
 )
 from .outgoing import Outgoing
 from .routeset import Routed, next_hop_uri, preprocess_routes
-from .targets import BranchPlan, FlowTokens, ResolveError, Resolver, via_target
+from .targets import BranchPlan, FlowTokens, Peers, ResolveError, Resolver, via_target
 from .trunk import call_for, gateway_for
 from .usage import OutboundBook
 
@@ -208,8 +213,11 @@ class Proxy:
         anchors: MediaAnchors | None = None,
         call_records: CallRecords | None = None,
         cdr_sink: CdrSink | None = None,
+        peers: Peers | None = None,
     ) -> None:
         self.sender = sender
+        # several nodes: which of the others' processes are alive (targets.Peers)
+        self.peers = peers
         self.guard = guard
         self.snapshot = snapshot
         self.state = state
@@ -253,7 +261,7 @@ class Proxy:
         self.executor = DecisionExecutor(
             scheduler=sender, resolver=self.resolver, config=config, calls=self.calls,
             metrics=metrics, decide=self.decide, started=self._outbound_started, anchors=anchors,
-            cdrs=self.cdrs,
+            cdrs=self.cdrs, peers=peers,
         )  # fmt: skip
 
     # ================================================================ TransactionUser
@@ -293,7 +301,8 @@ class Proxy:
             # No transaction keeps an ACK (the layer hands it over and forgets it): edit the
             # received one in place instead of a copy.
             fwd = request
-            routed = preprocess_routes(fwd, source, self._is_ours, self.flows)
+            stand_in = self.peers.gone if self.peers is not None else None
+            routed = preprocess_routes(fwd, source, self._is_ours, self.flows, stand_in)
             if self._is_local_target(fwd):
                 return  # an ACK for a 2xx we sent ourselves: nothing to do
             refusal = self._dialog_refusal(routed, source)
@@ -392,7 +401,8 @@ class Proxy:
                 self.out.reply(ctx.txn, *refusal)
             return
         fwd = request.copy()
-        routed = preprocess_routes(fwd, ctx.source, self._is_ours, self.flows)
+        stand_in = self.peers.gone if self.peers is not None else None
+        routed = preprocess_routes(fwd, ctx.source, self._is_ours, self.flows, stand_in)
         if self._is_local_target(fwd):
             self._answer_locally(ctx.txn, fwd)
             return

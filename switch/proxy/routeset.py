@@ -13,7 +13,9 @@ Several nodes sharing the flow secret (derived from `[auth] nonce_secret`) read 
 tokens, which adds two facts: `path`, our Route carried a path token (targets.NodePaths: an
 initial request another node routed to a device whose flow we hold), and `peer`, no Route of
 ours but the first one is another node's with a valid token of this dialog (an in-dialog
-request that reached us instead of that node: we pass it on to it).
+request that reached us instead of that node: we pass it on to it). When that node is known
+dead (`stand_in`: it stopped announcing itself, state/base.py, Processes), its Route is
+treated as ours instead: popped, and its token read to deliver the request ourselves.
 """
 
 from __future__ import annotations
@@ -58,10 +60,13 @@ def preprocess_routes(
     source: Target,
     is_ours: Callable[[SipURI], bool],
     flows: FlowTokens,
+    stand_in: Callable[[SipURI], bool] | None = None,
 ) -> Routed:
     """§16.4: undo a strict router's rewrite (our Record-Route value in the Request-URI:
     the real Request-URI is the last Route value), then remove every top Route value that
-    is ours (two with RFC 5658 double Record-Route)."""
+    is ours (two with RFC 5658 double Record-Route). `stand_in`: is this URI (another
+    node's, with a flow token) one of a process known dead, whose dialogs we take over as
+    if the Route were ours (its token says where the request goes)?"""
     h = req.headers
     user: str | None = None
     ours = False
@@ -80,7 +85,7 @@ def preprocess_routes(
         if value is None:
             break
         first = route_uri(value)
-        if not (isinstance(first, SipURI) and is_ours(first)):
+        if not (isinstance(first, SipURI) and (is_ours(first) or _taken_over(first, stand_in))):
             break
         ours, user = True, user or first.user
         h.pop_first_value("Route")
@@ -94,6 +99,15 @@ def preprocess_routes(
                 return Routed(flow, True, True, path=True)
         return _OURS_NO_TOKEN
     return Routed(_other_end(decoded, source), True, True)
+
+
+def _taken_over(uri: SipURI, stand_in: Callable[[SipURI], bool] | None) -> bool:
+    return (
+        stand_in is not None
+        and uri.user is not None
+        and uri.user.startswith("f-")
+        and stand_in(uri)
+    )
 
 
 def _peer_route(h: Headers, call_id: str, flows: FlowTokens) -> bool:

@@ -31,7 +31,7 @@ import ipaddress
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,6 +45,7 @@ __all__ = [
     "BranchPlan",
     "FlowTokens",
     "NodePaths",
+    "Peers",
     "ResolveError",
     "Resolver",
     "plans_for",
@@ -265,21 +266,57 @@ class BranchPlan:
 
 
 def plans_for(
-    device_ids: tuple[str, ...], bindings: Mapping[str, list[Binding]]
+    device_ids: tuple[str, ...],
+    bindings: Mapping[str, list[Binding]],
+    peers: Peers | None = None,
 ) -> tuple[BranchPlan, ...]:
     """One branch per live binding: the Request-URI is the registered Contact, the target
     is the flow the REGISTER came on (reachable behind NAT), or the node holding that flow
-    when the binding has a path (another node's: state/base.py, Flows)."""
-    return tuple(_plan(d, b) for d in device_ids for b in bindings.get(d, ()))
+    when the binding has a path (another node's: state/base.py, Flows) and that node is
+    alive as far as `peers` knows (else the flow's address is tried directly)."""
+    return tuple(_plan(d, b, peers) for d in device_ids for b in bindings.get(d, ()))
 
 
-def _plan(device_id: str, b: Binding) -> BranchPlan:
+class Peers:
+    """The addresses ("host:port") of the processes of every node that announced itself
+    alive lately (state/base.py, Processes; updated by switch/app.py). Before the first
+    announcement, and without several nodes, every address counts as alive."""
+
+    def __init__(self) -> None:
+        self._alive: frozenset[tuple[str, int]] | None = None
+
+    def update(self, addresses: Iterable[str]) -> None:
+        """`addresses`: what each live process announced, "host:port[,host:port…]"."""
+        alive = set()
+        for announced in addresses:
+            for a in announced.split(","):
+                host, _, port = a.rpartition(":")
+                if port.isdigit():
+                    alive.add((_unbracket(host), int(port)))
+        self._alive = frozenset(alive)
+
+    def alive(self, host: str, port: int) -> bool:
+        return self._alive is None or (_unbracket(host), port) in self._alive
+
+    def gone(self, uri: SipURI) -> bool:
+        """Is `uri` (another node's Record-Route or path) one of a process known dead?"""
+        try:
+            _, host, port = uri_hop(uri)
+        except ResolveError:
+            return False
+        return not self.alive(host, port)
+
+
+def _plan(device_id: str, b: Binding, peers: Peers | None) -> BranchPlan:
     if b.path is not None:
         try:
             hop = _path_hop(b.path)
         except ValueError:
             log.warning("binding of %s: unusable path %.200r", device_id, b.path)
-        else:
+            hop = None
+        if hop is not None and peers is not None and not peers.alive(hop.host, hop.port):
+            hop = None  # the holder is gone: its flow's address is all there is
+        if hop is not None:
             # the holder is the flow remembered in our Record-Route: in-dialog requests
             # towards the device go through it too
             return BranchPlan(

@@ -70,6 +70,16 @@ leases and the record, only while the lease is live: a refresh never takes a lea
 `release_call` (both leases and the record). `request_end`/`ends_requested` carry an operator's
 "end this call" to the node holding its dialog.
 
+Processes
+---------
+`announce(process, address, until, now)`: this process (a node id, with `/w<i>` per worker)
+is alive until `until` and reachable from the other nodes at `address` ("host:port", the
+address its Record-Route and paths name); the answer is every process alive at `now`, itself
+included, with its address. Each process announces itself every second or so (switch/app.py),
+so a node killed with SIGKILL drops out of the others' view within seconds: they then stop
+sending calls through its paths and take over in-dialog requests addressed to it
+(proxy.py, step 5d).
+
 Outbound usage (toll-fraud caps, routing.caps)
 -----------------------------------------------
 `add_daily` / `daily` are plain counters per (day, key) — the proxy counts the outbound
@@ -333,4 +343,12 @@ class StateBackend(Protocol):
 
     async def daily(self, day: str, keys: Sequence[str]) -> list[int]:
         """The counters (day, key), 0 for one never added to, in order."""
+        ...
+
+    # ------------------------------------------------------------------ processes
+    async def announce(
+        self, process: str, address: str, until: float, now: float
+    ) -> dict[str, str]:
+        """See Processes: this process is alive until `until` at `address`; returns every
+        live process -> its address."""
         ...

@@ -43,6 +43,7 @@ class MemoryState:
     """StateBackend in process memory. See switch/state/base.py for the semantics."""
 
     def __init__(self) -> None:
+        self._processes: dict[str, tuple[float, str]] = {}  # announce: name -> (until, address)
         # device_id -> contact -> Binding (dicts keep insertion = registration order)
         self._bindings: dict[str, dict[str, Binding]] = {}
         self._count = 0
@@ -327,3 +328,10 @@ class MemoryState:
     async def daily(self, day: str, keys: Sequence[str]) -> list[int]:
         counters = self._daily.get(day, {})
         return [counters.get(key, 0) for key in keys]
+
+    # ------------------------------------------------------------------ processes
+    async def announce(
+        self, process: str, address: str, until: float, now: float
+    ) -> dict[str, str]:
+        self._processes[process] = (until, address)
+        return {name: a for name, (u, a) in self._processes.items() if u > now}

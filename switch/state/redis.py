@@ -87,6 +87,7 @@ from . import redis_codec as codec
 from . import redis_scripts as lua
 from .base import LATE_WRITE_BOUND, Ban, Binding, CallRecord, StateUnavailable
 from .redis_guard import GuardOps
+from .redis_nodes import ProcessOps
 from .redis_pool import connection_pool
 
 __all__ = ["RedisState", "default_node_id"]
@@ -188,7 +189,7 @@ def _redis_op(
     return operation
 
 
-class RedisState(GuardOps):
+class RedisState(GuardOps, ProcessOps):
     """StateBackend on one Redis server. `await close()` when done. The authentication
     guard's and the daily counters' operations are in redis_guard.py (keys listed there)."""
 
@@ -542,3 +543,10 @@ class RedisState(GuardOps):
     @_redis_op
     async def daily(self, day: str, keys: Sequence[str]) -> list[int]:
         return await self._daily(day, keys)
+
+    # ------------------------------------------------------------------ processes
+    @_redis_op
+    async def announce(
+        self, process: str, address: str, until: float, now: float
+    ) -> dict[str, str]:
+        return await self._announce(process, address, until, now)

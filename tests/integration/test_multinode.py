@@ -8,6 +8,7 @@ on its defaults (one worker per core on Redis state), SIPp as the devices and th
 - a BYE that reaches the other node with the route set is passed on to the node holding the
   call, which releases the channel;
 - a node killed with SIGKILL under load;
+- a node killed: its NATed device rung directly, its dialog taken over by the other;
 - Redis connections dropped (and its data lost) under load.
 
 Nodes share `[auth] nonce_secret` (README "Several switch nodes"). Redis database 7 is this
@@ -251,6 +252,65 @@ def test_bye_reaching_the_other_node_with_the_route_set_ends_the_call_where_it_i
     dr = desk.wait(grace=5)
     assert dr.successful == 2 and received_requests(dr.messages()).count("BYE") == 2, dr.report()
     print(f"channel released {took:.2f} s after B passed the BYE on")
+
+
+def procs_alive(db: redis.Redis, node: str) -> bool:
+    """Does any process of `node` still count as alive (state/base.py, Processes)?"""
+    now = time.time()
+    return any(
+        float(v.split(" ")[0]) > now
+        for k, v in db.hgetall("softswitch:procs").items()
+        if k.split("/w")[0] == node
+    )
+
+
+def test_node_killed_its_nat_device_is_rung_directly_and_its_dialog_taken_over(
+    switch_proc, sipp, redis_db
+):
+    """A phone behind NAT (its Contact a private address) registers through A: B rings it
+    through A (the binding's path). A call is set up through A; A gets SIGKILL. Once A has
+    stopped announcing itself, B takes A's dialog over: the carrier's BYE sent to B with
+    A's route set reaches the phone and releases the channel at once through the call's
+    shared record (not after the 2 h lease TTL), and B rings the phone directly."""
+    seed = SeedSpec(devices=[DESK], spare_ids=2)
+    a, b = start_nodes(switch_proc, 2, seed, config())
+    port = free_port()
+    reg = sipp(
+        "register_nat", remote=a.udp, local_port=port, credentials=[(DESK.id, DESK.password)],
+        keys={"expires": "300"}, timeout_s=8, name="register-nat",
+    ).run()  # fmt: skip
+    assert reg.successful == 1, reg.report()
+    desk = sipp("uas", local_port=port, calls=3, timeout_s=60, name="desk").start()
+    ur = carrier_call(sipp, b, "uac_call", calls=1, timeout_s=15).run()
+    assert ur.successful == 1 and ur.failed == 0, ur.report() + logs([a, b])
+    assert total([b], "sip_node_relays_total", kind="path_sent") == 1
+    assert total([a], "sip_node_relays_total", kind="path_received") == 1
+    a_id = node_id(a)
+    with SipClient("udp", a.udp, local_ip=CARRIER_IP, timeout=8) as client:
+        call_id = f"taken-over-{secrets.token_hex(4)}"
+        ok = client.request(carrier_invite(a, client, call_id, f"z9hG4bK-{secrets.token_hex(6)}"))
+        assert ok is not None and ok.status == 200, (ok, logs([a, b]))
+        client.send(in_dialog("ACK", client, call_id, ok, 1, route=True))
+        wait_for(lambda: leases(redis_db) == 1, 5, "the call's channel")
+        os.killpg(a.proc.pid, signal.SIGKILL)
+        assert a.proc.proc is not None
+        a.proc.proc.wait(5)
+        wait_for(lambda: not procs_alive(redis_db, a_id), 8, "A counted dead")
+        time.sleep(1.5)  # B's own view: its next housekeeping round
+        client.remote = b.udp
+        # SIPp's UAS answers every message of a call to where its INVITE came from (dead A),
+        # not to the BYE's Via as a phone does: the 200 is lost, B retransmits the BYE, and
+        # what is checked is that the BYE reached the phone through B and the channel is free.
+        client.send(in_dialog("BYE", client, call_id, ok, 2, route=True))
+        took = wait_for(lambda: leases(redis_db) == 0, 3, "the channel released by B")
+    assert total([b], "sip_node_relays_total", kind="peer") == 0  # taken over, not passed on
+    ur = carrier_call(sipp, b, "uac_call", calls=1, timeout_s=15).run()
+    assert ur.successful == 1 and ur.failed == 0, ur.report() + b.logs()
+    assert total([b], "sip_node_relays_total", kind="path_sent") == 1  # directly this time
+    dr = desk.wait(grace=5)
+    byes = [m for m in dr.messages().split("\n\n") if m.lstrip().startswith("BYE ")]
+    assert any(call_id in m and f"{b.ip}:" in m for m in byes), dr.messages()[-3000:]
+    print(f"channel released {took:.2f} s after the BYE reached B")
 
 
 def load(sipp: Any, node: Any, name: str, n: int, hold_ms: int = 500) -> Any:

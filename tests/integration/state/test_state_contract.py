@@ -790,3 +790,32 @@ async def test_routing_lookup_reads_what_bindings_and_channels_in_use_read(
     assert in_use == 1  # c1 ended at 10 (a deadline is exclusive)
     assert await state.routing_lookup([], None, 60) == ({}, None)
     assert (await state.routing_lookup(["d2"], None, 60))[1] is None
+
+
+# --------------------------------------------------------------------------- processes
+async def test_announce_lists_the_live_processes_with_their_addresses(
+    state: StateBackend,
+) -> None:
+    assert await state.announce("n1/w0", "10.0.0.1:5161,10.0.0.1:5162", until=10, now=0) == {
+        "n1/w0": "10.0.0.1:5161,10.0.0.1:5162"
+    }
+    assert await state.announce("n1/w1", "10.0.0.1:5163", until=20, now=5) == {
+        "n1/w0": "10.0.0.1:5161,10.0.0.1:5162",
+        "n1/w1": "10.0.0.1:5163",
+    }
+    assert await state.announce("n1/w1", "10.0.0.1:5163", until=30, now=15) == {
+        "n1/w1": "10.0.0.1:5163"  # w0 stopped announcing: dead at 10
+    }
+
+
+@redis_only
+async def test_processes_of_two_nodes_see_each_other(redis_nodes: RedisNodes) -> None:
+    a, b_ = redis_nodes.node("node-a"), redis_nodes.node("node-b")
+    await a.announce("node-a", "10.0.0.1:5060", until=100, now=0)
+    assert await b_.announce("node-b", "10.0.0.2:5060", until=100, now=1) == {
+        "node-a": "10.0.0.1:5060",
+        "node-b": "10.0.0.2:5060",
+    }
+    # a process dead for over an hour leaves the table (the others' next announce)
+    await b_.announce("node-b", "10.0.0.2:5060", until=5000, now=3800)
+    assert "node-a" not in await redis_nodes.raw.hgetall(f"{redis_nodes.prefix}procs")

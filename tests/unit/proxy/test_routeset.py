@@ -120,3 +120,21 @@ def test_our_route_with_a_path_token_names_the_flow_of_an_initial_request() -> N
     bye = _req([f"<sip:{tok}@{US};lr>"], uri=contact)
     routed = preprocess_routes(bye, SRC, _ours, tokens)
     assert routed.ours and not routed.path and not routed.token
+
+
+def test_a_dead_peers_route_is_taken_over_as_ours() -> None:
+    """The node that record-routed the dialog is gone: its Routes (both of a double
+    Record-Route) are popped here and its token says where the request goes."""
+    tokens = FlowTokens(b"k" * 16)
+    device = Target("udp", "203.0.113.5", 12345)
+    tok = tokens.encode(None, device, "c1")
+    routes = [f"<sip:{tok}@10.0.0.2:5161;lr>", f"<sip:{tok}@10.0.0.2:5162;transport=tcp;lr>"]
+    req = _req(routes)
+    routed = preprocess_routes(req, SRC, _ours, tokens, stand_in=lambda uri: True)
+    assert routed.ours and routed.token and routed.flow == device and not routed.peer
+    assert req.headers.get_fields("Route") == []
+    # alive: passed on, not taken over; and a Route without a token is never taken over
+    routed = preprocess_routes(_req(routes), SRC, _ours, tokens, stand_in=lambda uri: False)
+    assert routed.peer and not routed.ours
+    routed = preprocess_routes(_req(["<sip:10.0.0.2;lr>"]), SRC, _ours, tokens, lambda u: True)
+    assert not routed.ours and not routed.peer

@@ -11,6 +11,7 @@ import pytest
 from switch.proxy.targets import (
     FlowTokens,
     NodePaths,
+    Peers,
     ResolveError,
     Resolver,
     plans_for,
@@ -209,3 +210,21 @@ def test_plans_go_through_the_path_of_a_binding_another_node_holds() -> None:
     # a path that is not an IP literal SIP URI is not followed: the flow's address is tried
     (bad,) = plans_for(("desk1",), {"desk1": [_binding("sip:f-x@node-a.example;lr", source)]})
     assert (bad.target, bad.route) == (source, None)
+
+
+def test_peers_say_which_processes_are_alive_and_paths_to_dead_ones_are_not_followed() -> None:
+    peers = Peers()
+    assert peers.alive("10.0.0.2", 5161)  # nothing announced yet: everyone counts as alive
+    peers.update(["10.0.0.2:5161,10.0.0.2:5162", "[2001:db8::1]:5060"])
+    assert peers.alive("10.0.0.2", 5161) and peers.alive("10.0.0.2", 5162)
+    assert peers.alive("2001:db8::1", 5060) and peers.alive("[2001:db8::1]", 5060)
+    assert not peers.alive("10.0.0.3", 5161)
+    assert peers.gone(sip("sip:f-x@10.0.0.3:5161;lr"))
+    assert not peers.gone(sip("sip:f-x@10.0.0.2:5162;transport=tcp;lr"))
+    source = Target("tcp", "192.0.2.50", 40000)
+    binding = _binding("sip:f-abc@10.0.0.2:5161;lr", source)
+    (through,) = plans_for(("desk1",), {"desk1": [binding]}, peers)
+    assert through.route is not None and through.target == Target("udp", "10.0.0.2", 5161)
+    peers.update(["10.0.0.9:5161"])  # the holder stopped announcing itself
+    (direct,) = plans_for(("desk1",), {"desk1": [binding]}, peers)
+    assert (direct.target, direct.route) == (source, None)
