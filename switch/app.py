@@ -127,6 +127,7 @@ class SwitchApp:
     ) -> None:
         self.config = config
         self.worker = worker  # one of `softswitch serve --workers N` (switch/workers.py)
+        self.peers = Peers()  # the other nodes' live processes, from the housekeeping
         self.metrics = Metrics()
         node_id = worker.node_id if worker is not None else None
         self.state: StateBackend = state or make_state(config, node_id=node_id)
@@ -201,7 +202,6 @@ class SwitchApp:
         self.layer = TransactionLayer(Timers(t1=cfg.t1, t2=cfg.t2, t4=cfg.t4))
         self.core = SipEndpoint(self.layer, self.metrics, advertised_host=cfg.advertised_host)
         self.flows = make_flow_tokens(cfg, workers=self.worker is not None)
-        self.peers = Peers()  # the other nodes' live processes, from the housekeeping
         self.guard = AuthGuard(self.state, cfg.guard_settings(), self.metrics)
         try:  # the bans other nodes made; an unreachable backend is the housekeeping's turn
             await self.guard.sync(time.time())
@@ -285,9 +285,11 @@ class SwitchApp:
             return
         peers = [s for gw in self._snapshot.gateways for s in gw.allowed_sources]
         peers += media_hosts(self.config)
+        flows = list(self.peers.flows())  # the other nodes' processes (paths, peer routes)
         if self.media is not None and self.media.address is not None:
             # the embedded media service: its one flow only (phones may share its address)
-            self.transports.set_exempt_flows([self.media.address])
+            flows.append(self.media.address)
+        self.transports.set_exempt_flows(flows)
         try:
             self.transports.set_exempt(peers)
         except ValueError as exc:  # a host name among them: the configured ones still apply
@@ -369,13 +371,20 @@ class SwitchApp:
 
     async def _announce(self, now: float) -> None:
         """With several nodes: this process is alive, at the addresses its Record-Route and
-        paths name (UDP, TCP), and the view of which others are (state/base.py, Processes)."""
+        paths name (UDP, TCP) and the one its requests come from, and the view of which
+        others are (state/base.py, Processes); their flows are exempt from the flood guard."""
         process = self.call_owner
         if process is None:
             return
-        where = ",".join("{}:{}".format(*self.core.local_via(t)) for t in ("udp", "tcp"))
+        host, _ = self.core.local_via("udp")
+        sent_from = self.transports.bound["udp"][1]  # requests leave by the shared socket
+        vias = ["{}:{}".format(*self.core.local_via(t)) for t in ("udp", "tcp", "tls")]
+        where = ",".join([*vias, f"{host}:{sent_from}"])
         alive = await self.state.announce(process, where, now + _ALIVE_FOR, now)
+        before = self.peers.flows()
         self.peers.update(alive.values())
+        if self.peers.flows() != before:
+            self._exempt_peers()
 
     async def _end_requested(self) -> None:
         """Calls an operator ended through another node (switch/live.py): BYE both ways."""

@@ -298,6 +298,11 @@ class Peers:
     def alive(self, host: str, port: int) -> bool:
         return self._alive is None or (_unbracket(host), port) in self._alive
 
+    def flows(self) -> frozenset[tuple[str, int]]:
+        """The live processes' (host, port) pairs: where they send from, exempt from the
+        per-source flood guard (one node relays many calls through another)."""
+        return self._alive or frozenset()
+
     def gone(self, uri: SipURI) -> bool:
         """Is `uri` (another node's Record-Route or path) one of a process known dead?"""
         try:
