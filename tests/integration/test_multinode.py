@@ -8,6 +8,7 @@ on its defaults (one worker per core on Redis state), SIPp as the devices and th
 - a BYE that reaches the other node with the route set is passed on to the node holding the
   call, which releases the channel;
 - a node killed with SIGKILL under load;
+- a NATed device registered through A, called and cancelled through B (by way of A);
 - a node killed: its NATed device rung directly, its dialog taken over by the other;
 - Redis connections dropped (and its data lost) under load.
 
@@ -254,6 +255,34 @@ def test_bye_reaching_the_other_node_with_the_route_set_ends_the_call_where_it_i
     print(f"channel released {took:.2f} s after B passed the BYE on")
 
 
+def register_nat(sipp: Any, node: Any, port: int) -> None:
+    """The desk registers through `node` with a private Contact (tests/sipp/register_nat.xml)."""
+    reg = sipp(
+        "register_nat", remote=node.udp, local_port=port, credentials=[(DESK.id, DESK.password)],
+        keys={"expires": "300"}, timeout_s=8, name="register-nat",
+    ).run()  # fmt: skip
+    assert reg.successful == 1, reg.report()
+
+
+def test_cancel_through_b_reaches_a_nat_device_by_way_of_a(switch_proc, sipp, redis_db):
+    """The caller gives up while a NATed phone registered through A rings through B: B's
+    CANCEL follows the INVITE's path (the same Route, RFC 3261 §9.1) to A, which cancels its
+    own branch to the phone; 487 to the caller, the channel given back."""
+    seed = SeedSpec(devices=[DESK], spare_ids=2)
+    a, b = start_nodes(switch_proc, 2, seed, config())
+    port = free_port()
+    register_nat(sipp, a, port)
+    uas = sipp("uas_noanswer", local_port=port, calls=2, timeout_s=20, name="desk").start()
+    ur = carrier_call(sipp, b, "uac_cancel", calls=2).start().wait()
+    sr = uas.wait()
+    assert ur.successful == 2 and ur.failed == 0, ur.report() + "\n" + sr.report() + logs([a, b])
+    assert sr.successful == 2, sr.report()
+    assert received_requests(sr.messages()).count("CANCEL") == 2
+    assert total([b], "sip_node_relays_total", kind="path_sent") == 2
+    assert total([a], "sip_node_relays_total", kind="path_received") == 2
+    wait_for(lambda: leases(redis_db) == 0, 5, "the channels given back")
+
+
 def procs_alive(db: redis.Redis, node: str) -> bool:
     """Does any process of `node` still count as alive (state/base.py, Processes)?"""
     now = time.time()
@@ -275,11 +304,7 @@ def test_node_killed_its_nat_device_is_rung_directly_and_its_dialog_taken_over(
     seed = SeedSpec(devices=[DESK], spare_ids=2)
     a, b = start_nodes(switch_proc, 2, seed, config())
     port = free_port()
-    reg = sipp(
-        "register_nat", remote=a.udp, local_port=port, credentials=[(DESK.id, DESK.password)],
-        keys={"expires": "300"}, timeout_s=8, name="register-nat",
-    ).run()  # fmt: skip
-    assert reg.successful == 1, reg.report()
+    register_nat(sipp, a, port)
     desk = sipp("uas", local_port=port, calls=3, timeout_s=60, name="desk").start()
     ur = carrier_call(sipp, b, "uac_call", calls=1, timeout_s=15).run()
     assert ur.successful == 1 and ur.failed == 0, ur.report() + logs([a, b])
