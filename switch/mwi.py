@@ -44,6 +44,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from provisioning.model import Device, Snapshot
 from switch.proxy.auth import Authenticated, Refused, check
 from switch.proxy.bans import AuthGuard
+from switch.proxy.targets import plans_for
 from switch.sip.digest import DigestAuthenticator
 from switch.sip.message import Headers, Request, Response, SipURI, make_response
 from switch.sip.target import Target, new_branch
@@ -324,7 +325,11 @@ class MwiNotifier:
             ("Content-Type", CONTENT_TYPE),
         ]  # fmt: skip
         request = Request(method="NOTIFY", uri=binding.contact, headers=Headers(fields), body=body)
-        self._send(request, binding.source, None)
+        # a binding another node holds: through that node, as calls go (its path)
+        (plan,) = plans_for((device.id,), {device.id: [binding]})
+        if plan.route is not None:
+            request.headers.prepend("Route", plan.route)
+        self._send(request, plan.target, None)
         self._notified[device.id] = (binding.contact, binding.source)
         self.notifications.labels("unsolicited").inc()
 
