@@ -38,9 +38,15 @@ list (the API's active calls, from every node).
 
 Round trips: the lease and the record change together, each change in one call of the
 state backend (base.py, Calls; one Lua script on Redis): `acquire_call` at the INVITE,
-`refresh_call` at the answer (the record's `answered` goes with the refresh the answer
-triggers) and at each in-dialog request, `release_call` at the end (both leases and the
-record). Only rare paths cost more: a refresh that finds the lease expired, `also_count`.
+`release_call` at the end (both leases and the record), and in between a refresh at the
+answer (the record's `answered` and the negotiated TTL go with it) and at each in-dialog
+request. Nobody waits for those refreshes, so they go by `refresh_call_later`: on Redis
+they ride along the process's next round trip (the next call's routing read, the
+housekeeping's poll each second; switch/state/redis_batch.py) instead of costing one each.
+An answered inbound call thus costs 3 round trips (routing read, acquire, release), and the
+operator view shows its answer about a second late at most (2 s at worst). A call released
+before its refresh was sent drops it (nothing is written, nothing released twice). Only
+rare paths cost more: a refresh that finds the lease expired, `also_count`.
 
 Releases are idempotent and retried: a release removes the Call-ID's own lease (never
 "one of the tenant's"), so doing it twice is a no-op; a backend that fails (Redis blip) gets
@@ -256,10 +262,12 @@ class ActiveCalls:
             return
         if interval is not None:
             lease.ttl = interval + self.session_margin
-        self._spawn(self.refresh(call_id))
+        self._spawn(self.refresh(call_id, later=True))
 
-    async def refresh(self, call_id: str, ttl: float | None = None) -> None:
-        """In-dialog traffic of a call holding a lease: keep the lease alive."""
+    async def refresh(self, call_id: str, ttl: float | None = None, *, later: bool = False) -> None:
+        """In-dialog traffic of a call holding a lease: keep the lease alive. `later`: nobody
+        waits for it (`touch`), the backend may send it along other round trips
+        (`refresh_call_later`)."""
         lease = self._leases.get(call_id)
         if lease is None:
             return
@@ -268,17 +276,20 @@ class ActiveCalls:
         now = self._wall()
         lease.deadline = now + lease.ttl
         lease.record = dataclasses.replace(lease.record, until=lease.deadline)
-        # One round trip: the lease, the `also` lease and the record, only if the lease is
-        # live (the backend never takes a lease again in a refresh).
-        ok = await self._state.refresh_call(lease.record, lease.ttl, now)
+        # One write (at most one round trip; none of its own with `later` on Redis): the
+        # lease, the `also` lease and the record, only if the lease is live (the backend
+        # never takes a lease again in a refresh, so a release landing first stays released).
+        write = self._state.refresh_call_later if later else self._state.refresh_call
+        ok = await write(lease.record, lease.ttl, now)
         # A BYE may release the lease while we wait: never take it again then (a re-acquire
         # racing with the release would hold the channel for the whole TTL).
-        if not ok and self._leases.get(call_id) is lease:
-            # it expired meanwhile: the call is evidently alive, count it again
-            if not await self._state.acquire_call(lease.record, lease.limit, lease.ttl, now):
-                await self._state.put_call(lease.record)  # uncounted, still findable
-            if lease.also is not None and self._leases.get(call_id) is lease:
-                await self._state.acquire_channel(lease.also, call_id, _UNCOUNTED, lease.ttl, now)
+        if ok or self._leases.get(call_id) is not lease:
+            return  # refreshed, or released (and nothing here took it again): done
+        # it expired meanwhile: the call is evidently alive, count it again
+        if not await self._state.acquire_call(lease.record, lease.limit, lease.ttl, now):
+            await self._state.put_call(lease.record)  # uncounted, still findable
+        if lease.also is not None and self._leases.get(call_id) is lease:
+            await self._state.acquire_channel(lease.also, call_id, _UNCOUNTED, lease.ttl, now)
         if self._leases.get(call_id) is not lease:  # released meanwhile: release again
             tenant_id, also = lease.tenant_id, lease.also
             await self._retrying(call_id, lambda: self._release_lease(call_id, tenant_id, also))

@@ -58,8 +58,10 @@ record without one, like `put_binding`. A call's lease and record change togethe
 methods do both at once (one round trip and atomic on a shared backend, the same effect as
 the calls they name): `acquire_call` (the lease, then the record), `refresh_call` (the
 leases and the record, only while the lease is live: a refresh never takes a lease again) and
-`release_call` (both leases and the record). `request_end`/`ends_requested` carry an operator's
-"end this call" to the node holding its dialog.
+`release_call` (both leases and the record). `refresh_call_later` is a refresh nobody waits
+on, which a shared backend sends along with other round trips: an answered call then costs
+three (the routing read, the acquire, the release), not four. `request_end`/`ends_requested`
+carry an operator's "end this call" to the node holding its dialog.
 
 Outbound usage (toll-fraud caps, routing.caps)
 -----------------------------------------------
@@ -260,6 +262,15 @@ class StateBackend(Protocol):
         extend the lease of `record.also` (when set; it never refuses) to the same deadline,
         and `put_call(record)` (its `until` is the caller's: now+ttl); return True. When the
         lease is gone (expired, released): write nothing, return False."""
+        ...
+
+    async def refresh_call_later(self, record: CallRecord, ttl: float, now: float) -> bool:
+        """`refresh_call`, for a caller that does not wait on it (the answer's and in-dialog
+        traffic's refreshes, leases.py): a shared backend may hold it up to a couple of
+        seconds and send it with other round trips (redis_batch.py), then returns the same
+        result. Applied as given (`now`, the record's `until`), only while the lease is live:
+        like `refresh_call` it never takes a lease again. A `release_call` of the call
+        before it was sent cancels it (result False). The memory backend applies it at once."""
         ...
 
     async def release_call(self, tenant_id: str, call_id: str, also: str | None) -> bool:

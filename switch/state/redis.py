@@ -87,6 +87,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import redis_codec as codec
 from . import redis_scripts as lua
 from .base import LATE_WRITE_BOUND, Ban, Binding, CallRecord, StateUnavailable
+from .redis_batch import RefreshBatch
 from .redis_guard import GuardOps
 
 __all__ = ["RedisState", "default_node_id"]
@@ -201,6 +202,7 @@ class RedisState(GuardOps):
         timeout: float = 0.5,
         safety_margin: float = 300.0,
         cooldown: float = 1.0,
+        batch_delay: float = 2.0,
     ) -> None:
         self.prefix = prefix
         self._breaker = _Breaker(cooldown)
@@ -236,11 +238,33 @@ class RedisState(GuardOps):
         self._remove_call = script(lua.REMOVE_CALL)
         self._acquire_call, self._refresh_call = script(lua.ACQUIRE_CALL), script(lua.REFRESH_CALL)
         self._release_call = script(lua.RELEASE_CALL)
+        self._refresh_calls = script(lua.REFRESH_CALLS)
+        self._batch = RefreshBatch(batch_delay, self._send_batch)
         self._bx, self._lx = prefix + "bx", prefix + "lx"
         self._init_guard()
 
     async def close(self) -> None:
+        await self._batch.close()
         await self._redis.aclose()
+
+    async def _execute(self, pipe: Any) -> list[Any]:
+        """Execute a MULTI/EXEC pipeline of an operation, carrying the queued refreshes
+        (redis_batch.py) as one more command: their outcome goes to their callers, and
+        never fails the operation."""
+        taken = self._batch.take()
+        if taken is not None:
+            pipe.eval(lua.REFRESH_CALLS, len(taken.keys), *taken.keys, *taken.args)
+        try:
+            replies: list[Any] = await pipe.execute(raise_on_error=taken is None)
+        except BaseException as exc:
+            RefreshBatch.settle(taken, exc)
+            raise
+        if taken is not None:
+            RefreshBatch.settle(taken, replies.pop())
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        return replies
 
     # ------------------------------------------------------------------ keys
     def _binding_keys(self, device_id: str) -> list[str]:
@@ -292,7 +316,7 @@ class RedisState(GuardOps):
                 key = self._lease_key(tenant_id)
                 pipe.zremrangebyscore(key, "-inf", codec.num(now))
                 pipe.zcard(key)
-            replies = await pipe.execute()
+            replies = await self._execute(pipe)
         bindings = {
             d: self._live(replies[2 * i], replies[2 * i + 1], now) for i, d in enumerate(device_ids)
         }
@@ -459,8 +483,10 @@ class RedisState(GuardOps):
             raise StateUnavailable(f"redis: lease for {call_id} arrived too late, refused")
         return bool(done)
 
-    @_redis_op
-    async def refresh_call(self, record: CallRecord, ttl: float, now: float) -> bool:
+    def _refresh_parts(
+        self, record: CallRecord, ttl: float, now: float
+    ) -> tuple[list[str], list[str]]:
+        """REFRESH_CALL's keys and args."""
         args = [
             record.call_id,
             codec.num(now + ttl),
@@ -471,10 +497,27 @@ class RedisState(GuardOps):
         keys = [self._lease_key(record.tenant_id), *self._call_keys(record)]
         if record.also is not None:
             keys.append(self._lease_key(record.also))
+        return keys, args
+
+    @_redis_op
+    async def refresh_call(self, record: CallRecord, ttl: float, now: float) -> bool:
+        keys, args = self._refresh_parts(record, ttl, now)
         return bool(await self._refresh_call(keys=keys, args=args))
+
+    async def refresh_call_later(self, record: CallRecord, ttl: float, now: float) -> bool:
+        """Queued and sent with other round trips (redis_batch.py); not an operation of its
+        own (the round trip that carries it is: breaker, errors)."""
+        keys, args = self._refresh_parts(record, ttl, now)
+        return await self._batch.add(record.call_id, keys, args)
+
+    @_redis_op
+    async def _send_batch(self, keys: list[str], args: list[str]) -> Any:
+        """The queued refreshes' own round trip, when nothing carried them in time."""
+        return await self._refresh_calls(keys=keys, args=args)
 
     @_redis_op
     async def release_call(self, tenant_id: str, call_id: str, also: str | None) -> bool:
+        self._batch.drop(call_id)  # the release covers a refresh still queued
         keys = [self._lease_key(tenant_id), f"{self.prefix}c:{call_id}"]
         if also is not None:
             keys.append(self._lease_key(also))
@@ -512,7 +555,7 @@ class RedisState(GuardOps):
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.lrange(key, 0, -1)
             pipe.delete(key)
-            found, _ = await pipe.execute()
+            found, _ = await self._execute(pipe)
         return [str(c) for c in found]
 
     # ------------------------------------------------------------------ authentication guard

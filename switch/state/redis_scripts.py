@@ -147,6 +147,27 @@ end
     + "return 1\n"
 )
 
+# KEYS: per call 3 or 4 of REFRESH_CALL's   ARGV: n, then per call: its key count (3 or 4)
+# and REFRESH_CALL's 7 ARGV.   Returns each call's REFRESH_CALL result, in order.
+# Several refreshes in one round trip (RedisState.refresh_call_later); each is exactly
+# REFRESH_CALL, run as a function whose KEYS and ARGV are that call's.
+REFRESH_CALLS = (
+    "local function one(KEYS, ARGV)\n"
+    + REFRESH_CALL
+    + """end
+local out, k, a = {}, 0, 1
+for i = 1, tonumber(ARGV[1]) do
+  local nk = tonumber(ARGV[a + 1])
+  local keys, args = {}, {}
+  for j = 1, nk do keys[j] = KEYS[k + j] end
+  for j = 1, 7 do args[j] = ARGV[a + 1 + j] end
+  out[i] = one(keys, args)
+  k, a = k + nk, a + 8
+end
+return out
+"""
+)
+
 # KEYS: ch, c [, also ch]   ARGV: call_id, tenant index prefix
 # The record's own tenant names its index (as REMOVE_CALL).
 RELEASE_CALL = """

@@ -1,0 +1,143 @@
+"""Call refreshes held back and sent together (RedisState.refresh_call_later, base.py Calls).
+
+Why: an answered call's record must say it is answered (the operator API's active calls, read
+by every node) and its lease takes the TTL the answer negotiated (leases.py). Written at once,
+that is a round trip of its own between the acquire and the release: 4 per call (issue 11 §2
+allows 3). Nothing waits for it (the proxy forwards the 2xx first), so it is queued here and
+
+- rides on the next MULTI/EXEC round trip the process makes anyway: the next call's
+  `routing_lookup`, or the housekeeping's `ends_requested` poll (every second, switch/app.py),
+  as one more command of that transaction (one script for every queued call: `REFRESH_CALLS`);
+- or goes on its own `delay` seconds after it was queued when nothing carried it (a process
+  without housekeeping: tests, tools), one round trip for all the queued calls.
+
+So on a switch in service it costs no round trip at all; the operator view shows the answer
+at most about a second late (`delay`, 2 s, at worst). A call released while its refresh waits
+here takes the refresh out (`drop`): the release covers it, nothing is written twice.
+
+Each queued refresh is exactly `refresh_call` (the same script, run once per call inside
+`REFRESH_CALLS`): it extends a live lease and rewrites the record, and never takes a lease
+that is gone again - a late refresh cannot resurrect a call released meanwhile by another
+node or an operator. Its result (False: the lease was gone) reaches the caller as
+`refresh_call`'s would; a failure of the round trip that carried it, as StateUnavailable.
+A refresh queued again before it was sent replaces the queued one (the newer deadline and
+record win; every caller gets the one result).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import StateUnavailable
+
+__all__ = ["RefreshBatch", "Taken"]
+
+
+@dataclass(slots=True)
+class _Queued:
+    keys: list[str]
+    args: list[str]
+    waiters: list[asyncio.Future[bool]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Taken:
+    """Queued refreshes taken out to be sent: `keys` and `args` are REFRESH_CALLS's."""
+
+    entries: list[_Queued]
+    keys: list[str]
+    args: list[str]
+
+
+class RefreshBatch:
+    """The queue (module docstring). `send(keys, args)` runs REFRESH_CALLS on its own round
+    trip (RedisState wraps it like any operation: breaker, errors as StateUnavailable)."""
+
+    def __init__(self, delay: float, send: Callable[[list[str], list[str]], Awaitable[Any]]):
+        self.delay = delay
+        self._send = send
+        self._queued: dict[str, _Queued] = {}
+        self._timer: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def add(self, call_id: str, keys: list[str], args: list[str]) -> asyncio.Future[bool]:
+        """Queue REFRESH_CALL(keys, args) of the call; the future gets its result."""
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        queued = self._queued.pop(call_id, None)  # re-queued: to the end, newest values
+        waiters = [*queued.waiters, waiter] if queued is not None else [waiter]
+        self._queued[call_id] = _Queued(keys, args, waiters)
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.get_running_loop().create_task(self._send_later())
+        return waiter
+
+    def drop(self, call_id: str) -> None:
+        """The call is being released: its queued refresh is moot (the lease is going)."""
+        queued = self._queued.pop(call_id, None)
+        if queued is not None:
+            _settle(queued, False)
+
+    def take(self) -> Taken | None:
+        """Everything queued, to be sent now (by a carrier or by the timer); None if empty."""
+        if not self._queued:
+            return None
+        entries = list(self._queued.values())
+        self._queued.clear()
+        keys: list[str] = []
+        args: list[str] = [str(len(entries))]
+        for e in entries:
+            keys += e.keys
+            args += [str(len(e.keys)), *e.args]
+        return Taken(entries, keys, args)
+
+    @staticmethod
+    def settle(taken: Taken | None, outcome: Any) -> None:
+        """Hand the reply of REFRESH_CALLS (a list, one result per call) or the exception of
+        the round trip that carried it to the callers."""
+        if taken is None:
+            return
+        if isinstance(outcome, BaseException) or not isinstance(outcome, list):
+            error = StateUnavailable(f"redis: refresh_call_later failed: {outcome}")
+            for e in taken.entries:
+                _settle(e, error)
+            return
+        for e, result in zip(taken.entries, outcome, strict=True):
+            _settle(e, bool(result))
+
+    async def _send_later(self) -> None:
+        await asyncio.sleep(self.delay)
+        self._timer = None  # refreshes queued from now on arm a timer of their own
+        taken = self.take()
+        if taken is None:  # carried meanwhile
+            return
+        try:
+            outcome: Any = await self._send(taken.keys, taken.args)
+        except BaseException as exc:
+            self.settle(taken, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.settle(taken, outcome)
+
+    async def close(self) -> None:
+        """Fail what is queued and stop the timer (the backend is closing)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._timer
+        self.settle(self.take(), StateUnavailable("redis: closed"))
+
+
+def _settle(queued: _Queued, outcome: bool | BaseException) -> None:
+    for waiter in queued.waiters:
+        if waiter.done():  # its caller went away
+            continue
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
