@@ -20,8 +20,9 @@ Keys (P = the prefix, "softswitch:" by default; <dev> a device id, <t> a tenant 
 Every write that touches several keys is one Lua script (atomic, no interleaving with other
 nodes); `claim_device` and `acquire_channel` are the check-and-set ones. A call's lease and
 its record change in one script each (`acquire_call`, `refresh_call`, `release_call`), so an
-inbound call answered then hung up costs 4 round trips: `routing_lookup` (MULTI/EXEC), the
-acquire, the answer's refresh, the release (tests/bench/redis_calls_bench.py counts them).
+inbound call answered then hung up costs 3 round trips: `routing_lookup` (MULTI/EXEC), the
+acquire, the release; the answer's refresh (`refresh_call_later`) rides in the next MULTI/EXEC
+this process sends (redis_batch.py). tests/bench/redis_calls_bench.py counts them.
 Scripts run by EVALSHA with a transparent reload on NOSCRIPT (redis-py `register_script`).
 
 Numbers: deadlines are computed in Python and passed as `repr(float)` strings; Lua only
