@@ -46,7 +46,8 @@ housekeeping's poll each second; switch/state/redis_batch.py) instead of costing
 An answered inbound call thus costs 3 round trips (routing read, acquire, release), and the
 operator view shows its answer about a second late at most (2 s at worst). A call released
 before its refresh was sent drops it (nothing is written, nothing released twice). Only
-rare paths cost more: a refresh that finds the lease expired, `also_count`.
+rare paths cost more: a refresh that finds the lease expired; and `also_count` (a device's
+outbound call) is one refresh at once (`refresh_call`: the `also` lease and the record).
 
 Releases are idempotent and retried: a release removes the Call-ID's own lease (never
 "one of the tenant's"), so doing it twice is a no-op; a backend that fails (Redis blip) gets
@@ -218,23 +219,6 @@ class ActiveCalls:
         self._spawn(self._retrying(call_id, undo))
         self._spawn(undo_late())
 
-    def _write_record(self, call_id: str, lease: _Lease) -> None:
-        """(Re)write the call's shared record, retried while the lease is still ours."""
-
-        async def write() -> None:
-            if self._leases.get(call_id) is lease:
-                await self._state.put_call(lease.record)
-
-        self._spawn(self._retrying(call_id, write))
-
-    def _update(self, call_id: str, **changes: Any) -> None:
-        """Change the call's record and write it on its own (the refreshes write it with
-        the lease: `refresh`)."""
-        lease = self._leases.get(call_id)
-        if lease is not None:
-            lease.record = dataclasses.replace(lease.record, **changes)
-            self._write_record(call_id, lease)
-
     async def also_count(self, call_id: str, key: str) -> None:
         """Count the call under `key` too (the calling ID's outbound calls in progress,
         routing.caps): a lease that never refuses, refreshed and released with the call's
@@ -242,11 +226,12 @@ class ActiveCalls:
         lease = self._leases.get(call_id)
         if lease is None:
             return
-        lease.also = key
-        self._update(call_id, also=key)
-        await self._state.acquire_channel(key, call_id, _UNCOUNTED, lease.ttl, self._wall())
-        if self._leases.get(call_id) is not lease:  # released while we waited: undo
-            await self._retrying(call_id, lambda: self._state.release_channel(key, call_id))
+        lease.also = key  # a release from now on drops that lease too
+        lease.record = dataclasses.replace(lease.record, also=key)
+        # One write: the refresh takes the `also` lease with the call's (both to now + ttl)
+        # and rewrites the record naming it - only while the call's lease is live, so a
+        # release that overtakes it leaves nothing to undo.
+        await self.refresh(call_id)
 
     def session(self, call_id: str, interval: float | None) -> None:
         """A 2xx or refresh negotiated Session-Expires (None: keep the TTL): the lease TTL

@@ -58,10 +58,10 @@ class OutboundBook:
         """The ID's usage as routing.caps reads it."""
         tenant = snapshot.tenants[tenant_id]
         day = usage_day(tenant, datetime.fromtimestamp(wall, UTC))
-        today_id, today_tenant, expensive = await self._state.daily(
-            day, usage_keys(tenant_id, device_id)
+        # one round trip on Redis (the counters and the ID's calls in progress)
+        (today_id, today_tenant, expensive), active = await self._state.usage_lookup(
+            day, usage_keys(tenant_id, device_id), device_lease_key(device_id), wall
         )
-        active = await self._state.channels_in_use(device_lease_key(device_id), wall)
         return OutboundUsage(
             active_id=active,
             today_id=today_id,

@@ -335,3 +335,11 @@ class StateBackend(Protocol):
     async def daily(self, day: str, keys: Sequence[str]) -> list[int]:
         """The counters (day, key), 0 for one never added to, in order."""
         ...
+
+    async def usage_lookup(
+        self, day: str, keys: Sequence[str], lease_key: str, now: float
+    ) -> tuple[list[int], int]:
+        """What routing.caps reads for a device's outbound call, at once: `daily(day, keys)`
+        and `channels_in_use(lease_key, now)`, with the same results as those calls. A
+        network backend reads it in one round trip."""
+        ...

@@ -327,6 +327,11 @@ class MemoryState:
             values.append(counters[key])
         return values
 
+    async def usage_lookup(
+        self, day: str, keys: Sequence[str], lease_key: str, now: float
+    ) -> tuple[list[int], int]:
+        return await self.daily(day, keys), await self.channels_in_use(lease_key, now)
+
     async def daily(self, day: str, keys: Sequence[str]) -> list[int]:
         counters = self._daily.get(day, {})
         return [counters.get(key, 0) for key in keys]

@@ -590,3 +590,9 @@ class RedisState(GuardOps):
     @_redis_op
     async def daily(self, day: str, keys: Sequence[str]) -> list[int]:
         return await self._daily(day, keys)
+
+    @_redis_op
+    async def usage_lookup(
+        self, day: str, keys: Sequence[str], lease_key: str, now: float
+    ) -> tuple[list[int], int]:
+        return await self._usage_lookup(day, keys, self._lease_key(lease_key), now)

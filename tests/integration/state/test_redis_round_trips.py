@@ -201,3 +201,42 @@ async def test_a_release_overtaking_a_queued_refresh_leaves_nothing(backend: Sta
     assert await backend.channels_in_use("t", now=149) == 0
     assert await backend.call("c1", now=60) is None
     assert await backend.calls("t", now=60) == []
+
+
+async def test_usage_lookup_is_daily_and_channels_in_use(backend: StateBackend) -> None:
+    day = "2026-12-03"
+    await backend.add_daily(day, ["id:d1", "t:t"], expires_at=time.time() + 3600)
+    await backend.add_daily(day, ["id:d1"], expires_at=time.time() + 3600)
+    assert await backend.acquire_channel("id:d1", "c1", 2**31, ttl=100, now=0)
+    assert await backend.acquire_channel("id:d1", "c2", 2**31, ttl=10, now=0)  # expired at 50
+    found = await backend.usage_lookup(day, ["id:d1", "t:t", "never"], "id:d1", now=50)
+    assert found == ([2, 1, 0], 1)
+    assert found == (await backend.daily(day, ["id:d1", "t:t", "never"]), 1)
+    assert await backend.usage_lookup(day, [], "nobody", now=50) == ([], 0)
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+async def test_an_outbound_call_costs_six_round_trips(nodes: RedisNodes) -> None:
+    """A device's call to the carrier, as the proxy does it (proxy.py `_inputs`, usage.py,
+    execute.py): the routing read, the caps' usage read, the acquire, the day's counters,
+    the ID's own lease (`also_count`), the answer (rides along), the release."""
+    a = nodes.node("node-a", batch_delay=0.3)
+    sent = count_round_trips(a)
+    calls = ActiveCalls(Metrics(), a, time.time)
+    await warm_up(a, calls, sent)
+    day, keys = "2026-12-03", ["id:d1", "t:t"]
+    for call_id in ("warm-up-2", "c1"):  # the first loads the scripts of the outbound path
+        sent[0] = 0
+        await a.routing_lookup([], "t", time.time())
+        await a.usage_lookup(day, keys, "id:d1", time.time())
+        assert await calls.acquire("t", call_id, 10)
+        await a.add_daily(day, keys, time.time() + 3600)
+        await calls.also_count(call_id, "id:d1")
+        calls.answered(call_id)
+        await a.routing_lookup([], "t", time.time())  # the next call's: the answer rides on it
+        calls.ended(call_id)
+        await settle()
+    assert sent[0] == 6 + 1  # + the next call's routing read
+    assert await a.channels_in_use("id:d1", time.time()) == 0
+    assert await a.channels_in_use("t", time.time()) == 0
