@@ -125,12 +125,21 @@ class RefreshBatch:
         self.settle(taken, outcome)
 
     async def close(self) -> None:
-        """Fail what is queued and stop the timer (the backend is closing)."""
+        """Stop the timer and send what is queued now (the backend is closing: a stopping
+        node's answered calls still show as answered)."""
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._timer
-        self.settle(self.take(), StateUnavailable("redis: closed"))
+            self._timer = None
+        taken = self.take()
+        if taken is None:
+            return
+        try:
+            outcome: Any = await self._send(taken.keys, taken.args)
+        except Exception as exc:
+            outcome = exc
+        self.settle(taken, outcome)
 
 
 def _settle(queued: _Queued, outcome: bool | BaseException) -> None:

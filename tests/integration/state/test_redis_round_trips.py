@@ -240,3 +240,18 @@ async def test_an_outbound_call_costs_six_round_trips(nodes: RedisNodes) -> None
     assert sent[0] == 6 + 1  # + the next call's routing read
     assert await a.channels_in_use("id:d1", time.time()) == 0
     assert await a.channels_in_use("t", time.time()) == 0
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+async def test_closing_sends_the_queued_refreshes(nodes: RedisNodes) -> None:
+    a, operator = nodes.node("node-a", batch_delay=60), nodes.node("node-op")
+    calls = ActiveCalls(Metrics(), a, time.time)
+    assert await calls.acquire("t", "c1", 10)
+    calls.answered("c1")
+    await settle()
+    (listed,) = await operator.calls("t", time.time())
+    assert listed.answered is None
+    await a.close()  # a node stopping: its answered calls still show as answered
+    (listed,) = await operator.calls("t", time.time())
+    assert listed.answered is not None
