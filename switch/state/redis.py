@@ -249,23 +249,8 @@ class RedisState(GuardOps):
         await self._redis.aclose()
 
     async def _execute(self, pipe: Any) -> list[Any]:
-        """Execute a MULTI/EXEC pipeline of an operation, carrying the queued refreshes
-        (redis_batch.py) as one more command: their outcome goes to their callers, and
-        never fails the operation."""
-        taken = self._batch.take()
-        if taken is not None:
-            pipe.eval(lua.REFRESH_CALLS, len(taken.keys), *taken.keys, *taken.args)
-        try:
-            replies: list[Any] = await pipe.execute(raise_on_error=taken is None)
-        except BaseException as exc:
-            RefreshBatch.settle(taken, exc)
-            raise
-        if taken is not None:
-            RefreshBatch.settle(taken, replies.pop())
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-        return replies
+        """An operation's MULTI/EXEC, carrying the queued refreshes (redis_batch.py)."""
+        return await self._batch.execute(pipe, lua.REFRESH_CALLS)
 
     # ------------------------------------------------------------------ keys
     def _binding_keys(self, device_id: str) -> list[str]:
@@ -503,7 +488,8 @@ class RedisState(GuardOps):
     @_redis_op
     async def refresh_call(self, record: CallRecord, ttl: float, now: float) -> bool:
         keys, args = self._refresh_parts(record, ttl, now)
-        return bool(await self._refresh_call(keys=keys, args=args))
+        # a refresh of the call still queued has an older record: this one replaces it
+        return await self._batch.at_once(record.call_id, self._refresh_call(keys=keys, args=args))
 
     async def refresh_call_later(self, record: CallRecord, ttl: float, now: float) -> bool:
         """Queued and sent with other round trips (redis_batch.py); not an operation of its

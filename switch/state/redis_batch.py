@@ -21,7 +21,9 @@ that is gone again - a late refresh cannot resurrect a call released meanwhile b
 node or an operator. Its result (False: the lease was gone) reaches the caller as
 `refresh_call`'s would; a failure of the round trip that carried it, as StateUnavailable.
 A refresh queued again before it was sent replaces the queued one (the newer deadline and
-record win; every caller gets the one result).
+record win; every caller gets the one result), and so does one sent at once meanwhile
+(`at_once`: an older record must never land after a newer one, e.g. the answer's without
+the `also` key that `also_count` has just written).
 """
 
 from __future__ import annotations
@@ -81,6 +83,40 @@ class RefreshBatch:
         queued = self._queued.pop(call_id, None)
         if queued is not None:
             _settle(queued, False)
+
+    async def at_once(self, call_id: str, send: Awaitable[Any]) -> bool:
+        """A refresh of the call sent at once (`refresh_call`: `send`) has a newer record
+        than one queued, which must not land after it: the queued one is taken out, and the
+        outcome of `send` becomes its outcome too."""
+        queued = self._queued.pop(call_id, None)
+        try:
+            done = bool(await send)
+        except BaseException as exc:
+            if queued is not None:
+                _settle(queued, StateUnavailable(f"redis: refresh_call failed: {exc}"))
+            raise
+        if queued is not None:
+            _settle(queued, done)
+        return done
+
+    async def execute(self, pipe: Any, script: str) -> list[Any]:
+        """Execute an operation's MULTI/EXEC pipeline carrying what is queued as one more
+        command (EVAL of `script`, REFRESH_CALLS: no NOSCRIPT inside a transaction). The
+        outcome goes to the refreshes' callers and never fails the operation."""
+        taken = self.take()
+        if taken is not None:
+            pipe.eval(script, len(taken.keys), *taken.keys, *taken.args)
+        try:
+            replies: list[Any] = await pipe.execute(raise_on_error=taken is None)
+        except BaseException as exc:
+            self.settle(taken, exc)
+            raise
+        if taken is not None:
+            self.settle(taken, replies.pop())
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        return replies
 
     def take(self) -> Taken | None:
         """Everything queued, to be sent now (by a carrier or by the timer); None if empty."""

@@ -255,3 +255,24 @@ async def test_closing_sends_the_queued_refreshes(nodes: RedisNodes) -> None:
     await a.close()  # a node stopping: its answered calls still show as answered
     (listed,) = await operator.calls("t", time.time())
     assert listed.answered is not None
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+async def test_a_refresh_sent_at_once_replaces_the_queued_older_one(nodes: RedisNodes) -> None:
+    """A device's outbound call answered before `also_count` ran: the answer's refresh is
+    queued with the record as it was (no `also`); also_count's, sent at once, is newer and
+    the queued one must never land after it."""
+    a, operator = nodes.node("node-a", batch_delay=0.3), nodes.node("node-op")
+    calls = ActiveCalls(Metrics(), a, time.time)
+    assert await calls.acquire("t", "c1", 10)
+    calls.answered("c1")  # queued
+    await calls.also_count("c1", "id:d1")  # at once
+    await asyncio.sleep(a._batch.delay + 0.2)
+    got = await operator.call("c1", time.time())
+    assert got is not None and got.also == "id:d1" and got.answered is not None
+    assert await operator.channels_in_use("id:d1", time.time()) == 1
+    calls.ended("c1")
+    await settle()
+    assert await operator.channels_in_use("id:d1", time.time()) == 0
+    assert await operator.channels_in_use("t", time.time()) == 0
