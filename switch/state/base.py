@@ -66,7 +66,8 @@ carry an operator's "end this call" to the node holding its dialog.
 Outbound usage (toll-fraud caps, routing.caps)
 -----------------------------------------------
 `add_daily` / `daily` are plain counters per (day, key) — the proxy counts the outbound
-calls it starts per ID, per tenant, and the expensive ones per ID; routing reads them.
+calls it starts per ID, per tenant, and the expensive ones per ID; routing reads them,
+with the ID's calls in progress (its `also` leases), by `usage_lookup` (one round trip).
 """
 
 from __future__ import annotations
