@@ -182,34 +182,36 @@ class ActiveCalls:
         *,
         caller: str | None = None,
         called: str | None = None,
+        also: str | None = None,
     ) -> bool:
-        """Take one of the tenant's channels for the call and write its record. A backend
+        """Take one of the tenant's channels for the call and write its record; with
+        `also`, count the call under that key too in the same write (`also_count`). A backend
         failure raises StateUnavailable, and whatever it may have applied is released."""
         ttl = self.default_ttl if ttl is None else ttl
         now = self._wall()
         record = CallRecord(
             call_id=call_id, tenant_id=tenant_id, until=now + ttl, started=now,
-            caller=caller, called=called, node=self.owner,
+            caller=caller, called=called, also=also, node=self.owner,
         )  # fmt: skip
         counted = limit + self.releasing(tenant_id)  # those are over: not in use
         try:
             ok = await self._state.acquire_call(record, counted, ttl, now)
         except StateUnavailable:
-            self._undo_acquire(tenant_id, call_id)
+            self._undo_acquire(tenant_id, call_id, also)
             raise
         self.backend_answered()
         if ok:
-            self._leases[call_id] = _Lease(tenant_id, limit, ttl, now + ttl, record)
+            self._leases[call_id] = _Lease(tenant_id, limit, ttl, now + ttl, record, also)
         return ok
 
-    def _undo_acquire(self, tenant_id: str, call_id: str) -> None:
+    def _undo_acquire(self, tenant_id: str, call_id: str, also: str | None = None) -> None:
         """The acquire failed but may have reached the backend, or still may (a command
         held by the network): release now, and again once no late copy can land."""
         if call_id in self._leases:  # a refresh's re-acquire: the lease is ours anyway
             return
 
         async def undo() -> None:
-            await self._state.release_call(tenant_id, call_id, None)  # the record too
+            await self._state.release_call(tenant_id, call_id, also)  # the record too
 
         async def undo_late() -> None:
             await asyncio.sleep(self.late_write_bound)
@@ -224,7 +226,7 @@ class ActiveCalls:
         routing.caps): a lease that never refuses, refreshed and released with the call's
         channel lease. Nothing when the call holds no lease (or lost it meanwhile)."""
         lease = self._leases.get(call_id)
-        if lease is None:
+        if lease is None or lease.also == key:  # none, or counted by the acquire already
             return
         lease.also = key  # a release from now on drops that lease too
         lease.record = dataclasses.replace(lease.record, also=key)

@@ -254,7 +254,8 @@ class StateBackend(Protocol):
 
     async def acquire_call(self, record: CallRecord, limit: int, ttl: float, now: float) -> bool:
         """`acquire_channel(record.tenant_id, record.call_id, limit, ttl, now)` and, when it
-        took the lease, `put_call(record)`; nothing is written when it refuses (or raises
+        took the lease, the lease of `record.also` when set (to the same deadline; it never
+        refuses) and `put_call(record)`; nothing is written when it refuses (or raises
         StateUnavailable before reaching the backend, or is refused as a late write)."""
         ...
 

@@ -226,6 +226,8 @@ class MemoryState:
     async def acquire_call(self, record: CallRecord, limit: int, ttl: float, now: float) -> bool:
         if not await self.acquire_channel(record.tenant_id, record.call_id, limit, ttl, now):
             return False
+        if record.also is not None:
+            await self.acquire_channel(record.also, record.call_id, 2**31, ttl, now)
         await self.put_call(record)
         return True
 

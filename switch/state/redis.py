@@ -464,6 +464,8 @@ class RedisState(GuardOps):
             codec.num(LATE_WRITE_BOUND), codec.num(time.time()), *self._record_args(record),
         ]  # fmt: skip
         keys = [self._lease_key(record.tenant_id), *self._call_keys(record)]
+        if record.also is not None:
+            keys.append(self._lease_key(record.also))
         done = int(await self._acquire_call(keys=keys, args=args))
         if done < 0:
             raise StateUnavailable(f"redis: lease for {call_id} arrived too late, refused")

@@ -217,10 +217,11 @@ async def test_usage_lookup_is_daily_and_channels_in_use(backend: StateBackend) 
 
 @pytest.mark.redis
 @pytest.mark.integration
-async def test_an_outbound_call_costs_six_round_trips(nodes: RedisNodes) -> None:
+async def test_an_outbound_call_costs_five_round_trips(nodes: RedisNodes) -> None:
     """A device's call to the carrier, as the proxy does it (proxy.py `_inputs`, usage.py,
-    execute.py): the routing read, the caps' usage read, the acquire, the day's counters,
-    the ID's own lease (`also_count`), the answer (rides along), the release."""
+    execute.py): the routing read, the caps' usage read, the acquire with the ID's own
+    lease, the day's counters (`also_count` then has nothing to do), the answer (rides
+    along), the release."""
     a = nodes.node("node-a", batch_delay=0.3)
     sent = count_round_trips(a)
     calls = ActiveCalls(Metrics(), a, time.time)
@@ -230,14 +231,16 @@ async def test_an_outbound_call_costs_six_round_trips(nodes: RedisNodes) -> None
         sent[0] = 0
         await a.routing_lookup([], "t", time.time())
         await a.usage_lookup(day, keys, "id:d1", time.time())
-        assert await calls.acquire("t", call_id, 10)
+        assert await calls.acquire("t", call_id, 10, also="id:d1")
+        assert await a.channels_in_use("id:d1", time.time()) == 1  # not counted (node-a's)
+        sent[0] -= 1
         await a.add_daily(day, keys, time.time() + 3600)
         await calls.also_count(call_id, "id:d1")
         calls.answered(call_id)
         await a.routing_lookup([], "t", time.time())  # the next call's: the answer rides on it
         calls.ended(call_id)
         await settle()
-    assert sent[0] == 6 + 1  # + the next call's routing read
+    assert sent[0] == 5 + 1  # + the next call's routing read
     assert await a.channels_in_use("id:d1", time.time()) == 0
     assert await a.channels_in_use("t", time.time()) == 0
 
@@ -276,3 +279,21 @@ async def test_a_refresh_sent_at_once_replaces_the_queued_older_one(nodes: Redis
     await settle()
     assert await operator.channels_in_use("id:d1", time.time()) == 0
     assert await operator.channels_in_use("t", time.time()) == 0
+
+
+async def test_acquire_call_takes_the_also_lease_with_the_call(backend: StateBackend) -> None:
+    record = dataclasses.replace(rec("c1"), also="id:d1")
+    assert await backend.acquire_call(record, limit=1, ttl=100, now=0)
+    assert await backend.channels_in_use("id:d1", now=99) == 1  # the same deadline
+    got = await backend.call("c1", now=10)
+    assert got is not None and got.also == "id:d1"
+    refused = dataclasses.replace(rec("c2"), also="id:d1")
+    assert not await backend.acquire_call(refused, limit=1, ttl=100, now=10)  # busy
+    assert await backend.channels_in_use("id:d1", now=50) == 1  # refused: not counted
+    assert await backend.acquire_call(
+        dataclasses.replace(rec("c3", tenant="u"), also="id:d1"), 1, 100, 0
+    )
+    assert await backend.channels_in_use("id:d1", now=50) == 2
+    assert await backend.release_call("t", "c1", "id:d1")
+    assert await backend.channels_in_use("id:d1", now=50) == 1
+    assert await backend.channels_in_use("id:d1", now=100) == 0  # c3's: the deadline of its call
