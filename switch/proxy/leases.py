@@ -45,9 +45,10 @@ they ride along the process's next round trip (the next call's routing read, the
 housekeeping's poll each second; switch/state/redis_batch.py) instead of costing one each.
 An answered inbound call thus costs 3 round trips (routing read, acquire, release), and the
 operator view shows its answer about a second late at most (2 s at worst). A call released
-before its refresh was sent drops it (nothing is written, nothing released twice). Only
-rare paths cost more: a refresh that finds the lease expired; and `also_count` (a device's
-outbound call) is one refresh at once (`refresh_call`: the `also` lease and the record).
+before its refresh was sent drops it (nothing is written, nothing released twice). A
+device's outbound call names its `also` key at the acquire (the same write). Only rare paths
+cost more: a refresh that finds the lease expired; `also_count` for a call acquired without
+its key (one refresh at once: `refresh_call` takes the `also` lease and rewrites the record).
 
 Releases are idempotent and retried: a release removes the Call-ID's own lease (never
 "one of the tenant's"), so doing it twice is a no-op; a backend that fails (Redis blip) gets
