@@ -3,8 +3,9 @@ usage for routing, count the outbound calls the proxy starts, count the refusals
 
 Where the numbers live (the state seam, shared by nodes):
 - calls in progress per ID: a lease per call under `routing.caps.device_lease_key(id)`,
-  taken beside the tenant's channel lease and released, refreshed and expired with it
-  (leases.ActiveCalls.also_count);
+  taken with the tenant's channel lease (in the same write: execute.py names it to the
+  acquire; `started` makes sure of it, leases.ActiveCalls.also_count) and released,
+  refreshed and expired with it;
 - calls started per day: `StateBackend.add_daily` counters of the tenant's local day
   (`routing.caps.usage_day`, `usage_keys`), kept two days.
 """
