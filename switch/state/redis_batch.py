@@ -43,6 +43,7 @@ __all__ = ["RefreshBatch", "Taken"]
 class _Queued:
     keys: list[str]
     args: list[str]
+    since: float  # loop time it was queued at
     waiters: list[asyncio.Future[bool]] = field(default_factory=list)
 
 
@@ -70,12 +71,13 @@ class RefreshBatch:
 
     def add(self, call_id: str, keys: list[str], args: list[str]) -> asyncio.Future[bool]:
         """Queue REFRESH_CALL(keys, args) of the call; the future gets its result."""
-        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
         queued = self._queued.pop(call_id, None)  # re-queued: to the end, newest values
         waiters = [*queued.waiters, waiter] if queued is not None else [waiter]
-        self._queued[call_id] = _Queued(keys, args, waiters)
+        self._queued[call_id] = _Queued(keys, args, loop.time(), waiters)
         if self._timer is None or self._timer.done():
-            self._timer = asyncio.get_running_loop().create_task(self._send_later())
+            self._timer = loop.create_task(self._send_later())
         return waiter
 
     def drop(self, call_id: str) -> None:
@@ -146,19 +148,25 @@ class RefreshBatch:
             _settle(e, bool(result))
 
     async def _send_later(self) -> None:
-        await asyncio.sleep(self.delay)
-        self._timer = None  # refreshes queued from now on arm a timer of their own
-        taken = self.take()
-        if taken is None:  # carried meanwhile
-            return
-        try:
-            outcome: Any = await self._send(taken.keys, taken.args)
-        except BaseException as exc:
-            self.settle(taken, exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        self.settle(taken, outcome)
+        """One timer while anything is queued: it sends the queue when its oldest entry has
+        waited `delay` (in insertion order, the first), never younger ones on their own
+        account - under load the carriers take everything long before that."""
+        loop = asyncio.get_running_loop()
+        while self._queued:
+            wait = next(iter(self._queued.values())).since + self.delay - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            taken = self.take()
+            assert taken is not None
+            try:
+                outcome: Any = await self._send(taken.keys, taken.args)
+            except BaseException as exc:
+                self.settle(taken, exc)
+                if not isinstance(exc, Exception):
+                    raise  # cancelled (close): its callers were told
+                continue
+            self.settle(taken, outcome)
 
     async def close(self) -> None:
         """Stop the timer and send what is queued now (the backend is closing: a stopping

@@ -297,3 +297,27 @@ async def test_acquire_call_takes_the_also_lease_with_the_call(backend: StateBac
     assert await backend.release_call("t", "c1", "id:d1")
     assert await backend.channels_in_use("id:d1", now=50) == 1
     assert await backend.channels_in_use("id:d1", now=100) == 0  # c3's: the deadline of its call
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+async def test_the_timer_never_sends_a_refresh_younger_than_the_delay(nodes: RedisNodes) -> None:
+    """Under steady traffic the carriers take every refresh: the timer armed by the first
+    one must not send the later ones on its own when it wakes up."""
+    a = nodes.node("node-a", batch_delay=0.4)
+    sent = count_round_trips(a)
+    calls = ActiveCalls(Metrics(), a, time.time)
+    await warm_up(a, calls, sent)
+    for call_id in ("c1", "c2"):
+        assert await calls.acquire("t", call_id, 10)
+    sent[0] = 0
+    calls.answered("c1")  # arms the timer
+    await asyncio.sleep(0.2)
+    await a.routing_lookup([], "t", time.time())  # carries c1
+    calls.answered("c2")
+    await asyncio.sleep(0.3)  # c1 would have been due by now; c2 is not
+    assert sent[0] == 1
+    await a.routing_lookup([], "t", time.time())  # carries c2
+    await asyncio.sleep(0.5)
+    assert sent[0] == 2
+    assert all(r.answered for r in await a.calls("t", time.time()))
