@@ -27,6 +27,7 @@ from prometheus_client import Counter
 
 from provisioning.model import Device, Snapshot
 from routing.call import Call, LiveState, LiveView
+from routing.caps import device_lease_key
 from routing.decisions import (
     Announce,
     Busy,
@@ -121,6 +122,7 @@ class Leases(Protocol):
         *,
         caller: str | None = None,
         called: str | None = None,
+        also: str | None = None,
     ) -> bool: ...
 
     def sweep(self) -> list[str]: ...
@@ -337,14 +339,17 @@ class DecisionExecutor:
     ) -> bool:
         """The tenant's channel lease (service rule: simultaneous calls = number of IDs),
         taken before forking; the state backend is the authority under a race. The call's
-        record names the caller (number, else the calling ID) and the number dialled."""
+        record names the caller (number, else the calling ID) and the number dialled. A
+        device's call to the carrier is counted as the ID's call in progress (routing.caps)
+        in the same write."""
         tenant_id = decision.tenant_id
         if not (decision.takes_channel and ctx.initial_invite and tenant_id):
             return True
         call = inputs.call
+        also = device_lease_key(decision.device_id) if isinstance(decision, Outbound) else None
         ok = await self._calls.acquire(
             tenant_id, fwd.call_id, inputs.snapshot.channels(tenant_id),
-            caller=call.caller_number or call.device_id, called=call.dialled,
+            caller=call.caller_number or call.device_id, called=call.dialled, also=also,
         )  # fmt: skip
         if ok:
             self._arm_sweep()

@@ -38,9 +38,17 @@ list (the API's active calls, from every node).
 
 Round trips: the lease and the record change together, each change in one call of the
 state backend (base.py, Calls; one Lua script on Redis): `acquire_call` at the INVITE,
-`refresh_call` at the answer (the record's `answered` goes with the refresh the answer
-triggers) and at each in-dialog request, `release_call` at the end (both leases and the
-record). Only rare paths cost more: a refresh that finds the lease expired, `also_count`.
+`release_call` at the end (both leases and the record), and in between a refresh at the
+answer (the record's `answered` and the negotiated TTL go with it) and at each in-dialog
+request. Nobody waits for those refreshes, so they go by `refresh_call_later`: on Redis
+they ride along the process's next round trip (the next call's routing read, the
+housekeeping's poll each second; switch/state/redis_batch.py) instead of costing one each.
+An answered inbound call thus costs 3 round trips (routing read, acquire, release), and the
+operator view shows its answer about a second late at most (2 s at worst). A call released
+before its refresh was sent drops it (nothing is written, nothing released twice). A
+device's outbound call names its `also` key at the acquire (the same write). Only rare paths
+cost more: a refresh that finds the lease expired; `also_count` for a call acquired without
+its key (one refresh at once: `refresh_call` takes the `also` lease and rewrites the record).
 
 Releases are idempotent and retried: a release removes the Call-ID's own lease (never
 "one of the tenant's"), so doing it twice is a no-op; a backend that fails (Redis blip) gets
@@ -175,34 +183,36 @@ class ActiveCalls:
         *,
         caller: str | None = None,
         called: str | None = None,
+        also: str | None = None,
     ) -> bool:
-        """Take one of the tenant's channels for the call and write its record. A backend
+        """Take one of the tenant's channels for the call and write its record; with
+        `also`, count the call under that key too in the same write (`also_count`). A backend
         failure raises StateUnavailable, and whatever it may have applied is released."""
         ttl = self.default_ttl if ttl is None else ttl
         now = self._wall()
         record = CallRecord(
             call_id=call_id, tenant_id=tenant_id, until=now + ttl, started=now,
-            caller=caller, called=called, node=self.owner,
+            caller=caller, called=called, also=also, node=self.owner,
         )  # fmt: skip
         counted = limit + self.releasing(tenant_id)  # those are over: not in use
         try:
             ok = await self._state.acquire_call(record, counted, ttl, now)
         except StateUnavailable:
-            self._undo_acquire(tenant_id, call_id)
+            self._undo_acquire(tenant_id, call_id, also)
             raise
         self.backend_answered()
         if ok:
-            self._leases[call_id] = _Lease(tenant_id, limit, ttl, now + ttl, record)
+            self._leases[call_id] = _Lease(tenant_id, limit, ttl, now + ttl, record, also)
         return ok
 
-    def _undo_acquire(self, tenant_id: str, call_id: str) -> None:
+    def _undo_acquire(self, tenant_id: str, call_id: str, also: str | None = None) -> None:
         """The acquire failed but may have reached the backend, or still may (a command
         held by the network): release now, and again once no late copy can land."""
         if call_id in self._leases:  # a refresh's re-acquire: the lease is ours anyway
             return
 
         async def undo() -> None:
-            await self._state.release_call(tenant_id, call_id, None)  # the record too
+            await self._state.release_call(tenant_id, call_id, also)  # the record too
 
         async def undo_late() -> None:
             await asyncio.sleep(self.late_write_bound)
@@ -212,35 +222,19 @@ class ActiveCalls:
         self._spawn(self._retrying(call_id, undo))
         self._spawn(undo_late())
 
-    def _write_record(self, call_id: str, lease: _Lease) -> None:
-        """(Re)write the call's shared record, retried while the lease is still ours."""
-
-        async def write() -> None:
-            if self._leases.get(call_id) is lease:
-                await self._state.put_call(lease.record)
-
-        self._spawn(self._retrying(call_id, write))
-
-    def _update(self, call_id: str, **changes: Any) -> None:
-        """Change the call's record and write it on its own (the refreshes write it with
-        the lease: `refresh`)."""
-        lease = self._leases.get(call_id)
-        if lease is not None:
-            lease.record = dataclasses.replace(lease.record, **changes)
-            self._write_record(call_id, lease)
-
     async def also_count(self, call_id: str, key: str) -> None:
         """Count the call under `key` too (the calling ID's outbound calls in progress,
         routing.caps): a lease that never refuses, refreshed and released with the call's
         channel lease. Nothing when the call holds no lease (or lost it meanwhile)."""
         lease = self._leases.get(call_id)
-        if lease is None:
+        if lease is None or lease.also == key:  # none, or counted by the acquire already
             return
-        lease.also = key
-        self._update(call_id, also=key)
-        await self._state.acquire_channel(key, call_id, _UNCOUNTED, lease.ttl, self._wall())
-        if self._leases.get(call_id) is not lease:  # released while we waited: undo
-            await self._retrying(call_id, lambda: self._state.release_channel(key, call_id))
+        lease.also = key  # a release from now on drops that lease too
+        lease.record = dataclasses.replace(lease.record, also=key)
+        # One write: the refresh takes the `also` lease with the call's (both to now + ttl)
+        # and rewrites the record naming it - only while the call's lease is live, so a
+        # release that overtakes it leaves nothing to undo.
+        await self.refresh(call_id)
 
     def session(self, call_id: str, interval: float | None) -> None:
         """A 2xx or refresh negotiated Session-Expires (None: keep the TTL): the lease TTL
@@ -256,10 +250,12 @@ class ActiveCalls:
             return
         if interval is not None:
             lease.ttl = interval + self.session_margin
-        self._spawn(self.refresh(call_id))
+        self._spawn(self.refresh(call_id, later=True))
 
-    async def refresh(self, call_id: str, ttl: float | None = None) -> None:
-        """In-dialog traffic of a call holding a lease: keep the lease alive."""
+    async def refresh(self, call_id: str, ttl: float | None = None, *, later: bool = False) -> None:
+        """In-dialog traffic of a call holding a lease: keep the lease alive. `later`: nobody
+        waits for it (`touch`), the backend may send it along other round trips
+        (`refresh_call_later`)."""
         lease = self._leases.get(call_id)
         if lease is None:
             return
@@ -268,17 +264,20 @@ class ActiveCalls:
         now = self._wall()
         lease.deadline = now + lease.ttl
         lease.record = dataclasses.replace(lease.record, until=lease.deadline)
-        # One round trip: the lease, the `also` lease and the record, only if the lease is
-        # live (the backend never takes a lease again in a refresh).
-        ok = await self._state.refresh_call(lease.record, lease.ttl, now)
+        # One write (at most one round trip; none of its own with `later` on Redis): the
+        # lease, the `also` lease and the record, only if the lease is live (the backend
+        # never takes a lease again in a refresh, so a release landing first stays released).
+        write = self._state.refresh_call_later if later else self._state.refresh_call
+        ok = await write(lease.record, lease.ttl, now)
         # A BYE may release the lease while we wait: never take it again then (a re-acquire
         # racing with the release would hold the channel for the whole TTL).
-        if not ok and self._leases.get(call_id) is lease:
-            # it expired meanwhile: the call is evidently alive, count it again
-            if not await self._state.acquire_call(lease.record, lease.limit, lease.ttl, now):
-                await self._state.put_call(lease.record)  # uncounted, still findable
-            if lease.also is not None and self._leases.get(call_id) is lease:
-                await self._state.acquire_channel(lease.also, call_id, _UNCOUNTED, lease.ttl, now)
+        if ok or self._leases.get(call_id) is not lease:
+            return  # refreshed, or released (and nothing here took it again): done
+        # it expired meanwhile: the call is evidently alive, count it again
+        if not await self._state.acquire_call(lease.record, lease.limit, lease.ttl, now):
+            await self._state.put_call(lease.record)  # uncounted, still findable
+        if lease.also is not None and self._leases.get(call_id) is lease:
+            await self._state.acquire_channel(lease.also, call_id, _UNCOUNTED, lease.ttl, now)
         if self._leases.get(call_id) is not lease:  # released meanwhile: release again
             tenant_id, also = lease.tenant_id, lease.also
             await self._retrying(call_id, lambda: self._release_lease(call_id, tenant_id, also))

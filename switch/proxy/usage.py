@@ -3,8 +3,9 @@ usage for routing, count the outbound calls the proxy starts, count the refusals
 
 Where the numbers live (the state seam, shared by nodes):
 - calls in progress per ID: a lease per call under `routing.caps.device_lease_key(id)`,
-  taken beside the tenant's channel lease and released, refreshed and expired with it
-  (leases.ActiveCalls.also_count);
+  taken with the tenant's channel lease (in the same write: execute.py names it to the
+  acquire; `started` makes sure of it, leases.ActiveCalls.also_count) and released,
+  refreshed and expired with it;
 - calls started per day: `StateBackend.add_daily` counters of the tenant's local day
   (`routing.caps.usage_day`, `usage_keys`), kept two days.
 """
@@ -58,10 +59,10 @@ class OutboundBook:
         """The ID's usage as routing.caps reads it."""
         tenant = snapshot.tenants[tenant_id]
         day = usage_day(tenant, datetime.fromtimestamp(wall, UTC))
-        today_id, today_tenant, expensive = await self._state.daily(
-            day, usage_keys(tenant_id, device_id)
+        # one round trip on Redis (the counters and the ID's calls in progress)
+        (today_id, today_tenant, expensive), active = await self._state.usage_lookup(
+            day, usage_keys(tenant_id, device_id), device_lease_key(device_id), wall
         )
-        active = await self._state.channels_in_use(device_lease_key(device_id), wall)
         return OutboundUsage(
             active_id=active,
             today_id=today_id,

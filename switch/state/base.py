@@ -67,8 +67,10 @@ record without one, like `put_binding`. A call's lease and record change togethe
 methods do both at once (one round trip and atomic on a shared backend, the same effect as
 the calls they name): `acquire_call` (the lease, then the record), `refresh_call` (the
 leases and the record, only while the lease is live: a refresh never takes a lease again) and
-`release_call` (both leases and the record). `request_end`/`ends_requested` carry an operator's
-"end this call" to the node holding its dialog.
+`release_call` (both leases and the record). `refresh_call_later` is a refresh nobody waits
+on, which a shared backend sends along with other round trips: an answered call then costs
+three (the routing read, the acquire, the release), not four. `request_end`/`ends_requested`
+carry an operator's "end this call" to the node holding its dialog.
 
 Processes
 ---------
@@ -83,7 +85,8 @@ sending calls through its paths and take over in-dialog requests addressed to it
 Outbound usage (toll-fraud caps, routing.caps)
 -----------------------------------------------
 `add_daily` / `daily` are plain counters per (day, key) — the proxy counts the outbound
-calls it starts per ID, per tenant, and the expensive ones per ID; routing reads them.
+calls it starts per ID, per tenant, and the expensive ones per ID; routing reads them,
+with the ID's calls in progress (its `also` leases), by `usage_lookup` (one round trip).
 """
 
 from __future__ import annotations
@@ -271,7 +274,8 @@ class StateBackend(Protocol):
 
     async def acquire_call(self, record: CallRecord, limit: int, ttl: float, now: float) -> bool:
         """`acquire_channel(record.tenant_id, record.call_id, limit, ttl, now)` and, when it
-        took the lease, `put_call(record)`; nothing is written when it refuses (or raises
+        took the lease, the lease of `record.also` when set (to the same deadline; it never
+        refuses) and `put_call(record)`; nothing is written when it refuses (or raises
         StateUnavailable before reaching the backend, or is refused as a late write)."""
         ...
 
@@ -280,6 +284,15 @@ class StateBackend(Protocol):
         extend the lease of `record.also` (when set; it never refuses) to the same deadline,
         and `put_call(record)` (its `until` is the caller's: now+ttl); return True. When the
         lease is gone (expired, released): write nothing, return False."""
+        ...
+
+    async def refresh_call_later(self, record: CallRecord, ttl: float, now: float) -> bool:
+        """`refresh_call`, for a caller that does not wait on it (the answer's and in-dialog
+        traffic's refreshes, leases.py): a shared backend may hold it up to a couple of
+        seconds and send it with other round trips (redis_batch.py), then returns the same
+        result. Applied as given (`now`, the record's `until`), only while the lease is live:
+        like `refresh_call` it never takes a lease again. A `release_call` of the call
+        before it was sent cancels it (result False). The memory backend applies it at once."""
         ...
 
     async def release_call(self, tenant_id: str, call_id: str, also: str | None) -> bool:
@@ -343,6 +356,14 @@ class StateBackend(Protocol):
 
     async def daily(self, day: str, keys: Sequence[str]) -> list[int]:
         """The counters (day, key), 0 for one never added to, in order."""
+        ...
+
+    async def usage_lookup(
+        self, day: str, keys: Sequence[str], lease_key: str, now: float
+    ) -> tuple[list[int], int]:
+        """What routing.caps reads for a device's outbound call, at once: `daily(day, keys)`
+        and `channels_in_use(lease_key, now)`, with the same results as those calls. A
+        network backend reads it in one round trip."""
         ...
 
     # ------------------------------------------------------------------ processes

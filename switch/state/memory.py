@@ -227,6 +227,8 @@ class MemoryState:
     async def acquire_call(self, record: CallRecord, limit: int, ttl: float, now: float) -> bool:
         if not await self.acquire_channel(record.tenant_id, record.call_id, limit, ttl, now):
             return False
+        if record.also is not None:
+            await self.acquire_channel(record.also, record.call_id, 2**31, ttl, now)
         await self.put_call(record)
         return True
 
@@ -237,6 +239,9 @@ class MemoryState:
             await self.acquire_channel(record.also, record.call_id, 2**31, ttl, now)
         await self.put_call(record)
         return True
+
+    async def refresh_call_later(self, record: CallRecord, ttl: float, now: float) -> bool:
+        return await self.refresh_call(record, ttl, now)  # no round trip to save: at once
 
     async def release_call(self, tenant_id: str, call_id: str, also: str | None) -> bool:
         released = await self.release_channel(tenant_id, call_id)
@@ -324,6 +329,11 @@ class MemoryState:
             counters[key] = counters.get(key, 0) + 1
             values.append(counters[key])
         return values
+
+    async def usage_lookup(
+        self, day: str, keys: Sequence[str], lease_key: str, now: float
+    ) -> tuple[list[int], int]:
+        return await self.daily(day, keys), await self.channels_in_use(lease_key, now)
 
     async def daily(self, day: str, keys: Sequence[str]) -> list[int]:
         counters = self._daily.get(day, {})

@@ -20,8 +20,9 @@ Keys (P = the prefix, "softswitch:" by default; <dev> a device id, <t> a tenant 
 Every write that touches several keys is one Lua script (atomic, no interleaving with other
 nodes); `claim_device` and `acquire_channel` are the check-and-set ones. A call's lease and
 its record change in one script each (`acquire_call`, `refresh_call`, `release_call`), so an
-inbound call answered then hung up costs 4 round trips: `routing_lookup` (MULTI/EXEC), the
-acquire, the answer's refresh, the release (tests/bench/redis_calls_bench.py counts them).
+inbound call answered then hung up costs 3 round trips: `routing_lookup` (MULTI/EXEC), the
+acquire, the release; the answer's refresh (`refresh_call_later`) rides in the next MULTI/EXEC
+this process sends (redis_batch.py). tests/bench/redis_calls_bench.py counts them.
 Scripts run by EVALSHA with a transparent reload on NOSCRIPT (redis-py `register_script`).
 
 Numbers: deadlines are computed in Python and passed as `repr(float)` strings; Lua only
@@ -86,6 +87,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import redis_codec as codec
 from . import redis_scripts as lua
 from .base import LATE_WRITE_BOUND, Ban, Binding, CallRecord, StateUnavailable
+from .redis_batch import RefreshBatch
 from .redis_guard import GuardOps
 from .redis_nodes import ProcessOps
 from .redis_pool import connection_pool
@@ -202,6 +204,7 @@ class RedisState(GuardOps, ProcessOps):
         timeout: float = 0.5,
         safety_margin: float = 300.0,
         cooldown: float = 1.0,
+        batch_delay: float = 2.0,
     ) -> None:
         self.prefix = prefix
         self._breaker = _Breaker(cooldown)
@@ -230,11 +233,18 @@ class RedisState(GuardOps, ProcessOps):
         self._remove_call = script(lua.REMOVE_CALL)
         self._acquire_call, self._refresh_call = script(lua.ACQUIRE_CALL), script(lua.REFRESH_CALL)
         self._release_call = script(lua.RELEASE_CALL)
+        self._refresh_calls = script(lua.REFRESH_CALLS)
+        self._batch = RefreshBatch(batch_delay, self._send_batch)
         self._bx, self._lx = prefix + "bx", prefix + "lx"
         self._init_guard()
 
     async def close(self) -> None:
+        await self._batch.close()
         await self._redis.aclose()
+
+    async def _execute(self, pipe: Any) -> list[Any]:
+        """An operation's MULTI/EXEC, carrying the queued refreshes (redis_batch.py)."""
+        return await self._batch.execute(pipe, lua.REFRESH_CALLS)
 
     # ------------------------------------------------------------------ keys
     def _binding_keys(self, device_id: str) -> list[str]:
@@ -286,7 +296,7 @@ class RedisState(GuardOps, ProcessOps):
                 key = self._lease_key(tenant_id)
                 pipe.zremrangebyscore(key, "-inf", codec.num(now))
                 pipe.zcard(key)
-            replies = await pipe.execute()
+            replies = await self._execute(pipe)
         bindings = {
             d: self._live(replies[2 * i], replies[2 * i + 1], now) for i, d in enumerate(device_ids)
         }
@@ -451,13 +461,17 @@ class RedisState(GuardOps, ProcessOps):
             codec.num(LATE_WRITE_BOUND), codec.num(time.time()), *self._record_args(record),
         ]  # fmt: skip
         keys = [self._lease_key(record.tenant_id), *self._call_keys(record)]
+        if record.also is not None:
+            keys.append(self._lease_key(record.also))
         done = int(await self._acquire_call(keys=keys, args=args))
         if done < 0:
             raise StateUnavailable(f"redis: lease for {call_id} arrived too late, refused")
         return bool(done)
 
-    @_redis_op
-    async def refresh_call(self, record: CallRecord, ttl: float, now: float) -> bool:
+    def _refresh_parts(
+        self, record: CallRecord, ttl: float, now: float
+    ) -> tuple[list[str], list[str]]:
+        """REFRESH_CALL's keys and args."""
         args = [
             record.call_id,
             codec.num(now + ttl),
@@ -468,10 +482,28 @@ class RedisState(GuardOps, ProcessOps):
         keys = [self._lease_key(record.tenant_id), *self._call_keys(record)]
         if record.also is not None:
             keys.append(self._lease_key(record.also))
-        return bool(await self._refresh_call(keys=keys, args=args))
+        return keys, args
+
+    @_redis_op
+    async def refresh_call(self, record: CallRecord, ttl: float, now: float) -> bool:
+        keys, args = self._refresh_parts(record, ttl, now)
+        # a refresh of the call still queued has an older record: this one replaces it
+        return await self._batch.at_once(record.call_id, self._refresh_call(keys=keys, args=args))
+
+    async def refresh_call_later(self, record: CallRecord, ttl: float, now: float) -> bool:
+        """Queued and sent with other round trips (redis_batch.py); not an operation of its
+        own (the round trip that carries it is: breaker, errors)."""
+        keys, args = self._refresh_parts(record, ttl, now)
+        return await self._batch.add(record.call_id, keys, args)
+
+    @_redis_op
+    async def _send_batch(self, keys: list[str], args: list[str]) -> Any:
+        """The queued refreshes' own round trip, when nothing carried them in time."""
+        return await self._refresh_calls(keys=keys, args=args)
 
     @_redis_op
     async def release_call(self, tenant_id: str, call_id: str, also: str | None) -> bool:
+        self._batch.drop(call_id)  # the release covers a refresh still queued
         keys = [self._lease_key(tenant_id), f"{self.prefix}c:{call_id}"]
         if also is not None:
             keys.append(self._lease_key(also))
@@ -509,7 +541,7 @@ class RedisState(GuardOps, ProcessOps):
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.lrange(key, 0, -1)
             pipe.delete(key)
-            found, _ = await pipe.execute()
+            found, _ = await self._execute(pipe)
         return [str(c) for c in found]
 
     # ------------------------------------------------------------------ authentication guard
@@ -543,6 +575,12 @@ class RedisState(GuardOps, ProcessOps):
     @_redis_op
     async def daily(self, day: str, keys: Sequence[str]) -> list[int]:
         return await self._daily(day, keys)
+
+    @_redis_op
+    async def usage_lookup(
+        self, day: str, keys: Sequence[str], lease_key: str, now: float
+    ) -> tuple[list[int], int]:
+        return await self._usage_lookup(day, keys, self._lease_key(lease_key), now)
 
     # ------------------------------------------------------------------ processes
     @_redis_op

@@ -75,6 +75,9 @@ class GuardOps:
     def _ttl(self, seconds_left: float) -> str:
         raise NotImplementedError  # RedisState's
 
+    async def _execute(self, pipe: Any) -> list[Any]:
+        raise NotImplementedError  # RedisState's: a MULTI/EXEC carrying queued refreshes
+
     def _init_guard(self) -> None:
         script = self._redis.register_script
         self._failure: AsyncScript = script(_FAILURE)
@@ -135,6 +138,20 @@ class GuardOps:
                 pipe.expire(self._daily_key(day, key), ttl)
             done = await pipe.execute()
         return [int(n) for n in done[::2]]
+
+    async def _usage_lookup(
+        self, day: str, keys: Sequence[str], leases: str, now: float
+    ) -> tuple[list[int], int]:
+        """One MULTI/EXEC: the counters (MGET) and the live leases of the `leases` zset
+        (ZREMRANGEBYSCORE + ZCARD, as routing_lookup reads a tenant's channels)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if keys:
+                pipe.mget([self._daily_key(day, k) for k in keys])
+            pipe.zremrangebyscore(leases, "-inf", _num(now))
+            pipe.zcard(leases)
+            replies = await self._execute(pipe)
+        found = replies[0] if keys else []
+        return [int(v) if v is not None else 0 for v in found], int(replies[-1])
 
     async def _daily(self, day: str, keys: Sequence[str]) -> list[int]:
         if not keys:

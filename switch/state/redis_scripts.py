@@ -112,6 +112,19 @@ return redis.call('ZCARD', KEYS[1])
 """
 
 
+def _take_also(k: int, deadline: int, now: int, ttl: int) -> str:
+    """Lua taking or extending the `also` lease KEYS[k] (when given) of the call ARGV[1] to
+    ARGV[deadline]: it never refuses (leases.also_count)."""
+    return (
+        f"if KEYS[{k}] then\n"
+        f"  redis.call('ZREMRANGEBYSCORE', KEYS[{k}], '-inf', ARGV[{now}])\n"
+        f"  redis.call('ZADD', KEYS[{k}], ARGV[{deadline}], ARGV[1])\n"
+        f"  if redis.call('TTL', KEYS[{k}]) < tonumber(ARGV[{ttl}]) then"
+        f" redis.call('EXPIRE', KEYS[{k}], ARGV[{ttl}]) end\n"
+        "end\n"
+    )
+
+
 def _put_record(c: int, cs: int, json: int, until: int, ttl: int) -> str:
     """Lua writing a call record: KEYS[c] = ARGV[json] for ARGV[ttl] s, ARGV[1] (the Call-ID)
     in the tenant's index KEYS[cs] at score ARGV[until]."""
@@ -127,24 +140,45 @@ def _put_record(c: int, cs: int, json: int, until: int, ttl: int) -> str:
 PUT_CALL = _put_record(1, 2, json=2, until=3, ttl=4) + "return 1\n"
 
 # The combined lease + record scripts (base.py, Calls): one round trip per change of a call.
-# KEYS: ch, c, cs   ARGV: call_id, limit, deadline, now, ttl, late bound, sent at,
-#                         json, record until, record ttl
-# -1 refused as late, 0 no free channel (nothing written), 1 lease and record written
-ACQUIRE_CALL = _TAKE_LEASE + _put_record(2, 3, json=8, until=9, ttl=10) + "return 1\n"
+# KEYS: ch, c, cs [, also ch]   ARGV: call_id, limit, deadline, now, ttl, late bound, sent at,
+#                                   json, record until, record ttl
+# -1 refused as late, 0 no free channel (nothing written), 1 lease(s) and record written
+ACQUIRE_CALL = (
+    _TAKE_LEASE
+    + _take_also(4, deadline=3, now=4, ttl=5)
+    + _put_record(2, 3, json=8, until=9, ttl=10)
+    + "return 1\n"
+)
 
 # KEYS: ch, c, cs [, also ch]   ARGV: call_id, deadline, now, ttl, json, record until, record ttl
 # Nothing when the lease is gone: a refresh never takes a lease again (leases.py does, when
 # the call still holds it, by `acquire_call`).
 REFRESH_CALL = (
     _EXTEND_LEASE
-    + """if KEYS[4] then
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[3])
-  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
-  if redis.call('TTL', KEYS[4]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[4], ARGV[4]) end
-end
-"""
+    + _take_also(4, deadline=2, now=3, ttl=4)
     + _put_record(2, 3, json=5, until=6, ttl=7)
     + "return 1\n"
+)
+
+# KEYS: per call 3 or 4 of REFRESH_CALL's   ARGV: n, then per call: its key count (3 or 4)
+# and REFRESH_CALL's 7 ARGV.   Returns each call's REFRESH_CALL result, in order.
+# Several refreshes in one round trip (RedisState.refresh_call_later); each is exactly
+# REFRESH_CALL, run as a function whose KEYS and ARGV are that call's.
+REFRESH_CALLS = (
+    "local function one(KEYS, ARGV)\n"
+    + REFRESH_CALL
+    + """end
+local out, k, a = {}, 0, 1
+for i = 1, tonumber(ARGV[1]) do
+  local nk = tonumber(ARGV[a + 1])
+  local keys, args = {}, {}
+  for j = 1, nk do keys[j] = KEYS[k + j] end
+  for j = 1, 7 do args[j] = ARGV[a + 1 + j] end
+  out[i] = one(keys, args)
+  k, a = k + nk, a + 8
+end
+return out
+"""
 )
 
 # KEYS: ch, c [, also ch]   ARGV: call_id, tenant index prefix

@@ -3,9 +3,11 @@ driven by SIPp, every command it sends counted with Redis MONITOR.
 
     python -m tests.bench.redis_calls_bench                  # 200 calls at 20/s
     python -m tests.bench.redis_calls_bench --calls 3000 --rate 200   # + CPU-s per 1,000 calls
+    python -m tests.bench.redis_calls_bench --hold 3000      # each call up 3 s before its BYE
 
 The call is `tests.bench.run`'s (SIPp UAC as the carrier -> switch -> SIPp UAS registered with
-digest; INVITE-100-180-200-ACK-BYE, an inbound call answered at once then hung up), on a
+digest; INVITE-100-180-200-ACK-BYE, an inbound call answered at once then hung up; `--hold MS`
+keeps it up that long before the BYE, as SIPp's `-d`), on a
 switch of one worker whose state URL names a Redis DB of this bench's own (`--db`, 11), so
 that MONITOR lines of other clients of the shared server are left out by their DB number.
 
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--rate", type=int, default=20)
     ap.add_argument("--db", type=int, default=11)
+    ap.add_argument("--hold", type=int, default=0, help="ms between the ACK and the BYE")
     ap.add_argument("--no-monitor", action="store_true", help="CPU only (MONITOR costs Redis)")
     args = ap.parse_args(argv)
     if shutil.which("sipp") is None:
@@ -118,12 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         uas_port = free_port()
         register(target, work, uas_port, f"{tenant}-uas")
         seconds = args.calls / args.rate
+        window = seconds + args.hold / 1000  # the calls window lasts the holds too
         time.sleep(1.0)
         tally.counting = not args.no_monitor  # idle window: what the switch sends anyway
-        time.sleep(0 if args.no_monitor else seconds + 1.0)
+        time.sleep(0 if args.no_monitor else window + 1.0)
         idle_top, idle_lua, idle_trips = tally.snapshot()
         tally.top, tally.lua, tally.trips = Counter(), Counter(), 0
-        s = run_step(target, work, uas_port, args.rate, seconds, latency=False)
+        hold = ["-d", str(args.hold)] if args.hold else []
+        s = run_step(target, work, uas_port, args.rate, seconds, latency=False, uac_extra=hold)
         time.sleep(1.0)  # the last BYEs' releases
         tally.counting = False
         top, lua, trips = tally.snapshot()
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_monitor:
         return 0 if s.ok else 1
     conn = sum(top[k] for k in CONNECTION)
-    print(f"idle window ({seconds + 1:.0f} s): {idle_trips} round trips, "
+    print(f"idle window ({window + 1:.0f} s): {idle_trips} round trips, "
           f"{sum(idle_top.values())} commands + {sum(idle_lua.values())} in scripts: "
           f"{dict(idle_top)} {dict(idle_lua)}")  # fmt: skip
     print(f"calls window: {trips} round trips, {sum(top.values())} commands "

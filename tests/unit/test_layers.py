@@ -9,7 +9,7 @@ walk: nothing is imported or executed) against the table below. Arrows only poin
                        (the writer's parts: switch.cdr_metrics, the data and the writer's
                        type; switch.cdr_spool, a leaf)
     media user agent   media.ua.*      | media relay  media.relay.*
-    proxy, MWI         switch.proxy.*, switch.mwi (which uses the proxy's digest check)
+    proxy, MWI         switch.proxy.*, switch.mwi (the proxy's digest check and paths)
     transport          switch.transport.*
     billing            billing.*       (rating: pure)
     routing            routing.*       (policy: pure)
@@ -58,6 +58,7 @@ CONTRACT: dict[str, tuple[str, ...]] = {
         "switch.state",
         "switch.proxy.auth",
         "switch.proxy.bans",
+        "switch.proxy.targets",  # a NOTIFY to a device another node holds goes by its path
         *DATA,
     ),
     "media": DATA,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,7 +25,8 @@ from switch.state.base import Ban, Binding, CallRecord, StateBackend, StateUnava
 from switch.state.memory import MemoryState
 from switch.state.redis import RedisState
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+# another DB for a run that must keep off DB 0 (the keys are under a fresh prefix anyway)
+REDIS_URL = os.environ.get("SOFTSWITCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SRC = Target("udp", "192.0.2.1", 5060)
 FLOW = Target("tcp", "198.51.100.7", 40123, conn_id=7)
 PATH = "sip:f-token@10.0.0.1:5161;lr"
@@ -69,8 +71,8 @@ class RedisNodes:
         self.raw = Redis.from_url(REDIS_URL, decode_responses=True)
         self.nodes: list[RedisState] = []
 
-    def node(self, node_id: str) -> RedisState:
-        state = RedisState(REDIS_URL, prefix=self.prefix, node_id=node_id)
+    def node(self, node_id: str, **options: Any) -> RedisState:
+        state = RedisState(REDIS_URL, prefix=self.prefix, node_id=node_id, **options)
         self.nodes.append(state)
         return state
 

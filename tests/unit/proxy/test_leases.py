@@ -163,11 +163,36 @@ async def test_a_refresh_racing_with_the_release_never_retakes_the_channel() -> 
     assert await state.channels_in_use("t", WALL) == 0
 
 
+class SlowRefreshCountingReleases(SlowRefresh):
+    def __init__(self) -> None:
+        super().__init__()
+        self.releases = 0
+
+    async def release_call(self, tenant_id: str, call_id: str, also: str | None) -> bool:
+        self.releases += 1
+        return await super().release_call(tenant_id, call_id, also)
+
+
+async def test_a_refresh_overtaken_by_the_release_releases_nothing_again() -> None:
+    """The refresh never takes a lease (only its re-acquire after an expiry would), so the
+    BYE's release is the only one: a lease is never released twice."""
+    state = SlowRefreshCountingReleases()
+    calls = calls_on(state)
+    assert await calls.acquire("t", "c1", 1)
+    calls.answered("c1")  # its refresh waits at the gate
+    calls.ended("c1")  # the BYE's release lands first
+    state.gate.set()
+    await settle()
+    assert state.releases == 1
+    assert await state.channels_in_use("t", WALL) == 0 and await state.call("c1", WALL) is None
+
+
 class CountingState(MemoryState):
     """Records the backend operations ActiveCalls calls (not those they call in turn)."""
 
     OPS = (
-        "acquire_call", "refresh_call", "release_call", "put_call", "remove_call",
+        "acquire_call", "refresh_call", "refresh_call_later", "release_call", "put_call",
+        "remove_call",
         "acquire_channel", "refresh_channel", "release_channel", "call",
     )  # fmt: skip
 
@@ -193,20 +218,21 @@ class CountingState(MemoryState):
 
 async def test_a_call_costs_one_backend_operation_per_change_of_its_lease() -> None:
     """Acquire (lease + record), answer (refresh + record's `answered`), BYE (leases +
-    record): one operation each, one round trip each on Redis."""
+    record): one operation each. The refreshes nobody waits for are `refresh_call_later`:
+    on Redis no round trip of their own (test_redis_round_trips), so 3 per call."""
     state = CountingState()
     calls = calls_on(state)
     assert await calls.acquire("t", "c1", 1, caller="0312345678", called="0355500100")
     calls.answered("c1")
     await settle()
-    assert state.ops == ["acquire_call", "refresh_call"]
+    assert state.ops == ["acquire_call", "refresh_call_later"]
     record = await state.call("c1", WALL)
     assert record is not None and record.answered == WALL and record.caller == "0312345678"
     state.ops.clear()
     calls.touch("c1")  # an in-dialog request
     await settle()
-    assert state.ops == ["refresh_call"]
+    assert state.ops == ["refresh_call_later"]
     calls.ended("c1")
     await settle()
-    assert state.ops == ["refresh_call", "release_call"]
+    assert state.ops == ["refresh_call_later", "release_call"]
     assert await state.channels_in_use("t", WALL) == 0 and await state.call("c1", WALL) is None
