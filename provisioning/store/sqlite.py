@@ -15,6 +15,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +33,10 @@ def _unavailable(exc: sqlite3.OperationalError) -> bool:
     return any(w in text for w in ("locked", "busy", "disk i/o", "unable to open"))
 
 
+@lru_cache(maxsize=64)
 def _sql(text: str) -> str:
+    # Statements are few and recur (the CDR writer's multi-row INSERT has one text per batch
+    # size, thousands of $N): translated once each, not per execution.
     return _PARAM.sub(r"?\1", text)
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ._grammar import (
     QUOTED,
+    SIMPLE_PARAMS_RE,
     TOKEN,
     Memo,
     ParseError,
@@ -34,6 +36,7 @@ __all__ = [
     "parse_cseq",
     "parse_name_addr",
     "parse_via",
+    "remember_via",
     "split_header_values",
     "split_strict",
 ]
@@ -100,6 +103,34 @@ def _parse_one_via(value: str) -> Via:
 
 
 _via_memo: Memo[str, list[Via]] = Memo()
+
+
+def remember_via(text: str, via: Via) -> None:
+    """Record that the field value `text`, written by us from `via` (our own Via on a request
+    we forward, a received Via after the §18.2.1 fix-up), parses to `via`, so that the
+    responses echoing it find it in the memo instead of parsing it again. Only for the plain
+    form whose parse is known to give `via` back: a host name or IPv4 address, unquoted
+    token parameters (anything else is simply not recorded)."""
+    semi = text.find(";")
+    port = via.port
+    if (
+        semi < 0
+        or ":" in via.host
+        or (port is not None and not 0 <= port <= 65535)
+        or via.transport != via.transport.upper()
+        or not _plain_host(via.host)
+        or SIMPLE_PARAMS_RE.fullmatch(text, semi) is None
+    ):
+        return
+    for key in via.params:
+        if key != key.lower():
+            return
+    _via_memo.put(text, [via])
+
+
+@lru_cache(maxsize=64)
+def _plain_host(host: str) -> bool:
+    return HOST_RE.fullmatch(host) is not None and host == host.lower()
 
 
 def parse_via(value: str) -> list[Via]:
