@@ -20,7 +20,7 @@ from .values import (
     parse_cseq,
     parse_name_addr,
     parse_via,
-    remember_via,
+    remember_own_via,
     split_header_values,
     split_strict,
 )
@@ -235,7 +235,7 @@ class Headers:
             self.prepend("Via", value)
             return
         via = new_via(transport, host.lower(), port, {"branch": branch})
-        remember_via(value, via)  # the responses echo it: found, not parsed
+        remember_own_via(value, via)  # the responses echo it: found, not parsed
         cached = self._cache.pop("Via", None)
         if isinstance(cached, list):
             self._cache["Via"] = [via, *cached]
@@ -285,7 +285,6 @@ class Headers:
         the parsed Via list in step: the fields come out exactly as pop_first_value("Via")
         followed by prepend("Via", str(via)) would leave them. No Via at all: ParseError."""
         text = self._check(str(via))
-        remember_via(text, via)  # the forwarded request's responses echo it
         fields = self._fields
         for i, (n, v) in enumerate(fields):
             if n != "Via":
