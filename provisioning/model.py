@@ -18,8 +18,8 @@ Service rules (../shared/docs/service-rules.md) that shape this model:
 
 from __future__ import annotations
 
-import functools
 import enum
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field

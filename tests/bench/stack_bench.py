@@ -28,7 +28,6 @@ import asyncio
 import gc
 import statistics
 import time
-from typing import Any
 
 from switch.metrics import Metrics
 from switch.proxy.proxy import Proxy, ProxyConfig
