@@ -25,7 +25,7 @@ from ..errors import StoreUnavailable
 from .audit import flush_pending
 from .base import ChangeCallback, Row
 
-_PARAM = re.compile(r"\$(\d+)")
+_PARAM = re.compile(r"\$(?=\d)")  # "$1" -> "?1": only the "$" is replaced
 
 
 def _unavailable(exc: sqlite3.OperationalError) -> bool:
@@ -37,7 +37,8 @@ def _unavailable(exc: sqlite3.OperationalError) -> bool:
 def _sql(text: str) -> str:
     # Statements are few and recur (the CDR writer's multi-row INSERT has one text per batch
     # size, thousands of $N): translated once each, not per execution.
-    return _PARAM.sub(r"?\1", text)
+    # A literal replacement (no group reference): no template expansion per placeholder.
+    return _PARAM.sub("?", text)
 
 
 class _SQLiteTx:
