@@ -21,6 +21,7 @@ from .values import (
     parse_name_addr,
     parse_via,
     remember_own_via,
+    remember_via,
     split_header_values,
     split_strict,
 )
@@ -285,6 +286,7 @@ class Headers:
         the parsed Via list in step: the fields come out exactly as pop_first_value("Via")
         followed by prepend("Via", str(via)) would leave them. No Via at all: ParseError."""
         text = self._check(str(via))
+        remember_via(text, via)  # the forwarded request's responses echo it
         fields = self._fields
         for i, (n, v) in enumerate(fields):
             if n != "Via":

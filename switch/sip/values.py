@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from ._grammar import (
     QUOTED,
+    SIMPLE_PARAMS_RE,
     TOKEN,
     TOKEN_RE,
     Memo,
@@ -37,6 +38,7 @@ __all__ = [
     "parse_name_addr",
     "parse_via",
     "remember_own_via",
+    "remember_via",
     "split_header_values",
     "split_strict",
 ]
@@ -115,9 +117,31 @@ def remember_own_via(text: str, via: Via) -> None:
         _via_memo.put(text, [via])
 
 
-@lru_cache(maxsize=64)
+def remember_via(text: str, via: Via) -> None:
+    """Record that the field value `text`, written by us from `via` (a received Via after
+    the §18.2.1 fix-up, `Headers.replace_top_via`), parses to `via`, so that the responses
+    to the forwarded request, which echo it, find it in the memo instead of parsing it again.
+    Only for the plain form whose parse is known to give `via` back: a host name or IPv4
+    address, a port in range, an upper-case transport, unquoted token parameters with
+    lower-case names (anything else is simply not recorded)."""
+    semi = text.find(";")
+    port = via.port
+    if (
+        semi < 0
+        or (port is not None and not 0 <= port <= 65535)
+        or not _plain_sent_by(via.transport, via.host)
+        or SIMPLE_PARAMS_RE.fullmatch(text, semi) is None
+    ):
+        return
+    for key in via.params:
+        if key != key.lower():
+            return
+    _via_memo.put(text, [via])
+
+
+@lru_cache(maxsize=1024)
 def _plain_sent_by(transport: str, host: str) -> bool:
-    # The few (transport, host) pairs of our own Vias: checked once each.
+    # Our own Vias' few (transport, host) pairs, and the peers' sent-by: checked once each.
     return (
         TOKEN_RE.fullmatch(transport) is not None
         and transport == transport.upper()
