@@ -19,6 +19,7 @@ Service rules (../shared/docs/service-rules.md) that shape this model:
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class TenantStatus(enum.StrEnum):
 _NATIONAL = re.compile(r"0[1-9][0-9]{8,9}")
 
 
+@functools.lru_cache(maxsize=4096)  # pure; the same numbers recur on every call
 def normalize_number(text: str) -> str:
     """Japanese national or E.164 forms -> E.164 "+81…".
 

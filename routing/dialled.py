@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from provisioning.model import normalize_number
 
@@ -65,6 +66,9 @@ def clean(text: str) -> str:
     return _SEPARATORS.sub("", text)
 
 
+# Both readings are pure functions of the text and a Dialled is immutable: the same dialled
+# strings recur on every call to a number, so each is classified once (bounded).
+@lru_cache(maxsize=4096)
 def classify_called(text: str) -> Dialled:
     """The called number of an inbound carrier call (see the module docstring)."""
     try:
@@ -74,6 +78,7 @@ def classify_called(text: str) -> Dialled:
     return Dialled(kind=DialKind.NATIONAL, digits=clean(text), e164=e164)
 
 
+@lru_cache(maxsize=4096)
 def classify(text: str) -> Dialled:
     """What a device dialled (see the module docstring)."""
     digits = clean(text)

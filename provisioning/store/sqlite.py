@@ -15,6 +15,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +25,7 @@ from ..errors import StoreUnavailable
 from .audit import flush_pending
 from .base import ChangeCallback, Row
 
-_PARAM = re.compile(r"\$(\d+)")
+_PARAM = re.compile(r"\$(?=\d)")  # "$1" -> "?1": only the "$" is replaced
 
 
 def _unavailable(exc: sqlite3.OperationalError) -> bool:
@@ -32,8 +33,12 @@ def _unavailable(exc: sqlite3.OperationalError) -> bool:
     return any(w in text for w in ("locked", "busy", "disk i/o", "unable to open"))
 
 
+@lru_cache(maxsize=64)
 def _sql(text: str) -> str:
-    return _PARAM.sub(r"?\1", text)
+    # Statements are few and recur (the CDR writer's multi-row INSERT has one text per batch
+    # size, thousands of $N): translated once each, not per execution.
+    # A literal replacement (no group reference): no template expansion per placeholder.
+    return _PARAM.sub("?", text)
 
 
 class _SQLiteTx:

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 __all__ = [
     "PARAM_SAFE",
     "PASSWORD_SAFE",
+    "SIMPLE_PARAMS_RE",
     "TOKEN_RE",
     "USER_SAFE",
     "Memo",
@@ -54,7 +55,7 @@ QUOTED = r'"(?:[^"\\\r\n]|\\[^\r\n])*"'
 _PARAM_RE = re.compile(
     rf"[ \t]*;[ \t]*({TOKEN})(?:[ \t]*=[ \t]*({QUOTED}|[{_TOKEN_CHARS}:\[\]]+))?[ \t]*"
 )
-_SIMPLE_PARAMS_RE = re.compile(rf"(?:;{TOKEN}(?:=[{_TOKEN_CHARS}:\[\]]+)?)+")
+SIMPLE_PARAMS_RE = re.compile(rf"(?:;{TOKEN}(?:=[{_TOKEN_CHARS}:\[\]]+)?)+")
 
 
 def parse_params(text: str, what: str) -> dict[str, str | None]:
@@ -62,7 +63,7 @@ def parse_params(text: str, what: str) -> dict[str, str | None]:
 
     Empty parameters (";;") and garbage are a ParseError(400): RFC 4475 §3.1.2.1."""
     params: dict[str, str | None] = {}
-    if _SIMPLE_PARAMS_RE.fullmatch(text):
+    if SIMPLE_PARAMS_RE.fullmatch(text):
         # Fast path: no quoting, no whitespace; one regex validates the whole string.
         for part in text[1:].split(";"):
             name, eq, value = part.partition("=")

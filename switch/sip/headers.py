@@ -20,6 +20,8 @@ from .values import (
     parse_cseq,
     parse_name_addr,
     parse_via,
+    remember_own_via,
+    remember_via,
     split_header_values,
     split_strict,
 )
@@ -233,9 +235,10 @@ class Headers:
         if ":" in host or not _TOKEN_ONLY_RE.fullmatch(branch) or not _HOST_ONLY_RE.fullmatch(host):
             self.prepend("Via", value)
             return
+        via = new_via(transport, host.lower(), port, {"branch": branch})
+        remember_own_via(value, via)  # the responses echo it: found, not parsed
         cached = self._cache.pop("Via", None)
         if isinstance(cached, list):
-            via = new_via(transport, host.lower(), port, {"branch": branch})
             self._cache["Via"] = [via, *cached]
         fields = self._fields
         for i, (n, _) in enumerate(fields):
@@ -283,6 +286,7 @@ class Headers:
         the parsed Via list in step: the fields come out exactly as pop_first_value("Via")
         followed by prepend("Via", str(via)) would leave them. No Via at all: ParseError."""
         text = self._check(str(via))
+        remember_via(text, via)  # the forwarded request's responses echo it
         fields = self._fields
         for i, (n, v) in enumerate(fields):
             if n != "Via":

@@ -57,6 +57,8 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:")
 _VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
 _STATUS_RE = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9])(?: (.*))?", re.IGNORECASE | re.DOTALL)
 _DIGITS_RE = re.compile(r"[0-9]{1,10}")
+_CLASS_DIGITS = frozenset("123456")  # one character each: "" is in neither set
+_DIGIT_CHARS = frozenset("0123456789")
 _FOLD_RE = re.compile(r"\r\n[ \t]+")
 _CALL_ID_RE = re.compile(r"[^\s]+")
 _SUPPORTED_SCHEMES = frozenset(["sip", "sips", "tel"])
@@ -148,8 +150,9 @@ def _parse(data: bytes, max_size: int, max_headers: int, stream: bool) -> Reques
         raise ParseError("header section is not UTF-8") from None
     message, fields = _read_head(head, max_headers)
     try:
-        message.body = _frame_body(data, body_start, fields, stream)
-        _validate(message, fields)
+        first, repeated = _index(fields)
+        message.body = _frame_body(data, body_start, first, repeated, stream)
+        _validate(message, fields, first, repeated)
     except ParseError as exc:
         exc.partial = message
         raise
@@ -249,6 +252,16 @@ def _check_version(version: str) -> None:
 
 
 def _read_status_line(line: str, headers: Headers) -> Response:
+    # The usual form ("SIP/2.0 200 OK") without the regular expression; anything else
+    # (another case, a bad code) goes through it, and so gets exactly its answer.
+    if (
+        line[:8] == "SIP/2.0 "
+        and line[8:9] in _CLASS_DIGITS
+        and line[9:10] in _DIGIT_CHARS
+        and line[10:11] in _DIGIT_CHARS
+        and line[11:12] in ("", " ")
+    ):
+        return Response(status=int(line[8:11]), reason=line[12:], headers=headers)
     m = _STATUS_RE.fullmatch(line)
     if m is None:
         version = line.split(" ", 1)[0]
@@ -257,16 +270,18 @@ def _read_status_line(line: str, headers: Headers) -> Response:
     return Response(status=int(m.group(1)), reason=m.group(2) or "", headers=headers)
 
 
-def _frame_body(data: bytes, offset: int, fields: list[tuple[str, str]], stream: bool) -> bytes:
-    lengths = [v for n, v in fields if n == "Content-Length"]
+def _frame_body(
+    data: bytes, offset: int, first: dict[str, str], repeated: set[str], stream: bool
+) -> bytes:
+    value = first.get("Content-Length")
     available = len(data) - offset
-    if not lengths:
+    if value is None:
         return data[offset:]  # RFC 3261 §18.3: a datagram without one runs to its end
-    if len(lengths) > 1:
+    if "Content-Length" in repeated:
         raise ParseError("more than one Content-Length")
-    if not _DIGITS_RE.fullmatch(lengths[0]):
-        raise ParseError(f"bad Content-Length {lengths[0]!r}")
-    length = int(lengths[0])
+    if not _DIGITS_RE.fullmatch(value):
+        raise ParseError(f"bad Content-Length {value!r}")
+    length = int(value)
     if length > available or (stream and length != available):
         raise ParseError(f"Content-Length {length} but {available} body octets")
     return data[offset : offset + length]
@@ -285,8 +300,12 @@ def _index(fields: list[tuple[str, str]]) -> tuple[dict[str, str], set[str]]:
     return first, repeated
 
 
-def _validate(message: Request | Response, fields: list[tuple[str, str]]) -> None:
-    first, repeated = _index(fields)
+def _validate(
+    message: Request | Response,
+    fields: list[tuple[str, str]],
+    first: dict[str, str],
+    repeated: set[str],
+) -> None:
     if repeated and not _AT_MOST_ONCE.isdisjoint(repeated):
         raise ParseError(f"more than one {sorted(_AT_MOST_ONCE & repeated)[0]}")
     for name in _REQUIRED:

@@ -9,7 +9,7 @@ transport-independent data; which socket or connection it means is the transport
 
 from __future__ import annotations
 
-import secrets
+import os
 from dataclasses import dataclass
 
 __all__ = ["MAGIC_COOKIE", "Target", "new_branch"]
@@ -35,4 +35,6 @@ class Target:
 
 def new_branch() -> str:
     """A fresh RFC 3261 branch: magic cookie + 80 random bits (unique in practice)."""
-    return MAGIC_COOKIE + secrets.token_hex(10)
+    # os.urandom directly: what secrets.token_hex(10) reads, without its two Python calls
+    # (a branch per forwarded request)
+    return MAGIC_COOKIE + os.urandom(10).hex()

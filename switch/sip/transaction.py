@@ -222,11 +222,17 @@ class TransactionLayer:
         # INVITE server transactions without a final response yet (calls being set up): a
         # measure of load the overload control can cap (switch.transport.overload).
         self.pending_invites = 0
+        # Headers of lingering transactions' messages whose parsed forms are dropped at the
+        # next message or timer (see _enter): not at once, since the TU is still to handle
+        # the message that made the transaction linger (a 2xx, a final response).
+        self._forget: list[Headers] = []
 
     # ------------------------------------------------------------------ public API
     def receive(self, message: Request | Response, source: Target, now: float) -> list[Event]:
         """A message from the network. Malformed messages (missing Via/CSeq…) are counted
         in stats["malformed"] and dropped."""
+        if self._forget:
+            self._forget_parsed()
         try:
             if isinstance(message, Response):
                 return self._receive_response(message, source, now)
@@ -276,6 +282,8 @@ class TransactionLayer:
 
     def handle_timer(self, now: float) -> list[Event]:
         """Fire every timer due at `now`."""
+        if self._forget:
+            self._forget_parsed()
         events: list[Event] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
@@ -462,10 +470,12 @@ class TransactionLayer:
         if state in LINGERING:
             # The transaction now only lingers (absorbing retransmissions, up to 32 s): let
             # its messages forget their parsed header forms (re-parsed on demand if anyone
-            # still asks), so that the lingering heap the cyclic GC scans stays small.
-            txn.request.headers.forget_parsed()
+            # still asks), so that the lingering heap the cyclic GC scans stays small. Done
+            # when the next message or timer comes in: the TU has not yet seen the response
+            # that got us here (a 2xx it forwards, a dialog it records) and would re-parse.
+            self._forget.append(txn.request.headers)
             if txn.last_response is not None:
-                txn.last_response.headers.forget_parsed()
+                self._forget.append(txn.last_response.headers)
         cancel, arm = self._entry[txn._kind, state, txn.reliable]
         if cancel is None:
             self._cancel_timers(txn)
@@ -481,6 +491,11 @@ class TransactionLayer:
                 self._arm(txn, timer, delay, now)
         for timer in immediate:
             events += self._step(txn, timer, now, None, None)
+
+    def _forget_parsed(self) -> None:
+        for headers in self._forget:
+            headers.forget_parsed()
+        self._forget.clear()
 
     def _terminate(self, txn: Transaction, reason: str, events: list[Event]) -> None:
         if txn._kind is Kind.INVITE_SERVER and txn.state is State.PROCEEDING:

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ._grammar import (
     QUOTED,
+    SIMPLE_PARAMS_RE,
     TOKEN,
+    TOKEN_RE,
     Memo,
     ParseError,
     fast_constructor,
@@ -34,6 +37,8 @@ __all__ = [
     "parse_cseq",
     "parse_name_addr",
     "parse_via",
+    "remember_own_via",
+    "remember_via",
     "split_header_values",
     "split_strict",
 ]
@@ -100,6 +105,50 @@ def _parse_one_via(value: str) -> Via:
 
 
 _via_memo: Memo[str, list[Via]] = Memo()
+
+
+def remember_own_via(text: str, via: Via) -> None:
+    """Record that `text`, the Via a proxy puts on a request it forwards
+    (`Headers.prepend_own_via`: "SIP/2.0/<TRANSPORT> host:port;branch=<token>", `via` built
+    from the same parts), parses to `via`, so that the responses echoing it find it in the
+    memo instead of parsing it again. Only when parsing it would give `via` back (a valid
+    host name or IPv4 address, a port in range); anything else is simply not recorded."""
+    if _plain_sent_by(via.transport, via.host) and 0 <= (via.port or 0) <= 65535:
+        _via_memo.put(text, [via])
+
+
+def remember_via(text: str, via: Via) -> None:
+    """Record that the field value `text`, written by us from `via` (a received Via after
+    the §18.2.1 fix-up, `Headers.replace_top_via`), parses to `via`, so that the responses
+    to the forwarded request, which echo it, find it in the memo instead of parsing it again.
+    Only for the plain form whose parse is known to give `via` back: a host name or IPv4
+    address, a port in range, an upper-case transport, unquoted token parameters with
+    lower-case names (anything else is simply not recorded)."""
+    semi = text.find(";")
+    port = via.port
+    if (
+        semi < 0
+        or (port is not None and not 0 <= port <= 65535)
+        or not _plain_sent_by(via.transport, via.host)
+        or SIMPLE_PARAMS_RE.fullmatch(text, semi) is None
+    ):
+        return
+    for key in via.params:
+        if key != key.lower():
+            return
+    _via_memo.put(text, [via])
+
+
+@lru_cache(maxsize=1024)
+def _plain_sent_by(transport: str, host: str) -> bool:
+    # Our own Vias' few (transport, host) pairs, and the peers' sent-by: checked once each.
+    return (
+        TOKEN_RE.fullmatch(transport) is not None
+        and transport == transport.upper()
+        and ":" not in host
+        and HOST_RE.fullmatch(host) is not None
+        and host == host.lower()
+    )
 
 
 def parse_via(value: str) -> list[Via]:

@@ -249,7 +249,14 @@ class SipEndpoint:
     # ------------------------------------------------------------------ the one timer
     def _rearm(self) -> None:
         deadline = self.layer.get_timer()
-        if deadline == self._timer_at:
+        armed = self._timer_at
+        if deadline == armed:
+            return
+        if armed is not None and (deadline is None or armed < deadline):
+            # The earliest timer was cancelled (a response stopped a retransmission timer):
+            # the armed wake-up is early, not late. Keep it rather than cancel and arm a loop
+            # timer for nearly every message; when it fires nothing is due, and _on_timer
+            # arms the real deadline.
             return
         if self._timer is not None:
             self._timer.cancel()

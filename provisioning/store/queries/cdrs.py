@@ -19,6 +19,7 @@ oldest first for a statement's month.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -216,15 +217,20 @@ async def insert(
 
 
 async def _insert_values(tx: Tx, rows: list[tuple[Any, ...]]) -> set[str]:
-    width = len(COLUMNS)
-    groups = ", ".join(f"({marks(width, 1 + i * width)})" for i in range(len(rows)))
     args = [v for row in rows for v in row]
-    found = await tx.fetch(
-        f"INSERT INTO cdrs ({_COLS}) VALUES {groups}"
-        " ON CONFLICT (cdr_id) DO NOTHING RETURNING cdr_id",
-        *args,
-    )
+    found = await tx.fetch(_values_statement(len(rows)), *args)
     return {r["cdr_id"] for r in found}
+
+
+@functools.lru_cache(maxsize=64)
+def _values_statement(count: int) -> str:
+    """The multi-row INSERT for `count` records (built once per batch size)."""
+    width = len(COLUMNS)
+    groups = ", ".join(f"({marks(width, 1 + i * width)})" for i in range(count))
+    return (
+        f"INSERT INTO cdrs ({_COLS}) VALUES {groups}"
+        " ON CONFLICT (cdr_id) DO NOTHING RETURNING cdr_id"
+    )
 
 
 async def _insert_unnest(tx: Tx, rows: list[tuple[Any, ...]]) -> set[str]:

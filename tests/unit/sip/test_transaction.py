@@ -733,21 +733,29 @@ def test_lingering_transactions_keep_their_messages_but_not_parsed_forms(
     layer: TransactionLayer,
 ) -> None:
     """Completed/Accepted transactions only absorb retransmissions: their messages drop the
-    cached parsed headers (a smaller heap for the GC) and still resend byte-identical."""
+    cached parsed headers (a smaller heap for the GC) once the layer takes its next input
+    (not before: the TU is still handling the message that made them linger) and still
+    resend byte-identical."""
     stxn, req, _ = start_server(layer, "BYE")
     ok = response(req, 200)
     wire = ok.to_bytes()
+    assert req.cseq.method == "BYE"  # parsed (and cached) by the TU
     layer.send_response(stxn, ok, 0.0)
     assert stxn.state is State.COMPLETED
-    assert not req.headers._cache and not ok.headers._cache
+    assert "CSeq" in req.headers._cache  # the TU may still read them
     again = sent(layer.receive(req, UDP, 0.1))  # a retransmitted BYE: the 200 again
+    assert not ok.headers._cache
+    assert set(req.headers._cache) <= {"Via"}  # only what matching the retransmission read
     assert [s.message.to_bytes() for s in again] == [wire]
     assert stxn.request.top_via.branch == req.top_via.branch  # parsed again on demand
 
     ctxn, creq, _ = start_client(layer, "INVITE")
-    layer.receive(response(creq, 200), DOWN, 0.2)
+    ok = response(creq, 200)
+    layer.receive(ok, DOWN, 0.2)
     assert ctxn.state is State.ACCEPTED
-    assert not creq.headers._cache
+    assert creq.headers._cache and ok.headers._cache  # the TU is handed the 2xx with them
+    layer.handle_timer(0.3)  # the next input: a timer
+    assert not creq.headers._cache and not ok.headers._cache
     assert ctxn.request.cseq.method == "INVITE"
 
 
