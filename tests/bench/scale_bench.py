@@ -12,8 +12,10 @@ Per configuration:
   digest, one step, stopped); a configuration leaves the ladder at its first failed step;
 - CPU-s per 1,000 calls and INVITE->180 p50/p99 at 500 calls/s, measured twice (the 500/s
   step of the ladder, and a repeat after the ladder) - the two samples are printed;
-- REGISTER with digest per second (the switch rows: `--register` unique users, 200
-  outstanding at a time; two nodes: half the users through each, at once);
+- REGISTER with digest per second (the switch rows: `--register` unique users,
+  `--reg-concurrency` (50) outstanding at a time - at 200 the switches on Redis refuse some
+  with 503 + Retry-After, the overload gate at work; two nodes: half the users through each,
+  at once);
 - the CPU that every other process of the machine used during each step (`other`, in cores:
   2.0 = both cores of this VM), so that a disturbed step can be discounted.
 
@@ -339,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", default=",".join(map(str, RATES)))
     ap.add_argument("--step-seconds", type=float, default=20.0)
     ap.add_argument("--register", type=int, default=2000, help="users for the REGISTER rate")
+    ap.add_argument(
+        "--reg-concurrency", type=int, default=50,
+        help="REGISTERs outstanding at once (200 on Redis meets the overload gate's 503s)",
+    )  # fmt: skip
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/9")
     ap.add_argument("--only", default="", help="comma-separated configuration names")
     args = ap.parse_args(argv)
@@ -363,7 +369,11 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{row.config.name:18} {CPU_RATE:5}/s (repeat): {describe(row.repeat)}")
         for row in rows:
             row.register_per_s = register_rate(
-                row.config, work / f"reg-{uuid.uuid4().hex[:6]}", args.redis, args.register
+                row.config,
+                work / f"reg-{uuid.uuid4().hex[:6]}",
+                args.redis,
+                args.register,
+                args.reg_concurrency,
             )
             if row.register_per_s:
                 log(f"{row.config.name:18} REGISTER with digest: {row.register_per_s}/s")
