@@ -10,6 +10,7 @@ LiveSnapshot's periodic version poll.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import sqlite3
@@ -24,6 +25,8 @@ import aiosqlite
 from ..errors import StoreUnavailable
 from .audit import flush_pending
 from .base import ChangeCallback, Row
+
+log = logging.getLogger(__name__)
 
 _PARAM = re.compile(r"\$(?=\d)")  # "$1" -> "?1": only the "$" is replaced
 
@@ -122,23 +125,37 @@ class SQLiteStore:
     @asynccontextmanager
     async def _tx(self, begin: str) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
+            if self._conn.in_transaction:  # never expected: say so, and do not stay wedged
+                log.error("SQLite store: a transaction was left open; rolled back")
+                await self._settled("ROLLBACK")
             try:
-                await self._conn.execute(begin)
-                try:
-                    yield self._conn
-                except BaseException:
+                await self._settled(begin)
+                yield self._conn
+                await self._settled("COMMIT")
+            except BaseException as exc:
+                # Cancelled (shutdown, a timeout, a client gone), failed, or a statement error:
+                # the transaction ends here, before the lock goes to the next one.
+                if self._conn.in_transaction:
                     with suppress(sqlite3.Error):
-                        await self._conn.execute("ROLLBACK")
-                    raise
-                await self._conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
+                        await self._settled("ROLLBACK")
                 # "database is locked" past busy_timeout, disk I/O errors, unopenable file:
                 # the store is unavailable, the request may be retried.
-                if _unavailable(exc):
-                    with suppress(sqlite3.Error):
-                        await self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and _unavailable(exc):
                     raise StoreUnavailable(f"SQLite unavailable: {exc}") from exc
                 raise
+
+    async def _settled(self, sql: str) -> None:
+        """Run one transaction-control statement to its end even if the awaiting task is
+        cancelled meanwhile: aiosqlite finishes it in its thread regardless, so the
+        transaction state is known when this returns or raises."""
+        statement = asyncio.ensure_future(self._conn.execute(sql))
+        try:
+            await asyncio.shield(statement)
+        except asyncio.CancelledError:
+            await asyncio.wait([statement])
+            if not statement.cancelled():
+                statement.exception()  # retrieved: the cancellation is what the caller sees
+            raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_SQLiteTx]:
