@@ -61,7 +61,7 @@ from .trunk import identity_headers, outbound_request_uri
 if TYPE_CHECKING:
     from switch.metrics import Metrics
     from switch.sip.target import Target
-    from switch.state.base import Binding
+    from switch.state.base import Binding, DailyCount
     from switch.tu import Cancellable
 
     from .cdrs import CdrEvents
@@ -83,8 +83,11 @@ MEDIA_RESPONSE_TIMEOUT = 1.0
 log = logging.getLogger(__name__)
 
 Decide = Callable[[Call, Snapshot, LiveView, datetime], Decision]
-# called once an Outbound decision took its channel, before the call leaves (usage.py)
+# called once an Outbound decision took its channel, before the call leaves (usage.py), when
+# the acquire did not count it already (Counting)
 Started = Callable[[Outbound, str, "CallInputs"], Awaitable[None]]
+# the day's counters an Outbound decision adds to, counted by the write taking its channel
+Counting = Callable[[Outbound, "CallInputs"], "DailyCount"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,6 +126,7 @@ class Leases(Protocol):
         caller: str | None = None,
         called: str | None = None,
         also: str | None = None,
+        daily: DailyCount | None = None,
     ) -> bool: ...
 
     def sweep(self) -> list[str]: ...
@@ -144,6 +148,7 @@ class DecisionExecutor:
         metrics: Metrics,
         decide: Decide,
         started: Started | None = None,
+        counting: Counting | None = None,
         anchors: MediaAnchors | None = None,
         cdrs: CdrEvents | None = None,
         peers: Peers | None = None,
@@ -152,6 +157,7 @@ class DecisionExecutor:
         self._peers = peers  # several nodes: whose paths lead to a live process
         self._cdrs = cdrs  # the call records (cdrs.py): a re-decision, hand-offs, expiry
         self._started = started
+        self._counting = counting
         self._anchors = anchors  # [recording] the relay for recorded calls (anchor.py)
         self._resolver = resolver
         self._config = config
@@ -167,12 +173,15 @@ class DecisionExecutor:
         """Count a new call's decision, take its channel lease, carry it out."""
         if ctx.initial_invite:
             self._count(decision, fwd.call_id)
-        if not await self._take_channel(ctx, fwd, decision, inputs):
+        taken, counted = await self._take_channel(ctx, fwd, decision, inputs)
+        if not taken:
             decision = self._lost_channel_race(inputs, decision)
             self._count(decision, fwd.call_id)
             if self._cdrs is not None:  # the call is now what this decision makes it
                 self._cdrs.started(fwd.call_id, decision, inputs, fwd)
-        elif isinstance(decision, Outbound) and ctx.initial_invite and self._started:
+        elif (
+            isinstance(decision, Outbound) and ctx.initial_invite and self._started and not counted
+        ):
             await self._started(decision, fwd.call_id, inputs)  # toll-fraud usage
         await self._carry_out(ctx, fwd, inputs, decision)
 
@@ -336,24 +345,28 @@ class DecisionExecutor:
     # ---------------------------------------------------------------- channel leases
     async def _take_channel(
         self, ctx: RequestContext, fwd: Request, decision: Decision, inputs: CallInputs
-    ) -> bool:
+    ) -> tuple[bool, bool]:
         """The tenant's channel lease (service rule: simultaneous calls = number of IDs),
         taken before forking; the state backend is the authority under a race. The call's
         record names the caller (number, else the calling ID) and the number dialled. A
-        device's call to the carrier is counted as the ID's call in progress (routing.caps)
-        in the same write."""
+        device's call to the carrier is counted as the ID's call in progress and in the
+        day's counters (routing.caps) in the same write. (taken or not needed, counted)."""
         tenant_id = decision.tenant_id
         if not (decision.takes_channel and ctx.initial_invite and tenant_id):
-            return True
+            return True, False
         call = inputs.call
-        also = device_lease_key(decision.device_id) if isinstance(decision, Outbound) else None
+        also = daily = None
+        if isinstance(decision, Outbound):
+            also = device_lease_key(decision.device_id)
+            daily = self._counting(decision, inputs) if self._counting is not None else None
         ok = await self._calls.acquire(
             tenant_id, fwd.call_id, inputs.snapshot.channels(tenant_id),
             caller=call.caller_number or call.device_id, called=call.dialled, also=also,
+            daily=daily,
         )  # fmt: skip
         if ok:
             self._arm_sweep()
-        return ok
+        return ok, ok and daily is not None
 
     def _lost_channel_race(self, inputs: CallInputs, lost: Decision) -> Decision:
         """Routing saw a free channel but another call took the last one first (the lease

@@ -83,7 +83,7 @@ from switch.state.base import LATE_WRITE_BOUND, CallRecord, StateUnavailable
 if TYPE_CHECKING:
     from switch.metrics import Metrics
     from switch.sip.message import Headers
-    from switch.state.base import StateBackend
+    from switch.state.base import DailyCount, StateBackend
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +184,13 @@ class ActiveCalls:
         caller: str | None = None,
         called: str | None = None,
         also: str | None = None,
+        daily: DailyCount | None = None,
     ) -> bool:
         """Take one of the tenant's channels for the call and write its record; with
-        `also`, count the call under that key too in the same write (`also_count`). A backend
-        failure raises StateUnavailable, and whatever it may have applied is released."""
+        `also`, count the call under that key too in the same write (`also_count`), with
+        `daily` add it to the day's counters when the channel was taken. A backend failure
+        raises StateUnavailable, and whatever it may have applied is released (but counters
+        it may have added to: a call counted that did not happen errs on the caps' side)."""
         ttl = self.default_ttl if ttl is None else ttl
         now = self._wall()
         record = CallRecord(
@@ -196,7 +199,7 @@ class ActiveCalls:
         )  # fmt: skip
         counted = limit + self.releasing(tenant_id)  # those are over: not in use
         try:
-            ok = await self._state.acquire_call(record, counted, ttl, now)
+            ok = await self._state.acquire_call(record, counted, ttl, now, daily)
         except StateUnavailable:
             self._undo_acquire(tenant_id, call_id, also)
             raise

@@ -156,7 +156,7 @@ from switch.sip.digest import DigestAuthenticator
 from switch.sip.message import ParseError, Request, Response, SipURI
 from switch.sip.target import Target
 from switch.sip.transaction import ClientTransaction, ServerTransaction
-from switch.state.base import StateUnavailable
+from switch.state.base import DailyCount, StateUnavailable
 
 from .anchor import MediaAnchors
 from .auth import Authenticated, Refused, check, remove_our_credentials
@@ -260,8 +260,8 @@ class Proxy:
         )
         self.executor = DecisionExecutor(
             scheduler=sender, resolver=self.resolver, config=config, calls=self.calls,
-            metrics=metrics, decide=self.decide, started=self._outbound_started, anchors=anchors,
-            cdrs=self.cdrs, peers=peers,
+            metrics=metrics, decide=self.decide, started=self._outbound_started,
+            counting=self._outbound_counting, anchors=anchors, cdrs=self.cdrs, peers=peers,
         )  # fmt: skip
 
     # ================================================================ TransactionUser
@@ -512,6 +512,9 @@ class Proxy:
     async def _outbound_started(self, decision: Outbound, call_id: str, inputs: CallInputs) -> None:
         await self.book.started(decision, call_id, inputs.snapshot, self.wall_clock())
 
+    def _outbound_counting(self, decision: Outbound, inputs: CallInputs) -> DailyCount:
+        return self.book.daily(decision, inputs.snapshot, self.wall_clock())
+
     async def _inputs(
         self, fwd: Request, snap: Snapshot, device: Device | None, gateway_id: str | None
     ) -> CallInputs:
@@ -520,16 +523,22 @@ class Proxy:
         need = needs(call, snap)
         wall = self.wall_clock()
         tenant = need.tenant_id if need.channels and fwd.method == "INVITE" else None
-        # one round trip on Redis (was one per ID plus one for the channels)
-        bindings, in_use = await self.state.routing_lookup(list(need.device_ids), tenant, wall)
+        # one round trip on Redis (was one per ID plus one for the channels), with a device's
+        # outbound usage (the toll-fraud caps) when routing needs it
+        usage: dict[str, OutboundUsage] = {}
+        if need.usage_of and need.tenant_id is not None and fwd.method == "INVITE":
+            query = self.book.query(snap, need.tenant_id, need.usage_of, wall)
+            bindings, in_use, found = await self.state.outbound_lookup(
+                list(need.device_ids), tenant, wall, query
+            )
+            usage[need.usage_of] = self.book.usage(found)
+        else:
+            bindings, in_use = await self.state.routing_lookup(list(need.device_ids), tenant, wall)
         self.calls.backend_answered()
         channels = {}
         if tenant is not None and in_use is not None:
             # leases of calls over whose release is still being retried are not in use
             channels[tenant] = max(0, in_use - self.calls.releasing(tenant))
-        usage: dict[str, OutboundUsage] = {}
-        if need.usage_of and need.tenant_id is not None and fwd.method == "INVITE":
-            usage[need.usage_of] = await self.book.usage(snap, need.tenant_id, need.usage_of, wall)
         registered = frozenset(d for d, bs in bindings.items() if bs)
         live = LiveState(registered=registered, channels=channels, usage=usage)
         now = datetime.fromtimestamp(wall, UTC)

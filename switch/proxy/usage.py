@@ -7,7 +7,10 @@ Where the numbers live (the state seam, shared by nodes):
   acquire; `started` makes sure of it, leases.ActiveCalls.also_count) and released,
   refreshed and expired with it;
 - calls started per day: `StateBackend.add_daily` counters of the tenant's local day
-  (`routing.caps.usage_day`, `usage_keys`), kept two days.
+  (`routing.caps.usage_day`, `usage_keys`), kept two days, added to by the write that takes
+  the call's channel (`daily`, `StateBackend.acquire_call`);
+- both read with routing's own read (`query`, `StateBackend.outbound_lookup`): a device's
+  outbound call costs Redis three round trips (that read, the acquire, the release).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from routing.caps import (
     usage_keys,
 )
 from routing.decisions import Decision, Outbound
+from switch.state.base import DailyCount, UsageQuery
 
 if TYPE_CHECKING:
     from provisioning.model import Snapshot
@@ -53,16 +57,17 @@ class OutboundBook:
         for rule in CAP_RULES:  # present from the start (the alert compares increases)
             self._capped.labels(rule)
 
-    async def usage(
-        self, snapshot: Snapshot, tenant_id: str, device_id: str, wall: float
-    ) -> OutboundUsage:
-        """The ID's usage as routing.caps reads it."""
+    def query(self, snapshot: Snapshot, tenant_id: str, device_id: str, wall: float) -> UsageQuery:
+        """What to read for the ID's usage (`StateBackend.outbound_lookup`, with routing's
+        read: one round trip on Redis)."""
         tenant = snapshot.tenants[tenant_id]
         day = usage_day(tenant, datetime.fromtimestamp(wall, UTC))
-        # one round trip on Redis (the counters and the ID's calls in progress)
-        (today_id, today_tenant, expensive), active = await self._state.usage_lookup(
-            day, usage_keys(tenant_id, device_id), device_lease_key(device_id), wall
-        )
+        return UsageQuery(day, usage_keys(tenant_id, device_id), device_lease_key(device_id))
+
+    @staticmethod
+    def usage(found: tuple[list[int], int]) -> OutboundUsage:
+        """The ID's usage as routing.caps reads it, from what `query` read."""
+        (today_id, today_tenant, expensive), active = found
         return OutboundUsage(
             active_id=active,
             today_id=today_id,
@@ -70,17 +75,24 @@ class OutboundBook:
             expensive_today_id=expensive,
         )
 
-    async def started(
-        self, decision: Outbound, call_id: str, snapshot: Snapshot, wall: float
-    ) -> None:
-        """An outbound call took its channel and goes to the carrier: count it."""
+    def daily(self, decision: Outbound, snapshot: Snapshot, wall: float) -> DailyCount:
+        """The counters an outbound call adds to: the ID's and the tenant's calls of the
+        tenant's day, and the ID's expensive ones when the destination is (caps)."""
         tenant = snapshot.tenants[decision.tenant_id]
         day = usage_day(tenant, datetime.fromtimestamp(wall, UTC))
         per_id, per_tenant, expensive = usage_keys(decision.tenant_id, decision.device_id)
-        keys = [per_id, per_tenant]
+        keys: tuple[str, ...] = (per_id, per_tenant)
         if decision.destination_kind in self._limits.expensive:
-            keys.append(expensive)
-        await self._state.add_daily(day, keys, wall + _KEEP_DAYS)
+            keys += (expensive,)
+        return DailyCount(day, keys, wall + _KEEP_DAYS)
+
+    async def started(
+        self, decision: Outbound, call_id: str, snapshot: Snapshot, wall: float
+    ) -> None:
+        """An outbound call went to the carrier without its acquire counting it (`daily`):
+        count it."""
+        count = self.daily(decision, snapshot, wall)
+        await self._state.add_daily(count.day, count.keys, count.expires_at)
         await self._calls.also_count(call_id, device_lease_key(decision.device_id))
 
     def observe(self, decision: Decision, device_id: str | None) -> None:

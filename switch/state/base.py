@@ -86,7 +86,10 @@ Outbound usage (toll-fraud caps, routing.caps)
 -----------------------------------------------
 `add_daily` / `daily` are plain counters per (day, key) — the proxy counts the outbound
 calls it starts per ID, per tenant, and the expensive ones per ID; routing reads them,
-with the ID's calls in progress (its `also` leases), by `usage_lookup` (one round trip).
+with the ID's calls in progress (its `also` leases), by `usage_lookup`. A device's call
+reads them with what routing reads anyway (`outbound_lookup`, one round trip), and
+`acquire_call(..., daily=)` counts the call in the write that takes its channel: an
+outbound call costs a network backend three round trips (read, acquire, release).
 """
 
 from __future__ import annotations
@@ -173,6 +176,26 @@ class CallRecord:
     def __post_init__(self) -> None:
         if not self.call_id or not self.tenant_id:
             raise ValueError("CallRecord needs a call_id and a tenant_id")
+
+
+@dataclass(frozen=True, slots=True)
+class DailyCount:
+    """Counters to add one to (`add_daily(day, keys, expires_at)`) with a write that may
+    refuse (`acquire_call`): only when it took the lease."""
+
+    day: str
+    keys: tuple[str, ...]
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    """`usage_lookup(day, keys, lease_key, now)`'s arguments but `now`, read along with a
+    routing read (`outbound_lookup`)."""
+
+    day: str
+    keys: tuple[str, ...]
+    lease_key: str
 
 
 def check_kind(kind: str) -> None:
@@ -272,11 +295,19 @@ class StateBackend(Protocol):
         """Insert or replace the record of `record.call_id` (live until `record.until`)."""
         ...
 
-    async def acquire_call(self, record: CallRecord, limit: int, ttl: float, now: float) -> bool:
+    async def acquire_call(
+        self,
+        record: CallRecord,
+        limit: int,
+        ttl: float,
+        now: float,
+        daily: DailyCount | None = None,
+    ) -> bool:
         """`acquire_channel(record.tenant_id, record.call_id, limit, ttl, now)` and, when it
         took the lease, the lease of `record.also` when set (to the same deadline; it never
-        refuses) and `put_call(record)`; nothing is written when it refuses (or raises
-        StateUnavailable before reaching the backend, or is refused as a late write)."""
+        refuses), `put_call(record)` and, with `daily`, `add_daily(daily.day, daily.keys,
+        daily.expires_at)`; nothing is written when it refuses (or raises StateUnavailable
+        before reaching the backend, or is refused as a late write)."""
         ...
 
     async def refresh_call(self, record: CallRecord, ttl: float, now: float) -> bool:
@@ -364,6 +395,14 @@ class StateBackend(Protocol):
         """What routing.caps reads for a device's outbound call, at once: `daily(day, keys)`
         and `channels_in_use(lease_key, now)`, with the same results as those calls. A
         network backend reads it in one round trip."""
+        ...
+
+    async def outbound_lookup(
+        self, device_ids: Sequence[str], tenant_id: str | None, now: float, usage: UsageQuery
+    ) -> tuple[dict[str, list[Binding]], int | None, tuple[list[int], int]]:
+        """`routing_lookup(device_ids, tenant_id, now)` and `usage_lookup(usage.day,
+        usage.keys, usage.lease_key, now)` at once (a device's outbound call), with the same
+        results as those calls. A network backend reads it in one round trip."""
         ...
 
     # ------------------------------------------------------------------ processes

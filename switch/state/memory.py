@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .base import Ban, Binding, CallRecord, check_kind
+from .base import Ban, Binding, CallRecord, DailyCount, UsageQuery, check_kind
 
 __all__ = ["MemoryState"]
 
@@ -224,12 +224,21 @@ class MemoryState:
 
     # The combined calls are the calls they name, in order (no round trip to save here);
     # a subclass overriding one of those (tests' failing wrappers) is thus obeyed.
-    async def acquire_call(self, record: CallRecord, limit: int, ttl: float, now: float) -> bool:
+    async def acquire_call(
+        self,
+        record: CallRecord,
+        limit: int,
+        ttl: float,
+        now: float,
+        daily: DailyCount | None = None,
+    ) -> bool:
         if not await self.acquire_channel(record.tenant_id, record.call_id, limit, ttl, now):
             return False
         if record.also is not None:
             await self.acquire_channel(record.also, record.call_id, 2**31, ttl, now)
         await self.put_call(record)
+        if daily is not None:
+            await self.add_daily(daily.day, daily.keys, daily.expires_at)
         return True
 
     async def refresh_call(self, record: CallRecord, ttl: float, now: float) -> bool:
@@ -334,6 +343,13 @@ class MemoryState:
         self, day: str, keys: Sequence[str], lease_key: str, now: float
     ) -> tuple[list[int], int]:
         return await self.daily(day, keys), await self.channels_in_use(lease_key, now)
+
+    async def outbound_lookup(
+        self, device_ids: Sequence[str], tenant_id: str | None, now: float, usage: UsageQuery
+    ) -> tuple[dict[str, list[Binding]], int | None, tuple[list[int], int]]:
+        bindings, in_use = await self.routing_lookup(device_ids, tenant_id, now)
+        found = await self.usage_lookup(usage.day, usage.keys, usage.lease_key, now)
+        return bindings, in_use, found
 
     async def daily(self, day: str, keys: Sequence[str]) -> list[int]:
         counters = self._daily.get(day, {})

@@ -86,9 +86,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import redis_codec as codec
 from . import redis_scripts as lua
-from .base import LATE_WRITE_BOUND, Ban, Binding, CallRecord, StateUnavailable
+from .base import (
+    LATE_WRITE_BOUND,
+    Ban,
+    Binding,
+    CallRecord,
+    DailyCount,
+    StateUnavailable,
+    UsageQuery,
+)
 from .redis_batch import RefreshBatch
 from .redis_guard import GuardOps
+from .redis_lookup import LookupOps
 from .redis_nodes import ProcessOps
 from .redis_pool import connection_pool
 
@@ -191,7 +200,7 @@ def _redis_op(
     return operation
 
 
-class RedisState(GuardOps, ProcessOps):
+class RedisState(GuardOps, LookupOps, ProcessOps):
     """StateBackend on one Redis server. `await close()` when done. The authentication
     guard's and the daily counters' operations are in redis_guard.py (keys listed there)."""
 
@@ -232,6 +241,7 @@ class RedisState(GuardOps, ProcessOps):
         self._put_call, self._list_calls = script(lua.PUT_CALL), script(lua.CALLS)
         self._remove_call = script(lua.REMOVE_CALL)
         self._acquire_call, self._refresh_call = script(lua.ACQUIRE_CALL), script(lua.REFRESH_CALL)
+        self._acquire_call_counted = script(lua.ACQUIRE_CALL_COUNTED)
         self._release_call = script(lua.RELEASE_CALL)
         self._refresh_calls = script(lua.REFRESH_CALLS)
         self._batch = RefreshBatch(batch_delay, self._send_batch)
@@ -270,15 +280,6 @@ class RedisState(GuardOps, ProcessOps):
             stored, order = await pipe.execute()
         return self._live(stored, order, now)
 
-    def _live(self, stored: dict[str, str], order: list[str], now: float) -> list[Binding]:
-        rank = {contact: i for i, contact in enumerate(order)}
-        found = []
-        for contact in sorted(stored, key=lambda c: rank.get(c, len(rank))):
-            binding = self._read(stored[contact])
-            if binding is not None and binding.expires_at > now:
-                found.append(binding)
-        return found
-
     @_redis_op
     async def routing_lookup(
         self, device_ids: Sequence[str], tenant_id: str | None, now: float
@@ -288,33 +289,15 @@ class RedisState(GuardOps, ProcessOps):
         if not device_ids and tenant_id is None:
             return {}, None
         async with self._redis.pipeline(transaction=True) as pipe:
-            for device_id in device_ids:
-                b_key, o_key, _ = self._binding_keys(device_id)
-                pipe.hgetall(b_key)
-                pipe.zrange(o_key, 0, -1)
-            if tenant_id is not None:
-                key = self._lease_key(tenant_id)
-                pipe.zremrangebyscore(key, "-inf", codec.num(now))
-                pipe.zcard(key)
+            self._queue_routing(pipe, device_ids, tenant_id, now)
             replies = await self._execute(pipe)
-        bindings = {
-            d: self._live(replies[2 * i], replies[2 * i + 1], now) for i, d in enumerate(device_ids)
-        }
-        return bindings, None if tenant_id is None else int(replies[-1])
+        return self._routing_read(replies, device_ids, tenant_id, now)
 
-    def _read(self, text: str) -> Binding | None:
-        try:
-            binding = codec.decode_binding(text)
-        except (ValueError, KeyError, TypeError):
-            log.warning("unreadable binding in redis skipped: %.200r", text)
-            return None
-        if binding.node in (None, self.node_id):
-            # Ours: reached directly, not through our own path (base.py, Flows).
-            return binding if binding.path is None else replace(binding, path=None)
-        if binding.source.conn_id is not None:
-            # Another node's connection number means nothing here (base.py, Flows).
-            binding = replace(binding, source=replace(binding.source, conn_id=None))
-        return binding
+    @_redis_op
+    async def outbound_lookup(
+        self, device_ids: Sequence[str], tenant_id: str | None, now: float, usage: UsageQuery
+    ) -> tuple[dict[str, list[Binding]], int | None, tuple[list[int], int]]:
+        return await self._outbound_lookup(device_ids, tenant_id, now, usage)
 
     @_redis_op
     async def put_binding(self, binding: Binding) -> None:
@@ -454,7 +437,14 @@ class RedisState(GuardOps, ProcessOps):
         return [codec.encode_call(record), codec.num(record.until), ttl]
 
     @_redis_op
-    async def acquire_call(self, record: CallRecord, limit: int, ttl: float, now: float) -> bool:
+    async def acquire_call(
+        self,
+        record: CallRecord,
+        limit: int,
+        ttl: float,
+        now: float,
+        daily: DailyCount | None = None,
+    ) -> bool:
         call_id = record.call_id
         args = [
             call_id, str(limit), codec.num(now + ttl), codec.num(now), self._ttl(ttl),
@@ -463,7 +453,12 @@ class RedisState(GuardOps, ProcessOps):
         keys = [self._lease_key(record.tenant_id), *self._call_keys(record)]
         if record.also is not None:
             keys.append(self._lease_key(record.also))
-        done = int(await self._acquire_call(keys=keys, args=args))
+        if daily is None:
+            done = int(await self._acquire_call(keys=keys, args=args))
+        else:
+            args += [self._ttl(daily.expires_at - time.time()), str(len(keys) + 1)]
+            keys += [self._daily_key(daily.day, key) for key in daily.keys]
+            done = int(await self._acquire_call_counted(keys=keys, args=args))
         if done < 0:
             raise StateUnavailable(f"redis: lease for {call_id} arrived too late, refused")
         return bool(done)

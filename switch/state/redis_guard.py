@@ -145,11 +145,20 @@ class GuardOps:
         """One MULTI/EXEC: the counters (MGET) and the live leases of the `leases` zset
         (ZREMRANGEBYSCORE + ZCARD, as routing_lookup reads a tenant's channels)."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            if keys:
-                pipe.mget([self._daily_key(day, k) for k in keys])
-            pipe.zremrangebyscore(leases, "-inf", _num(now))
-            pipe.zcard(leases)
+            self._queue_usage(pipe, day, keys, leases, now)
             replies = await self._execute(pipe)
+        return self._usage_read(replies, keys)
+
+    def _queue_usage(
+        self, pipe: Any, day: str, keys: Sequence[str], leases: str, now: float
+    ) -> None:
+        if keys:
+            pipe.mget([self._daily_key(day, k) for k in keys])
+        pipe.zremrangebyscore(leases, "-inf", _num(now))
+        pipe.zcard(leases)
+
+    @staticmethod
+    def _usage_read(replies: list[Any], keys: Sequence[str]) -> tuple[list[int], int]:
         found = replies[0] if keys else []
         return [int(v) if v is not None else 0 for v in found], int(replies[-1])
 

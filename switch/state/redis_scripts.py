@@ -150,6 +150,24 @@ ACQUIRE_CALL = (
     + "return 1\n"
 )
 
+# ACQUIRE_CALL counting the call in the day's counters when it took the lease (a device's
+# outbound call, base.DailyCount): one round trip for both.
+# KEYS: ch, c, cs [, also ch], counters...   ARGV: ACQUIRE_CALL's 10, counter TTL, the index
+# of the first counter in KEYS (5 with an also lease, else 4)
+ACQUIRE_CALL_COUNTED = (
+    _TAKE_LEASE
+    + "if tonumber(ARGV[12]) > 4 then\n"
+    + _take_also(4, deadline=3, now=4, ttl=5)
+    + "end\n"
+    + _put_record(2, 3, json=8, until=9, ttl=10)
+    + """for i = tonumber(ARGV[12]), #KEYS do
+  redis.call('INCR', KEYS[i])
+  redis.call('EXPIRE', KEYS[i], ARGV[11])
+end
+return 1
+"""
+)
+
 # KEYS: ch, c, cs [, also ch]   ARGV: call_id, deadline, now, ttl, json, record until, record ttl
 # Nothing when the lease is gone: a refresh never takes a lease again (leases.py does, when
 # the call still holds it, by `acquire_call`).

@@ -20,7 +20,7 @@ import pytest
 
 from switch.metrics import Metrics
 from switch.proxy.leases import ActiveCalls
-from switch.state.base import StateBackend
+from switch.state.base import DailyCount, StateBackend, UsageQuery
 from switch.state.memory import MemoryState
 from switch.state.redis import RedisState
 
@@ -217,32 +217,66 @@ async def test_usage_lookup_is_daily_and_channels_in_use(backend: StateBackend) 
 
 @pytest.mark.redis
 @pytest.mark.integration
-async def test_an_outbound_call_costs_five_round_trips(nodes: RedisNodes) -> None:
+async def test_an_outbound_call_costs_three_round_trips(nodes: RedisNodes) -> None:
     """A device's call to the carrier, as the proxy does it (proxy.py `_inputs`, usage.py,
-    execute.py): the routing read, the caps' usage read, the acquire with the ID's own
-    lease, the day's counters (`also_count` then has nothing to do), the answer (rides
-    along), the release."""
-    a = nodes.node("node-a", batch_delay=0.3)
+    execute.py `_take_channel`): the routing read with the caps' usage read, the acquire
+    with the ID's own lease and the day's counters, the answer (rides along), the
+    release."""
+    a, operator = nodes.node("node-a", batch_delay=0.3), nodes.node("node-op")
     sent = count_round_trips(a)
     calls = ActiveCalls(Metrics(), a, time.time)
     await warm_up(a, calls, sent)
-    day, keys = "2026-12-03", ["id:d1", "t:t"]
-    for call_id in ("warm-up-2", "c1"):  # the first loads the scripts of the outbound path
+    day, keys = "2026-12-03", ("id:d1", "t:t")
+    query = UsageQuery(day, keys, "id:d1")
+    count = DailyCount(day, keys, time.time() + 3600)
+    for n, call_id in enumerate(("warm-up-2", "c1")):  # the first loads the outbound scripts
         sent[0] = 0
-        await a.routing_lookup([], "t", time.time())
-        await a.usage_lookup(day, keys, "id:d1", time.time())
-        assert await calls.acquire("t", call_id, 10, also="id:d1")
-        assert await a.channels_in_use("id:d1", time.time()) == 1  # not counted (node-a's)
-        sent[0] -= 1
-        await a.add_daily(day, keys, time.time() + 3600)
-        await calls.also_count(call_id, "id:d1")
+        bindings, in_use, (counters, active) = await a.outbound_lookup([], "t", time.time(), query)
+        assert (bindings, in_use, counters, active) == ({}, 0, [n, n], 0)
+        assert await calls.acquire("t", call_id, 10, also="id:d1", daily=count)
+        assert await operator.channels_in_use("id:d1", time.time()) == 1
+        assert await operator.daily(day, list(keys)) == [n + 1, n + 1]
+        await calls.also_count(call_id, "id:d1")  # counted by the acquire: nothing to do
         calls.answered(call_id)
         await a.routing_lookup([], "t", time.time())  # the next call's: the answer rides on it
         calls.ended(call_id)
         await settle()
-    assert sent[0] == 5 + 1  # + the next call's routing read
-    assert await a.channels_in_use("id:d1", time.time()) == 0
-    assert await a.channels_in_use("t", time.time()) == 0
+    assert sent[0] == 3 + 1  # + the next call's routing read
+    assert await operator.channels_in_use("id:d1", time.time()) == 0
+    assert await operator.channels_in_use("t", time.time()) == 0
+
+
+async def test_outbound_lookup_reads_what_the_two_lookups_read(backend: StateBackend) -> None:
+    day = "2026-12-03"
+    await backend.add_daily(day, ["id:d1", "t:t"], expires_at=time.time() + 3600)
+    assert await backend.acquire_channel("id:d1", "c1", 2**31, ttl=100, now=0)
+    assert await backend.acquire_channel("t", "c1", 5, ttl=100, now=0)
+    query = UsageQuery(day, ("id:d1", "t:t", "never"), "id:d1")
+    got = await backend.outbound_lookup(["d1"], "t", 50, query)
+    assert got == ({"d1": []}, 1, ([1, 1, 0], 1))
+    assert got[:2] == await backend.routing_lookup(["d1"], "t", 50)
+    assert got[2] == await backend.usage_lookup(day, ["id:d1", "t:t", "never"], "id:d1", 50)
+    assert await backend.outbound_lookup([], None, 150, query) == ({}, None, ([1, 1, 0], 0))
+
+
+async def test_acquire_call_counts_the_day_only_when_it_takes_the_lease(
+    backend: StateBackend,
+) -> None:
+    day, keys = "2026-12-03", ("id:d1", "t:t", "x:d1")
+    count = DailyCount(day, keys, time.time() + 3600)
+    record = dataclasses.replace(rec("c1"), also="id:d1")
+    assert await backend.acquire_call(record, limit=1, ttl=100, now=0, daily=count)
+    assert await backend.daily(day, list(keys)) == [1, 1, 1]
+    assert await backend.channels_in_use("id:d1", now=10) == 1  # the also lease too
+    refused = dataclasses.replace(rec("c2"), also="id:d1")
+    assert not await backend.acquire_call(refused, limit=1, ttl=100, now=10, daily=count)
+    assert await backend.daily(day, list(keys)) == [1, 1, 1]  # refused: not counted
+    assert await backend.channels_in_use("id:d1", now=10) == 1
+    plain = rec("c3", tenant="u")  # no also lease: the counters are the only extra keys
+    assert await backend.acquire_call(plain, limit=1, ttl=100, now=10, daily=count)
+    assert await backend.daily(day, list(keys)) == [2, 2, 2]
+    assert await backend.channels_in_use("id:d1", now=10) == 1
+    assert await backend.channels_in_use("u", now=10) == 1
 
 
 @pytest.mark.redis
