@@ -77,33 +77,37 @@ def run_eager(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     task = asyncio.get_running_loop().create_task(_resume(coro, first))
     _pending.add(task)
     task.add_done_callback(_pending.discard)
+    # cancelled before its first step, the task never reached the coroutine: close it (its
+    # finally blocks run); a no-op for one that ended
+    task.add_done_callback(lambda _: coro.close())
     return task
 
 
 async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-    """Drive a coroutine that was started by hand, as asyncio.Task would: wait for the
-    future it yielded, then send(None) (Future.__await__ reads the result itself)."""
+    """The rest of a coroutine started by hand, in a task: the task waits for the future it
+    yielded (or, for a bare yield, steps again soon), as if it had run it from the start."""
     try:
-        while True:  # bounded by the coroutine's own life: each pass is one of its awaits
-            if isinstance(yielded, asyncio.Future):
-                yielded._asyncio_future_blocking = False
-                try:
-                    await asyncio.wait([yielded])
-                except asyncio.CancelledError:
-                    yielded = coro.throw(asyncio.CancelledError())
-                    continue
-            else:  # a bare yield (asyncio.sleep(0))
-                await _yield_once()
-            yielded = coro.send(None)
-    except StopIteration:
-        return
+        await _continue(coro, yielded)
     except asyncio.CancelledError:
-        coro.close()
         raise
     except Exception:
         _faults.record("transaction user")
 
 
 @types.coroutine
-def _yield_once() -> Generator[None, None, None]:
-    yield
+def _continue(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, None, None]:
+    """Yield what the coroutine yielded to the task driving this (which then waits for that
+    future, as it would for the coroutine's own await), then delegate to the coroutine:
+    `yield from` resumes it with send(None) - Future.__await__ reads the result itself - and
+    passes its further yields, sends and throws through. A throw at the first yield (the
+    task cancelled meanwhile) goes into the coroutine, which then goes on being delegated to."""
+    try:
+        yield yielded
+    except BaseException as exc:  # handed to the coroutine, as a task would
+        try:
+            yielded = coro.throw(exc)
+        except StopIteration:
+            return
+        yield from _continue(coro, yielded)
+        return
+    yield from coro

@@ -173,8 +173,8 @@ def _redis_op(
 
     The transport core steps a TU's coroutine by hand up to its first suspension, from a
     protocol callback (switch/eager.py, `run_eager`), and redis-py's socket
-    timeouts (`asyncio.timeout`) refuse to run without a current task. Awaiting the task
-    is a real suspension, after which the TU runs in run_eager's task like any other."""
+    timeouts (`asyncio.timeout`) refuse to run without a current task. A bare yield is a
+    real suspension, after which the TU runs in run_eager's task like any other."""
     name = method.__name__
 
     async def operation(self: RedisState, /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -183,7 +183,13 @@ def _redis_op(
             raise StateUnavailable(f"redis: {name} refused: redis unreachable (failing fast)")
         try:
             if asyncio.current_task() is None:
-                result = await asyncio.ensure_future(method(self, *args, **kwargs))
+                # Suspend once: run_eager goes on in a task of its own, where the operation
+                # then runs (no second task per operation); anything else gets one.
+                await asyncio.sleep(0)
+                if asyncio.current_task() is None:
+                    result = await asyncio.ensure_future(method(self, *args, **kwargs))
+                else:
+                    result = await method(self, *args, **kwargs)
             else:
                 result = await method(self, *args, **kwargs)
         except (RedisError, OSError) as exc:

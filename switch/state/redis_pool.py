@@ -85,7 +85,28 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     )
 
 
-class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+class _Blocking(BlockingConnectionPool):
+    """redis-py's blocking pool, but an idle connection is handed out at once: no condition
+    lock, no `asyncio.timeout` (a timer scheduled and cancelled per command) and no
+    observability hooks unless it has to wait. The connection is still checked
+    (`ensure_connection`: connected, no stray data), and a waiter woken by a release that
+    finds the connection taken waits on (up to its timeout). About 5 % of a worker's CPU on
+    Redis state at 500 calls/s went to the pool's hand-out."""
+
+    async def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
+        if not self._available_connections or self._in_maintenance:
+            return await super().get_connection()  # type: ignore[no-untyped-call]
+        connection = self._available_connections.pop()
+        self._in_use_connections.add(connection)
+        try:
+            await self.ensure_connection(connection)
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, _Blocking):
     """The master's connections, found through the sentinels, in a blocking pool."""
 
 
@@ -99,7 +120,7 @@ def connection_pool(url: str, *, size: int, timeout: float) -> ConnectionPool:
         "retry": Retry(NoBackoff(), 1),
     }
     if not url.startswith(SENTINEL_SCHEME + "://"):
-        return BlockingConnectionPool.from_url(url, max_connections=size, timeout=timeout, **common)
+        return _Blocking.from_url(url, max_connections=size, timeout=timeout, **common)
     parsed = parse_sentinel_url(url)
     sentinel_kwargs: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
     if parsed.sentinel_password:

@@ -76,7 +76,7 @@ else:
 """
 
 
-def start(work: Path, cprofile_out: Path | None = None) -> SwitchProcess:
+def start(work: Path, cprofile_out: Path | None = None, state: str | None = None) -> SwitchProcess:
     seed = SeedSpec(
         devices=[DeviceSpec(UAS_USER, UAS_PASSWORD)],
         tenant="prof",
@@ -92,7 +92,12 @@ def start(work: Path, cprofile_out: Path | None = None) -> SwitchProcess:
         env = {**os.environ, "SOFTSWITCH_PYTHON": str(boot)}
         os.environ["SOFTSWITCH_PYTHON"] = str(boot)  # the harness reads it from here
     exempt = '[security]\nexempt = ["127.0.0.0/8"]\n'  # load from loopback, see run.py
-    sw = SwitchProcess(work / "switch", seed.toml(), tls=False, env=env, config_toml=exempt)
+    if state is not None:  # a shared backend needs a shared flow-token secret
+        exempt += f'[state]\nurl = "{state}"\n[auth]\nnonce_secret = "{"b" * 32}"\n'
+    workers = ["--workers", "1"]  # on shared state the default is one per core
+    sw = SwitchProcess(
+        work / "switch", seed.toml(), tls=False, env=env, config_toml=exempt, extra_args=workers
+    )
     sw.start(timeout=60)
     return sw
 
@@ -278,12 +283,13 @@ def main(argv: list[str] | None = None) -> int:
         "times; the CPU figures are then not comparable)",
     )
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--state", default=None, help="a state URL (redis://...) instead of memory")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="profile-switch-"))
     pstats_path = work / "switch.pstats"
-    sw = start(work, pstats_path if args.cprofile else None)
+    sw = start(work, pstats_path if args.cprofile else None, args.state)
     try:
         uas_port = Sipp("uas", work, remote=None, name="port-probe").local_port
         register(sw, work, uas_port)

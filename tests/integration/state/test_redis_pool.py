@@ -10,6 +10,7 @@ import secrets
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switch.state.redis import POOL_SIZE, RedisState
 
@@ -49,5 +50,31 @@ async def test_max_connections_in_the_url_sets_the_pool_size() -> None:
         await asyncio.gather(*[state.bindings(f"dev{i}", 0.0) for i in range(200)])
         assert state._redis.connection_pool.max_connections == 3
         assert 1 <= await connected_clients(name) <= 3
+    finally:
+        await state.close()
+
+
+async def test_an_idle_connection_is_reused_and_one_whose_reply_timed_out_is_not() -> None:
+    """The pool's fast hand-out (redis_pool._Blocking) reuses an idle connection as is; a
+    connection whose command timed out was dropped by redis-py, so its late reply is never
+    read as the next command's: the next operation gets a fresh connection."""
+    name = f"pool-test-{secrets.token_hex(4)}"
+    state = RedisState(
+        f"{REDIS_URL}?max_connections=1&client_name={name}",
+        prefix=f"softswitch-test:{secrets.token_hex(6)}:",
+        timeout=0.3,
+    )
+    try:
+        pool = state._redis.connection_pool
+        assert await state.bindings("dev", 0.0) == []
+        (idle,) = pool._available_connections  # type: ignore[attr-defined]
+        assert await state.bindings("dev", 0.0) == []
+        assert pool._available_connections == [idle]  # type: ignore[attr-defined]
+        with pytest.raises(RedisTimeoutError):  # its reply (nil) comes after 1 s
+            await state._redis.blpop([f"{state.prefix}never"], timeout=1)
+        await asyncio.sleep(1.0)  # the late reply has arrived by now, on the old socket
+        assert await state.channels_in_use("t", now=0.0) == 0
+        assert await state.bindings("dev", 0.0) == []
+        assert await connected_clients(name) == 1
     finally:
         await state.close()
