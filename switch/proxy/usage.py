@@ -60,8 +60,7 @@ class OutboundBook:
     def query(self, snapshot: Snapshot, tenant_id: str, device_id: str, wall: float) -> UsageQuery:
         """What to read for the ID's usage (`StateBackend.outbound_lookup`, with routing's
         read: one round trip on Redis)."""
-        tenant = snapshot.tenants[tenant_id]
-        day = usage_day(tenant, datetime.fromtimestamp(wall, UTC))
+        day = _day(snapshot, tenant_id, wall)
         return UsageQuery(day, usage_keys(tenant_id, device_id), device_lease_key(device_id))
 
     @staticmethod
@@ -78,8 +77,7 @@ class OutboundBook:
     def daily(self, decision: Outbound, snapshot: Snapshot, wall: float) -> DailyCount:
         """The counters an outbound call adds to: the ID's and the tenant's calls of the
         tenant's day, and the ID's expensive ones when the destination is (caps)."""
-        tenant = snapshot.tenants[decision.tenant_id]
-        day = usage_day(tenant, datetime.fromtimestamp(wall, UTC))
+        day = _day(snapshot, decision.tenant_id, wall)
         per_id, per_tenant, expensive = usage_keys(decision.tenant_id, decision.device_id)
         keys: tuple[str, ...] = (per_id, per_tenant)
         if decision.destination_kind in self._limits.expensive:
@@ -101,3 +99,8 @@ class OutboundBook:
         if decision.rule in CAP_RULES:
             self._capped.labels(decision.rule).inc()
             log.warning("outbound cap %s: a call from ID %s refused", decision.rule, device_id)
+
+
+def _day(snapshot: Snapshot, tenant_id: str, wall: float) -> str:
+    """The tenant's local day the counters of a call at `wall` belong to."""
+    return usage_day(snapshot.tenants[tenant_id], datetime.fromtimestamp(wall, UTC))

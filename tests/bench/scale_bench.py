@@ -55,7 +55,7 @@ from tests.bench.run import (
     start_kamailio,
     tree_cpu_seconds,
 )
-from tests.bench.workers_bench import EXEMPT, step_seed
+from tests.bench.workers_bench import EXEMPT, register, step_seed
 from tests.integration.harness import (
     CARRIER_IP,
     DeviceSpec,
@@ -153,7 +153,7 @@ def call_step(config: Config, rate: int, seconds: float, work: Path, url: str) -
         if config.kind == "nodes":
             nodes.append(_switch(config, work / "b", seed, url, ip=NODE_B_IP))
         port = free_port()
-        _register(_target(nodes[0]), work, port, f"{tenant}-uas")
+        register(_target(nodes[0]), work, port, f"{tenant}-uas")
         if config.kind == "switch":
             return run_step(
                 _target(nodes[0]), work, port, rate, seconds, latency, many_sources(rate)
@@ -162,16 +162,6 @@ def call_step(config: Config, rate: int, seconds: float, work: Path, url: str) -
     finally:
         for n in nodes:
             n.stop()
-
-
-def _register(target: Target, work: Path, port: int, user: str) -> None:
-    res = Sipp(
-        "register", work, remote=(target.ip, target.port), local_port=port,
-        credentials=[(user, UAS_PASSWORD)], keys={"expires": "3600"}, timeout_s=10,
-        name="register-uas",
-    ).run()  # fmt: skip
-    if res.returncode != 0 or res.successful != 1:
-        raise RuntimeError(f"registering the UAS failed\n{res.report()}")
 
 
 def pair_step(
